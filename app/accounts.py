@@ -1,0 +1,168 @@
+"""Accounts and API tokens: the rules, independent of the web layer and the CLI.
+
+Every function raises ``AccountError`` with a message meant for the person who asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.models import ROLES, ApiToken, User, utcnow
+
+USERNAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+MIN_PASSWORD_LENGTH = 8
+TOKEN_PREFIX = "berth_"  # noqa: S105  (a marker, not a secret)
+_TOKEN_SHAPE = re.compile(r"^berth_[A-Za-z0-9_-]{40,64}$")
+# A hash to compare against when the user does not exist, so a login for an unknown
+# name costs as much time as one with a wrong password.
+_DUMMY_HASH = generate_password_hash("berth-timing-equaliser")
+
+
+class AccountError(Exception):
+    """A request about accounts or tokens was refused; the message says why."""
+
+
+class TokenRefused(AccountError):
+    """A bearer token did not authenticate; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def validate_username(username: str) -> str:
+    name = (username or "").strip()
+    if not 2 <= len(name) <= 32 or not USERNAME_RULE.match(name):
+        raise AccountError(
+            f"username {username!r} is not allowed: use 2 to 32 lowercase letters, digits "
+            "and single hyphens, starting with a letter"
+        )
+    return name
+
+
+def validate_password(password: str) -> str:
+    if password is None or len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def create_user(username: str, password: str | None, role: str = "member") -> User:
+    """Create a local account; ``password=None`` makes one that cannot log in by password."""
+    name = validate_username(username)
+    if role not in ROLES:
+        raise AccountError(f"role {role!r} does not exist; choose one of {', '.join(ROLES)}")
+    if User.select().where(User.username == name).exists():
+        raise AccountError(f"a user named {name!r} already exists")
+    password_hash = generate_password_hash(validate_password(password)) if password else None
+    return User.create(username=name, password_hash=password_hash, role=role)
+
+
+def find_user(username: str) -> User:
+    user = User.get_or_none(User.username == (username or "").strip().lower())
+    if user is None:
+        raise AccountError(f"there is no user named {username!r}")
+    return user
+
+
+def authenticate(username: str, password: str) -> User:
+    """Return the user these credentials belong to, or raise AccountError saying why not."""
+    user = User.get_or_none(User.username == (username or "").strip().lower())
+    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    if not check_password_hash(stored, password or "") or user is None or not user.password_hash:
+        raise AccountError("Wrong username or password.")
+    if user.is_disabled:
+        raise AccountError("This account is disabled. Ask an administrator to re-enable it.")
+    user.last_login_at = utcnow()
+    user.save(only=[User.last_login_at])
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = generate_password_hash(validate_password(password))
+    user.save(only=[User.password_hash])
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    if not user.password_hash or not check_password_hash(user.password_hash, current or ""):
+        raise AccountError("The current password is not right.")
+    set_password(user, new)
+
+
+def set_disabled(user: User, disabled: bool, acting: User | None = None) -> None:
+    if disabled and acting is not None and acting.id == user.id:
+        raise AccountError("You cannot disable your own account.")
+    if disabled and user.is_admin and not user.is_disabled:
+        active_admins = (
+            User.select().where((User.role == "admin") & User.disabled_at.is_null()).count()
+        )
+        if active_admins <= 1:
+            raise AccountError(f"{user.username} is the last active admin and cannot be disabled.")
+    user.disabled_at = utcnow() if disabled else None
+    user.save(only=[User.disabled_at])
+
+
+def _hash_token(plaintext: str) -> str:
+    # Tokens carry 240 bits of randomness, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_token(
+    user: User, name: str = "", lifetime: timedelta | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; return the row and the plaintext, which is never stored."""
+    name = (name or "").strip() or "token"
+    if len(name) > 64:
+        raise AccountError("the token name must be at most 64 characters")
+    if user.is_disabled:
+        raise AccountError(f"{user.username} is disabled; re-enable the account first")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    row = ApiToken.create(
+        user=user,
+        name=name,
+        prefix=plaintext[: len(TOKEN_PREFIX) + 6],
+        token_hash=_hash_token(plaintext),
+        expires_at=utcnow() + lifetime if lifetime else None,
+    )
+    return row, plaintext
+
+
+def verify_token(plaintext: str, now: datetime | None = None) -> ApiToken:
+    """Return the active token row for ``plaintext`` (with its user), or raise TokenRefused."""
+    if not plaintext or not _TOKEN_SHAPE.match(plaintext):
+        raise TokenRefused("malformed_token", "The bearer token is malformed.")
+    row = (
+        ApiToken.select(ApiToken, User)
+        .join(User)
+        .where(ApiToken.token_hash == _hash_token(plaintext))
+        .first()
+    )
+    if row is None:
+        raise TokenRefused("invalid_token", "The bearer token is not valid.")
+    now = now or utcnow()
+    status = row.status(now)
+    if status == "revoked":
+        raise TokenRefused("token_revoked", "The bearer token has been revoked.")
+    if status == "expired":
+        raise TokenRefused(
+            "token_expired", f"The bearer token expired at {row.expires_at:%Y-%m-%d %H:%M} UTC."
+        )
+    if row.user.is_disabled:
+        raise TokenRefused("account_disabled", "The account this token belongs to is disabled.")
+    row.last_used_at = now
+    row.save(only=[ApiToken.last_used_at])
+    return row
+
+
+def revoke_token(token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        token.save(only=[ApiToken.revoked_at])
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    return list(user.tokens.order_by(ApiToken.created_at.desc()))

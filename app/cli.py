@@ -1,0 +1,286 @@
+"""The ``berth`` command line: every entry point of Berth, one click group."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import sys
+import time
+
+import click
+
+from app import __version__, accounts, migrations
+from app.config import ConfigError, Settings
+from app.db import open_database
+from app.durations import parse_duration
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"berth: {message}", err=True)
+    sys.exit(code)
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings.load(overrides)
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+
+
+def open_instance(settings: Settings, quiet: bool = False) -> None:
+    """Create the data dir, connect the database and bring its schema up to date."""
+    try:
+        settings.ensure_data_dir()
+        db = open_database(settings)
+        with db.connection_context():
+            migrations.upgrade(
+                db,
+                on_step=None
+                if quiet
+                else lambda step: click.echo(
+                    f"berth: database migrated to version {step.version} ({step.description})",
+                    err=True,
+                ),
+            )
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+    except migrations.SchemaTooNew as exc:
+        _fail(str(exc), 2)
+
+
+def instance_command(func):
+    """Adds ``--data-dir`` and runs the command against the selected instance's database."""
+
+    @click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        help="Where this instance keeps its data (default ./data, or BERTH_DATA_DIR).",
+    )
+    @functools.wraps(func)
+    def wrapper(data_dir, **kwargs):
+        settings = load_settings(data_dir=data_dir)
+        open_instance(settings, quiet=True)
+        try:
+            return func(settings, **kwargs)
+        except accounts.AccountError as exc:
+            _fail(str(exc))
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="berth")
+def main():
+    """Berth: development workspaces for a small team, on one Docker host."""
+
+
+# --- running Berth -------------------------------------------------------------------
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _wait_for_port(host: str, port: int, timeout: float) -> bool:
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((target, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
+)
+@click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for everyone).")
+@click.option("--port", type=int, help="The HTTP port people open (default 8080).")
+@click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
+def serve(data_dir, host, port, ssh_port):
+    """Run all of Berth in the foreground: the embedded default."""
+    from app.supervisor import Child, Supervisor, berth_command
+
+    settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
+    open_instance(settings)
+    if _port_in_use(settings.host, settings.port):
+        _fail(f"port {settings.port} on {settings.host} is in use; choose another with --port", 2)
+    env = {**os.environ, **settings.child_environment()}
+    children = [
+        Child("web", berth_command("web", "--bind", f"{settings.host}:{settings.port}"), env),
+    ]
+
+    def announce():
+        if _wait_for_port(settings.host, settings.port, timeout=30):
+            click.echo(f"berth: ready at {settings.public_url}  (data in {settings.data_dir})")
+            click.echo("berth: press Ctrl-C to stop")
+        else:
+            click.echo("berth: the web app did not answer within 30 s; see the messages above")
+
+    sys.exit(Supervisor(children, say=click.echo).run(on_started=announce))
+
+
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
+)
+@click.option("--bind", help="HOST:PORT to listen on (default BERTH_HOST:BERTH_PORT).")
+def web(data_dir, bind):
+    """Run the web app (dashboard, admin, API) under gunicorn."""
+    from app import webserver
+
+    settings = load_settings(data_dir=data_dir)
+    open_instance(settings)
+    webserver.run(settings, bind or f"{settings.host}:{settings.port}")
+
+
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
+)
+def migrate(data_dir):
+    """Bring the database schema up to date."""
+    settings = load_settings(data_dir=data_dir)
+    open_instance(settings)
+    click.echo(f"berth: database schema is at version {migrations.LATEST} (current)")
+
+
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
+)
+def doctor(data_dir):
+    """Check the Docker engine, the database and free disk; say what to fix."""
+    from app import doctor as checks
+
+    settings, problem = checks.load_settings_check({"data_dir": data_dir})
+    results = [problem] if problem else checks.run_checks(settings)
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    for check in results:
+        click.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
+        if check.fix:
+            click.echo(f"       fix: {check.fix}")
+    failed = [c for c in results if c.status == "fail"]
+    click.echo(
+        f"{len(failed)} problem(s) to fix." if failed else "Everything Berth needs is in order."
+    )
+    sys.exit(1 if failed else 0)
+
+
+# --- accounts ----------------------------------------------------------------------
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            _fail("--password-stdin: no password on standard input")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@main.group()
+def admin():
+    """Manage accounts from the shell (the first admin, a locked-out admin)."""
+
+
+@admin.command("create-user")
+@click.argument("name")
+@click.option("--admin", "make_admin", is_flag=True, help="Give the account the admin role.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@instance_command
+def create_user(settings, name, make_admin, password_stdin):
+    """Create an account named NAME (prompts for its password)."""
+    accounts.validate_username(name)
+    user = accounts.create_user(
+        name, _read_password(password_stdin), "admin" if make_admin else "member"
+    )
+    click.echo(
+        f"berth: created {user.role} {user.username}; log in at {settings.public_url}", err=True
+    )
+
+
+@admin.command("list-users")
+@instance_command
+def list_users(settings):
+    """List accounts with their role and status."""
+    from app.models import User
+
+    for user in User.select().order_by(User.username):
+        state = "disabled" if user.is_disabled else "active"
+        click.echo(f"{user.username}\t{user.role}\t{state}")
+
+
+@admin.command("reset-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@instance_command
+def reset_password(settings, name, password_stdin):
+    """Set a new password for NAME."""
+    user = accounts.find_user(name)
+    accounts.set_password(user, _read_password(password_stdin))
+    click.echo(f"berth: password of {user.username} changed", err=True)
+
+
+@main.group()
+def token():
+    """Create, list and revoke API tokens."""
+
+
+@token.command("create")
+@click.argument("user")
+@click.option("--name", default="cli", show_default=True, help="A label to recognise the token by.")
+@click.option(
+    "--expires", default="30d", show_default=True, help="Lifetime such as 30d, 12h or 'never'."
+)
+@instance_command
+def token_create(settings, user, name, expires):
+    """Create a token for USER and print it on stdout (only this once)."""
+    if expires == "never":
+        lifetime = None
+    else:
+        try:
+            lifetime = parse_duration(expires)
+        except ValueError as exc:
+            _fail(f"--expires: {exc}", 2)
+    row, plaintext = accounts.create_token(accounts.find_user(user), name, lifetime)
+    click.echo(plaintext)
+    until = f"until {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "with no expiry"
+    click.echo(f"berth: token {row.id} ({row.name}) for {user}, valid {until}", err=True)
+
+
+@token.command("list")
+@click.argument("user")
+@instance_command
+def token_list(settings, user):
+    """List USER's tokens (never their secret part)."""
+    for row in accounts.tokens_of(accounts.find_user(user)):
+        expires = f"{row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else "never"
+        used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+        click.echo(
+            f"{row.id}\t{row.name}\t{row.prefix}…\t{row.status()}\texpires {expires}\tused {used}"
+        )
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@instance_command
+def token_revoke(settings, token_id):
+    """Revoke the token with id TOKEN_ID."""
+    from app.models import ApiToken
+
+    row = ApiToken.get_or_none(ApiToken.id == token_id)
+    if row is None:
+        _fail(f"there is no token with id {token_id}")
+    accounts.revoke_token(row)
+    click.echo(f"berth: token {token_id} ({row.name}) revoked", err=True)

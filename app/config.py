@@ -1,0 +1,237 @@
+"""Settings: from command-line flags, ``BERTH_*`` environment variables, an optional TOML
+file, and defaults for the embedded mode, in that order of precedence.
+
+Every entry point loads settings the same way, so ``berth admin``, ``berth token`` and
+``berth serve`` run with the same data dir and environment act on the same instance.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from limits import parse as parse_rate_limit
+
+
+class ConfigError(Exception):
+    """A setting has a value Berth cannot use; the message names the setting."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+def _env_name(name: str) -> str:
+    return "BERTH_" + name.upper()
+
+
+def _as_port(setting: str, value) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(setting, f"{value!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(setting, f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _as_positive_int(setting: str, value) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(setting, f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise ConfigError(setting, f"{number} must not be negative")
+    return number
+
+
+def _as_rate_limit(setting: str, value) -> str:
+    try:
+        parse_rate_limit(str(value))
+    except ValueError:
+        raise ConfigError(
+            setting, f"{value!r} is not a rate limit; write it like '5 per minute'"
+        ) from None
+    return str(value)
+
+
+def _as_database_url(setting: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "sqlite":
+        if not parts.path or parts.path == "/":
+            raise ConfigError(setting, f"{value!r} names no file; use sqlite:////abs/path/berth.db")
+        return value
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ConfigError(
+                setting,
+                f"{value!r} needs a host and a database name: "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+            )
+        return value
+    raise ConfigError(
+        setting,
+        f"unsupported database {parts.scheme or value!r}; use sqlite:///PATH or postgresql://...",
+    )
+
+
+def _as_url(setting: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(setting, f"{value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+@dataclass
+class Settings:
+    """The resolved settings of one Berth instance."""
+
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ssh_port: int = 2222
+    public_url: str = ""
+    docker_host: str = "unix:///var/run/docker.sock"
+    web_threads: int = 8
+    proxy_hops: int = 0
+    login_limit_account: str = "5 per 5 minutes"
+    login_limit_ip: str = "20 per 5 minutes"
+    log_level: str = "info"
+    sources: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+    def child_environment(self) -> dict[str, str]:
+        """The environment that makes a child process load exactly these settings."""
+        env = {
+            _env_name(f.name): str(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("sources", "secret_key")
+        }
+        env["BERTH_DATA_DIR"] = str(self.data_dir)
+        return env
+
+    @classmethod
+    def load(cls, overrides: dict | None = None, environ=None) -> Settings:
+        """Resolve settings; raise ConfigError naming the first bad one."""
+        environ = os.environ if environ is None else environ
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        sources: dict[str, str] = {}
+
+        data_dir = overrides.get("data_dir") or environ.get("BERTH_DATA_DIR") or "./data"
+        data_dir = Path(data_dir).expanduser().resolve()
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError("BERTH_DATA_DIR", f"{data_dir} exists and is not a directory")
+
+        file_values = _read_config_file(environ, data_dir)
+
+        def pick(name: str, default):
+            if name in overrides:
+                sources[name] = "command line"
+                return overrides[name]
+            if _env_name(name) in environ:
+                sources[name] = "environment"
+                return environ[_env_name(name)]
+            if name in file_values:
+                sources[name] = "config file"
+                return file_values[name]
+            sources[name] = "default"
+            return default
+
+        host = str(pick("host", "127.0.0.1"))
+        port = _as_port("BERTH_PORT", pick("port", 8080))
+        public_url = pick("public_url", "")
+        public_url = (
+            _as_url("BERTH_PUBLIC_URL", public_url)
+            if public_url
+            else f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+        )
+        log_level = str(pick("log_level", "info")).lower()
+        if log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                "BERTH_LOG_LEVEL", f"{log_level!r} is not one of debug, info, warning, error"
+            )
+
+        settings = cls(
+            data_dir=data_dir,
+            database_url=_as_database_url(
+                "BERTH_DATABASE_URL", str(pick("database_url", f"sqlite:///{data_dir}/berth.db"))
+            ),
+            secret_key=str(pick("secret_key", "")),
+            host=host,
+            port=port,
+            ssh_port=_as_port("BERTH_SSH_PORT", pick("ssh_port", 2222)),
+            public_url=public_url,
+            docker_host=str(
+                pick("docker_host", environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+            ),
+            web_threads=_as_positive_int("BERTH_WEB_THREADS", pick("web_threads", 8)) or 1,
+            proxy_hops=_as_positive_int("BERTH_PROXY_HOPS", pick("proxy_hops", 0)),
+            login_limit_account=_as_rate_limit(
+                "BERTH_LOGIN_LIMIT_ACCOUNT", pick("login_limit_account", "5 per 5 minutes")
+            ),
+            login_limit_ip=_as_rate_limit(
+                "BERTH_LOGIN_LIMIT_IP", pick("login_limit_ip", "20 per 5 minutes")
+            ),
+            log_level=log_level,
+            sources=sources,
+        )
+        if settings.secret_key and len(settings.secret_key) < 32:
+            raise ConfigError("BERTH_SECRET_KEY", "must be at least 32 characters long")
+        return settings
+
+    def ensure_data_dir(self) -> None:
+        """Create the data dir and the instance's secret key on first use."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                "BERTH_DATA_DIR", f"cannot create {self.data_dir}: {exc.strerror}"
+            ) from None
+        if not self.secret_key:
+            self.secret_key = _read_or_create_secret(self.data_dir / "secret_key")
+
+
+def _read_config_file(environ, data_dir: Path) -> dict:
+    explicit = environ.get("BERTH_CONFIG")
+    path = Path(explicit) if explicit else data_dir / "berth.toml"
+    if not path.exists():
+        if explicit:
+            raise ConfigError("BERTH_CONFIG", f"{path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("BERTH_CONFIG", f"{path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(Settings)} - {"sources", "data_dir"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError("BERTH_CONFIG", f"{path} has unknown settings: {', '.join(unknown)}")
+    return values
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    # Written with O_EXCL so two processes starting at once agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

@@ -1,0 +1,50 @@
+"""The database handle: SQLite for the embedded default, PostgreSQL in production.
+
+Models bind to ``database``, a proxy that ``open_database`` points at the real thing, so
+one set of models serves both engines.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import peewee
+
+from app.config import ConfigError, Settings
+from app.messages import first_line
+
+database = peewee.DatabaseProxy()
+
+
+def make_database(url: str) -> peewee.Database:
+    """Return an unconnected peewee database for a ``sqlite:///`` or ``postgresql://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # Several processes (web, worker, ssh) share the file: WAL lets readers run beside
+        # the single writer, and busy_timeout makes a writer wait instead of failing.
+        return peewee.SqliteDatabase(
+            parts.path,
+            pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10000},
+        )
+    return peewee.PostgresqlDatabase(
+        unquote(parts.path.lstrip("/")),
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        host=parts.hostname,
+        port=parts.port or 5432,
+        autorollback=True,
+    )
+
+
+def open_database(settings: Settings) -> peewee.Database:
+    """Point the model proxy at the instance's database and check it answers."""
+    db = make_database(settings.database_url)
+    try:
+        db.connect()
+    except peewee.OperationalError as exc:
+        raise ConfigError(
+            "BERTH_DATABASE_URL", f"cannot connect to the database: {first_line(exc)}"
+        ) from None
+    db.close()
+    database.initialize(db)
+    return db

@@ -1,0 +1,115 @@
+"""``berth doctor``: check what Berth depends on and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import peewee
+
+from app import migrations
+from app.config import ConfigError, Settings
+from app.db import make_database
+from app.messages import first_line
+
+MIN_FREE_BYTES = 2 * 1024**3
+WARN_FREE_BYTES = 10 * 1024**3
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+    fix: str = ""
+
+
+def check_docker(settings: Settings) -> Check:
+    try:
+        client = docker.DockerClient(base_url=settings.docker_host, timeout=5)
+        version = client.version()
+        info = client.info()
+    except Exception as exc:  # docker-py raises several unrelated types for "unreachable"
+        reason = first_line(exc)
+        return Check(
+            "Docker engine",
+            "fail",
+            f"unreachable at {settings.docker_host} ({reason})",
+            "Start the engine (`systemctl start docker`, or `dockerd &` where there is no "
+            "systemd; install it with `apt-get install docker.io`), or point BERTH_DOCKER_HOST "
+            "at a running one.",
+        )
+    return Check(
+        "Docker engine",
+        "ok",
+        f"Docker Engine {version.get('Version')} at {settings.docker_host}, "
+        f"storage driver {info.get('Driver')}, cgroup v{info.get('CgroupVersion', '1')}",
+    )
+
+
+def check_database(settings: Settings) -> Check:
+    where = "SQLite" if settings.is_sqlite else "PostgreSQL"
+    db = make_database(settings.database_url)
+    if settings.is_sqlite and not Path(db.database).exists():
+        return Check(
+            "Database",
+            "warn",
+            f"SQLite file {db.database} does not exist yet",
+            "Run `berth migrate` or `berth serve`, which create it.",
+        )
+    try:
+        db.connect()
+        version = migrations.current_version(db)
+    except peewee.PeeweeException as exc:
+        return Check(
+            "Database",
+            "fail",
+            f"{where} does not answer: {first_line(exc)}",
+            "Check BERTH_DATABASE_URL and that the database server runs and accepts this user.",
+        )
+    finally:
+        if not db.is_closed():
+            db.close()
+    if version < migrations.LATEST:
+        return Check(
+            "Database",
+            "warn",
+            f"{where} answers; schema version {version}, this Berth needs {migrations.LATEST}",
+            "Run `berth migrate` (berth serve and berth web also do it on start).",
+        )
+    if version > migrations.LATEST:
+        return Check(
+            "Database",
+            "fail",
+            f"{where} is at schema version {version}, newer than this Berth ({migrations.LATEST})",
+            "Upgrade Berth to the release that migrated this database.",
+        )
+    return Check("Database", "ok", f"{where} answers; schema version {version} is current")
+
+
+def check_disk(settings: Settings) -> Check:
+    path = settings.data_dir
+    while not path.exists():
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    detail = f"{free / 1024**3:.1f} GiB free for {settings.data_dir}"
+    if free < MIN_FREE_BYTES:
+        return Check("Disk", "fail", detail, "Free disk space: Berth needs at least 2 GiB.")
+    if free < WARN_FREE_BYTES:
+        return Check(
+            "Disk", "warn", detail, "Images and workspaces grow; keep 10 GiB or more free."
+        )
+    return Check("Disk", "ok", detail)
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check_docker(settings), check_database(settings), check_disk(settings)]
+
+
+def load_settings_check(overrides: dict) -> tuple[Settings | None, Check | None]:
+    try:
+        return Settings.load(overrides), None
+    except ConfigError as exc:
+        return None, Check("Settings", "fail", str(exc), "Correct the setting named above.")

@@ -1,0 +1,73 @@
+"""The Flask application factory: settings in, a configured app with its blueprints out."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import __version__
+from app.config import Settings
+from app.db import open_database
+from app.web import extensions
+
+
+class _TlsAwareSessions(SecureCookieSessionInterface):
+    """Marks the session cookie Secure whenever the request arrived over TLS."""
+
+    def get_cookie_secure(self, app):
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.load()
+    settings.ensure_data_dir()
+    db = open_database(settings)
+
+    # Rooted at app/web so templates/ and static/ sit beside the views that use them.
+    app = Flask("app.web")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="berth_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.uses_tls,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session that holds it
+        BERTH_SETTINGS=settings,
+    )
+    app.session_interface = _TlsAwareSessions()
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.proxy_hops,
+            x_proto=settings.proxy_hops,
+            x_host=settings.proxy_hops,
+        )
+    app.logger.setLevel(getattr(logging, settings.log_level.upper()))
+    app.jinja_env.globals["berth_version"] = __version__
+
+    @app.before_request
+    def _connect():
+        db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(_exc):
+        if not db.is_closed():
+            db.close()
+
+    extensions.init_app(app, settings)
+
+    from app.api import bp as api_bp
+    from app.web import account, admin, auth, dashboard, errors
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(api_bp)
+    errors.init_app(app)
+    return app

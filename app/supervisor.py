@@ -1,0 +1,120 @@
+"""``berth serve``'s process supervisor: start each part of Berth as a child process,
+restart one that crashes, and stop them all, grandchildren included, on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+STOP_GRACE_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 30.0
+HEALTHY_AFTER_SECONDS = 60.0  # a child that ran this long restarts with no back-off
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        # A session of its own: Ctrl-C in the terminal reaches only the supervisor, which
+        # then stops each child's whole process group in order.
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+
+class Supervisor:
+    def __init__(self, children: list[Child], say: Callable[[str], None] = print):
+        self.children = children
+        self.say = say
+        self._stopping = False
+
+    def _request_stop(self, signum, _frame) -> None:
+        if not self._stopping:
+            self.say(f"berth: {signal.Signals(signum).name} received, stopping")
+        self._stopping = True
+
+    def run(self, on_started: Callable[[], None] | None = None) -> int:
+        signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        for child in self.children:
+            child.start()
+        if on_started:
+            on_started()
+        while not self._stopping:
+            self._watch()
+            time.sleep(0.2)
+        return self.stop()
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.process is None:
+                if now >= child.next_start:
+                    child.start()
+                    self.say(f"berth: {child.name} restarted (restart #{child.restarts})")
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            ran_for = now - child.started_at
+            child.signal_group(signal.SIGKILL)  # leave none of its own children behind
+            child.restarts += 1
+            backoff = (
+                0.0
+                if ran_for >= HEALTHY_AFTER_SECONDS
+                else min(MAX_BACKOFF_SECONDS, 2.0 ** min(child.restarts - 1, 5))
+            )
+            self.say(
+                f"berth: {child.name} exited with code {code} after {ran_for:.1f}s; "
+                f"restarting in {backoff:.0f}s"
+            )
+            child.process = None
+            child.next_start = now + backoff
+
+    def stop(self) -> int:
+        """Stop every child: SIGTERM to its group, then SIGKILL after the grace period."""
+        for child in self.children:
+            if child.running:
+                child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(
+                    f"berth: {child.name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it"
+                )
+            # Whatever is left in the group (a worker that outlived its master) goes too.
+            child.signal_group(signal.SIGKILL)
+            child.process.wait()
+        self.say("berth: stopped")
+        return 0
+
+
+def berth_command(*args: str) -> list[str]:
+    """The argv that runs ``berth <args>`` with the same interpreter as this process."""
+    return [sys.executable, "-m", "app", *args]

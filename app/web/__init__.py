@@ -1,0 +1,1 @@
+"""The server-rendered web interface: blueprints, templates and static files."""

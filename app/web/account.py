@@ -1,0 +1,80 @@
+"""The account page: password and API tokens of the signed-in person."""
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from app import accounts
+from app.durations import parse_duration
+from app.models import ApiToken
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+TOKEN_LIFETIMES = [
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("365d", "1 year"),
+    ("never", "never expires"),
+]
+
+
+@bp.route("/")
+@login_required
+def index():
+    return render_template(
+        "account/index.html",
+        tokens=accounts.tokens_of(current_user.row),
+        lifetimes=TOKEN_LIFETIMES,
+    )
+
+
+@bp.route("/password", methods=["POST"])
+@login_required
+def change_password():
+    new = request.form.get("new_password", "")
+    if new != request.form.get("confirm_password", ""):
+        flash("Password not changed: the two new passwords differ.", "error")
+        return redirect(url_for("account.index"))
+    try:
+        accounts.change_password(current_user.row, request.form.get("current_password", ""), new)
+    except accounts.AccountError as refusal:
+        flash(f"Password not changed: {refusal}", "error")
+    else:
+        flash("Your password was changed.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/tokens", methods=["POST"])
+@login_required
+def create_token():
+    expires = request.form.get("expires", "30d")
+    if expires not in dict(TOKEN_LIFETIMES):
+        flash(f"Token not created: {expires!r} is not one of the offered lifetimes.", "error")
+        return redirect(url_for("account.index"))
+    lifetime = None if expires == "never" else parse_duration(expires)
+    try:
+        row, plaintext = accounts.create_token(
+            current_user.row, request.form.get("name", ""), lifetime
+        )
+    except accounts.AccountError as refusal:
+        flash(f"Token not created: {refusal}.", "error")
+        return redirect(url_for("account.index"))
+    # Rendered directly, never stored in the session: the plaintext is shown exactly once.
+    return render_template(
+        "account/index.html",
+        tokens=accounts.tokens_of(current_user.row),
+        lifetimes=TOKEN_LIFETIMES,
+        new_token=plaintext,
+        new_token_name=row.name,
+    )
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@login_required
+def revoke_token(token_id):
+    token = ApiToken.get_or_none((ApiToken.id == token_id) & (ApiToken.user == current_user.row.id))
+    if token is None:
+        abort(404, "There is no such token.")
+    accounts.revoke_token(token)
+    flash(f"Token {token.name} ({token.prefix}…) was revoked.", "success")
+    return redirect(url_for("account.index"))

@@ -1,0 +1,57 @@
+"""Flask extensions, created once here and bound to an app by ``init_app``."""
+
+from flask import flash, redirect, request, url_for
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+
+from app.models import User
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+# One gunicorn process with threads serves the web app, so in-memory counters are shared
+# by every request; a restart forgets them, which only shortens a lockout.
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+
+
+class LoginUser:
+    """Adapts a User row to flask-login; a disabled account is never a logged-in one."""
+
+    def __init__(self, user: User):
+        self.row = user
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.row.is_disabled
+
+    def get_id(self) -> str:
+        return str(self.row.id)
+
+    def __getattr__(self, name):
+        return getattr(self.row, name)
+
+
+@login_manager.user_loader
+def _load_user(user_id: str):
+    user = User.get_or_none(User.id == int(user_id)) if user_id.isdigit() else None
+    if user is None or user.is_disabled:
+        return None
+    return LoginUser(user)
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    flash("Please log in to continue.", "info")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def init_app(app, settings) -> None:
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.session_protection = "basic"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)

@@ -1,0 +1,39 @@
+"""``berth web``: the Flask app under gunicorn, configured from Berth's settings."""
+
+from gunicorn.app.base import BaseApplication
+
+from app.config import Settings
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, bind: str):
+        self.settings = settings
+        self.bind = bind
+        super().__init__()
+
+    def load_config(self):
+        # One process with threads: the login rate limiter keeps its counters in memory,
+        # and a small team's traffic does not need more than one process.
+        self.cfg.set("bind", [self.bind])
+        self.cfg.set("workers", 1)
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", self.settings.web_threads)
+        self.cfg.set("graceful_timeout", 10)
+        self.cfg.set("timeout", 60)
+        self.cfg.set("proc_name", "berth-web")
+        self.cfg.set("loglevel", self.settings.log_level)
+        self.cfg.set("accesslog", "-" if self.settings.log_level == "debug" else None)
+        if "control_socket_disable" in self.cfg.settings:
+            # Newer gunicorn opens a control socket at one fixed path per user, which
+            # several Berth instances on one host would fight over; Berth does not use it.
+            self.cfg.set("control_socket_disable", True)
+
+    def load(self):
+        from app.factory import create_app
+
+        return create_app(self.settings)
+
+
+def run(settings: Settings, bind: str) -> None:
+    """Serve until gunicorn is told to stop (SIGTERM or SIGINT)."""
+    _Gunicorn(settings, bind).run()
