@@ -32,7 +32,6 @@ def make_database(url: str) -> peewee.Database:
         password=unquote(parts.password) if parts.password else None,
         host=parts.hostname,
         port=parts.port or 5432,
-        autorollback=True,
     )
 
 

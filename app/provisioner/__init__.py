@@ -1,0 +1,1 @@
+"""Everything that speaks to the Docker engine. No Flask here: the worker drives it."""

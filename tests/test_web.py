@@ -1,0 +1,270 @@
+"""The web app in-process (Flask's test client on SQLite): pages, forms, CSRF, limits, API."""
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from app import accounts, migrations
+from app.config import Settings
+from app.db import database
+from app.factory import create_app
+from app.models import ApiToken, User, utcnow
+from app.web.extensions import limiter
+
+
+@pytest.fixture
+def app(tmp_path):
+    settings = Settings.load(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "login_limit_account": "3 per minute",
+            "login_limit_ip": "6 per minute",
+        },
+        environ={},
+    )
+    flask_app = create_app(settings)
+    with database.connection_context():
+        migrations.upgrade(database.obj)
+        accounts.create_user("root-admin", "admin-password", "admin")
+        accounts.create_user("mia", "member-password")
+    limiter.reset()
+    yield flask_app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_of(page_html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page_html).group(1)
+
+
+def login(client, username, password):
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+
+
+def form_post(client, url, page="/", **fields):
+    token = csrf_of(client.get(page).get_data(as_text=True))
+    return client.post(url, data={**fields, "csrf_token": token}, follow_redirects=True)
+
+
+def test_pages_need_a_login(client):
+    response = client.get("/account/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=/account/")
+
+
+def test_login_and_logout(client):
+    response = login(client, "mia", "member-password")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    home = client.get("/").get_data(as_text=True)
+    assert "No workspaces yet" in home and "mia" in home
+    assert ">Admin<" not in home  # members do not see the admin entry
+    response = form_post(client, "/logout")
+    assert "Log in to Berth" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_session_cookie_is_secure_over_tls(client):
+    token = csrf_of(client.get("/login", base_url="https://berth.test").get_data(as_text=True))
+    response = client.post(
+        "/login",
+        base_url="https://berth.test",
+        data={"username": "mia", "password": "member-password", "csrf_token": token},
+    )
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_next_only_redirects_inside_the_site(client):
+    token = csrf_of(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login",
+        data={
+            "username": "mia",
+            "password": "member-password",
+            "csrf_token": token,
+            "next": "https://evil.test/",
+        },
+    )
+    assert response.headers["Location"] == "/"
+
+
+def test_refusals_say_why(client):
+    response = login(client, "mia", "nope-nope")
+    assert response.status_code == 401
+    assert "Wrong username or password." in response.get_data(as_text=True)
+    with database.connection_context():
+        accounts.set_disabled(User.get(User.username == "mia"), True)
+    response = login(client, "mia", "member-password")
+    assert "This account is disabled" in response.get_data(as_text=True)
+
+
+def test_form_without_csrf_token_is_rejected(client):
+    response = client.post("/login", data={"username": "mia", "password": "member-password"})
+    assert response.status_code == 400
+    assert "security token is missing" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # not logged in
+
+
+def test_failed_logins_are_limited_per_account(client):
+    for _ in range(3):
+        assert login(client, "mia", "wrong-password").status_code == 401
+    response = login(client, "mia", "member-password")  # even the right password waits now
+    assert response.status_code == 429
+    assert "Too many failed login attempts for this account" in response.get_data(as_text=True)
+    assert login(client, "root-admin", "admin-password").status_code == 302  # others unaffected
+
+
+def test_failed_logins_are_limited_per_address(client):
+    for name in ("u1", "u2", "u3", "u4", "u5", "u6"):
+        assert login(client, name, "wrong-password").status_code == 401
+    response = login(client, "mia", "member-password")
+    assert response.status_code == 429
+    assert "from your address" in response.get_data(as_text=True)
+
+
+def test_admin_manages_people(client):
+    login(client, "mia", "member-password")
+    assert client.get("/admin/").status_code == 403
+    form_post(client, "/logout")
+    login(client, "root-admin", "admin-password")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "mia" in page and "root-admin" in page
+
+    page = form_post(
+        client, "/admin/users", "/admin/", username="noah", password="noah-password", role="member"
+    ).get_data(as_text=True)
+    assert "User noah created." in page
+    page = form_post(
+        client, "/admin/users", "/admin/", username="noah", password="noah-password", role="member"
+    ).get_data(as_text=True)
+    assert "already exists" in page
+    page = form_post(
+        client, "/admin/users", "/admin/", username="Bad Name", password="x" * 9, role="member"
+    ).get_data(as_text=True)
+    assert "is not allowed" in page
+
+    with database.connection_context():
+        noah = User.get(User.username == "noah")
+        me = User.get(User.username == "root-admin")
+    page = form_post(client, f"/admin/users/{noah.id}/disable", "/admin/").get_data(as_text=True)
+    assert "noah is disabled" in page
+    page = form_post(client, f"/admin/users/{me.id}/disable", "/admin/").get_data(as_text=True)
+    assert "cannot disable your own account" in page
+    page = form_post(client, f"/admin/users/{noah.id}/enable", "/admin/").get_data(as_text=True)
+    assert "noah is enabled again" in page
+    page = form_post(
+        client, f"/admin/users/{noah.id}/password", "/admin/", password="fresh-password"
+    ).get_data(as_text=True)
+    assert "password of noah was reset" in page
+    assert (
+        client.post("/admin/users/9999/enable", data={"csrf_token": csrf_of(page)}).status_code
+        == 404
+    )
+    with database.connection_context():
+        assert accounts.authenticate("noah", "fresh-password")
+
+
+def test_account_tokens(client):
+    login(client, "mia", "member-password")
+    page = form_post(client, "/account/tokens", "/account/", name="ci", expires="7d")
+    html = page.get_data(as_text=True)
+    plaintext = re.search(r'data-testid="new-token">(berth_[^<]+)<', html).group(1)
+    assert client.get("/account/").get_data(as_text=True).count(plaintext) == 0  # shown once
+    api = client.get("/api/v2/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert api.status_code == 200 and api.get_json()["username"] == "mia"
+    with database.connection_context():
+        token = ApiToken.get(ApiToken.name == "ci")
+    html = form_post(client, f"/account/tokens/{token.id}/revoke", "/account/").get_data(
+        as_text=True
+    )
+    assert "was revoked" in html and ">revoked<" in html
+    api = client.get("/api/v2/me", headers={"Authorization": f"Bearer {plaintext}"})
+    assert api.status_code == 401 and api.get_json()["error"]["code"] == "token_revoked"
+    bad = form_post(client, "/account/tokens", "/account/", name="x", expires="forever")
+    assert "not one of the offered lifetimes" in bad.get_data(as_text=True)
+
+
+def test_password_change(client):
+    login(client, "mia", "member-password")
+    html = form_post(
+        client,
+        "/account/password",
+        "/account/",
+        current_password="wrong",
+        new_password="new-password",
+        confirm_password="new-password",
+    )
+    assert "current password is not right" in html.get_data(as_text=True)
+    html = form_post(
+        client,
+        "/account/password",
+        "/account/",
+        current_password="member-password",
+        new_password="new-password",
+        confirm_password="new-password",
+    )
+    assert "Your password was changed." in html.get_data(as_text=True)
+
+
+def test_api_me_and_error_shapes(client):
+    with database.connection_context():
+        mia = User.get(User.username == "mia")
+        _, good = accounts.create_token(mia, "good")
+        expired_row, expired = accounts.create_token(mia, "expired", timedelta(hours=1))
+        expired_row.expires_at = utcnow() - timedelta(seconds=1)
+        expired_row.save()
+        revoked_row, revoked = accounts.create_token(mia, "revoked")
+        accounts.revoke_token(revoked_row)
+
+    def me(header):
+        headers = {"Authorization": header} if header is not None else {}
+        return client.get("/api/v2/me", headers=headers)
+
+    response = me(f"Bearer {good}")
+    assert response.status_code == 200
+    assert response.get_json()["username"] == "mia" and response.get_json()["role"] == "member"
+    for header, code in [
+        (f"Bearer {expired}", "token_expired"),
+        (f"Bearer {revoked}", "token_revoked"),
+        ("Bearer not-a-token", "malformed_token"),
+        (f"Basic {good}", "malformed_token"),
+        ("Bearer berth_" + "x" * 40, "invalid_token"),
+        (None, "missing_token"),
+    ]:
+        response = me(header)
+        assert response.status_code == 401, header
+        body = response.get_json()
+        assert body["error"]["code"] == code and body["error"]["message"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+    missing = client.get("/api/v2/nothing-here")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+    wrong_method = client.post("/api/v2/me", headers={"Authorization": f"Bearer {good}"})
+    assert wrong_method.status_code == 405
+    assert wrong_method.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_api_ignores_the_session_cookie(client):
+    login(client, "mia", "member-password")
+    assert client.get("/api/v2/me").status_code == 401
+
+
+def test_error_pages_never_show_a_traceback(app, client):
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = client.get("/boom")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "Something went wrong" in html and "secret internals" not in html
+    assert "Traceback" not in html
+    assert "There is nothing at this address." in client.get("/nope").get_data(as_text=True)
