@@ -6,7 +6,6 @@ the same machine is fast.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
@@ -40,6 +39,14 @@ def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "co
             return result
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+
+
+def answers(url: str) -> bool:
+    """True when ``url`` answers 200 right now."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 # --- Docker --------------------------------------------------------------------------
@@ -202,9 +209,7 @@ def start_berth_serve(data_dir: Path, extra_env: dict | None = None) -> BerthSer
     def ready():
         if process.poll() is not None:
             raise RuntimeError(f"berth serve exited with {process.returncode}:\n{server.log()}")
-        with contextlib.suppress(requests.RequestException):
-            return requests.get(server.url + "/login", timeout=2).status_code == 200
-        return False
+        return answers(server.url + "/login")
 
     wait_until(ready, timeout=60, what="berth serve answering")
     return server

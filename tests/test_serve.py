@@ -1,0 +1,119 @@
+"""`berth serve`, the CLI and `berth doctor`, run as real processes."""
+
+import os
+import signal
+
+import psutil
+import requests
+
+from tests.services import answers, berth, start_berth_serve, wait_until
+
+
+def _tree(pid):
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
+
+
+def test_serve_boots_serves_and_stops_cleanly(berth_server):
+    page = requests.get(berth_server.url + "/login", timeout=5)
+    assert page.status_code == 200 and "Log in to Berth" in page.text
+    assert f"ready at {berth_server.url}" in berth_server.log()
+    tree = _tree(berth_server.process.pid)
+    assert len(tree) >= 3  # supervisor, gunicorn master, gunicorn worker
+    assert berth_server.stop() == 0
+    gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == [], [p.cmdline() for p in alive]
+    assert "berth: stopped" in berth_server.log()
+
+
+def test_serve_restarts_a_crashed_child(berth_server):
+    supervisor = psutil.Process(berth_server.process.pid)
+    (web,) = supervisor.children()
+    os.kill(web.pid, signal.SIGKILL)
+    wait_until(lambda: "restarted" in berth_server.log(), timeout=20, what="web restart")
+    wait_until(lambda: answers(berth_server.url + "/login"), timeout=30, what="login page")
+    (new_web,) = supervisor.children()
+    assert new_web.pid != web.pid
+    assert "web exited with code -9" in berth_server.log()
+
+
+def test_serve_refuses_a_busy_port(berth_server, tmp_path):
+    result = berth("serve", "--data-dir", str(tmp_path / "other"), "--port",
+                   str(berth_server.port), check=False)
+    assert result.returncode == 2
+    assert f"port {berth_server.port} on 127.0.0.1 is in use" in result.stderr
+
+
+def test_first_admin_logs_in_through_the_api_and_cli(berth_server):
+    created = berth_server.cli("admin", "create-user", "first", "--admin", "--password-stdin",
+                               input="first-password\n")
+    assert "created admin first" in created.stderr
+    duplicate = berth_server.cli("admin", "create-user", "first", "--password-stdin",
+                                 input="first-password\n", check=False)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+    made = berth_server.cli("token", "create", "first", "--name", "script", "--expires", "2h")
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and token.startswith("berth_")  # the token alone
+    me = requests.get(berth_server.url + "/api/v2/me",
+                      headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert me.status_code == 200 and me.json()["role"] == "admin"
+
+    listing = berth_server.cli("token", "list", "first").stdout
+    assert "script" in listing and "active" in listing and token not in listing
+    token_id = listing.split("\t")[0]
+    berth_server.cli("token", "revoke", token_id)
+    me = requests.get(berth_server.url + "/api/v2/me",
+                      headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert me.status_code == 401 and me.json()["error"]["code"] == "token_revoked"
+
+    bad = berth_server.cli("token", "create", "first", "--expires", "soon", check=False)
+    assert bad.returncode == 2 and "--expires: 'soon' is not a duration" in bad.stderr
+    nobody = berth_server.cli("token", "create", "nobody", check=False)
+    assert nobody.returncode == 1 and "no user named 'nobody'" in nobody.stderr
+
+
+def test_cli_acts_on_postgres_when_the_url_says_so(postgres_url, tmp_path):
+    env = {"BERTH_DATA_DIR": str(tmp_path), "BERTH_DATABASE_URL": postgres_url}
+    berth("admin", "create-user", "pg-user", "--password-stdin", input="pg-password\n", env=env)
+    assert "pg-user\tmember\tactive" in berth("admin", "list-users", env=env).stdout
+    assert "pg-user" not in berth("admin", "list-users",
+                                  env={"BERTH_DATA_DIR": str(tmp_path)}).stdout
+
+
+def test_a_database_that_does_not_answer_is_named(tmp_path):
+    env = {"BERTH_DATA_DIR": str(tmp_path),
+           "BERTH_DATABASE_URL": "postgresql://nobody:x@127.0.0.1:1/berth"}
+    result = berth("migrate", env=env, check=False)
+    assert result.returncode == 2
+    assert "BERTH_DATABASE_URL: cannot connect to the database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_when_docker_is_fine(docker_client, tmp_path):
+    berth("migrate", env={"BERTH_DATA_DIR": str(tmp_path)})
+    result = berth("doctor", env={"BERTH_DATA_DIR": str(tmp_path)}, check=False)
+    assert result.returncode == 0, result.stdout
+    assert "[ok  ] Docker engine: Docker Engine" in result.stdout
+    assert "[ok  ] Database: SQLite answers; schema version" in result.stdout
+    assert "Everything Berth needs is in order." in result.stdout
+
+
+def test_doctor_when_docker_is_unreachable(tmp_path):
+    env = {"BERTH_DATA_DIR": str(tmp_path), "BERTH_DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = berth("doctor", env=env, check=False)
+    assert result.returncode == 1
+    assert "[FAIL] Docker engine: unreachable at unix:///nonexistent/docker.sock" in result.stdout
+    assert "fix: Start the engine" in result.stdout
+    assert "[WARN] Database: SQLite file" in result.stdout  # nothing created yet
+    assert "1 problem(s) to fix." in result.stdout
+    assert not (tmp_path / "berth.db").exists()
+
+
+def test_two_instances_side_by_side(berth_server, tmp_path):
+    other = start_berth_serve(tmp_path / "second")
+    try:
+        assert other.port != berth_server.port
+        assert requests.get(other.url + "/login", timeout=5).status_code == 200
+    finally:
+        assert other.stop() == 0
