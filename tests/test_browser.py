@@ -11,8 +11,7 @@ def server(tmp_path_factory):
     server = start_berth_serve(
         data, {"BERTH_LOGIN_LIMIT_ACCOUNT": "3 per minute", "BERTH_LOGIN_LIMIT_IP": "50 per minute"}
     )
-    server.cli("admin", "create-user", "ada", "--admin", "--password-stdin",
-               input="ada-password\n")
+    server.cli("admin", "create-user", "ada", "--admin", "--password-stdin", input="ada-password\n")
     server.cli("admin", "create-user", "ben", "--password-stdin", input="ben-password\n")
     yield server
     assert server.stop() == 0
@@ -96,11 +95,14 @@ def test_token_created_in_the_browser_works_on_the_api(server, page):
     page.fill("input[name=name]", "from-browser")
     page.click("text=Create token")
     token = page.get_by_test_id("new-token").inner_text()
-    answer = page.request.get(server.url + "/api/v2/me",
-                              headers={"Authorization": f"Bearer {token}"})
+    answer = page.request.get(
+        server.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"}
+    )
     assert answer.status == 200 and answer.json()["username"] == "ada"
     page.locator("[data-testid=tokens-table] tr", has_text="from-browser").locator(
-        "text=Revoke").click()
-    answer = page.request.get(server.url + "/api/v2/me",
-                              headers={"Authorization": f"Bearer {token}"})
+        "text=Revoke"
+    ).click()
+    answer = page.request.get(
+        server.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"}
+    )
     assert answer.status == 401 and answer.json()["error"]["code"] == "token_revoked"

@@ -38,33 +38,43 @@ def test_serve_restarts_a_crashed_child(berth_server):
 
 
 def test_serve_refuses_a_busy_port(berth_server, tmp_path):
-    result = berth("serve", "--data-dir", str(tmp_path / "other"), "--port",
-                   str(berth_server.port), check=False)
+    result = berth(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "other"),
+        "--port",
+        str(berth_server.port),
+        check=False,
+    )
     assert result.returncode == 2
     assert f"port {berth_server.port} on 127.0.0.1 is in use" in result.stderr
 
 
 def test_first_admin_logs_in_through_the_api_and_cli(berth_server):
-    created = berth_server.cli("admin", "create-user", "first", "--admin", "--password-stdin",
-                               input="first-password\n")
+    created = berth_server.cli(
+        "admin", "create-user", "first", "--admin", "--password-stdin", input="first-password\n"
+    )
     assert "created admin first" in created.stderr
-    duplicate = berth_server.cli("admin", "create-user", "first", "--password-stdin",
-                                 input="first-password\n", check=False)
+    duplicate = berth_server.cli(
+        "admin", "create-user", "first", "--password-stdin", input="first-password\n", check=False
+    )
     assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
 
     made = berth_server.cli("token", "create", "first", "--name", "script", "--expires", "2h")
     token = made.stdout.strip()
     assert made.stdout == token + "\n" and token.startswith("berth_")  # the token alone
-    me = requests.get(berth_server.url + "/api/v2/me",
-                      headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    me = requests.get(
+        berth_server.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
     assert me.status_code == 200 and me.json()["role"] == "admin"
 
     listing = berth_server.cli("token", "list", "first").stdout
     assert "script" in listing and "active" in listing and token not in listing
     token_id = listing.split("\t")[0]
     berth_server.cli("token", "revoke", token_id)
-    me = requests.get(berth_server.url + "/api/v2/me",
-                      headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    me = requests.get(
+        berth_server.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
     assert me.status_code == 401 and me.json()["error"]["code"] == "token_revoked"
 
     bad = berth_server.cli("token", "create", "first", "--expires", "soon", check=False)
@@ -77,13 +87,16 @@ def test_cli_acts_on_postgres_when_the_url_says_so(postgres_url, tmp_path):
     env = {"BERTH_DATA_DIR": str(tmp_path), "BERTH_DATABASE_URL": postgres_url}
     berth("admin", "create-user", "pg-user", "--password-stdin", input="pg-password\n", env=env)
     assert "pg-user\tmember\tactive" in berth("admin", "list-users", env=env).stdout
-    assert "pg-user" not in berth("admin", "list-users",
-                                  env={"BERTH_DATA_DIR": str(tmp_path)}).stdout
+    assert (
+        "pg-user" not in berth("admin", "list-users", env={"BERTH_DATA_DIR": str(tmp_path)}).stdout
+    )
 
 
 def test_a_database_that_does_not_answer_is_named(tmp_path):
-    env = {"BERTH_DATA_DIR": str(tmp_path),
-           "BERTH_DATABASE_URL": "postgresql://nobody:x@127.0.0.1:1/berth"}
+    env = {
+        "BERTH_DATA_DIR": str(tmp_path),
+        "BERTH_DATABASE_URL": "postgresql://nobody:x@127.0.0.1:1/berth",
+    }
     result = berth("migrate", env=env, check=False)
     assert result.returncode == 2
     assert "BERTH_DATABASE_URL: cannot connect to the database" in result.stderr
