@@ -1,0 +1,246 @@
+"""Lifecycle commands inside a running container, with the spec's once-per-container rules.
+
+onCreate, updateContent and postCreate run once per container (a marker in the remote
+user's home holds the container's creation time); postStart once per start (the marker
+holds the start time); postAttach on every attach. Features' commands run before
+devcontainer.json's, and the first failure stops the rest.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import docker
+
+from app.devcontainer.errors import LifecycleError
+from app.devcontainer.run import Hook, RunSpec
+from app.devcontainer.variables import substitute
+
+Log = Callable[[str], None]
+ONCE_PER_CONTAINER = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
+
+
+@dataclass
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+def exec_in(
+    client: docker.DockerClient,
+    container_id: str,
+    command: list[str],
+    *,
+    user: str = "",
+    environment: dict | None = None,
+    workdir: str | None = None,
+    on_output: Log | None = None,
+) -> ExecResult:
+    """Run ``command`` in the container (no tty); stream its lines to ``on_output``."""
+    env = [f"{k}={v}" for k, v in (environment or {}).items()]
+    created = client.api.exec_create(
+        container_id,
+        command,
+        user=user,
+        environment=env or None,
+        workdir=workdir,
+        stdout=True,
+        stderr=True,
+    )
+    chunks: list[bytes] = []
+    pending = b""
+    for chunk in client.api.exec_start(created["Id"], stream=True):
+        chunks.append(chunk)
+        if on_output:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                on_output(line.decode(errors="replace"))
+    if on_output and pending:
+        on_output(pending.decode(errors="replace"))
+    exit_code = client.api.exec_inspect(created["Id"])["ExitCode"]
+    return ExecResult(
+        exit_code if exit_code is not None else -1, b"".join(chunks).decode(errors="replace")
+    )
+
+
+class Session:
+    """The remote user's view of one container: its environment and working folder."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        spec: RunSpec,
+        on_log: Log = lambda line: None,
+    ):
+        self.client = client
+        self.container_id = container_id
+        self.spec = spec
+        self.on_log = on_log
+        self._env: dict[str, str] | None = None
+
+    def run_as_root(self, script: str, *args: str) -> ExecResult:
+        return exec_in(
+            self.client, self.container_id, ["/bin/sh", "-c", script, "-", *args], user="root"
+        )
+
+    def _shell(self) -> str:
+        found = self.run_as_root(
+            'getent passwd "$1" 2>/dev/null || grep "^$1:" /etc/passwd', self.spec.remote_user
+        )
+        fields = found.output.strip().split(":")
+        return fields[6] if found.exit_code == 0 and len(fields) >= 7 and fields[6] else "/bin/sh"
+
+    def _probe(self) -> dict[str, str]:
+        mode = self.spec.user_env_probe
+        if mode == "none":
+            return {}
+        flag = {
+            "loginInteractiveShell": "-lic",
+            "loginShell": "-lc",
+            "interactiveShell": "-ic",
+        }.get(mode, "-c")
+        marker = uuid.uuid4().hex
+        probe = exec_in(
+            self.client,
+            self.container_id,
+            [self._shell(), flag, f"echo -n {marker}; cat /proc/self/environ; echo -n {marker}"],
+            user=self.spec.remote_user,
+        )
+        parts = probe.output.split(marker)
+        if len(parts) < 3:
+            self.on_log(f"userEnvProbe ({mode}) printed nothing usable; using the container env")
+            return {}
+        env = {}
+        for item in parts[1].split("\0"):
+            key, sep, value = item.partition("=")
+            if sep and key:
+                env[key] = value
+        # Variables only an interactive shell of the probe itself has are not the user's.
+        for transient in ("SHLVL", "_", "PWD", "OLDPWD"):
+            env.pop(transient, None)
+        return env
+
+    def environment(self) -> dict[str, str]:
+        """The probed user environment plus remoteEnv, with ${containerEnv:...} resolved."""
+        if self._env is None:
+            container = self.client.containers.get(self.container_id)
+            container_env = dict(
+                item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item
+            )
+            env = self._probe()
+            ctx = self.spec.context.with_container_env(container_env)
+            for key, value in substitute(self.spec.remote_env, ctx).items():
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
+            self._env = env
+        return self._env
+
+    def workdir(self) -> str | None:
+        folder = self.spec.workspace_folder
+        found = exec_in(
+            self.client, self.container_id, ["test", "-d", folder], user=self.spec.remote_user
+        )
+        return folder if found.exit_code == 0 else None
+
+    def run_command(self, command, label: str, on_output: Log | None = None) -> ExecResult:
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        return exec_in(
+            self.client,
+            self.container_id,
+            argv,
+            user=self.spec.remote_user,
+            environment=self.environment(),
+            workdir=self.workdir(),
+            on_output=on_output if on_output is not None else self.on_log,
+        )
+
+    def run_hook(self, hook_name: str, hook: Hook) -> None:
+        command = hook.command
+        if not command:
+            return
+        if isinstance(command, dict):
+            self._run_parallel(hook_name, hook)
+            return
+        self.on_log(f"Running the {hook_name} from {hook.origin}: {_show(command)}")
+        result = self.run_command(command, hook_name)
+        if result.exit_code != 0:
+            raise LifecycleError(hook_name, hook.origin, result.exit_code, result.output)
+
+    def _run_parallel(self, hook_name: str, hook: Hook) -> None:
+        results: dict[str, ExecResult] = {}
+
+        def worker(name, command):
+            results[name] = self.run_command(command, name, on_output=lambda line: None)
+
+        threads = [
+            threading.Thread(target=worker, args=item) for item in hook.command.items() if item[1]
+        ]
+        for name, command in hook.command.items():
+            self.on_log(f"Running {name} of {hook_name} from {hook.origin}: {_show(command)}")
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for name, result in results.items():
+            for line in result.output.splitlines():
+                self.on_log(f"[{name}] {line}")
+        failed = [(name, r) for name, r in results.items() if r.exit_code != 0]
+        if failed:
+            name, result = failed[0]
+            raise LifecycleError(
+                f"{hook_name} ({name})", hook.origin, result.exit_code, result.output
+            )
+
+    def marker_says_run(self, hook_name: str, value: str) -> bool:
+        # The reference implementation's marker: rewritten, and the hook run, when it differs.
+        script = (
+            'mkdir -p "$HOME/.devcontainer" && '
+            'CONTENT="$(cat "$HOME/.devcontainer/.$1Marker" 2>/dev/null || echo ENOENT)" && '
+            '[ "$CONTENT" != "$2" ] && echo "$2" > "$HOME/.devcontainer/.$1Marker"'
+        )
+        result = exec_in(
+            self.client,
+            self.container_id,
+            ["/bin/sh", "-c", script, "-", hook_name, value],
+            user=self.spec.remote_user,
+        )
+        return result.exit_code == 0
+
+
+def _show(command) -> str:
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def run_lifecycle(
+    client: docker.DockerClient,
+    container_id: str,
+    spec: RunSpec,
+    on_log: Log = lambda line: None,
+    attach: bool = True,
+) -> list[str]:
+    """Run the hooks due now in a started container; return the names of those that ran."""
+    session = Session(client, container_id, spec, on_log)
+    state = client.containers.get(container_id).attrs
+    due = [(hook, state["Created"]) for hook in ONCE_PER_CONTAINER]
+    due.append(("postStartCommand", state["State"]["StartedAt"]))
+    ran = []
+    for hook_name, marker in due:
+        # The marker is written even when there is nothing to run, as the reference does.
+        if not session.marker_says_run(hook_name, marker) or not spec.hooks[hook_name]:
+            continue
+        for hook in spec.hooks[hook_name]:
+            session.run_hook(hook_name, hook)
+        ran.append(hook_name)
+    if attach and spec.hooks["postAttachCommand"]:
+        for hook in spec.hooks["postAttachCommand"]:
+            session.run_hook("postAttachCommand", hook)
+        ran.append("postAttachCommand")
+    return ran

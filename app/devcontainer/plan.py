@@ -1,0 +1,178 @@
+"""``plan``: what a devcontainer.json asks to build, resolved but not yet built."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.devcontainer import features as features_mod
+from app.devcontainer import metadata, policy
+from app.devcontainer.config import DevcontainerConfig
+from app.devcontainer.errors import ConfigError
+from app.devcontainer.variables import Context, devcontainer_id, substitute
+
+DEFAULT_CACHE = Path.home() / ".cache" / "berth" / "features"
+
+
+@dataclass
+class Plan:
+    config: DevcontainerConfig
+    raw: dict  # devcontainer.json with localEnv, workspace folders and devcontainerId substituted
+    context: Context
+    id_labels: dict[str, str]
+    kind: str  # "image" or "dockerfile"
+    image: str = ""
+    dockerfile: Path | None = None
+    build_context: Path | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    build_labels: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    features: list[features_mod.Feature] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def workspace_folder(self) -> str:
+        return self.context.container_workspace
+
+    @property
+    def needs_build(self) -> bool:
+        """Only an image config without Features runs the image as it is."""
+        return self.kind == "dockerfile" or bool(self.features)
+
+    @property
+    def config_entry(self) -> dict:
+        """devcontainer.json's own metadata entry, with raw (unsubstituted) values."""
+        return metadata.config_entry(self.config.raw)
+
+    def feature_entries(self) -> list[dict]:
+        return [metadata.feature_entry(f.user_id, f.metadata) for f in self.features]
+
+
+def default_workspace_folder(config: DevcontainerConfig) -> str:
+    return f"/workspaces/{config.workspace.name}"
+
+
+def _parse_build_options(config: DevcontainerConfig, options: list[str], plan: Plan) -> None:
+    items = list(options)
+    while items:
+        option = items.pop(0)
+        name, _, value = option.partition("=")
+        if name in ("--label", "--build-arg") and not value:
+            if not items:
+                raise ConfigError(
+                    f"{name} needs a value", file=config.path, property="build.options"
+                )
+            value = items.pop(0)
+        if name == "--label":
+            key, _, label_value = value.partition("=")
+            plan.build_labels[key] = label_value
+        elif name == "--build-arg":
+            key, _, arg_value = value.partition("=")
+            plan.build_args[key] = arg_value
+        elif name == "--no-cache":
+            plan.no_cache = True
+        else:
+            raise ConfigError(
+                f"{option!r} is not supported here (supported: --label, --build-arg, --no-cache)",
+                file=config.path,
+                property="build.options",
+                line=config.line_of("options"),
+            )
+
+
+def plan(
+    config: DevcontainerConfig,
+    local_env: dict[str, str] | None = None,
+    approvals: policy.Approvals | None = None,
+    feature_cache: Path | None = None,
+    fetch=None,
+) -> Plan:
+    """Resolve what ``config`` builds: base image or Dockerfile, Features in install order.
+
+    ``local_env`` is the only source for ``${localEnv:...}``; Berth passes the workspace
+    owner's variables, never its own environment.
+    """
+    local_env = dict(local_env or {})
+    workspace = str(config.workspace)
+    id_labels = {
+        "devcontainer.local_folder": workspace,
+        "devcontainer.config_file": str(config.path),
+    }
+    ctx = Context(
+        local_workspace=workspace, local_env=local_env, devcontainer_id=devcontainer_id(id_labels)
+    )
+    folder = substitute(config.raw.get("workspaceFolder"), ctx) or default_workspace_folder(config)
+    ctx = Context(
+        local_workspace=workspace,
+        container_workspace=posixpath.normpath(folder),
+        local_env=local_env,
+        devcontainer_id=ctx.devcontainer_id,
+    )
+    raw = substitute(config.raw, ctx)
+
+    if config.kind == "compose":
+        raise ConfigError(
+            "dockerComposeFile configs are not supported yet; use 'image' or 'build.dockerfile'",
+            file=config.path,
+            property="dockerComposeFile",
+            line=config.line_of("dockerComposeFile"),
+        )
+    result = Plan(
+        config=config,
+        raw=raw,
+        context=ctx,
+        id_labels=id_labels,
+        kind=config.kind,
+        warnings=list(config.warnings),
+    )
+    if "initializeCommand" in raw:
+        result.warnings.append(
+            "initializeCommand is not run: it is meant for the developer's own machine, and "
+            "Berth builds on a server where it would run with the server's rights"
+        )
+    if result.kind == "image":
+        result.image = raw["image"]
+    else:
+        build = raw["build"]
+        result.dockerfile = (config.folder / build["dockerfile"]).resolve()
+        if not result.dockerfile.is_file():
+            raise ConfigError(
+                f"the Dockerfile {result.dockerfile} does not exist",
+                file=config.path,
+                property="build.dockerfile",
+                line=config.line_of("dockerfile"),
+            )
+        result.build_context = (
+            (config.folder / build["context"]).resolve()
+            if "context" in build
+            else result.dockerfile.parent
+        )
+        if not result.build_context.is_dir():
+            raise ConfigError(
+                f"the build context {result.build_context} is not a folder",
+                file=config.path,
+                property="build.context",
+                line=config.line_of("context"),
+            )
+        result.build_args = {k: str(v) for k, v in (build.get("args") or {}).items()}
+        result.target = build.get("target")
+        _parse_build_options(config, build.get("options") or [], result)
+
+    policy.check(
+        metadata.merge([metadata.config_entry(raw)]),
+        raw.get("runArgs") or [],
+        approvals or policy.Approvals(),
+        file=config.path,
+    )
+    resolver = features_mod.Resolver(
+        config.folder,
+        config.workspace,
+        feature_cache or DEFAULT_CACHE,
+        **({"fetch": fetch} if fetch else {}),
+    )
+    result.features = features_mod.resolve(
+        raw.get("features") or {}, resolver, raw.get("overrideFeatureInstallOrder")
+    )
+    return result
