@@ -10,6 +10,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(docker.io mmdebstrap postgresql chromium iptables git ca-certificates tmux)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+# npm installs the reference devcontainer CLI (and, where Node is older than 20, a newer
+# Node from the npm registry); a Node installed some other way comes with its own npm.
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

@@ -79,7 +79,10 @@ def _from_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
     """Image references the Dockerfile starts from, with pre-FROM ARGs filled in."""
     first_from = _FROM.search(dockerfile_text)
     preamble = dockerfile_text[: first_from.start()] if first_from else ""
-    values = {name: args.get(name, default or "") for name, default in _ARG.findall(preamble)}
+    values = {
+        name: args.get(name, (default or "").strip("\"'"))
+        for name, default in _ARG.findall(preamble)
+    }
     refs = []
     for ref in _FROM.findall(dockerfile_text):
         refs.append(re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), ""), ref))
@@ -89,8 +92,8 @@ def _from_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
 def _image_id(client: docker.DockerClient, ref: str) -> str:
     try:
         return client.images.get(ref).id
-    except docker.errors.ImageNotFound:
-        return ""  # a stage name or an image the build will pull
+    except (docker.errors.ImageNotFound, docker.errors.APIError):
+        return ""  # a stage name, or an image the build will pull
 
 
 def input_hash(plan: Plan, client: docker.DockerClient) -> str:

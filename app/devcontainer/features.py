@@ -234,7 +234,7 @@ def resolve(
             and all(any(_satisfies(done, soft) for done in ordered) for soft in f.installs_after)
         ]
         if not ready:
-            names = ", ".join(f.user_id for f in remaining)
+            names = ", ".join(dict.fromkeys(f.user_id for f in remaining))
             raise FeatureError(
                 f"circular dependency between Features: {names} (dependsOn/installsAfter form a "
                 "cycle, so no install order exists)",

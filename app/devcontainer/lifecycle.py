@@ -21,6 +21,7 @@ from app.devcontainer.run import Hook, RunSpec
 from app.devcontainer.variables import substitute
 
 Log = Callable[[str], None]
+SYSTEM_DATA = "/var/devcontainer"
 ONCE_PER_CONTAINER = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
 
 
@@ -89,6 +90,27 @@ class Session:
             self.client, self.container_id, ["/bin/sh", "-c", script, "-", *args], user="root"
         )
 
+    def container_env(self) -> dict[str, str]:
+        container = self.client.containers.get(self.container_id)
+        return dict(
+            item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item
+        )
+
+    def patch_system_config(self) -> None:
+        """Once per container, as the reference does: keep the container's variables in
+        /etc/environment, and stop /etc/profile from resetting PATH for login shells."""
+        once = (
+            'test ! -f "$1" && set -o noclobber && mkdir -p "$(dirname "$1")" '
+            '&& { > "$1" ; } 2> /dev/null'
+        )
+        if self.run_as_root(once, f"{SYSTEM_DATA}/.patchEtcEnvironmentMarker").exit_code == 0:
+            lines = "".join(f'\n{k}="{v}"' for k, v in self.container_env().items())
+            self.run_as_root("printf '%s\\n' \"$1\" >> /etc/environment", lines)
+        if self.run_as_root(once, f"{SYSTEM_DATA}/.patchEtcProfileMarker").exit_code == 0:
+            self.run_as_root(
+                "sed -i -E 's/((^|\\s)PATH=)([^\\$]*)$/\\1${PATH:-\\3}/g' /etc/profile || true"
+            )
+
     def _shell(self) -> str:
         found = self.run_as_root(
             'getent passwd "$1" 2>/dev/null || grep "^$1:" /etc/passwd', self.spec.remote_user
@@ -129,12 +151,8 @@ class Session:
     def environment(self) -> dict[str, str]:
         """The probed user environment plus remoteEnv, with ${containerEnv:...} resolved."""
         if self._env is None:
-            container = self.client.containers.get(self.container_id)
-            container_env = dict(
-                item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item
-            )
             env = self._probe()
-            ctx = self.spec.context.with_container_env(container_env)
+            ctx = self.spec.context.with_container_env(self.container_env())
             for key, value in substitute(self.spec.remote_env, ctx).items():
                 if value is None:
                     env.pop(key, None)
@@ -228,6 +246,7 @@ def run_lifecycle(
 ) -> list[str]:
     """Run the hooks due now in a started container; return the names of those that ran."""
     session = Session(client, container_id, spec, on_log)
+    session.patch_system_config()
     state = client.containers.get(container_id).attrs
     due = [(hook, state["Created"]) for hook in ONCE_PER_CONTAINER]
     due.append(("postStartCommand", state["State"]["StartedAt"]))
