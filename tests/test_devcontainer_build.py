@@ -1,0 +1,176 @@
+"""The engine on the real Docker engine: cached builds, labels, logs, and failures that
+name their cause and leave nothing behind."""
+
+import json
+import time
+
+import docker
+import pytest
+
+from app import devcontainer as dc
+from app.devcontainer.metadata import LABEL
+from tests.dcfiles import feature, write
+
+
+def _snapshot(client):
+    return (
+        {i.id for i in client.images.list(all=True)},
+        {c.id for c in client.containers.list(all=True)},
+    )
+
+
+def _build(folder, client, logs=None):
+    result = dc.plan(dc.load(folder), feature_cache=folder / "cache")
+    return result, dc.build(result, client, on_log=(logs.append if logs is not None else print))
+
+
+def test_cache_hit_builds_nothing(tmp_path, docker_client, base_image):
+    feature(tmp_path, "one", containerEnv={"ONE": "1"})
+    feature(tmp_path, "two", installsAfter=["./one"])
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "features": {"./two": {}, "./one": {}},
+                "containerEnv": {"COST": '$5 "quoted"'},
+            }
+        ),
+    )
+    logs: list[str] = []
+    first_plan, first = _build(tmp_path, docker_client, logs)
+    assert not first.cached and any("Installing Feature ./one" in line for line in logs)
+    assert [f.user_id for f in first_plan.features] == ["./one", "./two"]
+
+    started = time.monotonic()
+    _, second = _build(tmp_path, docker_client, logs := [])
+    elapsed = time.monotonic() - started
+    assert second.cached and second.image == first.image and second.image_id == first.image_id
+    assert elapsed < 5  # the bench measures the real figure (well under a second)
+    assert logs == [f"using cached image {first.image}"]
+
+    (tmp_path / ".devcontainer" / "one" / "install.sh").write_text("#!/bin/sh\necho changed\n")
+    _, third = _build(tmp_path, docker_client)
+    assert not third.cached and third.image != first.image
+
+    image = docker_client.images.get(first.image)
+    label = json.loads(image.labels[LABEL])
+    assert [entry.get("id") for entry in label] == ["./one", "./two", None]
+    env = dict(e.split("=", 1) for e in image.attrs["Config"]["Env"])
+    assert env["ONE"] == "1" and env["COST"] == '$5 "quoted"'
+
+
+def test_base_image_label_is_kept_and_merged(tmp_path, docker_client, base_image):
+    base_dir = tmp_path / "base"
+    base_dir.mkdir()
+    (base_dir / "Dockerfile").write_text(
+        f"FROM {base_image}\n"
+        'LABEL devcontainer.metadata=\'[{"id":"from-base","remoteUser":"root",'
+        '"postCreateCommand":"echo base"}]\'\n'
+    )
+    docker_client.images.build(path=str(base_dir), tag="berth-test-labelled:latest", rm=True)
+    ws = tmp_path / "ws"
+    write(
+        ws, json.dumps({"image": "berth-test-labelled:latest", "postCreateCommand": "echo config"})
+    )
+    _, result = _build(ws, docker_client)
+    # No Features: nothing is built; the container carries the composed label.
+    assert result.cached and result.image == "berth-test-labelled:latest"
+    assert [e.get("id") for e in json.loads(result.container_label)] == ["from-base", None]
+    assert [h["origin"] for h in result.merged["postCreateCommands"]] == [
+        "from-base",
+        "devcontainer.json",
+    ]
+
+
+def test_failing_install_script_names_the_feature_and_leaves_nothing(
+    tmp_path, docker_client, base_image
+):
+    feature(tmp_path, "broken")
+    (tmp_path / ".devcontainer" / "broken" / "install.sh").write_text(
+        "#!/bin/sh\necho about to fail\nexit 3\n"
+    )
+    write(tmp_path, json.dumps({"image": base_image, "features": {"./broken": {}}}))
+    before = _snapshot(docker_client)
+    logs: list[str] = []
+    with pytest.raises(dc.BuildError) as error:
+        _build(tmp_path, docker_client, logs)
+    assert "installing Features failed at Step" in str(error.value)
+    assert "returned a non-zero code: 3" in str(error.value)
+    assert "about to fail" in error.value.log and "about to fail" in logs
+    assert _snapshot(docker_client) == before
+
+
+def test_failing_dockerfile_names_the_step_and_leaves_nothing(tmp_path, docker_client, base_image):
+    (tmp_path / ".devcontainer").mkdir()
+    (tmp_path / ".devcontainer" / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo step-two-{time.time_ns()} > /ok\nRUN ls /does-not-exist\n"
+    )
+    write(tmp_path, '{"build": {"dockerfile": "Dockerfile"}}')
+    before = _snapshot(docker_client)
+    with pytest.raises(dc.BuildError) as error:
+        _build(tmp_path, docker_client)
+    assert "Step 3/3 : RUN ls /does-not-exist" in str(error.value)
+    assert _snapshot(docker_client) == before
+
+
+def test_missing_base_image_is_named(tmp_path, docker_client):
+    write(tmp_path, '{"image": "berth-test-no-such-image:1"}')
+    with pytest.raises(dc.BuildError, match="'berth-test-no-such-image:1' is not on this host"):
+        _build(tmp_path, docker_client)
+
+
+def test_failed_lifecycle_leaves_no_container(tmp_path, docker_client, base_image):
+    write(tmp_path, json.dumps({"image": base_image, "postCreateCommand": "echo no; exit 7"}))
+    plan, built = _build(tmp_path, docker_client)
+    spec = dc.run_spec(plan, built)
+    before = _snapshot(docker_client)
+    with pytest.raises(dc.LifecycleError) as error:
+        dc.up(docker_client, spec)
+    assert str(error.value) == (
+        "postCreateCommand: postCreateCommand from devcontainer.json failed with exit code 7"
+    )
+    assert _snapshot(docker_client) == before
+
+
+def test_run_spec_on_a_volume(tmp_path, docker_client, base_image):
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "remoteEnv": {"WHERE": "${containerWorkspaceFolder}"},
+                "forwardPorts": [3000],
+                "portsAttributes": {"3000": {"label": "web"}},
+                "customizations": {
+                    "vscode": {
+                        "extensions": ["ms-python.python"],
+                        "settings": {"editor.tabSize": 2},
+                    }
+                },
+                "postStartCommand": ["sh", "-c", "echo started >> /tmp/starts"],
+            }
+        ),
+    )
+    plan, built = _build(tmp_path, docker_client)
+    volume = docker_client.volumes.create(labels={"berth.managed": "true", "berth.test": "1"})
+    try:
+        spec = dc.run_spec(plan, built, workspace_volume=volume.name)
+        assert spec.workspace_mount.type == "volume"
+        assert spec.vscode == {
+            "extensions": ["ms-python.python"],
+            "settings": {"editor.tabSize": 2},
+        }
+        assert spec.forward_ports == [3000] and spec.ports_attributes["3000"]["label"] == "web"
+        container = dc.up(docker_client, spec)
+        try:
+            session = dc.Session(docker_client, container.id, spec)
+            out = session.run_command(["sh", "-c", "pwd; echo $WHERE; cat /tmp/starts"], "t")
+            folder = f"/workspaces/{tmp_path.name}"
+            assert out.output.splitlines() == [folder, folder, "started"]
+        finally:
+            container.remove(force=True)
+    finally:
+        volume.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.volumes.get(volume.name)
