@@ -61,6 +61,7 @@ class RunSpec:
     customizations: dict
     vscode: dict
     host_requirements: dict | None
+    update_remote_user_uid: bool  # recorded; Berth's workspaces use volumes, not host binds
     context: Context
     warnings: list[str] = field(default_factory=list)
 
@@ -201,6 +202,7 @@ def run_spec(
         customizations=merged.get("customizations") or {},
         vscode=metadata.vscode_customizations(merged),
         host_requirements=merged.get("hostRequirements"),
+        update_remote_user_uid=merged.get("updateRemoteUserUID") is not False,
         context=ctx,
         warnings=warnings,
     )
