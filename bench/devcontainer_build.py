@@ -31,13 +31,23 @@ def make_workspace(root: Path, salt: str) -> Path:
     for name, after in (("alpha", []), ("beta", ["./alpha"])):
         folder = ws / ".devcontainer" / name
         folder.mkdir(parents=True)
-        (folder / "devcontainer-feature.json").write_text(json.dumps(
-            {"id": name, "version": "1.0.0", "name": name, "installsAfter": after,
-             "options": {"level": {"type": "string", "default": "1"}}}))
+        (folder / "devcontainer-feature.json").write_text(
+            json.dumps(
+                {
+                    "id": name,
+                    "version": "1.0.0",
+                    "name": name,
+                    "installsAfter": after,
+                    "options": {"level": {"type": "string", "default": "1"}},
+                }
+            )
+        )
         (folder / "install.sh").write_text(
-            f"#!/bin/sh\nset -e\necho {salt} > /usr/local/share/{name}.txt\n")
-    (ws / ".devcontainer" / "devcontainer.json").write_text(json.dumps(
-        {"image": BASE_IMAGE, "features": {"./alpha": {}, "./beta": {"level": "2"}}}))
+            f"#!/bin/sh\nset -e\necho {salt} > /usr/local/share/{name}.txt\n"
+        )
+    (ws / ".devcontainer" / "devcontainer.json").write_text(
+        json.dumps({"image": BASE_IMAGE, "features": {"./alpha": {}, "./beta": {"level": "2"}}})
+    )
     return ws
 
 
@@ -53,9 +63,20 @@ def berth_build(ws: Path, client) -> None:
 
 
 def reference_build(cli, ws: Path) -> None:
-    subprocess.run([*cli, "build", "--workspace-folder", str(ws), "--buildkit", "never",
-                    "--image-name", f"bench-ref-{ws.name.lower()}"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            *cli,
+            "build",
+            "--workspace-folder",
+            str(ws),
+            "--buildkit",
+            "never",
+            "--image-name",
+            f"bench-ref-{ws.name.lower()}",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def main(rounds: int = 3) -> None:
@@ -72,17 +93,33 @@ def main(rounds: int = 3) -> None:
         for _ in range(rounds):
             for tool in ("berth", "reference"):
                 ws = make_workspace(root, uuid.uuid4().hex[:10])
-                build = (lambda ws=ws: berth_build(ws, client)) if tool == "berth" else (
-                    lambda ws=ws: reference_build(cli, ws))
+                build = (
+                    (lambda ws=ws: berth_build(ws, client))
+                    if tool == "berth"
+                    else (lambda ws=ws: reference_build(cli, ws))
+                )
                 rows["cold build"][tool].append(timed(build))
                 rows["cache-hit build"][tool].append(timed(build))
                 if tool == "berth":
-                    rows["plan only"][tool].append(timed(
-                        lambda ws=ws: dc.plan(dc.load(ws), feature_cache=ws / "cache")))
+                    rows["plan only"][tool].append(
+                        timed(lambda ws=ws: dc.plan(dc.load(ws), feature_cache=ws / "cache"))
+                    )
                 else:
-                    rows["plan only"][tool].append(timed(lambda ws=ws: subprocess.run(
-                        [*cli, "read-configuration", "--workspace-folder", str(ws),
-                         "--include-features-configuration"], check=True, capture_output=True)))
+                    rows["plan only"][tool].append(
+                        timed(
+                            lambda ws=ws: subprocess.run(
+                                [
+                                    *cli,
+                                    "read-configuration",
+                                    "--workspace-folder",
+                                    str(ws),
+                                    "--include-features-configuration",
+                                ],
+                                check=True,
+                                capture_output=True,
+                            )
+                        )
+                    )
     finally:
         shutil.rmtree(root, ignore_errors=True)
         for image in client.images.list():
@@ -95,9 +132,12 @@ def main(rounds: int = 3) -> None:
         ours, theirs = statistics.median(by_tool["berth"]), statistics.median(by_tool["reference"])
         print(f"{measure:<18}{ours:>10.3f}{theirs:>14.3f}{theirs / ours:>19.1f}x")
     hit_ratio = statistics.median(rows["cache-hit build"]["reference"]) / statistics.median(
-        rows["cache-hit build"]["berth"])
-    print(f"\ntarget: cache hit at least 5x faster than `devcontainer build`: "
-          f"{'met' if hit_ratio >= 5 else 'NOT met'} ({hit_ratio:.1f}x)")
+        rows["cache-hit build"]["berth"]
+    )
+    print(
+        f"\ntarget: cache hit at least 5x faster than `devcontainer build`: "
+        f"{'met' if hit_ratio >= 5 else 'NOT met'} ({hit_ratio:.1f}x)"
+    )
 
 
 if __name__ == "__main__":
