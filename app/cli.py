@@ -28,13 +28,20 @@ def load_settings(**overrides) -> Settings:
         _fail(f"configuration error: {exc}", 2)
 
 
+def _upgrade_and_sync(db, on_step):
+    from app.workspaces import templates
+
+    migrations.upgrade(db, on_step=on_step)
+    templates.sync_builtin()
+
+
 def open_instance(settings: Settings, quiet: bool = False) -> None:
     """Create the data dir, connect the database and bring its schema up to date."""
     try:
         settings.ensure_data_dir()
         db = open_database(settings)
         with db.connection_context():
-            migrations.upgrade(
+            _upgrade_and_sync(
                 db,
                 on_step=None
                 if quiet
@@ -49,14 +56,17 @@ def open_instance(settings: Settings, quiet: bool = False) -> None:
         _fail(str(exc), 2)
 
 
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where this instance keeps its data (default ./data, or BERTH_DATA_DIR).",
+)
+
+
 def instance_command(func):
     """Adds ``--data-dir`` and runs the command against the selected instance's database."""
 
-    @click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        help="Where this instance keeps its data (default ./data, or BERTH_DATA_DIR).",
-    )
+    @data_dir_option
     @functools.wraps(func)
     def wrapper(data_dir, **kwargs):
         settings = load_settings(data_dir=data_dir)
@@ -101,9 +111,7 @@ def _wait_for_port(host: str, port: int, timeout: float) -> bool:
 
 
 @main.command()
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
-)
+@data_dir_option
 @click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for everyone).")
 @click.option("--port", type=int, help="The HTTP port people open (default 8080).")
 @click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
@@ -118,6 +126,7 @@ def serve(data_dir, host, port, ssh_port):
     env = {**os.environ, **settings.child_environment()}
     children = [
         Child("web", berth_command("web", "--bind", f"{settings.host}:{settings.port}"), env),
+        Child("worker", berth_command("worker"), env),
     ]
 
     def announce():
@@ -131,9 +140,7 @@ def serve(data_dir, host, port, ssh_port):
 
 
 @main.command()
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
-)
+@data_dir_option
 @click.option("--bind", help="HOST:PORT to listen on (default BERTH_HOST:BERTH_PORT).")
 def web(data_dir, bind):
     """Run the web app (dashboard, admin, API) under gunicorn."""
@@ -145,9 +152,21 @@ def web(data_dir, bind):
 
 
 @main.command()
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
-)
+@data_dir_option
+def worker(data_dir):
+    """Run the worker: provisioning jobs and reconciliation (one per instance)."""
+    from app.workspaces import worker as worker_mod
+
+    settings = load_settings(data_dir=data_dir)
+    open_instance(settings)
+    try:
+        worker_mod.main(settings)
+    except worker_mod.AlreadyRunning as exc:
+        _fail(f"{exc}; not starting a second one", 2)
+
+
+@main.command()
+@data_dir_option
 def migrate(data_dir):
     """Bring the database schema up to date."""
     settings = load_settings(data_dir=data_dir)
@@ -156,9 +175,7 @@ def migrate(data_dir):
 
 
 @main.command()
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Instance data (default ./data)."
-)
+@data_dir_option
 def doctor(data_dir):
     """Check the Docker engine, the database and free disk; say what to fix."""
     from app import doctor as checks

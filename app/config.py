@@ -7,6 +7,7 @@ Every entry point loads settings the same way, so ``berth admin``, ``berth token
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -79,6 +80,16 @@ def _as_database_url(setting: str, value: str) -> str:
     )
 
 
+def _as_subnet(setting: str, value) -> str:
+    try:
+        network = ipaddress.ip_network(str(value))
+    except ValueError:
+        raise ConfigError(setting, f"{value!r} is not a network like 10.231.0.0/16") from None
+    if network.version != 4 or network.prefixlen > 24:
+        raise ConfigError(setting, f"{value} must be an IPv4 range of /24 or larger")
+    return str(network)
+
+
 def _as_url(setting: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -103,11 +114,18 @@ class Settings:
     login_limit_account: str = "5 per 5 minutes"
     login_limit_ip: str = "20 per 5 minutes"
     log_level: str = "info"
+    subnet_pool: str = "10.231.0.0/16"
+    local_repo_roots: str = ""
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def uses_tls(self) -> bool:
         return self.public_url.startswith("https://")
+
+    @property
+    def repo_roots(self) -> list[Path]:
+        """Server folders whose git repositories workspaces may be created from."""
+        return [Path(p).resolve() for p in self.local_repo_roots.split(":") if p]
 
     @property
     def is_sqlite(self) -> bool:
@@ -186,6 +204,8 @@ class Settings:
                 "BERTH_LOGIN_LIMIT_IP", pick("login_limit_ip", "20 per 5 minutes")
             ),
             log_level=log_level,
+            subnet_pool=_as_subnet("BERTH_SUBNET_POOL", pick("subnet_pool", "10.231.0.0/16")),
+            local_repo_roots=str(pick("local_repo_roots", "")),
             sources=sources,
         )
         if settings.secret_key and len(settings.secret_key) < 32:

@@ -66,3 +66,101 @@ class ApiToken(BaseModel):
 
 
 ALL_MODELS = [User, ApiToken]
+
+
+WORKSPACE_STATES = (
+    "pending",
+    "building",
+    "starting",
+    "running",
+    "stopping",
+    "stopped",
+    "deleting",
+    "deleted",
+    "failed",
+)
+TRANSITIONS = ("create", "start", "stop", "restart", "rebuild", "delete")
+CAUSES = ("user", "api", "schedule", "reconcile")
+
+
+class Template(BaseModel):
+    """A blueprint for workspaces: where its devcontainer.json lives, and admin limits."""
+
+    name = peewee.CharField(max_length=64, unique=True)
+    description = peewee.TextField(default="")
+    source_kind = peewee.CharField(max_length=16)  # builtin, upload or git
+    source = peewee.TextField()  # a folder, or a git URL
+    git_ref = peewee.CharField(max_length=255, null=True)
+    git_path = peewee.CharField(max_length=255, null=True)
+    profile = peewee.CharField(max_length=16, default="workspace")  # workspace or agent
+    parameters = peewee.TextField(default="{}")  # JSON: name -> {type, default, min, max}
+    limits = peewee.TextField(default="{}")  # JSON: max_cpu, max_memory_mb, max_ttl_hours
+    approvals = peewee.TextField(default="{}")  # JSON: policy exceptions an admin granted
+    enabled = peewee.BooleanField(default=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "templates"
+
+
+class Workspace(BaseModel):
+    owner = peewee.ForeignKeyField(User, backref="workspaces", on_delete="CASCADE")
+    name = peewee.CharField(max_length=63)
+    # The name while the workspace exists, NULL once deleted: unique per owner, and a
+    # deleted workspace's name can be used again.
+    live_name = peewee.CharField(max_length=63, null=True)
+    template = peewee.ForeignKeyField(Template, null=True, on_delete="SET NULL")
+    repo_url = peewee.TextField(null=True)
+    repo_ref = peewee.CharField(max_length=255, null=True)
+    parameters = peewee.TextField(default="{}")
+    status = peewee.CharField(max_length=16, default="pending")
+    error = peewee.TextField(null=True)
+    image = peewee.CharField(max_length=255, null=True)
+    container_id = peewee.CharField(max_length=80, null=True)
+    keep_volumes = peewee.BooleanField(default=False)
+    ttl_expires_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "workspaces"
+        indexes = ((("owner", "live_name"), True),)
+
+
+class Transition(BaseModel):
+    """One requested change to a workspace (a job): what, why, by whom, and its log."""
+
+    workspace = peewee.ForeignKeyField(Workspace, backref="transitions", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=16)
+    status = peewee.CharField(max_length=16, default="pending")  # pending running succeeded failed
+    cause = peewee.CharField(max_length=16, default="user")
+    actor = peewee.CharField(max_length=64, null=True)
+    options = peewee.TextField(default="{}")
+    error = peewee.TextField(null=True)
+    log = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    started_at = peewee.DateTimeField(null=True)
+    finished_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "transitions"
+
+
+class StateChange(BaseModel):
+    """Every status a workspace passed through, with when and why."""
+
+    workspace = peewee.ForeignKeyField(Workspace, backref="state_changes", on_delete="CASCADE")
+    transition = peewee.ForeignKeyField(Transition, null=True, on_delete="SET NULL")
+    from_status = peewee.CharField(max_length=16, null=True)
+    to_status = peewee.CharField(max_length=16)
+    cause = peewee.CharField(max_length=16)
+    actor = peewee.CharField(max_length=64, null=True)
+    message = peewee.TextField(null=True)
+    at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "state_changes"
+
+
+ALL_MODELS += [Template, Workspace, Transition, StateChange]

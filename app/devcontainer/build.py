@@ -138,7 +138,7 @@ def _env_file(values: dict[str, str]) -> str:
     return "".join(f"{key}={_env_line(value, True)}\n" for key, value in values.items())
 
 
-def _passwd_homes(client: docker.DockerClient, image: str) -> dict[str, str]:
+def user_homes(client: docker.DockerClient, image: str) -> dict[str, str]:
     """user -> home directory, read from the image's /etc/passwd without running it."""
     container = client.containers.create(
         image,
@@ -294,7 +294,7 @@ def _extend(plan: Plan, client, builder: _Builder, base_ref: str, tag: str) -> N
     image_user = base.attrs["Config"].get("User") or ""
     container_user = merged.get("containerUser") or image_user or "root"
     remote_user = merged.get("remoteUser") or container_user
-    homes = _passwd_homes(client, base.id) if plan.features else {}
+    homes = user_homes(client, base.id) if plan.features else {}
     builtin_env = {
         "_CONTAINER_USER": container_user,
         "_REMOTE_USER": remote_user,

@@ -1,0 +1,231 @@
+"""The OpenAPI document of ``/api/v2``. A test checks it against the registered routes."""
+
+from flask import jsonify
+
+from app import __version__
+from app.api import bp
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_WS = {"$ref": "#/components/schemas/Workspace"}
+
+
+def _op(summary: str, responses: dict, **extra) -> dict:
+    base = {"401": _ERROR, "404": _ERROR}
+    return {"summary": summary, "responses": {**responses, **base}, **extra}
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _transition(summary: str) -> dict:
+    return {
+        "post": _op(
+            summary,
+            {
+                "202": {
+                    "description": "accepted; the worker carries it out",
+                    **_json({"type": "object"}),
+                },
+                "409": _ERROR,
+            },
+            parameters=[_ID],
+        )
+    }
+
+
+DOCUMENT = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "Berth API",
+        "version": __version__,
+        "description": "Workspaces for people and agents. Authenticate with "
+        "`Authorization: Bearer <token>` (berth token create).",
+    },
+    "servers": [{"url": "/api/v2"}],
+    "security": [{"bearer": []}],
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "responses": {
+            "Error": {
+                "description": "refused; the message says why",
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["error"],
+                        "properties": {
+                            "error": {
+                                "type": "object",
+                                "required": ["code", "message"],
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            }
+                        },
+                    }
+                ),
+            }
+        },
+        "schemas": {
+            "Workspace": {
+                "type": "object",
+                "required": ["id", "name", "owner", "status"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "owner": {"type": "string"},
+                    "template": {"type": "string", "nullable": True},
+                    "repo": {"type": "object", "nullable": True},
+                    "parameters": {"type": "object"},
+                    "status": {
+                        "type": "string",
+                        "enum": [
+                            "pending",
+                            "building",
+                            "starting",
+                            "running",
+                            "stopping",
+                            "stopped",
+                            "deleting",
+                            "deleted",
+                            "failed",
+                        ],
+                    },
+                    "error": {"type": "string", "nullable": True},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "ttl_expires_at": {"type": "string", "nullable": True},
+                },
+            },
+            "NewWorkspace": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z][a-z0-9]*(-[a-z0-9]+)*$"},
+                    "template": {"type": "string"},
+                    "repo": {
+                        "type": "object",
+                        "required": ["url"],
+                        "properties": {"url": {"type": "string"}, "ref": {"type": "string"}},
+                    },
+                    "parameters": {"type": "object"},
+                    "ttl": {"type": "string", "example": "4h"},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/me": {"get": _op("The caller's account", {"200": {"description": "the user"}})},
+        "/templates": {
+            "get": _op(
+                "Templates to create workspaces from",
+                {
+                    "200": {
+                        "description": "templates",
+                        **_json({"type": "array", "items": {"type": "object"}}),
+                    }
+                },
+            )
+        },
+        "/workspaces": {
+            "get": _op(
+                "Workspaces the caller may see",
+                {"200": {"description": "workspaces", **_json({"type": "array", "items": _WS})}},
+            ),
+            "post": _op(
+                "Create a workspace (built and started by the worker)",
+                {
+                    "201": {"description": "recorded", **_json(_WS)},
+                    "400": _ERROR,
+                    "409": _ERROR,
+                    "422": _ERROR,
+                },
+                requestBody={
+                    "required": True,
+                    **_json({"$ref": "#/components/schemas/NewWorkspace"}),
+                },
+            ),
+        },
+        "/workspaces/{id}": {
+            "get": _op(
+                "One workspace",
+                {"200": {"description": "the workspace", **_json(_WS)}},
+                parameters=[_ID],
+            ),
+            "delete": _op(
+                "Delete a workspace (volumes too, unless keep_volumes=true)",
+                {"202": {"description": "accepted"}, "409": _ERROR},
+                parameters=[
+                    _ID,
+                    {"name": "keep_volumes", "in": "query", "schema": {"type": "boolean"}},
+                ],
+            ),
+        },
+        "/workspaces/{id}/start": _transition("Start a stopped workspace"),
+        "/workspaces/{id}/stop": _transition("Stop a workspace (SIGTERM, then kill)"),
+        "/workspaces/{id}/restart": _transition("Stop and start again"),
+        "/workspaces/{id}/rebuild": _transition("Rebuild the image; volumes are kept"),
+        "/workspaces/{id}/logs": {
+            "get": _op(
+                "The latest job's log as Server-Sent Events, followed live",
+                {
+                    "200": {
+                        "description": "text/event-stream: data lines, then an `end` event",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                parameters=[_ID, {"name": "follow", "in": "query", "schema": {"type": "boolean"}}],
+            )
+        },
+        "/workspaces/{id}/exec": {
+            "post": _op(
+                "Run a command in a running workspace",
+                {
+                    "200": {
+                        "description": "finished",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "exit_code": {"type": "integer"},
+                                    "stdout": {"type": "string"},
+                                    "stderr": {"type": "string"},
+                                    "timed_out": {"type": "boolean"},
+                                },
+                            }
+                        ),
+                    },
+                    "409": _ERROR,
+                    "422": _ERROR,
+                },
+                parameters=[_ID],
+                requestBody={
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["command"],
+                            "properties": {
+                                "command": {"type": "array", "items": {"type": "string"}},
+                                "timeout": {"type": "number", "default": 60},
+                            },
+                        }
+                    ),
+                },
+            )
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3"}},
+            }
+        },
+    },
+}
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(DOCUMENT)

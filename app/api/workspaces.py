@@ -1,0 +1,191 @@
+"""Workspaces and templates over the API."""
+
+from __future__ import annotations
+
+import json
+
+import docker
+from flask import Response, current_app, jsonify, request, stream_with_context
+
+from app.api import bp
+from app.api.auth import current_token, token_required
+from app.api.errors import ApiError
+from app.models import Template
+from app.provisioner.docker import Provisioner
+from app.workspaces import logs, service
+
+
+def _settings():
+    return current_app.config["BERTH_SETTINGS"]
+
+
+def _user():
+    return current_token().user
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return body
+
+
+def _workspace(workspace_id):
+    try:
+        return service.get_visible(_user(), workspace_id)
+    except service.WorkspaceError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+@bp.app_errorhandler(service.WorkspaceError)
+def _workspace_error(exc: service.WorkspaceError):
+    from app.api.errors import api_error
+
+    return api_error(exc.status, exc.code, exc.message)
+
+
+def template_dict(template: Template) -> dict:
+    return {
+        "name": template.name,
+        "description": template.description,
+        "profile": template.profile,
+        "source": template.source_kind,
+        "parameters": json.loads(template.parameters),
+        "limits": json.loads(template.limits),
+    }
+
+
+@bp.get("/templates")
+@token_required
+def list_templates():
+    rows = Template.select().where(Template.enabled).order_by(Template.name)
+    return jsonify([template_dict(t) for t in rows])
+
+
+@bp.post("/workspaces")
+@token_required
+def create_workspace():
+    body = _body()
+    unknown = sorted(set(body) - {"name", "template", "repo", "parameters", "ttl"})
+    if unknown:
+        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    ws = service.create(
+        _user(),
+        body.get("name"),
+        template_name=body.get("template"),
+        repo=body.get("repo"),
+        parameters=body.get("parameters"),
+        ttl=body.get("ttl"),
+        cause="api",
+        actor=_user().username,
+        data_dir=_settings().data_dir,
+        local_roots=_settings().repo_roots,
+    )
+    return jsonify(service.to_dict(ws)), 201
+
+
+@bp.get("/workspaces")
+@token_required
+def list_workspaces():
+    rows = service.visible_to(_user()).order_by(service.Workspace.id)
+    return jsonify([service.to_dict(ws) for ws in rows])
+
+
+@bp.get("/workspaces/<workspace_id>")
+@token_required
+def get_workspace(workspace_id):
+    return jsonify(service.to_dict(_workspace(workspace_id)))
+
+
+def _transition(workspace_id, kind: str, options: dict | None = None):
+    ws = _workspace(workspace_id)
+    job = service.request(
+        ws,
+        kind,
+        cause="api",
+        actor=_user().username,
+        options=options,
+        data_dir=_settings().data_dir,
+    )
+    return jsonify(
+        {
+            "workspace": service.to_dict(ws),
+            "transition": {"id": job.id, "kind": job.kind, "status": job.status},
+        }
+    ), 202
+
+
+@bp.post("/workspaces/<workspace_id>/start")
+@token_required
+def start_workspace(workspace_id):
+    return _transition(workspace_id, "start")
+
+
+@bp.post("/workspaces/<workspace_id>/stop")
+@token_required
+def stop_workspace(workspace_id):
+    return _transition(workspace_id, "stop")
+
+
+@bp.post("/workspaces/<workspace_id>/restart")
+@token_required
+def restart_workspace(workspace_id):
+    return _transition(workspace_id, "restart")
+
+
+@bp.post("/workspaces/<workspace_id>/rebuild")
+@token_required
+def rebuild_workspace(workspace_id):
+    return _transition(workspace_id, "rebuild")
+
+
+@bp.delete("/workspaces/<workspace_id>")
+@token_required
+def delete_workspace(workspace_id):
+    keep = request.args.get("keep_volumes", "false").lower() in ("1", "true", "yes")
+    return _transition(workspace_id, "delete", {"keep_volumes": keep})
+
+
+@bp.get("/workspaces/<workspace_id>/logs")
+@token_required
+def workspace_logs(workspace_id):
+    ws = _workspace(workspace_id)
+    follow = request.args.get("follow", "true").lower() not in ("0", "false", "no")
+    stream = logs.sse(ws.id, follow=follow)
+    return Response(
+        stream_with_context(stream),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@bp.post("/workspaces/<workspace_id>/exec")
+@token_required
+def exec_in_workspace(workspace_id):
+    ws = _workspace(workspace_id)
+    body = _body()
+    command = body.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise ApiError(422, "invalid_command", "command must be a non-empty array of strings")
+    timeout = body.get("timeout", 60)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+        raise ApiError(422, "invalid_timeout", "timeout must be a number of seconds from 1 to 3600")
+    if ws.status != "running":
+        raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
+    client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
+    provisioner = Provisioner(client)
+    container = provisioner.find_container(ws.id)
+    if container is None or container.status != "running":
+        raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
+    user, workdir = provisioner.identity(container)
+    result = provisioner.exec(
+        container.id, command, user=user, workdir=workdir, timeout=float(timeout)
+    )
+    return jsonify(
+        {
+            "exit_code": result.exit_code,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "timed_out": result.timed_out,
+        }
+    )

@@ -1,0 +1,394 @@
+"""The Docker provisioner: volumes, networks, hardened containers, exec, stats.
+
+Everything it creates carries ``berth.managed=true``, ``berth.workspace=<id>`` and
+``berth.owner=<user>``, so reconciliation can find it and deletion can leave nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import select
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+
+import docker
+from docker.types import Mount
+
+from app.devcontainer.run import RunSpec
+from app.provisioner import seccomp
+
+LABEL_MANAGED = "berth.managed"
+LABEL_WORKSPACE = "berth.workspace"
+LABEL_OWNER = "berth.owner"
+LABEL_ROLE = "berth.role"
+LABEL_USER = "berth.remote_user"
+LABEL_FOLDER = "berth.workspace_folder"
+BRIDGE_PREFIX = "berth"  # bridge interfaces are berth<id>, which the firewall rule matches
+# Capabilities every workspace keeps (sudo and apt need the first four; see
+# shared/notes/security.md section 2.2). Everything else is dropped.
+WORKSPACE_CAPABILITIES = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETUID",
+    "SETGID",
+    "AUDIT_WRITE",
+]
+AGENT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETUID", "SETGID"]
+
+
+class ProvisionError(Exception):
+    """Docker refused something; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float
+    memory_mb: int
+    pids: int
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    id: int
+    owner: str
+    name: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_WORKSPACE: str(self.id), LABEL_OWNER: self.owner}
+
+    @property
+    def container_name(self) -> str:
+        return f"berth-ws-{self.id}"
+
+    def volume_name(self, role: str) -> str:
+        return f"berth-ws-{self.id}-{role}"
+
+
+@dataclass
+class ExecOutput:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+class Provisioner:
+    """The one place that changes Docker objects for workspaces."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        subnet_pool: str = "10.231.0.0/16",
+        subnet_prefix: int = 24,
+    ):
+        self.client = client
+        self.pool = ipaddress.ip_network(subnet_pool)
+        self.prefix = subnet_prefix
+        self._network_lock = threading.Lock()
+
+    # --- networks -------------------------------------------------------------------
+
+    def _used_subnets(self) -> set:
+        used = set()
+        for network in self.client.networks.list():
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                if config.get("Subnet"):
+                    used.add(ipaddress.ip_network(config["Subnet"], strict=False))
+        return used
+
+    def ensure_network(self, ws: WorkspaceRef):
+        """The workspace's own bridge network, on a subnet from Berth's pool."""
+        name = f"berth-ws-{ws.id}"
+        with self._network_lock:
+            existing = self.client.networks.list(names=[name])
+            if existing:
+                return existing[0]
+            used = self._used_subnets()
+            for subnet in self.pool.subnets(new_prefix=self.prefix):
+                if any(subnet.overlaps(u) for u in used):
+                    continue
+                ipam = docker.types.IPAMConfig(
+                    pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))]
+                )
+                return self.client.networks.create(
+                    name,
+                    driver="bridge",
+                    ipam=ipam,
+                    labels={**ws.labels, LABEL_ROLE: "network"},
+                    options={
+                        "com.docker.network.bridge.name": f"{BRIDGE_PREFIX}{ws.id}",
+                        "com.docker.network.bridge.enable_icc": "true",
+                    },
+                )
+        raise ProvisionError(
+            f"the subnet pool {self.pool} has no free /{self.prefix} left; delete unused "
+            "workspaces or set BERTH_SUBNET_POOL to a larger range"
+        )
+
+    # --- volumes --------------------------------------------------------------------
+
+    def ensure_volume(self, ws: WorkspaceRef, role: str):
+        name = ws.volume_name(role)
+        try:
+            return self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            return self.client.volumes.create(name, labels={**ws.labels, LABEL_ROLE: role})
+
+    # --- containers -----------------------------------------------------------------
+
+    def find_container(self, ws_id: int):
+        found = self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL_WORKSPACE}={ws_id}", f"{LABEL_ROLE}=workspace"]}
+        )
+        return found[0] if found else None
+
+    def create_container(
+        self, ws: WorkspaceRef, spec: RunSpec, limits: Limits, home: str, agent: bool = False
+    ):
+        """Create (not start) the hardened container of ``ws`` from ``spec``."""
+        network = self.ensure_network(ws)
+        workspace_volume = self.ensure_volume(ws, "workspace")
+        home_volume = self.ensure_volume(ws, "home")
+        kwargs = spec.docker_create_kwargs()
+        mounts = [
+            # no_copy: an empty volume would otherwise take its owner from the image's
+            # mount point on every start, undoing the chown to the workspace user.
+            Mount(
+                target=spec.workspace_folder,
+                source=workspace_volume.name,
+                type="volume",
+                no_copy=True,
+            ),
+            Mount(target=home, source=home_volume.name, type="volume"),
+        ]
+        mounts += [
+            m
+            for m in kwargs.pop("mounts")
+            if m["Target"] not in (spec.workspace_folder, home)
+            and not (spec.workspace_mount and m["Target"] == spec.workspace_mount.target)
+        ]
+        security_opt = [seccomp.security_opt(agent), *(kwargs.pop("security_opt", None) or [])]
+        if agent and "no-new-privileges" not in security_opt:
+            security_opt.append("no-new-privileges")
+        base_caps = AGENT_CAPABILITIES if agent else WORKSPACE_CAPABILITIES
+        cap_add = sorted(
+            set(base_caps)
+            | {c.upper().removeprefix("CAP_") for c in kwargs.pop("cap_add", None) or []}
+        )
+        kwargs.update(
+            name=ws.container_name,
+            hostname=spec.run_args.hostname or ws.name,
+            labels={
+                **kwargs["labels"],
+                **ws.labels,
+                LABEL_ROLE: "workspace",
+                LABEL_USER: spec.remote_user,
+                LABEL_FOLDER: spec.workspace_folder,
+            },
+            mounts=mounts,
+            network=network.name,
+            cap_drop=["ALL"],
+            cap_add=cap_add,
+            security_opt=security_opt,
+            pids_limit=limits.pids,
+            mem_limit=f"{limits.memory_mb}m",
+            memswap_limit=f"{limits.memory_mb}m",
+            nano_cpus=int(limits.cpus * 1e9),
+            stop_signal="SIGTERM",
+        )
+        if agent:
+            kwargs["read_only"] = True
+            kwargs["tmpfs"] = {
+                "/tmp": "rw,nosuid,nodev,size=256m,mode=1777",  # noqa: S108
+                "/run": "rw,nosuid,nodev,size=16m",
+            }
+        try:
+            return self.client.containers.create(**kwargs)
+        except docker.errors.APIError as exc:
+            raise ProvisionError(
+                f"Docker refused the container: {exc.explanation or exc}"
+            ) from None
+
+    @staticmethod
+    def identity(container) -> tuple[str, str | None]:
+        """The user and folder commands run as and in (the devcontainer's remote user)."""
+        labels = container.labels
+        return labels.get(LABEL_USER, "root"), labels.get(LABEL_FOLDER)
+
+    def start(self, container) -> None:
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            raise ProvisionError(
+                f"Docker could not start the container: {exc.explanation or exc}"
+            ) from None
+
+    def stop(self, container, grace_seconds: int = 10) -> None:
+        """SIGTERM, then SIGKILL after the grace period (Docker's stop does exactly that)."""
+        container.stop(timeout=grace_seconds)
+
+    def prepare_workspace_folder(self, container, folder: str, user: str) -> None:
+        """Give the workspace user its folder (the volume starts out owned by root)."""
+        exec_in = self.client.api.exec_create(
+            container.id, ["chown", f"{user}:", folder], user="root"
+        )
+        self.client.api.exec_start(exec_in["Id"])
+
+    def copy_into(self, container, source_dir: str, target: str) -> None:
+        """Copy a host folder's contents into the container (e.g. a cloned repository)."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(source_dir, arcname=".")
+        container.put_archive(target, buffer.getvalue())
+
+    # --- exec -----------------------------------------------------------------------
+
+    def exec(
+        self,
+        container_id: str,
+        argv: list[str],
+        *,
+        user: str = "",
+        env: dict | None = None,
+        workdir: str | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecOutput:
+        """Run a command, collecting stdout and stderr separately, within ``timeout`` seconds."""
+        created = self.client.api.exec_create(
+            container_id,
+            argv,
+            user=user,
+            workdir=workdir,
+            stdin=stdin is not None,
+            environment=[f"{k}={v}" for k, v in (env or {}).items()] or None,
+        )
+        sock = self.client.api.exec_start(created["Id"], socket=True, demux=False)
+        raw = getattr(sock, "_sock", sock)
+        if stdin is not None:
+            raw.sendall(stdin)
+            raw.shutdown(1)  # half-close: the command sees end of input
+        out, err = bytearray(), bytearray()
+        buffer = b""
+        deadline = time.monotonic() + timeout if timeout else None
+        timed_out = False
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([raw], [], [], wait)
+            if not ready:
+                timed_out = True
+                break
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            while len(buffer) >= 8:  # Docker's multiplexed stream: 8-byte frame headers
+                size = int.from_bytes(buffer[4:8], "big")
+                if len(buffer) < 8 + size:
+                    break
+                (out if buffer[0] == 1 else err).extend(buffer[8 : 8 + size])
+                buffer = buffer[8 + size :]
+        raw.close()
+        if timed_out:
+            self._kill_exec(created["Id"])
+        code = self.client.api.exec_inspect(created["Id"]).get("ExitCode")
+        return ExecOutput(
+            -1 if timed_out or code is None else code,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+            timed_out,
+        )
+
+    def _kill_exec(self, exec_id: str) -> None:
+        # The Engine API cannot signal an exec; its host pid can be, where the engine's
+        # processes are visible (the embedded mode). Elsewhere the command runs on.
+        pid = self.client.api.exec_inspect(exec_id).get("Pid")
+        if pid:
+            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
+
+    def stats(self, container) -> dict:
+        raw = container.stats(stream=False)
+        memory = raw.get("memory_stats", {})
+        return {
+            "memory_bytes": memory.get("usage", 0),
+            "memory_limit": memory.get("limit", 0),
+            "pids": raw.get("pids_stats", {}).get("current", 0),
+        }
+
+    # --- removal and inventory --------------------------------------------------------
+
+    def managed(self, kind: str, ws_id: int | None = None) -> list:
+        filters = {"label": [f"{LABEL_MANAGED}=true"]}
+        if ws_id is not None:
+            filters["label"].append(f"{LABEL_WORKSPACE}={ws_id}")
+        if kind == "containers":
+            return self.client.containers.list(all=True, filters=filters)
+        if kind == "volumes":
+            return self.client.volumes.list(filters=filters)
+        return self.client.networks.list(filters=filters)
+
+    def remove_workspace(self, ws_id: int, keep_volumes: bool = False) -> None:
+        """Remove the workspace's container and network, and its volumes unless kept."""
+        for container in self.managed("containers", ws_id):
+            container.remove(force=True)
+        for network in self.managed("networks", ws_id):
+            network.remove()
+        if not keep_volumes:
+            for volume in self.managed("volumes", ws_id):
+                volume.remove(force=True)
+
+    def remove_image_if_unused(self, image: str, protected: set[str]) -> bool:
+        """Remove a built workspace image that no container and no live workspace uses."""
+        if not image or not image.startswith("berth-devcontainer:") or image in protected:
+            return False
+        if self.client.containers.list(all=True, filters={"ancestor": image}):
+            return False
+        try:
+            self.client.images.remove(image)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    # --- host firewall ---------------------------------------------------------------
+
+    def ensure_isolation_rules(self) -> str:
+        """Stop workspaces from reaching the host's own ports (the control plane) through
+        their bridge: an INPUT rule on berth* interfaces; replies to connections the host
+        opened stay allowed. Returns what was done, for the log."""
+        iptables = shutil.which("iptables")
+        if not iptables:
+            return "iptables is not installed: workspaces can reach ports on the host"
+        rules = [
+            [
+                "-i",
+                f"{BRIDGE_PREFIX}+",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "ACCEPT",
+            ],
+            ["-i", f"{BRIDGE_PREFIX}+", "-j", "DROP"],
+        ]
+        done = []
+        for position, rule in enumerate(rules, start=1):
+            exists = subprocess.run([iptables, "-C", "INPUT", *rule], capture_output=True)
+            if exists.returncode == 0:
+                continue
+            added = subprocess.run(
+                [iptables, "-I", "INPUT", str(position), *rule], capture_output=True, text=True
+            )
+            if added.returncode != 0:
+                return f"could not add the INPUT rule: {added.stderr.strip()}"
+            done.append(" ".join(rule))
+        return "added: " + "; ".join(done) if done else "firewall rules already in place"

@@ -1,0 +1,1 @@
+"""Workspaces: templates, requests for changes (web side), and carrying them out (worker)."""

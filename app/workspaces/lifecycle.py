@@ -1,0 +1,281 @@
+"""Carrying out transitions (the worker's side). Every step is idempotent, so a job
+interrupted by a crash can simply run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from app import devcontainer as dc
+from app.devcontainer.build import user_homes
+from app.messages import first_line
+from app.models import StateChange, Transition, Workspace, utcnow
+from app.provisioner.docker import Limits, Provisioner, ProvisionError, WorkspaceRef
+from app.workspaces import templates
+
+STOP_GRACE_SECONDS = 10
+
+
+class JobFailed(Exception):
+    """A transition could not complete; the message is what the user sees."""
+
+
+class JobLog:
+    """Collects a job's lines and writes them to its transition row, at most twice a second."""
+
+    def __init__(self, transition: Transition):
+        self.transition = transition
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._flushed_at = 0.0
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line.rstrip("\n"))
+        if time.monotonic() - self._flushed_at > 0.5:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            text = "\n".join(self.lines) + ("\n" if self.lines else "")
+            self._flushed_at = time.monotonic()
+        Transition.update(log=text).where(Transition.id == self.transition.id).execute()
+
+
+@dataclass
+class Context:
+    client: docker.DockerClient
+    provisioner: Provisioner
+    data_dir: Path
+
+
+def set_status(
+    ws: Workspace,
+    status: str,
+    transition: Transition | None,
+    message: str | None = None,
+    error: str | None = None,
+) -> None:
+    previous = Workspace.get_by_id(ws.id).status
+    ws.status = status
+    ws.error = error
+    ws.updated_at = utcnow()
+    fields = [Workspace.status, Workspace.error, Workspace.updated_at]
+    if status == "deleted":
+        ws.live_name = None
+        fields.append(Workspace.live_name)
+    ws.save(only=fields)
+    StateChange.create(
+        workspace=ws,
+        transition=transition,
+        from_status=previous,
+        to_status=status,
+        cause=transition.cause if transition else "reconcile",
+        actor=transition.actor if transition else None,
+        message=message,
+    )
+
+
+def source_dir(ctx: Context, ws: Workspace) -> Path:
+    return ctx.data_dir / "workspaces" / str(ws.id) / ws.name
+
+
+def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
+    folder = source_dir(ctx, ws)
+    if folder.exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not ws.repo_url:
+        folder.mkdir()
+        return folder
+    log(f"cloning {ws.repo_url}" + (f" at {ws.repo_ref}" if ws.repo_ref else ""))
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:http:file"}
+    clone = subprocess.run(
+        ["git", "clone", "--quiet", "--", ws.repo_url, str(partial)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    if clone.returncode == 0 and ws.repo_ref:
+        clone = subprocess.run(
+            ["git", "-C", str(partial), "checkout", "--quiet", ws.repo_ref],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    if clone.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = (clone.stderr.strip().splitlines() or ["git failed"])[-1]
+        raise JobFailed(f"cloning {ws.repo_url} failed: {reason}")
+    partial.rename(folder)
+    return folder
+
+
+def _load_config(ws: Workspace, folder: Path, log: JobLog) -> dc.DevcontainerConfig:
+    if ws.repo_url and dc.discover(folder):
+        log("using the repository's own devcontainer.json")
+        return dc.load(folder)
+    if ws.template is None:
+        raise JobFailed("the repository has no devcontainer.json and no template was chosen")
+    return dc.load(folder, templates.config_path(ws.template))
+
+
+def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
+    folder = _prepare_source(ctx, ws, log)
+    config = _load_config(ws, folder, log)
+    approvals = templates.approvals(ws.template)
+    plan = dc.plan(
+        config, local_env={}, approvals=approvals, feature_cache=ctx.data_dir / "cache" / "features"
+    )
+    for warning in plan.warnings:
+        log(f"warning: {warning}")
+    result = dc.build(plan, ctx.client, on_log=log)
+    ws.image = result.image
+    ws.save(only=[Workspace.image])
+    return plan, result, approvals
+
+
+def _ref(ws: Workspace) -> WorkspaceRef:
+    return WorkspaceRef(ws.id, ws.owner.username, ws.name)
+
+
+def _limits(ws: Workspace) -> Limits:
+    resolved = templates.resolve_parameters(ws.template, json.loads(ws.parameters))
+    return Limits(cpus=resolved.cpus, memory_mb=resolved.memory_mb, pids=resolved.pids)
+
+
+def _agent(ws: Workspace) -> bool:
+    return bool(ws.template and ws.template.profile == "agent")
+
+
+def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
+    """Build (or reuse) the image, create the container if missing, start it, set it up."""
+    container = ctx.provisioner.find_container(ws.id)
+    fresh = container is None
+    # An existing container only needs its run spec (the build is a cache lookup then).
+    set_status(ws, "building" if fresh else "starting", transition)
+    plan, result, approvals = _plan_and_build(ctx, ws, log)
+    if fresh:
+        set_status(ws, "starting", transition)
+    ref = _ref(ws)
+    spec = dc.run_spec(
+        plan, result, approvals=approvals, workspace_volume=ref.volume_name("workspace")
+    )
+    if fresh:
+        home = user_homes(ctx.client, result.image_id).get(spec.remote_user) or (
+            "/root" if spec.remote_user == "root" else f"/home/{spec.remote_user}"
+        )
+        container = ctx.provisioner.create_container(ref, spec, _limits(ws), home, agent=_agent(ws))
+        ws.container_id = container.id
+        ws.save(only=[Workspace.container_id])
+    try:
+        ctx.provisioner.start(container)
+        if fresh:
+            _fill_workspace_folder(ctx, ws, container, spec, plan, log)
+        dc.run_lifecycle(ctx.client, container.id, spec, on_log=log)
+    except (dc.LifecycleError, ProvisionError) as exc:
+        # Keep volumes (they may hold work); drop the container so a retry starts clean.
+        container.remove(force=True)
+        raise JobFailed(str(exc)) from None
+    set_status(ws, "running", transition)
+
+
+def _fill_workspace_folder(ctx, ws, container, spec, plan, log) -> None:
+    folder = spec.workspace_folder
+    check = ctx.provisioner.exec(
+        container.id, ["sh", "-c", f'ls -A "{folder}" | head -1'], user="root"
+    )
+    if ws.repo_url and not check.stdout.strip():
+        log(f"copying the repository into {folder}")
+        ctx.provisioner.copy_into(container, str(plan.config.workspace), folder)
+        ctx.provisioner.exec(
+            container.id, ["chown", "-R", f"{spec.remote_user}:", folder], user="root"
+        )
+    ctx.provisioner.prepare_workspace_folder(container, folder, spec.remote_user)
+
+
+def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
+    set_status(ws, "stopping", transition)
+    container = ctx.provisioner.find_container(ws.id)
+    if container is not None:
+        ctx.provisioner.stop(container, STOP_GRACE_SECONDS)
+    set_status(ws, "stopped", transition)
+
+
+def _protected_images() -> set[str]:
+    live = Workspace.select(Workspace.image).where(Workspace.status != "deleted")
+    return {w.image for w in live if w.image}
+
+
+def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
+    old_image = ws.image
+    set_status(ws, "building", transition)
+    _plan_and_build(ctx, ws, log)  # fails before anything is removed if the build fails
+    container = ctx.provisioner.find_container(ws.id)
+    if container is not None:
+        ctx.provisioner.stop(container, STOP_GRACE_SECONDS)
+        container.remove()
+    _create_and_start(ctx, ws, log, transition)
+    if old_image and old_image != ws.image:
+        ctx.provisioner.remove_image_if_unused(old_image, _protected_images())
+
+
+def _delete(ctx: Context, ws: Workspace, transition: Transition) -> None:
+    options = json.loads(transition.options or "{}")
+    keep = bool(options.get("keep_volumes"))
+    set_status(ws, "deleting", transition)
+    ws.keep_volumes = keep
+    ws.save(only=[Workspace.keep_volumes])
+    ctx.provisioner.remove_workspace(ws.id, keep_volumes=keep)
+    shutil.rmtree(source_dir(ctx, ws).parent, ignore_errors=True)
+    set_status(ws, "deleted", transition, message="volumes kept" if keep else None)
+    if ws.image:
+        ctx.provisioner.remove_image_if_unused(ws.image, _protected_images())
+
+
+def run(ctx: Context, transition: Transition) -> None:
+    """Carry out one transition; record its outcome, its log and the workspace's state."""
+    ws = Workspace.get_by_id(transition.workspace_id)
+    log = JobLog(transition)
+    log(f"{transition.kind} requested by {transition.actor or transition.cause}")
+    try:
+        if ws.status == "deleted":
+            raise JobFailed("the workspace was deleted before this job ran")
+        if transition.kind in ("create", "start"):
+            _create_and_start(ctx, ws, log, transition)
+        elif transition.kind == "stop":
+            _stop(ctx, ws, transition)
+        elif transition.kind == "restart":
+            _stop(ctx, ws, transition)
+            _create_and_start(ctx, ws, log, transition)
+        elif transition.kind == "rebuild":
+            _rebuild(ctx, ws, log, transition)
+        elif transition.kind == "delete":
+            _delete(ctx, ws, transition)
+        outcome, error = "succeeded", None
+    except (JobFailed, dc.DevcontainerError, ProvisionError, templates.ParameterError) as exc:
+        outcome, error = "failed", str(exc)
+    except docker.errors.APIError as exc:
+        outcome, error = "failed", f"Docker: {first_line(exc)}"
+    if error:
+        log(f"error: {error}")
+        if ws.status != "deleted":
+            set_status(ws, "failed", transition, error=error)
+    else:
+        log(f"{transition.kind} done")
+    log.flush()
+    Transition.update(status=outcome, error=error, finished_at=utcnow()).where(
+        Transition.id == transition.id
+    ).execute()

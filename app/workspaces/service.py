@@ -1,0 +1,253 @@
+"""Asking for workspace changes: validation and records only. The worker does the work.
+
+Every function here either records a complete request (a workspace row, a transition,
+a state change, in one database transaction) or raises ``WorkspaceError`` and records
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from app.db import database
+from app.durations import parse_duration
+from app.models import StateChange, Template, Transition, User, Workspace, utcnow
+from app.workspaces import templates, wakeup
+
+NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+ACTIVE_JOB = ("pending", "running")
+# What each transition may start from; anything else is refused with the current state.
+ALLOWED_FROM = {
+    "start": ("stopped", "failed"),
+    "stop": ("running", "starting", "failed"),
+    "restart": ("running", "failed"),
+    "rebuild": ("running", "stopped", "failed"),
+    "delete": ("pending", "building", "starting", "running", "stopping", "stopped", "failed"),
+}
+
+
+class WorkspaceError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def validate_name(name) -> str:
+    if not isinstance(name, str) or not 2 <= len(name) <= 32 or not NAME_RULE.match(name):
+        raise WorkspaceError(
+            422,
+            "invalid_name",
+            f"workspace name {name!r} is not allowed: use 2 to 32 lowercase letters, digits and "
+            "single hyphens, starting with a letter",
+        )
+    return name
+
+
+def validate_repo(repo, local_roots: list[Path]) -> tuple[str, str | None]:
+    if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not repo["url"]:
+        raise WorkspaceError(422, "invalid_repo", "repo must be an object with a 'url'")
+    url, ref = repo["url"].strip(), repo.get("ref")
+    if ref is not None and (not isinstance(ref, str) or ref.startswith("-")):
+        raise WorkspaceError(
+            422, "invalid_repo", f"repo ref {ref!r} is not a branch, tag or commit"
+        )
+    scheme = urlsplit(url).scheme
+    if scheme in ("https", "http"):
+        return url, ref
+    if scheme in ("file", "") and (scheme == "file" or url.startswith("/")):
+        path = Path(urlsplit(url).path if scheme == "file" else url).resolve()
+        if not any(path.is_relative_to(root) for root in local_roots):
+            raise WorkspaceError(
+                422,
+                "invalid_repo",
+                f"local repository {path} is outside the folders this server allows "
+                "(BERTH_LOCAL_REPO_ROOTS)",
+            )
+        return url, ref
+    raise WorkspaceError(
+        422,
+        "invalid_repo",
+        f"repository URL {url!r} must be https:// (or a local path on the server)",
+    )
+
+
+def _ttl(value, template: Template | None, resolved: templates.Resolved) -> timedelta | None:
+    raw = value if value is not None else resolved.values.get("ttl")
+    if raw is None:
+        return None
+    try:
+        ttl = parse_duration(str(raw))
+    except ValueError as exc:
+        raise WorkspaceError(422, "invalid_ttl", f"ttl: {exc}") from None
+    max_hours = json.loads(template.limits).get("max_ttl_hours") if template else None
+    if max_hours and ttl > timedelta(hours=max_hours):
+        raise WorkspaceError(
+            422, "invalid_ttl", f"ttl: {raw} is longer than this template allows ({max_hours}h)"
+        )
+    return ttl
+
+
+def _record(
+    ws: Workspace,
+    to_status: str,
+    cause: str,
+    actor: str | None,
+    transition: Transition | None = None,
+    message: str | None = None,
+) -> None:
+    StateChange.create(
+        workspace=ws,
+        transition=transition,
+        from_status=None,
+        to_status=to_status,
+        cause=cause,
+        actor=actor,
+        message=message,
+    )
+
+
+def create(
+    owner: User,
+    name,
+    *,
+    template_name=None,
+    repo=None,
+    parameters=None,
+    ttl=None,
+    cause: str = "user",
+    actor: str | None = None,
+    data_dir: Path,
+    local_roots: list[Path] = (),
+) -> Workspace:
+    validate_name(name)
+    template = None
+    if template_name is not None:
+        template = Template.get_or_none((Template.name == template_name) & Template.enabled)
+        if template is None:
+            names = [
+                t.name for t in Template.select().where(Template.enabled).order_by(Template.name)
+            ]
+            raise WorkspaceError(
+                422,
+                "unknown_template",
+                f"template {template_name!r} does not exist; choose one of "
+                f"{', '.join(names) or 'none (an admin must add one)'}",
+            )
+    repo_url = repo_ref = None
+    if repo is not None:
+        repo_url, repo_ref = validate_repo(repo, list(local_roots))
+    if template is None and repo_url is None:
+        raise WorkspaceError(422, "missing_source", "give a 'template' or a 'repo' to build from")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise WorkspaceError(422, "invalid_parameters", "parameters must be an object")
+    try:
+        resolved = templates.resolve_parameters(template, parameters)
+    except templates.ParameterError as exc:
+        raise WorkspaceError(422, "invalid_parameter", str(exc)) from None
+    lifetime = _ttl(ttl, template, resolved)
+    with database.atomic():
+        if (
+            Workspace.select()
+            .where((Workspace.owner == owner) & (Workspace.live_name == name))
+            .exists()
+        ):
+            raise WorkspaceError(409, "name_taken", f"you already have a workspace named {name!r}")
+        ws = Workspace.create(
+            owner=owner,
+            name=name,
+            live_name=name,
+            template=template,
+            repo_url=repo_url,
+            repo_ref=repo_ref,
+            parameters=json.dumps(resolved.values),
+            status="pending",
+            ttl_expires_at=utcnow() + lifetime if lifetime else None,
+        )
+        job = Transition.create(workspace=ws, kind="create", cause=cause, actor=actor)
+        _record(ws, "pending", cause, actor, job, "created")
+    wakeup.notify(data_dir)
+    return ws
+
+
+def request(
+    ws: Workspace,
+    kind: str,
+    *,
+    cause: str = "user",
+    actor: str | None = None,
+    options: dict | None = None,
+    data_dir: Path,
+) -> Transition:
+    """Record that ``ws`` should go through ``kind``; the worker carries it out."""
+    with database.atomic():
+        ws = Workspace.get_by_id(ws.id)
+        busy = Transition.select().where(
+            (Transition.workspace == ws) & Transition.status.in_(ACTIVE_JOB)
+        )
+        if kind != "delete" and busy.exists():
+            current = busy.order_by(Transition.id).first()
+            raise WorkspaceError(
+                409,
+                "busy",
+                f"workspace {ws.name!r} is busy with "
+                f"{current.kind} ({current.status}); try again when it is done",
+            )
+        if ws.status not in ALLOWED_FROM[kind]:
+            raise WorkspaceError(
+                409, "invalid_state", f"workspace {ws.name!r} is {ws.status}; it cannot {kind} now"
+            )
+        if kind == "delete" and busy.where(Transition.kind == "delete").exists():
+            raise WorkspaceError(409, "busy", f"workspace {ws.name!r} is already being deleted")
+        job = Transition.create(
+            workspace=ws, kind=kind, cause=cause, actor=actor, options=json.dumps(options or {})
+        )
+    wakeup.notify(data_dir)
+    return job
+
+
+def visible_to(user: User):
+    query = Workspace.select(Workspace, User).join(User).where(Workspace.status != "deleted")
+    return query if user.is_admin else query.where(Workspace.owner == user)
+
+
+def get_visible(user: User, workspace_id) -> Workspace:
+    """The workspace if ``user`` may see it; otherwise 404, whether it exists or not."""
+    ws = None
+    if str(workspace_id).isdigit():
+        ws = visible_to(user).where(Workspace.id == int(workspace_id)).first()
+    if ws is None:
+        raise WorkspaceError(404, "not_found", f"there is no workspace {workspace_id}")
+    return ws
+
+
+def to_dict(ws: Workspace) -> dict:
+    def stamp(value):
+        return value.isoformat() + "Z" if value else None
+
+    last = ws.transitions.order_by(Transition.id.desc()).first()
+    return {
+        "id": ws.id,
+        "name": ws.name,
+        "owner": ws.owner.username,
+        "template": ws.template.name if ws.template else None,
+        "repo": {"url": ws.repo_url, "ref": ws.repo_ref} if ws.repo_url else None,
+        "parameters": json.loads(ws.parameters),
+        "status": ws.status,
+        "error": ws.error,
+        "image": ws.image,
+        "created_at": stamp(ws.created_at),
+        "updated_at": stamp(ws.updated_at),
+        "ttl_expires_at": stamp(ws.ttl_expires_at),
+        "last_transition": {
+            "id": last.id,
+            "kind": last.kind,
+            "status": last.status,
+            "cause": last.cause,
+        }
+        if last
+        else None,
+    }

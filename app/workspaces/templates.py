@@ -1,0 +1,152 @@
+"""Templates: the built-in ones in devcontainers/, their parameters, limits and approvals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import peewee
+
+from app.db import database
+from app.devcontainer import Approvals
+from app.devcontainer.config import read_jsonc
+from app.durations import parse_duration
+from app.models import Template, utcnow
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "devcontainers"
+CONFIG_FILE = "devcontainer.json"
+PARAMETER_TYPES = ("number", "integer", "duration", "string", "boolean")
+
+
+class ParameterError(Exception):
+    """A workspace parameter is unknown or out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The parameters a workspace runs with, after defaults and limits."""
+
+    values: dict
+    cpus: float
+    memory_mb: int
+    pids: int
+
+
+def builtin_templates() -> dict[str, Path]:
+    return {p.parent.name: p.parent for p in sorted(BUILTIN_DIR.glob(f"*/{CONFIG_FILE}"))}
+
+
+def sync_builtin() -> list[str]:
+    """Create a record for every built-in template; refresh descriptions, keep admin edits."""
+    names = []
+    for name, folder in builtin_templates().items():
+        raw, _ = read_jsonc(folder / CONFIG_FILE, CONFIG_FILE)
+        meta = (raw.get("customizations") or {}).get("berth") or {}
+        template = Template.get_or_none(Template.name == name)
+        if template is None:
+            try:
+                with database.atomic():
+                    Template.create(
+                        name=name,
+                        description=meta.get("description", raw.get("name", name)),
+                        source_kind="builtin",
+                        source=str(folder),
+                        profile=meta.get("profile", "workspace"),
+                        parameters=json.dumps(meta.get("parameters") or {}),
+                        limits=json.dumps(meta.get("limits") or {}),
+                        approvals="{}",
+                    )
+            except peewee.IntegrityError:
+                pass  # another Berth process starting at the same time created it
+        elif template.source_kind == "builtin":
+            template.source = str(folder)  # the checkout may have moved
+            template.description = meta.get("description", template.description)
+            template.updated_at = utcnow()
+            template.save()
+        names.append(name)
+    return names
+
+
+def config_path(template: Template) -> Path:
+    return Path(template.source) / (template.git_path or "") / CONFIG_FILE
+
+
+def approvals(template: Template | None) -> Approvals:
+    granted = json.loads(template.approvals) if template else {}
+    return Approvals(
+        privileged=bool(granted.get("privileged")),
+        capabilities=frozenset(c.upper() for c in granted.get("capabilities", [])),
+        security_opts=frozenset(granted.get("security_opts", [])),
+        host_mounts=bool(granted.get("host_mounts")),
+        docker_socket=bool(granted.get("docker_socket")),
+        host_namespaces=bool(granted.get("host_namespaces")),
+        devices=bool(granted.get("devices")),
+    )
+
+
+def _check(name: str, spec: dict, value):
+    kind = spec.get("type", "string")
+    unit = f" {spec['unit']}" if spec.get("unit") else ""
+    if kind in ("number", "integer"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParameterError(f"parameter {name!r} must be a number, not {value!r}")
+        if kind == "integer" and int(value) != value:
+            raise ParameterError(f"parameter {name!r} must be a whole number, not {value!r}")
+        if "min" in spec and value < spec["min"]:
+            raise ParameterError(
+                f"parameter {name!r}: {value}{unit} is below the minimum {spec['min']}{unit}"
+            )
+        if "max" in spec and value > spec["max"]:
+            raise ParameterError(
+                f"parameter {name!r}: {value}{unit} is above the maximum {spec['max']}{unit}"
+            )
+        return int(value) if kind == "integer" else float(value)
+    if kind == "duration":
+        try:
+            parse_duration(str(value))
+        except ValueError as exc:
+            raise ParameterError(f"parameter {name!r}: {exc}") from None
+        return str(value)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ParameterError(f"parameter {name!r} must be true or false, not {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ParameterError(f"parameter {name!r} must be text, not {value!r}")
+    return value
+
+
+def resolve_parameters(template: Template | None, given: dict | None) -> Resolved:
+    """Apply defaults and check types, ranges and the template's admin limits."""
+    given = dict(given or {})
+    schema = json.loads(template.parameters) if template else {}
+    limits = json.loads(template.limits) if template else {}
+    unknown = sorted(set(given) - set(schema))
+    if unknown:
+        known = ", ".join(sorted(schema)) or "none"
+        raise ParameterError(f"unknown parameter {unknown[0]!r}; this template takes: {known}")
+    values = {}
+    for name, spec in schema.items():
+        if name in given:
+            values[name] = _check(name, spec, given[name])
+        elif "default" in spec:
+            values[name] = spec["default"]
+    cpus = float(values.get("cpu", 2))
+    memory = int(values.get("memory", 4096))
+    if limits.get("max_cpu") and cpus > limits["max_cpu"]:
+        raise ParameterError(
+            f"parameter 'cpu': {cpus} is above this template's limit of {limits['max_cpu']}"
+        )
+    if limits.get("max_memory_mb") and memory > limits["max_memory_mb"]:
+        raise ParameterError(
+            f"parameter 'memory': {memory} MB is above this template's limit "
+            f"of {limits['max_memory_mb']} MB"
+        )
+    if memory < 64:
+        raise ParameterError(
+            f"parameter 'memory': {memory} MB is too small to run a workspace (at least 64 MB)"
+        )
+    if cpus <= 0:
+        raise ParameterError(f"parameter 'cpu': {cpus} must be more than 0")
+    return Resolved(values=values, cpus=cpus, memory_mb=memory, pids=int(limits.get("pids", 4096)))

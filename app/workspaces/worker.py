@@ -1,0 +1,270 @@
+"""``berth worker``: the single writer to Docker.
+
+It takes jobs (transitions) as soon as the web app records them, one at a time per
+workspace and several workspaces in parallel, and reconciles the database with Docker
+on start and every 30 seconds. A lock file (and, on PostgreSQL, an advisory lock) makes
+sure only one worker runs per instance.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from app.config import Settings
+from app.db import database
+from app.models import Transition, Workspace, utcnow
+from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
+from app.workspaces import lifecycle, templates, wakeup
+
+log = logging.getLogger("berth.worker")
+RECONCILE_SECONDS = 30
+SAFETY_NET_SECONDS = 5.0  # a lost wake-up delays a job by at most this much
+_PG_WORKER_LOCK = 0x6265727477  # "bertw"
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+class InstanceLock:
+    """Held for the worker's lifetime; a second worker of the same instance cannot get it."""
+
+    def __init__(self, settings: Settings):
+        self.path = settings.data_dir / "worker.lock"
+        self.handle = self.path.open("a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise AlreadyRunning(
+                f"another berth worker (pid {holder}) already runs for {settings.data_dir}"
+            ) from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(str(os.getpid()))
+        self.handle.flush()
+        self.pg_connection = None
+        if not settings.is_sqlite:
+            # Workers with different data dirs may still share one PostgreSQL database.
+            from app.db import make_database
+
+            self.pg_connection = make_database(settings.database_url)
+            self.pg_connection.connect()
+            got = self.pg_connection.execute_sql(
+                "SELECT pg_try_advisory_lock(%s)", (_PG_WORKER_LOCK,)
+            ).fetchone()[0]
+            if not got:
+                self.release()
+                raise AlreadyRunning("another berth worker holds this database's worker lock")
+
+    def release(self) -> None:
+        if self.pg_connection is not None:
+            self.pg_connection.close()
+        if not self.handle.closed:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, client: docker.DockerClient | None = None, parallel: int = 4
+    ):
+        self.settings = settings
+        self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=600)
+        self.provisioner = Provisioner(self.client, settings.subnet_pool)
+        self.ctx = lifecycle.Context(self.client, self.provisioner, settings.data_dir)
+        self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
+        self.busy: set[int] = set()
+        self.busy_lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def dispatch(self) -> int:
+        """Start every pending job whose workspace is not busy; return how many started."""
+        started = 0
+        with database.connection_context():
+            pending = list(
+                Transition.select().where(Transition.status == "pending").order_by(Transition.id)
+            )
+            for job in pending:
+                with self.busy_lock:
+                    if job.workspace_id in self.busy:
+                        continue
+                    claimed = (
+                        Transition.update(status="running", started_at=utcnow())
+                        .where((Transition.id == job.id) & (Transition.status == "pending"))
+                        .execute()
+                    )
+                    if not claimed:
+                        continue
+                    self.busy.add(job.workspace_id)
+                self.pool.submit(self._run, job.id)
+                started += 1
+        return started
+
+    def _run(self, transition_id: int) -> None:
+        with database.connection_context():
+            job = Transition.get_by_id(transition_id)
+            try:
+                lifecycle.run(self.ctx, job)
+            except Exception:
+                log.exception("job %s (%s) crashed", job.id, job.kind)
+                Transition.update(
+                    status="failed",
+                    error="internal error; see the worker log",
+                    finished_at=utcnow(),
+                ).where(Transition.id == job.id).execute()
+            finally:
+                with self.busy_lock:
+                    self.busy.discard(job.workspace_id)
+        wakeup.notify(self.settings.data_dir)  # the next job of this workspace may wait
+
+    # --- reconciliation ------------------------------------------------------------------
+
+    def recover_interrupted(self) -> int:
+        """Jobs a crashed worker left running go back to pending: every step is idempotent."""
+        with database.connection_context():
+            return (
+                Transition.update(status="pending", started_at=None)
+                .where(Transition.status == "running")
+                .execute()
+            )
+
+    def reconcile(self) -> list[str]:
+        """Bring the database and Docker into agreement; return what was repaired."""
+        repaired = []
+        with database.connection_context():
+            with self.busy_lock:
+                busy = set(self.busy)
+            live = {w.id: w for w in Workspace.select().where(Workspace.status != "deleted")}
+            pending = {
+                t.workspace_id
+                for t in Transition.select(Transition.workspace).where(
+                    Transition.status.in_(("pending", "running"))
+                )
+            }
+            for container in self.provisioner.managed("containers"):
+                ws_id = int(container.labels.get(LABEL_WORKSPACE, "0") or 0)
+                if ws_id not in live and ws_id not in busy and ws_id not in pending:
+                    container.remove(force=True)
+                    repaired.append(f"removed orphaned container {container.name}")
+            for network in self.provisioner.managed("networks"):
+                ws_id = int(network.attrs["Labels"].get(LABEL_WORKSPACE, "0") or 0)
+                if ws_id not in live and ws_id not in busy and ws_id not in pending:
+                    network.remove()
+                    repaired.append(f"removed orphaned network {network.name}")
+            deleted = {
+                w.id
+                for w in Workspace.select().where(
+                    (Workspace.status == "deleted") & ~Workspace.keep_volumes
+                )
+            }
+            for volume in self.provisioner.managed("volumes"):
+                ws_id = int((volume.attrs.get("Labels") or {}).get(LABEL_WORKSPACE, "0") or 0)
+                if ws_id in deleted:  # never a volume whose workspace row is unknown
+                    volume.remove(force=True)
+                    repaired.append(f"removed the volume {volume.name} of a deleted workspace")
+            for ws in live.values():
+                if ws.id in busy or ws.id in pending:
+                    continue
+                repaired += self._reconcile_one(ws)
+        for line in repaired:
+            log.info("reconcile: %s", line)
+        return repaired
+
+    def _reconcile_one(self, ws: Workspace) -> list[str]:
+        container = self.provisioner.find_container(ws.id)
+        running = container is not None and container.status == "running"
+        if ws.status == "running" and container is None:
+            lifecycle.set_status(
+                ws,
+                "failed",
+                None,
+                error="the container disappeared "
+                "(removed outside Berth); start the workspace to recreate it",
+            )
+            return [f"{ws.name}: container vanished, marked failed"]
+        if ws.status == "running" and not running:
+            lifecycle.set_status(ws, "stopped", None, message="the container stopped by itself")
+            return [f"{ws.name}: container had stopped, marked stopped"]
+        if ws.status in ("pending", "building", "starting", "stopping", "deleting"):
+            # A transitional state with no job behind it: a crash ended the job for good.
+            target = "running" if running else ("stopped" if container else "failed")
+            lifecycle.set_status(
+                ws,
+                target,
+                None,
+                message=f"was {ws.status} with no job running",
+                error=None
+                if target != "failed"
+                else f"interrupted while {ws.status}; start or delete it",
+            )
+            return [f"{ws.name}: left {ws.status}, now {target}"]
+        if ws.status == "stopped" and running:
+            lifecycle.set_status(ws, "running", None, message="the container was running")
+            return [f"{ws.name}: container running, marked running"]
+        return []
+
+    # --- main loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        listener = wakeup.Listener(self.settings.data_dir)
+        with database.connection_context():
+            templates.sync_builtin()
+        note = self.provisioner.ensure_isolation_rules()
+        log.info("firewall: %s", note)
+        recovered = self.recover_interrupted()
+        if recovered:
+            log.info("%d interrupted job(s) will run again", recovered)
+        self.reconcile()
+        scheduler = BackgroundScheduler(daemon=True)
+        scheduler.add_job(
+            self.reconcile,
+            "interval",
+            seconds=RECONCILE_SECONDS,
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        log.info("worker ready (data in %s)", self.settings.data_dir)
+        try:
+            while not self.stopping.is_set():
+                self.dispatch()
+                listener.wait(SAFETY_NET_SECONDS)
+        finally:
+            scheduler.shutdown(wait=False)
+            self.pool.shutdown(wait=True, cancel_futures=False)
+            listener.close()
+
+
+def main(settings: Settings) -> None:
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper()),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    lock = InstanceLock(settings)
+    worker = Worker(settings)
+
+    def stop(signum, _frame):
+        log.info("%s received; finishing running jobs", signal.Signals(signum).name)
+        worker.stopping.set()
+        wakeup.notify(settings.data_dir)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    finally:
+        lock.release()
