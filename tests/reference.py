@@ -13,7 +13,13 @@ import docker
 
 CLI_VERSION = "0.89.0"
 CACHE = Path(os.environ.get("BERTH_TEST_CACHE", Path.home() / ".cache" / "berth-tests"))
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "devcontainer-corpus"
+# The corpus lives in the shared folder beside the checkout (BERTH_CORPUS overrides).
+CORPUS = Path(
+    os.environ.get(
+        "BERTH_CORPUS",
+        Path(__file__).resolve().parent.parent.parent / "shared" / "devcontainer-corpus",
+    )
+)
 CORPUS_BASE = "dccorpus-base:bookworm"
 
 
