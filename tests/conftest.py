@@ -122,3 +122,40 @@ def pytest_collection_modifyitems(items):
         on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
         if on_postgres or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, docker_client, base_image):
+    """A real ``berth serve`` (web + worker) with an admin and two members, each with a token."""
+    from tests.berthapi import Client
+
+    root = tmp_path_factory.mktemp("stack")
+    repos = root / "repos"
+    repos.mkdir()
+    server = services.start_berth_serve(root / "data", {"BERTH_LOCAL_REPO_ROOTS": str(repos)})
+    clients = {}
+    for name, admin in (("boss", True), ("ann", False), ("bob", False)):
+        server.cli(
+            "admin",
+            "create-user",
+            name,
+            *(["--admin"] if admin else []),
+            "--password-stdin",
+            input=f"{name}-password\n",
+        )
+        token = server.cli("token", "create", name).stdout.strip()
+        clients[name] = Client(server.url, token)
+    server.repos = repos
+    server.clients = clients
+    yield server
+    for client in clients.values():
+        for ws in client.call("GET", "/workspaces").json():
+            if ws["owner"] == [k for k, v in clients.items() if v is client][0]:
+                client.call("DELETE", f"/workspaces/{ws['id']}")
+    for client in clients.values():
+        for ws in client.call("GET", "/workspaces").json():
+            client.wait(ws["id"], "deleted", timeout=120)
+    assert server.stop() == 0
+
+
+SLOW_FIXTURES.add("stack")

@@ -1,12 +1,24 @@
 """The admin page: people and their accounts."""
 
+import json
 from functools import wraps
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import accounts
-from app.models import ROLES, User
+from app.models import ROLES, Template, User, Workspace, utcnow
+from app.workspaces import service
+
+APPROVAL_KEYS = {
+    "privileged",
+    "capabilities",
+    "security_opts",
+    "host_mounts",
+    "docker_socket",
+    "host_namespaces",
+    "devices",
+}
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -33,7 +45,51 @@ def _user_or_404(user_id: int) -> User:
 @admin_required
 def index():
     users = User.select().order_by(User.username)
-    return render_template("admin/index.html", users=users, roles=ROLES)
+    workspaces = service.visible_to(current_user.row).order_by(Workspace.id.desc())
+    templates = Template.select().order_by(Template.name)
+    return render_template(
+        "admin/index.html",
+        users=users,
+        roles=ROLES,
+        workspaces=list(workspaces),
+        templates=list(templates),
+    )
+
+
+def _json_field(name: str, text: str, must_be: type) -> str:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, must_be):
+        raise ValueError(f"{name} must be a JSON object")
+    return json.dumps(value)
+
+
+@bp.route("/templates/<int:template_id>", methods=["POST"])
+@admin_required
+def update_template(template_id):
+    template = Template.get_or_none(Template.id == template_id)
+    if template is None:
+        abort(404, "There is no such template.")
+    try:
+        parameters = _json_field("parameters", request.form.get("parameters"), dict)
+        limits = _json_field("limits", request.form.get("limits"), dict)
+        approvals = _json_field("approvals", request.form.get("approvals"), dict)
+        unknown = set(json.loads(approvals)) - APPROVAL_KEYS
+        if unknown:
+            raise ValueError(
+                f"unknown approval {sorted(unknown)[0]!r}; use {', '.join(sorted(APPROVAL_KEYS))}"
+            )
+    except ValueError as exc:
+        flash(f"Template {template.name} not changed: {exc}.", "error")
+        return redirect(url_for("admin.index"))
+    template.parameters, template.limits, template.approvals = parameters, limits, approvals
+    template.enabled = request.form.get("enabled") == "on"
+    template.updated_at = utcnow()
+    template.save()
+    flash(f"Template {template.name} saved.", "success")
+    return redirect(url_for("admin.index"))
 
 
 @bp.route("/users", methods=["POST"])

@@ -1,18 +1,163 @@
-"""The signed-in home: the person's workspaces, and the templates they can start from."""
+"""The signed-in home: the person's workspaces, creating them, and the templates."""
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from __future__ import annotations
+
+import json
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user, login_required
+
+from app.models import StateChange, Template, Transition
+from app.workspaces import logs, service
 
 bp = Blueprint("dashboard", __name__)
+ACTIONS = ("start", "stop", "restart", "rebuild", "delete")
+
+
+def _settings():
+    return current_app.config["BERTH_SETTINGS"]
+
+
+def _visible(workspace_id):
+    try:
+        return service.get_visible(current_user.row, workspace_id)
+    except service.WorkspaceError as exc:
+        abort(exc.status, exc.message)
+
+
+def _templates():
+    return list(Template.select().where(Template.enabled).order_by(Template.name))
 
 
 @bp.route("/")
 @login_required
 def index():
-    return render_template("dashboard/workspaces.html", workspaces=[])
+    rows = (
+        service.visible_to(current_user.row)
+        .where(service.Workspace.owner == current_user.row.id)
+        .order_by(service.Workspace.name)
+    )
+    return render_template("dashboard/workspaces.html", workspaces=list(rows))
+
+
+@bp.route("/workspaces/status.json")
+@login_required
+def statuses():
+    rows = service.visible_to(current_user.row)
+    return jsonify({str(ws.id): {"status": ws.status, "error": ws.error} for ws in rows})
+
+
+@bp.route("/workspaces/new", methods=["GET", "POST"])
+@login_required
+def create():
+    templates = _templates()
+    if request.method == "GET":
+        return render_template("dashboard/new.html", templates=templates, form=request.args)
+    form = request.form
+    parameters = {}
+    for name, cast in (("cpu", float), ("memory", int)):
+        if form.get(name, "").strip():
+            try:
+                parameters[name] = cast(form[name])
+            except ValueError:
+                flash(f"{name}: {form[name]!r} is not a number.", "error")
+                return render_template("dashboard/new.html", templates=templates, form=form), 422
+    repo = (
+        {"url": form["repo_url"].strip(), "ref": form.get("repo_ref", "").strip() or None}
+        if form.get("repo_url", "").strip()
+        else None
+    )
+    try:
+        ws = service.create(
+            current_user.row,
+            form.get("name", "").strip(),
+            template_name=form.get("template") or None,
+            repo=repo,
+            parameters=parameters or None,
+            ttl=form.get("ttl", "").strip() or None,
+            cause="user",
+            actor=current_user.username,
+            data_dir=_settings().data_dir,
+            local_roots=_settings().repo_roots,
+        )
+    except service.WorkspaceError as exc:
+        flash(f"Workspace not created: {exc.message}.", "error")
+        return render_template("dashboard/new.html", templates=templates, form=form), exc.status
+    flash(f"Workspace {ws.name} is being created.", "success")
+    return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
+
+
+@bp.route("/workspaces/<int:workspace_id>")
+@login_required
+def workspace(workspace_id):
+    ws = _visible(workspace_id)
+    history = ws.state_changes.order_by(StateChange.id.desc()).limit(50)
+    jobs = ws.transitions.order_by(Transition.id.desc()).limit(20)
+    return render_template(
+        "dashboard/workspace.html",
+        ws=ws,
+        history=list(history),
+        jobs=list(jobs),
+        parameters=json.loads(ws.parameters),
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/<action>", methods=["POST"])
+@login_required
+def act(workspace_id, action):
+    if action not in ACTIONS:
+        abort(404, "There is no such action.")
+    ws = _visible(workspace_id)
+    options = (
+        {"keep_volumes": request.form.get("keep_volumes") == "on"} if action == "delete" else None
+    )
+    try:
+        service.request(
+            ws,
+            action,
+            cause="user",
+            actor=current_user.username,
+            options=options,
+            data_dir=_settings().data_dir,
+        )
+    except service.WorkspaceError as exc:
+        flash(exc.message[0].upper() + exc.message[1:] + ".", "error")
+    else:
+        flash(f"{action.capitalize()} of {ws.name} requested.", "success")
+    if action == "delete":
+        return redirect(url_for("dashboard.index"))
+    return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
+
+
+@bp.route("/workspaces/<int:workspace_id>/logs")
+@login_required
+def workspace_logs(workspace_id):
+    ws = _visible(workspace_id)
+    return Response(
+        stream_with_context(logs.sse(ws.id)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @bp.route("/templates")
 @login_required
 def templates():
-    return render_template("dashboard/templates.html", templates=[])
+    rows = _templates()
+    return render_template(
+        "dashboard/templates.html",
+        templates=rows,
+        parameters={t.id: json.loads(t.parameters) for t in rows},
+    )

@@ -1,0 +1,340 @@
+"""Workspaces on the real Docker engine, through the real API of a running `berth serve`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import docker
+import pytest
+
+from app.provisioner.docker import LABEL_WORKSPACE
+
+
+def labelled(client: docker.DockerClient, ws_id: int) -> dict:
+    label = {"label": f"{LABEL_WORKSPACE}={ws_id}"}
+    return {
+        "containers": client.containers.list(all=True, filters=label),
+        "volumes": client.volumes.list(filters=label),
+        "networks": client.networks.list(filters=label),
+    }
+
+
+def test_lifecycle_keeps_files_and_delete_leaves_nothing(stack, docker_client):
+    ann = stack.clients["ann"]
+    ws = ann.create("life", template="base")
+    assert ws["status"] == "pending" and ws["owner"] == "ann" and ws["template"] == "base"
+    ws = ann.wait(ws["id"], "running", "failed")
+    assert ws["status"] == "running", ann.log(ws["id"])
+    wid = ws["id"]
+
+    who = ann.sh(wid, "id -un; pwd; stat -c %U .")
+    assert who.split() == ["dev", "/workspaces/life", "dev"]
+    ann.sh(wid, "echo kept > notes.txt && echo home > ~/.profile-note")
+
+    first_container = docker_client.containers.get(f"berth-ws-{wid}").id
+    ann.act(wid, "stop")
+    assert ann.wait(wid, "stopped")["status"] == "stopped"
+    assert docker_client.containers.get(first_container).status == "exited"
+    assert (
+        ann.call("POST", f"/workspaces/{wid}/exec", 409, json={"command": ["true"]}).json()[
+            "error"
+        ]["code"]
+        == "not_running"
+    )
+
+    ann.act(wid, "start")
+    assert ann.wait(wid, "running")["status"] == "running"
+    assert ann.sh(wid, "cat notes.txt ~/.profile-note").split() == ["kept", "home"]
+
+    ann.act(wid, "restart")
+    assert ann.wait(wid, "running")["status"] == "running"
+
+    ann.act(wid, "rebuild")
+    assert ann.wait(wid, "running")["status"] == "running"
+    assert docker_client.containers.get(f"berth-ws-{wid}").id != first_container
+    assert ann.sh(wid, "cat notes.txt ~/.profile-note").split() == ["kept", "home"]
+    assert "using cached image" in ann.log(wid)  # an unchanged rebuild builds nothing
+
+    ann.delete(wid)
+    ann.wait(wid, "deleted", timeout=120)
+    assert ann.call("GET", f"/workspaces/{wid}").status_code == 404
+    assert labelled(docker_client, wid) == {"containers": [], "volumes": [], "networks": []}
+    # The name is free again once the workspace is gone.
+    again = ann.create("life", template="base")
+    ann.delete(again["id"])
+    ann.wait(again["id"], "deleted", timeout=120)
+
+
+def test_history_records_every_transition_with_cause_and_actor(stack):
+    import sqlite3
+
+    ann = stack.clients["ann"]
+    ws = ann.create("history", template="base")
+    ann.wait(ws["id"], "running")
+    ann.act(ws["id"], "stop")
+    ann.wait(ws["id"], "stopped")
+    with sqlite3.connect(stack.data_dir / "berth.db") as db:
+        rows = db.execute(
+            "SELECT from_status, to_status, cause, actor FROM state_changes "
+            "WHERE workspace_id = ? ORDER BY id",
+            (ws["id"],),
+        ).fetchall()
+    assert [r[1] for r in rows] == [
+        "pending",
+        "building",
+        "starting",
+        "running",
+        "stopping",
+        "stopped",
+    ]
+    assert {(r[2], r[3]) for r in rows} == {("api", "ann")}
+    assert rows[1][0] == "pending" and rows[-1][0] == "stopping"
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_delete_can_keep_volumes(stack, docker_client):
+    ann = stack.clients["ann"]
+    ws = ann.wait(ann.create("keeper", template="base")["id"], "running")
+    ann.delete(ws["id"], keep_volumes=True)
+    ann.wait(ws["id"], "deleted", timeout=120)
+    left = labelled(docker_client, ws["id"])
+    assert left["containers"] == [] and left["networks"] == []
+    assert sorted(v.name for v in left["volumes"]) == [
+        f"berth-ws-{ws['id']}-home",
+        f"berth-ws-{ws['id']}-workspace",
+    ]
+    for volume in left["volumes"]:
+        volume.remove()
+
+
+def _git_repo(path, files: dict[str, str]) -> str:
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "."],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
+        subprocess.run(["git", "-C", str(path), *command], check=True)
+    return f"file://{path}"
+
+
+def test_workspace_from_a_repository_with_its_own_config(stack, base_image):
+    url = _git_repo(
+        stack.repos / "own-config",
+        {
+            "README.md": "hello from the repo\n",
+            ".devcontainer/devcontainer.json": json.dumps(
+                {
+                    "image": base_image,
+                    "postCreateCommand": "echo created > /tmp/from-repo",
+                    "containerEnv": {"FROM_REPO": "yes"},
+                }
+            ),
+        },
+    )
+    ann = stack.clients["ann"]
+    ws = ann.wait(ann.create("fromrepo", repo={"url": url})["id"], "running", "failed")
+    assert ws["status"] == "running", ann.log(ws["id"])
+    out = ann.sh(
+        ws["id"],
+        "pwd; cat README.md; cat /tmp/from-repo; echo $FROM_REPO; git log --oneline | wc -l",
+    )
+    assert out.split("\n")[:4] == ["/workspaces/fromrepo", "hello from the repo", "created", "yes"]
+    assert "using the repository's own devcontainer.json" in ann.log(ws["id"])
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_repository_without_config_uses_the_template(stack):
+    url = _git_repo(stack.repos / "plain", {"app.txt": "plain repo\n"})
+    ann = stack.clients["ann"]
+    ws = ann.wait(
+        ann.create("plainrepo", template="base", repo={"url": url, "ref": "main"})["id"],
+        "running",
+        "failed",
+    )
+    assert ws["status"] == "running", ann.log(ws["id"])
+    assert ann.sh(ws["id"], "cat app.txt; stat -c %U app.txt; id -un").split() == [
+        "plain",
+        "repo",
+        "dev",
+        "dev",
+    ]
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_a_failing_clone_fails_clearly(stack):
+    ann = stack.clients["ann"]
+    missing = stack.repos / "does-not-exist"
+    ws = ann.create("badclone", template="base", repo={"url": f"file://{missing}"})
+    ws = ann.wait(ws["id"], "failed")
+    assert ws["error"].startswith(f"cloning file://{missing} failed")
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_local_repositories_outside_the_allowed_roots_are_refused(stack):
+    error = (
+        stack.clients["ann"]
+        .call(
+            "POST",
+            "/workspaces",
+            422,
+            json={"name": "sneaky", "template": "base", "repo": {"url": "/etc"}},
+        )
+        .json()["error"]
+    )
+    assert error["code"] == "invalid_repo" and "BERTH_LOCAL_REPO_ROOTS" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "words"),
+    [
+        (
+            {"name": "x1", "template": "nope"},
+            422,
+            "unknown_template",
+            "template 'nope' does not exist",
+        ),
+        ({"name": "Bad Name", "template": "base"}, 422, "invalid_name", "is not allowed"),
+        (
+            {"name": "p1", "template": "base", "parameters": {"gpu": 1}},
+            422,
+            "invalid_parameter",
+            "unknown parameter 'gpu'",
+        ),
+        (
+            {"name": "p2", "template": "base", "parameters": {"cpu": "lots"}},
+            422,
+            "invalid_parameter",
+            "must be a number",
+        ),
+        (
+            {"name": "p3", "template": "base", "parameters": {"memory": 1}},
+            422,
+            "invalid_parameter",
+            "below the minimum 256 MB",
+        ),
+        (
+            {"name": "p4", "template": "base", "parameters": {"memory": 10**7}},
+            422,
+            "invalid_parameter",
+            "above the maximum 8192 MB",
+        ),
+        ({"name": "p5", "template": "base", "ttl": "soon"}, 422, "invalid_ttl", "not a duration"),
+        ({"name": "p6"}, 422, "missing_source", "give a 'template' or a 'repo'"),
+        ({"name": "p7", "template": "base", "colour": "red"}, 422, "unknown_field", "'colour'"),
+    ],
+)
+def test_bad_requests_are_refused_and_create_nothing(
+    stack, docker_client, body, status, code, words
+):
+    ann = stack.clients["ann"]
+    before = len(ann.call("GET", "/workspaces").json())
+    containers = len(docker_client.containers.list(all=True))
+    error = ann.call("POST", "/workspaces", status, json=body).json()["error"]
+    assert error["code"] == code and words in error["message"]
+    assert len(ann.call("GET", "/workspaces").json()) == before
+    assert len(docker_client.containers.list(all=True)) == containers
+
+
+def test_duplicate_names_conflict_per_owner(stack):
+    ann, bob = stack.clients["ann"], stack.clients["bob"]
+    ws = ann.create("twin", template="base")
+    error = ann.call("POST", "/workspaces", 409, json={"name": "twin", "template": "base"}).json()
+    assert error["error"]["code"] == "name_taken"
+    other = bob.create("twin", template="base")  # another owner may use the same name
+    for client, item in ((ann, ws), (bob, other)):
+        client.wait(item["id"], "running", "failed")
+        client.delete(item["id"])
+        client.wait(item["id"], "deleted", timeout=120)
+
+
+def test_authorization_member_admin_other_member(stack):
+    ann, bob, boss = (stack.clients[n] for n in ("ann", "bob", "boss"))
+    ws = ann.create("private", template="base")
+    wid = ws["id"]
+    assert bob.call("GET", f"/workspaces/{wid}").status_code == 404
+    assert bob.call("POST", f"/workspaces/{wid}/stop").status_code == 404
+    assert bob.call("DELETE", f"/workspaces/{wid}").status_code == 404
+    assert bob.call("POST", f"/workspaces/{wid}/exec", json={"command": ["id"]}).status_code == 404
+    assert wid not in [w["id"] for w in bob.call("GET", "/workspaces").json()]
+    assert boss.get(wid)["owner"] == "ann"
+    assert wid in [w["id"] for w in boss.call("GET", "/workspaces").json()]
+    boss.wait(wid, "running", "failed")
+    assert boss.exec(wid, ["id", "-un"])["stdout"] == "dev\n"
+    boss.delete(wid)
+    ann.wait(wid, "deleted", timeout=120)
+
+
+def test_transitions_refused_in_the_wrong_state(stack):
+    ann = stack.clients["ann"]
+    ws = ann.wait(ann.create("states", template="base")["id"], "running")
+    error = ann.call("POST", f"/workspaces/{ws['id']}/start", 409).json()["error"]
+    assert (
+        error["code"] == "invalid_state" and "is running; it cannot start now" in error["message"]
+    )
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_exec_separates_streams_and_times_out(stack):
+    ann = stack.clients["ann"]
+    ws = ann.wait(ann.create("execs", template="base")["id"], "running")
+    result = ann.exec(ws["id"], ["sh", "-c", "echo out; echo err >&2; exit 4"])
+    assert result == {"exit_code": 4, "stdout": "out\n", "stderr": "err\n", "timed_out": False}
+    slow = ann.exec(ws["id"], ["sleep", "30"], timeout=1)
+    assert slow["timed_out"] is True
+    assert (
+        ann.call("POST", f"/workspaces/{ws['id']}/exec", 422, json={"command": "ls"}).json()[
+            "error"
+        ]["code"]
+        == "invalid_command"
+    )
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_logs_stream_as_server_sent_events(stack):
+    ann = stack.clients["ann"]
+    ws = ann.create("streamed", template="base")
+    response = ann.session.get(f"{ann.base}/workspaces/{ws['id']}/logs", stream=True, timeout=300)
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events = []
+    for line in response.iter_lines(decode_unicode=True):
+        events.append(line)
+        if line.startswith("event: end"):
+            break
+    text = "\n".join(events)
+    assert "event: transition" in text and "create requested by ann" in text
+    assert "create done" in text
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_openapi_describes_every_route(stack):
+    from app.api.openapi import DOCUMENT
+    from app.factory import create_app
+
+    document = stack.clients["ann"].call("GET", "/openapi.json", 200).json()
+    assert document == DOCUMENT
+    app = create_app(
+        __import__("app.config", fromlist=["Settings"]).Settings.load(
+            {"data_dir": str(stack.data_dir)}
+        )
+    )
+    routes = {}
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v2/"):
+            path = rule.rule[len("/api/v2") :].replace("<workspace_id>", "{id}")
+            routes.setdefault(path, set()).update(
+                m.lower() for m in rule.methods if m not in ("HEAD", "OPTIONS")
+            )
+    documented = {path: set(ops) for path, ops in document["paths"].items()}
+    assert routes == documented
