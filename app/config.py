@@ -223,6 +223,12 @@ class Settings:
         if not self.secret_key:
             self.secret_key = _read_or_create_secret(self.data_dir / "secret_key")
 
+    @property
+    def instance(self) -> str:
+        """A short id of this instance, on every Docker object it makes, so instances
+        sharing one engine never touch each other's workspaces."""
+        return _read_or_create_secret(self.data_dir / "instance_id", lambda: secrets.token_hex(2))
+
 
 def _read_config_file(environ, data_dir: Path) -> dict:
     explicit = environ.get("BERTH_CONFIG")
@@ -243,10 +249,10 @@ def _read_config_file(environ, data_dir: Path) -> dict:
     return values
 
 
-def _read_or_create_secret(path: Path) -> str:
+def _read_or_create_secret(path: Path, make=lambda: secrets.token_urlsafe(48)) -> str:
     if path.exists():
         return path.read_text().strip()
-    key = secrets.token_urlsafe(48)
+    key = make()
     # Written with O_EXCL so two processes starting at once agree on one key.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

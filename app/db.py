@@ -35,6 +35,15 @@ def make_database(url: str) -> peewee.Database:
     )
 
 
+def write_transaction():
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN, so a
+    read-then-write cannot fail with "database is locked" when another process writes;
+    it waits (busy_timeout) instead."""
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()
+
+
 def open_database(settings: Settings) -> peewee.Database:
     """Point the model proxy at the instance's database and check it answers."""
     db = make_database(settings.database_url)

@@ -147,6 +147,8 @@ def stack(tmp_path_factory, docker_client, base_image):
         clients[name] = Client(server.url, token)
     server.repos = repos
     server.clients = clients
+    instance = server.instance = (root / "data" / "instance_id").read_text().strip()
+    server.docker_name = lambda ws_id, suffix="": f"berth-{instance}-ws-{ws_id}{suffix}"
     yield server
     for client in clients.values():
         for ws in client.call("GET", "/workspaces").json():

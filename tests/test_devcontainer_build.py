@@ -27,6 +27,10 @@ def _build(folder, client, logs=None):
 def test_cache_hit_builds_nothing(tmp_path, docker_client, base_image):
     feature(tmp_path, "one", containerEnv={"ONE": "1"})
     feature(tmp_path, "two", installsAfter=["./one"])
+    # Content no earlier run has built, so the first build really builds.
+    (tmp_path / ".devcontainer" / "two" / "install.sh").write_text(
+        f"#!/bin/sh\necho {time.time_ns()} > /two\n"
+    )
     write(
         tmp_path,
         json.dumps(
@@ -39,7 +43,7 @@ def test_cache_hit_builds_nothing(tmp_path, docker_client, base_image):
     )
     logs: list[str] = []
     first_plan, first = _build(tmp_path, docker_client, logs)
-    assert not first.cached and any("Installing Feature ./one" in line for line in logs)
+    assert not first.cached and any("Installing Feature ./two" in line for line in logs)
     assert [f.user_id for f in first_plan.features] == ["./one", "./two"]
 
     started = time.monotonic()

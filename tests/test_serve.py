@@ -9,6 +9,10 @@ import requests
 from tests.services import answers, berth, start_berth_serve, wait_until
 
 
+def _children(process, role):
+    return [p for p in process.children() if p.cmdline()[3:4] == [role]]
+
+
 def _tree(pid):
     process = psutil.Process(pid)
     return [process, *process.children(recursive=True)]
@@ -19,7 +23,8 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     assert page.status_code == 200 and "Log in to Berth" in page.text
     assert f"ready at {berth_server.url}" in berth_server.log()
     tree = _tree(berth_server.process.pid)
-    assert len(tree) >= 3  # supervisor, gunicorn master, gunicorn worker
+    assert len(tree) >= 4  # supervisor, gunicorn master and worker, berth worker
+    assert {p.cmdline()[3] for p in tree[0].children()} == {"web", "worker"}
     assert berth_server.stop() == 0
     gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], [p.cmdline() for p in alive]
@@ -28,11 +33,11 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
 
 def test_serve_restarts_a_crashed_child(berth_server):
     supervisor = psutil.Process(berth_server.process.pid)
-    (web,) = supervisor.children()
+    (web,) = _children(supervisor, "web")
     os.kill(web.pid, signal.SIGKILL)
     wait_until(lambda: "restarted" in berth_server.log(), timeout=20, what="web restart")
     wait_until(lambda: answers(berth_server.url + "/login"), timeout=30, what="login page")
-    (new_web,) = supervisor.children()
+    (new_web,) = _children(supervisor, "web")
     assert new_web.pid != web.pid
     assert "web exited with code -9" in berth_server.log()
 

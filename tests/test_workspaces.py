@@ -8,11 +8,11 @@ import subprocess
 import docker
 import pytest
 
-from app.provisioner.docker import LABEL_WORKSPACE
+from app.provisioner.docker import LABEL_INSTANCE, LABEL_WORKSPACE
 
 
-def labelled(client: docker.DockerClient, ws_id: int) -> dict:
-    label = {"label": f"{LABEL_WORKSPACE}={ws_id}"}
+def labelled(stack, client: docker.DockerClient, ws_id: int) -> dict:
+    label = {"label": [f"{LABEL_WORKSPACE}={ws_id}", f"{LABEL_INSTANCE}={stack.instance}"]}
     return {
         "containers": client.containers.list(all=True, filters=label),
         "volumes": client.volumes.list(filters=label),
@@ -32,7 +32,7 @@ def test_lifecycle_keeps_files_and_delete_leaves_nothing(stack, docker_client):
     assert who.split() == ["dev", "/workspaces/life", "dev"]
     ann.sh(wid, "echo kept > notes.txt && echo home > ~/.profile-note")
 
-    first_container = docker_client.containers.get(f"berth-ws-{wid}").id
+    first_container = docker_client.containers.get(stack.docker_name(wid)).id
     ann.act(wid, "stop")
     assert ann.wait(wid, "stopped")["status"] == "stopped"
     assert docker_client.containers.get(first_container).status == "exited"
@@ -52,14 +52,14 @@ def test_lifecycle_keeps_files_and_delete_leaves_nothing(stack, docker_client):
 
     ann.act(wid, "rebuild")
     assert ann.wait(wid, "running")["status"] == "running"
-    assert docker_client.containers.get(f"berth-ws-{wid}").id != first_container
+    assert docker_client.containers.get(stack.docker_name(wid)).id != first_container
     assert ann.sh(wid, "cat notes.txt ~/.profile-note").split() == ["kept", "home"]
     assert "using cached image" in ann.log(wid)  # an unchanged rebuild builds nothing
 
     ann.delete(wid)
     ann.wait(wid, "deleted", timeout=120)
     assert ann.call("GET", f"/workspaces/{wid}").status_code == 404
-    assert labelled(docker_client, wid) == {"containers": [], "volumes": [], "networks": []}
+    assert labelled(stack, docker_client, wid) == {"containers": [], "volumes": [], "networks": []}
     # The name is free again once the workspace is gone.
     again = ann.create("life", template="base")
     ann.delete(again["id"])
@@ -99,11 +99,11 @@ def test_delete_can_keep_volumes(stack, docker_client):
     ws = ann.wait(ann.create("keeper", template="base")["id"], "running")
     ann.delete(ws["id"], keep_volumes=True)
     ann.wait(ws["id"], "deleted", timeout=120)
-    left = labelled(docker_client, ws["id"])
+    left = labelled(stack, docker_client, ws["id"])
     assert left["containers"] == [] and left["networks"] == []
     assert sorted(v.name for v in left["volumes"]) == [
-        f"berth-ws-{ws['id']}-home",
-        f"berth-ws-{ws['id']}-workspace",
+        stack.docker_name(ws["id"], "-home"),
+        stack.docker_name(ws["id"], "-workspace"),
     ]
     for volume in left["volumes"]:
         volume.remove()

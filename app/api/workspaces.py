@@ -173,7 +173,7 @@ def exec_in_workspace(workspace_id):
     if ws.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
     client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
-    provisioner = Provisioner(client)
+    provisioner = Provisioner(client, _settings().instance)
     container = provisioner.find_container(ws.id)
     if container is None or container.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")

@@ -138,8 +138,15 @@ def _env_file(values: dict[str, str]) -> str:
     return "".join(f"{key}={_env_line(value, True)}\n" for key, value in values.items())
 
 
-def user_homes(client: docker.DockerClient, image: str) -> dict[str, str]:
-    """user -> home directory, read from the image's /etc/passwd without running it."""
+@dataclass(frozen=True)
+class ImageUser:
+    uid: int
+    gid: int
+    home: str
+
+
+def image_users(client: docker.DockerClient, image: str) -> dict[str, ImageUser]:
+    """The users in the image's /etc/passwd, read without running the image."""
     container = client.containers.create(
         image,
         command=["true"],
@@ -154,12 +161,12 @@ def user_homes(client: docker.DockerClient, image: str) -> dict[str, str]:
         return {}
     finally:
         container.remove(force=True)
-    homes = {}
+    users = {}
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) >= 6:
-            homes[parts[0]] = parts[5]
-    return homes
+        if len(parts) >= 6 and parts[2].isdigit() and parts[3].isdigit():
+            users[parts[0]] = ImageUser(int(parts[2]), int(parts[3]), parts[5])
+    return users
 
 
 class _Builder:
@@ -294,14 +301,16 @@ def _extend(plan: Plan, client, builder: _Builder, base_ref: str, tag: str) -> N
     image_user = base.attrs["Config"].get("User") or ""
     container_user = merged.get("containerUser") or image_user or "root"
     remote_user = merged.get("remoteUser") or container_user
-    homes = user_homes(client, base.id) if plan.features else {}
+    users = image_users(client, base.id) if plan.features else {}
+
+    def home(user: str) -> str:
+        return users[user].home if user in users else ("/root" if user == "root" else "")
+
     builtin_env = {
         "_CONTAINER_USER": container_user,
         "_REMOTE_USER": remote_user,
-        "_CONTAINER_USER_HOME": homes.get(
-            container_user, "/root" if container_user == "root" else ""
-        ),
-        "_REMOTE_USER_HOME": homes.get(remote_user, "/root" if remote_user == "root" else ""),
+        "_CONTAINER_USER_HOME": home(container_user),
+        "_REMOTE_USER_HOME": home(remote_user),
     }
     with tempfile.TemporaryDirectory(prefix="berth-build-") as tmp:
         root = Path(tmp)

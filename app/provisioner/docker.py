@@ -23,6 +23,7 @@ from app.devcontainer.run import RunSpec
 from app.provisioner import seccomp
 
 LABEL_MANAGED = "berth.managed"
+LABEL_INSTANCE = "berth.instance"
 LABEL_WORKSPACE = "berth.workspace"
 LABEL_OWNER = "berth.owner"
 LABEL_ROLE = "berth.role"
@@ -57,20 +58,35 @@ class Limits:
 
 @dataclass(frozen=True)
 class WorkspaceRef:
+    instance: str
     id: int
     owner: str
     name: str
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL_MANAGED: "true", LABEL_WORKSPACE: str(self.id), LABEL_OWNER: self.owner}
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_INSTANCE: self.instance,
+            LABEL_WORKSPACE: str(self.id),
+            LABEL_OWNER: self.owner,
+        }
 
     @property
     def container_name(self) -> str:
-        return f"berth-ws-{self.id}"
+        return f"berth-{self.instance}-ws-{self.id}"
+
+    @property
+    def network_name(self) -> str:
+        return self.container_name
+
+    @property
+    def bridge_name(self) -> str:
+        # Interface names have at most 15 characters: berth + 4 hex + up to 6 digits.
+        return f"{BRIDGE_PREFIX}{self.instance}{self.id}"[:15]
 
     def volume_name(self, role: str) -> str:
-        return f"berth-ws-{self.id}-{role}"
+        return f"berth-{self.instance}-ws-{self.id}-{role}"
 
 
 @dataclass
@@ -87,10 +103,12 @@ class Provisioner:
     def __init__(
         self,
         client: docker.DockerClient,
+        instance: str,
         subnet_pool: str = "10.231.0.0/16",
         subnet_prefix: int = 24,
     ):
         self.client = client
+        self.instance = instance
         self.pool = ipaddress.ip_network(subnet_pool)
         self.prefix = subnet_prefix
         self._network_lock = threading.Lock()
@@ -107,7 +125,7 @@ class Provisioner:
 
     def ensure_network(self, ws: WorkspaceRef):
         """The workspace's own bridge network, on a subnet from Berth's pool."""
-        name = f"berth-ws-{ws.id}"
+        name = ws.network_name
         with self._network_lock:
             existing = self.client.networks.list(names=[name])
             if existing:
@@ -125,7 +143,7 @@ class Provisioner:
                     ipam=ipam,
                     labels={**ws.labels, LABEL_ROLE: "network"},
                     options={
-                        "com.docker.network.bridge.name": f"{BRIDGE_PREFIX}{ws.id}",
+                        "com.docker.network.bridge.name": ws.bridge_name,
                         "com.docker.network.bridge.enable_icc": "true",
                     },
                 )
@@ -146,9 +164,9 @@ class Provisioner:
     # --- containers -----------------------------------------------------------------
 
     def find_container(self, ws_id: int):
-        found = self.client.containers.list(
-            all=True, filters={"label": [f"{LABEL_WORKSPACE}={ws_id}", f"{LABEL_ROLE}=workspace"]}
-        )
+        found = [
+            c for c in self.managed("containers", ws_id) if c.labels.get(LABEL_ROLE) == "workspace"
+        ]
         return found[0] if found else None
 
     def create_container(
@@ -236,19 +254,38 @@ class Provisioner:
         """SIGTERM, then SIGKILL after the grace period (Docker's stop does exactly that)."""
         container.stop(timeout=grace_seconds)
 
-    def prepare_workspace_folder(self, container, folder: str, user: str) -> None:
-        """Give the workspace user its folder (the volume starts out owned by root)."""
-        exec_in = self.client.api.exec_create(
-            container.id, ["chown", f"{user}:", folder], user="root"
+    def seed_workspace_volume(
+        self, ws: WorkspaceRef, image: str, uid: int, gid: int, source_dir: str | None = None
+    ) -> None:
+        """Fill a new workspace volume (with a repository, if given) and give it to the
+        workspace user, in a throwaway container that may only chown: no network, no
+        other capability. The workspace container itself may have no root to do it."""
+        volume = self.ensure_volume(ws, "workspace")
+        seed = self.client.containers.create(
+            image,
+            entrypoint=["chown", "-R", f"{uid}:{gid}", "/seed"],
+            user="0:0",
+            mounts=[Mount(target="/seed", source=volume.name, type="volume", no_copy=True)],
+            network_disabled=True,
+            cap_drop=["ALL"],
+            cap_add=["CHOWN"],
+            labels={**ws.labels, LABEL_ROLE: "seed"},
         )
-        self.client.api.exec_start(exec_in["Id"])
-
-    def copy_into(self, container, source_dir: str, target: str) -> None:
-        """Copy a host folder's contents into the container (e.g. a cloned repository)."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(source_dir, arcname=".")
-        container.put_archive(target, buffer.getvalue())
+        try:
+            if source_dir:
+                buffer = io.BytesIO()
+                with tarfile.open(fileobj=buffer, mode="w") as tar:
+                    tar.add(source_dir, arcname=".")
+                seed.put_archive("/seed", buffer.getvalue())
+            seed.start()
+            outcome = seed.wait(timeout=300)
+            if outcome.get("StatusCode") != 0:
+                raise ProvisionError(
+                    "preparing the workspace volume failed: "
+                    + seed.logs().decode(errors="replace")[-300:]
+                )
+        finally:
+            seed.remove(force=True)
 
     # --- exec -----------------------------------------------------------------------
 
@@ -327,7 +364,7 @@ class Provisioner:
     # --- removal and inventory --------------------------------------------------------
 
     def managed(self, kind: str, ws_id: int | None = None) -> list:
-        filters = {"label": [f"{LABEL_MANAGED}=true"]}
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={self.instance}"]}
         if ws_id is not None:
             filters["label"].append(f"{LABEL_WORKSPACE}={ws_id}")
         if kind == "containers":

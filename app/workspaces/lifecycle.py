@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 
 from app import devcontainer as dc
-from app.devcontainer.build import user_homes
+from app.devcontainer.build import ImageUser, image_users
 from app.messages import first_line
 from app.models import StateChange, Transition, Workspace, utcnow
 from app.provisioner.docker import Limits, Provisioner, ProvisionError, WorkspaceRef
@@ -147,8 +147,8 @@ def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     return plan, result, approvals
 
 
-def _ref(ws: Workspace) -> WorkspaceRef:
-    return WorkspaceRef(ws.id, ws.owner.username, ws.name)
+def _ref(ctx: Context, ws: Workspace) -> WorkspaceRef:
+    return WorkspaceRef(ctx.provisioner.instance, ws.id, ws.owner.username, ws.name)
 
 
 def _limits(ws: Workspace) -> Limits:
@@ -169,41 +169,40 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     plan, result, approvals = _plan_and_build(ctx, ws, log)
     if fresh:
         set_status(ws, "starting", transition)
-    ref = _ref(ws)
+    ref = _ref(ctx, ws)
     spec = dc.run_spec(
         plan, result, approvals=approvals, workspace_volume=ref.volume_name("workspace")
     )
     if fresh:
-        home = user_homes(ctx.client, result.image_id).get(spec.remote_user) or (
-            "/root" if spec.remote_user == "root" else f"/home/{spec.remote_user}"
+        user = image_users(ctx.client, result.image_id).get(spec.remote_user) or ImageUser(
+            0, 0, "/root"
         )
-        container = ctx.provisioner.create_container(ref, spec, _limits(ws), home, agent=_agent(ws))
+        if not any(
+            v.name == ref.volume_name("workspace")
+            for v in ctx.provisioner.managed("volumes", ws.id)
+        ):
+            if ws.repo_url:
+                log(f"copying the repository into {spec.workspace_folder}")
+            ctx.provisioner.seed_workspace_volume(
+                ref,
+                result.image_id,
+                user.uid,
+                user.gid,
+                str(plan.config.workspace) if ws.repo_url else None,
+            )
+        container = ctx.provisioner.create_container(
+            ref, spec, _limits(ws), user.home, agent=_agent(ws)
+        )
         ws.container_id = container.id
         ws.save(only=[Workspace.container_id])
     try:
         ctx.provisioner.start(container)
-        if fresh:
-            _fill_workspace_folder(ctx, ws, container, spec, plan, log)
         dc.run_lifecycle(ctx.client, container.id, spec, on_log=log)
     except (dc.LifecycleError, ProvisionError) as exc:
         # Keep volumes (they may hold work); drop the container so a retry starts clean.
         container.remove(force=True)
         raise JobFailed(str(exc)) from None
     set_status(ws, "running", transition)
-
-
-def _fill_workspace_folder(ctx, ws, container, spec, plan, log) -> None:
-    folder = spec.workspace_folder
-    check = ctx.provisioner.exec(
-        container.id, ["sh", "-c", f'ls -A "{folder}" | head -1'], user="root"
-    )
-    if ws.repo_url and not check.stdout.strip():
-        log(f"copying the repository into {folder}")
-        ctx.provisioner.copy_into(container, str(plan.config.workspace), folder)
-        ctx.provisioner.exec(
-            container.id, ["chown", "-R", f"{spec.remote_user}:", folder], user="root"
-        )
-    ctx.provisioner.prepare_workspace_folder(container, folder, spec.remote_user)
 
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:

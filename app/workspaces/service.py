@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.db import database
+from app.db import write_transaction
 from app.durations import parse_duration
 from app.models import StateChange, Template, Transition, User, Workspace, utcnow
 from app.workspaces import templates, wakeup
@@ -149,7 +149,7 @@ def create(
     except templates.ParameterError as exc:
         raise WorkspaceError(422, "invalid_parameter", str(exc)) from None
     lifetime = _ttl(ttl, template, resolved)
-    with database.atomic():
+    with write_transaction():
         if (
             Workspace.select()
             .where((Workspace.owner == owner) & (Workspace.live_name == name))
@@ -183,7 +183,7 @@ def request(
     data_dir: Path,
 ) -> Transition:
     """Record that ``ws`` should go through ``kind``; the worker carries it out."""
-    with database.atomic():
+    with write_transaction():
         ws = Workspace.get_by_id(ws.id)
         busy = Transition.select().where(
             (Transition.workspace == ws) & Transition.status.in_(ACTIVE_JOB)

@@ -81,7 +81,7 @@ class Worker:
     ):
         self.settings = settings
         self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=600)
-        self.provisioner = Provisioner(self.client, settings.subnet_pool)
+        self.provisioner = Provisioner(self.client, settings.instance, settings.subnet_pool)
         self.ctx = lifecycle.Context(self.client, self.provisioner, settings.data_dir)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
         self.busy: set[int] = set()
