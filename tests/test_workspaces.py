@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import docker
 import pytest
 
 from app.provisioner.docker import LABEL_INSTANCE, LABEL_WORKSPACE
+from tests.dcfiles import git_repo
 
 
 def labelled(stack, client: docker.DockerClient, ws_id: int) -> dict:
@@ -109,22 +109,8 @@ def test_delete_can_keep_volumes(stack, docker_client):
         volume.remove()
 
 
-def _git_repo(path, files: dict[str, str]) -> str:
-    path.mkdir(parents=True)
-    for name, text in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(text)
-    for command in (
-        ["init", "-q", "-b", "main"],
-        ["add", "."],
-        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
-    ):
-        subprocess.run(["git", "-C", str(path), *command], check=True)
-    return f"file://{path}"
-
-
 def test_workspace_from_a_repository_with_its_own_config(stack, base_image):
-    url = _git_repo(
+    url = git_repo(
         stack.repos / "own-config",
         {
             "README.md": "hello from the repo\n",
@@ -151,7 +137,7 @@ def test_workspace_from_a_repository_with_its_own_config(stack, base_image):
 
 
 def test_repository_without_config_uses_the_template(stack):
-    url = _git_repo(stack.repos / "plain", {"app.txt": "plain repo\n"})
+    url = git_repo(stack.repos / "plain", {"app.txt": "plain repo\n"})
     ann = stack.clients["ann"]
     ws = ann.wait(
         ann.create("plainrepo", template="base", repo={"url": url, "ref": "main"})["id"],

@@ -1,0 +1,181 @@
+"""`berth worker` as a real process: one per instance, crash recovery, reconciliation."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+
+from app import migrations
+from app.config import Settings
+from app.db import database, open_database
+from app.models import StateChange, Transition, User, Workspace
+from app.provisioner.docker import Provisioner, WorkspaceRef
+from app.workspaces import lifecycle, service, templates, worker
+from tests.dcfiles import git_repo
+from tests.services import wait_until
+
+
+@pytest.fixture
+def instance_dir(tmp_path, docker_client, base_image):
+    settings = Settings.load({"data_dir": str(tmp_path / "data")}, environ={})
+    settings.ensure_data_dir()
+    open_database(settings)
+    with database.connection_context():
+        migrations.upgrade(database.obj)
+        templates.sync_builtin()
+        User.create(username="wk", password_hash=None, role="member")
+    yield settings
+    provisioner = Provisioner(docker_client, settings.instance)
+    with database.connection_context():
+        ids = [w.id for w in Workspace.select()]
+    for ws_id in ids:
+        provisioner.remove_workspace(ws_id)
+
+
+def start_worker(settings: Settings, log) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "worker"],
+        env={
+            "BERTH_DATA_DIR": str(settings.data_dir),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def status_of(ws_id: int) -> str:
+    with database.connection_context():
+        return Workspace.get_by_id(ws_id).status
+
+
+def test_a_second_worker_does_not_start(instance_dir, tmp_path):
+    with (tmp_path / "w1.log").open("wb") as log:
+        first = start_worker(instance_dir, log)
+    try:
+        wait_until(
+            lambda: "worker ready" in (tmp_path / "w1.log").read_text(),
+            60,
+            what="first worker ready",
+        )
+        second = subprocess.run(
+            [sys.executable, "-m", "app", "worker"],
+            capture_output=True,
+            text=True,
+            env={"BERTH_DATA_DIR": str(instance_dir.data_dir)},
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert f"another berth worker (pid {first.pid}) already runs" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+
+
+def test_killing_the_worker_mid_create_ends_consistent(
+    instance_dir, tmp_path, docker_client, base_image
+):
+    # A repository whose build takes a few seconds, with content no earlier run has built.
+    repo = git_repo(
+        tmp_path / "slow",
+        {
+            ".devcontainer/Dockerfile": (
+                f"FROM {base_image}\nRUN sleep 6 && echo {time.time_ns()} > /built\n"
+            ),
+            ".devcontainer/devcontainer.json": json.dumps(
+                {"build": {"dockerfile": "Dockerfile"}, "postCreateCommand": "touch /tmp/created"}
+            ),
+        },
+    )
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(
+            owner,
+            "crashy",
+            repo={"url": repo},
+            data_dir=instance_dir.data_dir,
+            local_roots=[tmp_path],
+        )
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        first = start_worker(instance_dir, log)
+    wait_until(lambda: status_of(ws.id) == "building", 120, what="building")
+    time.sleep(2)  # in the middle of the Dockerfile's RUN
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    with database.connection_context():
+        assert Transition.get(Transition.workspace == ws.id).status == "running"
+
+    with log_path.open("ab") as log:
+        second = start_worker(instance_dir, log)
+    try:
+        wait_until(
+            lambda: status_of(ws.id) in ("running", "failed"),
+            300,
+            interval=0.5,
+            what="create finished after the restart",
+        )
+        assert status_of(ws.id) == "running", log_path.read_text()
+        assert "1 interrupted job(s) will run again" in log_path.read_text()
+        provisioner = Provisioner(docker_client, instance_dir.instance)
+        containers = provisioner.managed("containers", ws.id)
+        assert [c.labels["berth.role"] for c in containers] == ["workspace"]  # no leftovers
+        assert len(provisioner.managed("networks", ws.id)) == 1
+        assert len(provisioner.managed("volumes", ws.id)) == 2
+        output = containers[0].exec_run(["ls", "/tmp/created", "/built"]).exit_code
+        assert output == 0
+        with database.connection_context():
+            job = Transition.get(Transition.workspace == ws.id)
+            assert job.status == "succeeded"
+            service.request(Workspace.get_by_id(ws.id), "delete", data_dir=instance_dir.data_dir)
+        wait_until(lambda: status_of(ws.id) == "deleted", 120, what="deleted")
+        assert not any(
+            provisioner.managed(kind, ws.id) for kind in ("containers", "networks", "volumes")
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+
+
+def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "drift", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir, docker_client)
+    with database.connection_context():
+        job = Transition.get(Transition.workspace == ws.id)
+        Transition.update(status="running").where(Transition.id == job.id).execute()
+        lifecycle.run(w.ctx, Transition.get_by_id(job.id))
+    assert status_of(ws.id) == "running"
+
+    # An orphan: a container of this instance whose workspace row does not exist.
+    orphan_ref = WorkspaceRef(instance_dir.instance, 99999, "wk", "ghost")
+    orphan = docker_client.containers.create(
+        "berth-base:bookworm",
+        ["sleep", "60"],
+        labels={**orphan_ref.labels, "berth.role": "workspace"},
+    )
+    # A container that vanished behind Berth's back.
+    w.provisioner.find_container(ws.id).remove(force=True)
+    repaired = w.reconcile()
+    assert any("removed orphaned container" in line for line in repaired)
+    assert any("drift: container vanished, marked failed" in line for line in repaired)
+    with pytest.raises(docker.errors.NotFound):
+        orphan.reload()
+    with database.connection_context():
+        change = (
+            StateChange.select()
+            .where(StateChange.workspace == ws.id)
+            .order_by(StateChange.id.desc())
+            .first()
+        )
+        assert (change.to_status, change.cause) == ("failed", "reconcile")
+        assert "start the workspace to recreate it" in Workspace.get_by_id(ws.id).error
+    assert w.reconcile() == []  # nothing left to repair
