@@ -19,6 +19,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from app.messages import sentence
 from app.models import StateChange, Template, Transition
 from app.workspaces import logs, service
 
@@ -34,7 +35,7 @@ def _visible(workspace_id):
     try:
         return service.get_visible(current_user.row, workspace_id)
     except service.WorkspaceError as exc:
-        abort(exc.status, exc.message)
+        abort(exc.status, sentence(exc.message))
 
 
 def _templates():
@@ -133,7 +134,7 @@ def act(workspace_id, action):
             data_dir=_settings().data_dir,
         )
     except service.WorkspaceError as exc:
-        flash(exc.message[0].upper() + exc.message[1:] + ".", "error")
+        flash(sentence(exc.message), "error")
     else:
         flash(f"{action.capitalize()} of {ws.name} requested.", "success")
     if action == "delete":

@@ -213,6 +213,13 @@ def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
     set_status(ws, "stopped", transition)
 
 
+def _discard_image(ctx: Context, ws: Workspace, image: str) -> None:
+    """Remove an image no workspace uses any more. A template's own image stays: the next
+    workspace from that template then starts without a build."""
+    if ws.repo_url:
+        ctx.provisioner.remove_image_if_unused(image, _protected_images())
+
+
 def _protected_images() -> set[str]:
     live = Workspace.select(Workspace.image).where(Workspace.status != "deleted")
     return {w.image for w in live if w.image}
@@ -228,7 +235,7 @@ def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -
         container.remove()
     _create_and_start(ctx, ws, log, transition)
     if old_image and old_image != ws.image:
-        ctx.provisioner.remove_image_if_unused(old_image, _protected_images())
+        _discard_image(ctx, ws, old_image)
 
 
 def _delete(ctx: Context, ws: Workspace, transition: Transition) -> None:
@@ -241,7 +248,7 @@ def _delete(ctx: Context, ws: Workspace, transition: Transition) -> None:
     shutil.rmtree(source_dir(ctx, ws).parent, ignore_errors=True)
     set_status(ws, "deleted", transition, message="volumes kept" if keep else None)
     if ws.image:
-        ctx.provisioner.remove_image_if_unused(ws.image, _protected_images())
+        _discard_image(ctx, ws, ws.image)
 
 
 def run(ctx: Context, transition: Transition) -> None:

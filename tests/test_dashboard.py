@@ -1,0 +1,79 @@
+"""The workspace dashboard in real Chromium: create, follow the log, act, admin view."""
+
+from tests.services import ARTIFACTS
+
+
+def log_in(page, url, username, password):
+    page.goto(url + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/")
+
+
+def test_create_follow_and_stop_from_the_dashboard(stack, page):
+    log_in(page, stack.url, "bob", "bob-password")
+    page.click("text=New workspace")
+    page.fill("input[name=name]", "clicked")
+    page.select_option("select[name=template]", "base")
+    page.fill("input[name=memory]", "1024")
+    page.click("text=Create workspace")
+    assert "Workspace clicked is being created." in page.locator(".alert").inner_text()
+    status = page.get_by_test_id("ws-status")
+    status.filter(has_text="running").wait_for(timeout=300_000)
+    # The log followed the job live and ends with the outcome.
+    page.get_by_test_id("log").filter(has_text="create done").wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "workspace.png"), full_page=True)
+
+    page.click("button:has-text('Stop')")
+    page.get_by_test_id("ws-status").filter(has_text="stopped").wait_for(timeout=60_000)
+    page.reload()
+    history = page.get_by_test_id("history").inner_text()
+    assert "running → stopping" in history and "stopping → stopped" in history
+
+    page.click("button:has-text('Stop')")
+    assert "it cannot stop now" in page.locator(".alert-error").inner_text()
+
+    page.goto(stack.url + "/")
+    row = page.locator("tr[data-workspace=clicked]")
+    assert "stopped" in row.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "workspaces.png"), full_page=True)
+
+    page.goto(stack.url + "/workspaces/new")
+    page.fill("input[name=name]", "clicked")
+    page.click("text=Create workspace")
+    assert "already have a workspace named 'clicked'" in page.locator(".alert-error").inner_text()
+
+
+def test_admin_sees_every_workspace_and_members_do_not(stack, page, browser):
+    ann = stack.clients["ann"]
+    ws = ann.create("annsown", template="base")
+    log_in(page, stack.url, "boss", "boss-password")
+    page.goto(stack.url + "/admin/")
+    assert "annsown" in page.get_by_test_id("all-workspaces").inner_text()
+
+    other = browser.new_context().new_page()
+    log_in(other, stack.url, "bob", "bob-password")
+    other.goto(f"{stack.url}/workspaces/{ws['id']}")
+    assert f"There is no workspace {ws['id']}." in other.get_by_test_id("error-reason").inner_text()
+    other.context.close()
+    ann.wait(ws["id"], "running", "failed")
+    ann.delete(ws["id"])
+    ann.wait(ws["id"], "deleted", timeout=120)
+
+
+def test_admin_edits_a_template(stack, page):
+    log_in(page, stack.url, "boss", "boss-password")
+    page.goto(stack.url + "/admin/")
+    form = page.locator("form[data-template=node]")
+    form.locator("textarea[name=approvals]").fill("{not json")
+    form.locator("button").click()
+    assert "approvals is not valid JSON" in page.locator(".alert-error").inner_text()
+    form = page.locator("form[data-template=node]")
+    form.locator("textarea[name=approvals]").fill('{"capabilities": ["SYS_PTRACE"]}')
+    form.locator("button").click()
+    assert "Template node saved." in page.locator(".alert-success").inner_text()
+    templates = stack.clients["ann"].call("GET", "/templates", 200).json()
+    assert "node" in [t["name"] for t in templates]
