@@ -1,0 +1,153 @@
+"""Benchmark: workspace lifecycle through a real `berth serve`, against `devcontainer up` and a
+bare `docker run` on the same configuration, in one run.
+
+Measures (seconds): create -> running with a cached image; stop -> start; rebuild of an
+unchanged config; 20 workspaces requested at once (total, p50, p95).
+Run: python bench/workspaces.py [rounds] [burst]
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.provisioner.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
+from tests import reference, services  # noqa: E402
+from tests.berthapi import Client  # noqa: E402
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "devcontainers" / "base"
+
+
+def timed(func) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main(rounds: int = 3, burst: int = 20) -> None:
+    client = docker.from_env(timeout=600)
+    ensure_base_image(client, BASE_IMAGE)
+    cli = reference.ensure_cli()
+    root = Path(tempfile.mkdtemp(prefix="berth-bench-"))
+    server = services.start_berth_serve(root / "data")
+    rows: dict[str, list[float]] = {}
+    try:
+        server.cli(
+            "admin", "create-user", "bench", "--admin", "--password-stdin", input="bench-password\n"
+        )
+        api = Client(server.url, server.cli("token", "create", "bench").stdout.strip())
+        warm = api.create("warm", template="base")  # builds (or finds) the template image
+        api.wait(warm["id"], "running", timeout=900)
+
+        for i in range(rounds):
+            rows.setdefault("berth: create -> running (cached image)", []).append(
+                timed(lambda i=i: api.wait(api.create(f"c{i}", template="base")["id"], "running"))
+            )
+
+        ws_id = warm["id"]
+        for _ in range(rounds):
+            api.act(ws_id, "stop")
+            api.wait(ws_id, "stopped")
+            rows.setdefault("berth: stop -> start", []).append(
+                timed(lambda: (api.act(ws_id, "start"), api.wait(ws_id, "running")))
+            )
+        for _ in range(rounds):
+            rows.setdefault("berth: rebuild, unchanged config", []).append(
+                timed(lambda: (api.act(ws_id, "rebuild"), api.wait(ws_id, "running")))
+            )
+        assert "using cached image" in api.log(ws_id)
+
+        image = api.get(ws_id)["image"]
+        for _ in range(rounds):
+            rows.setdefault("docker run -d (same image)", []).append(
+                timed(
+                    lambda: client.containers.run(
+                        image, ["sleep", "infinity"], detach=True, remove=True
+                    ).stop(timeout=0)
+                )
+            )
+
+        for i in range(rounds):
+            ws = root / f"ref{i}" / "base"
+            shutil.copytree(TEMPLATE, ws)
+            reference.up(cli, ws, {"PATH": "/usr/bin:/bin"}, "devcontainer.json")  # warm
+            for found in client.containers.list(
+                all=True, filters={"label": f"devcontainer.local_folder={ws}"}
+            ):
+                found.remove(force=True)
+            rows.setdefault("devcontainer up (cached image)", []).append(
+                timed(
+                    lambda ws=ws: reference.up(
+                        cli, ws, {"PATH": "/usr/bin:/bin"}, "devcontainer.json"
+                    )
+                )
+            )
+            for found in client.containers.list(
+                all=True, filters={"label": f"devcontainer.local_folder={ws}"}
+            ):
+                found.remove(force=True)
+
+        latencies: list[float] = []
+        lock = threading.Lock()
+
+        def one(n: int) -> None:
+            started = time.perf_counter()
+            created = api.create(f"burst{n}", template="base")
+            api.wait(created["id"], "running", timeout=900)
+            with lock:
+                latencies.append(time.perf_counter() - started)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(burst)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        total = time.perf_counter() - started
+        running = sum(1 for w in api.call("GET", "/workspaces").json() if w["status"] == "running")
+    finally:
+        for ws in api.call("GET", "/workspaces").json():
+            api.call("DELETE", f"/workspaces/{ws['id']}")
+        for ws in api.call("GET", "/workspaces").json():
+            api.wait(ws["id"], "deleted", timeout=300)
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"\nworkspace lifecycle, {rounds} rounds (median seconds)")
+    for name, values in rows.items():
+        print(f"  {name:<44}{statistics.median(values):>8.2f}")
+    ours = statistics.median(rows["berth: create -> running (cached image)"])
+    theirs = statistics.median(rows["devcontainer up (cached image)"])
+    bare = statistics.median(rows["docker run -d (same image)"])
+    print(
+        f"  ratio devcontainer up / berth create: {theirs / ours:.2f}x; "
+        f"berth create / docker run: {ours / bare:.1f}x"
+    )
+    print(
+        f"\n{burst} workspaces requested at once: {running} running in {total:.1f} s; "
+        f"p50 {pct(latencies, 0.5):.1f} s, p95 {pct(latencies, 0.95):.1f} s"
+    )
+    print(
+        "targets: cached create <= devcontainer up: "
+        f"{'met' if ours <= theirs else 'NOT met'}; stop -> start < 1.5 s: "
+        f"{'met' if statistics.median(rows['berth: stop -> start']) < 1.5 else 'NOT met'}; "
+        "unchanged rebuild builds nothing: met (log says 'using cached image')"
+    )
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
