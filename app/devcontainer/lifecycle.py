@@ -98,18 +98,18 @@ class Session:
 
     def patch_system_config(self) -> None:
         """Once per container, as the reference does: keep the container's variables in
-        /etc/environment, and stop /etc/profile from resetting PATH for login shells."""
-        once = (
-            'test ! -f "$1" && set -o noclobber && mkdir -p "$(dirname "$1")" '
-            '&& { > "$1" ; } 2> /dev/null'
+        /etc/environment, and stop /etc/profile from resetting PATH for login shells.
+        One exec; it does nothing where root cannot write (a read-only root file system)."""
+        script = (
+            'once() { ( test ! -f "$1" && set -o noclobber && mkdir -p "$(dirname "$1")" '
+            '&& { > "$1" ; } ) 2> /dev/null; }\n'
+            f"if once {SYSTEM_DATA}/.patchEtcEnvironmentMarker; then "
+            "printf '%s\\n' \"$1\" >> /etc/environment; fi\n"
+            f"if once {SYSTEM_DATA}/.patchEtcProfileMarker; then "
+            "sed -i -E 's/((^|\\s)PATH=)([^\\$]*)$/\\1${PATH:-\\3}/g' /etc/profile || true; fi\n"
         )
-        if self.run_as_root(once, f"{SYSTEM_DATA}/.patchEtcEnvironmentMarker").exit_code == 0:
-            lines = "".join(f'\n{k}="{v}"' for k, v in self.container_env().items())
-            self.run_as_root("printf '%s\\n' \"$1\" >> /etc/environment", lines)
-        if self.run_as_root(once, f"{SYSTEM_DATA}/.patchEtcProfileMarker").exit_code == 0:
-            self.run_as_root(
-                "sed -i -E 's/((^|\\s)PATH=)([^\\$]*)$/\\1${PATH:-\\3}/g' /etc/profile || true"
-            )
+        lines = "".join(f'\n{k}="{v}"' for k, v in self.container_env().items())
+        self.run_as_root(script, lines)
 
     def _shell(self) -> str:
         found = self.run_as_root(
@@ -217,20 +217,40 @@ class Session:
                 f"{hook_name} ({name})", hook.origin, result.exit_code, result.output
             )
 
-    def marker_says_run(self, hook_name: str, value: str) -> bool:
-        # The reference implementation's marker: rewritten, and the hook run, when it differs.
+    def due_hooks(self, markers: list[tuple[str, str, bool]]) -> list[str]:
+        """Which of (hook, marker value, has commands) are due, in one exec. The reference
+        rewrites a hook's marker just before running it, so the marker of a hook with
+        commands is only read here and written by ``claim``; one with nothing to run is
+        written straight away."""
         script = (
-            'mkdir -p "$HOME/.devcontainer" && '
-            'CONTENT="$(cat "$HOME/.devcontainer/.$1Marker" 2>/dev/null || echo ENOENT)" && '
-            '[ "$CONTENT" != "$2" ] && echo "$2" > "$HOME/.devcontainer/.$1Marker"'
+            'mkdir -p "$HOME/.devcontainer" || exit 0\n'
+            'for item in "$@"; do name=${item%%=*}; rest=${item#*=}; write=${rest%%=*}; '
+            'value=${rest#*=}; file="$HOME/.devcontainer/.${name}Marker"; '
+            'content="$(cat "$file" 2>/dev/null || echo ENOENT)"; '
+            'if [ "$content" != "$value" ]; then '
+            'if [ "$write" = 1 ]; then echo "$value" > "$file"; else echo "$name"; fi; fi; done'
         )
+        args = [f"{hook}={0 if commands else 1}={value}" for hook, value, commands in markers]
         result = exec_in(
             self.client,
             self.container_id,
-            ["/bin/sh", "-c", script, "-", hook_name, value],
+            ["/bin/sh", "-c", script, "-", *args],
             user=self.spec.remote_user,
         )
-        return result.exit_code == 0
+        return result.output.split()
+
+    def claim(self, hook_name: str, value: str) -> bool:
+        """Write the marker of a due hook; True when it was written (the hook may run)."""
+        script = 'echo "$2" > "$HOME/.devcontainer/.$1Marker"'
+        return (
+            exec_in(
+                self.client,
+                self.container_id,
+                ["/bin/sh", "-c", script, "-", hook_name, value],
+                user=self.spec.remote_user,
+            ).exit_code
+            == 0
+        )
 
 
 def _show(command) -> str:
@@ -251,9 +271,10 @@ def run_lifecycle(
     due = [(hook, state["Created"]) for hook in ONCE_PER_CONTAINER]
     due.append(("postStartCommand", state["State"]["StartedAt"]))
     ran = []
-    for hook_name, marker in due:
-        # The marker is written even when there is nothing to run, as the reference does.
-        if not session.marker_says_run(hook_name, marker) or not spec.hooks[hook_name]:
+    markers = dict(due)
+    # Markers are written even when there is nothing to run, as the reference does.
+    for hook_name in session.due_hooks([(h, v, bool(spec.hooks[h])) for h, v in due]):
+        if not session.claim(hook_name, markers[hook_name]):
             continue
         for hook in spec.hooks[hook_name]:
             session.run_hook(hook_name, hook)

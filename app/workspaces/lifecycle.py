@@ -147,6 +147,16 @@ def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     return plan, result, approvals
 
 
+_USERS_BY_IMAGE: dict[str, dict[str, ImageUser]] = {}
+
+
+def _image_users(ctx: Context, image_id: str) -> dict[str, ImageUser]:
+    """An image's users; images are immutable, so each is read once per worker."""
+    if image_id not in _USERS_BY_IMAGE:
+        _USERS_BY_IMAGE[image_id] = image_users(ctx.client, image_id)
+    return _USERS_BY_IMAGE[image_id]
+
+
 def _ref(ctx: Context, ws: Workspace) -> WorkspaceRef:
     return WorkspaceRef(ctx.provisioner.instance, ws.id, ws.owner.username, ws.name)
 
@@ -174,9 +184,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         plan, result, approvals=approvals, workspace_volume=ref.volume_name("workspace")
     )
     if fresh:
-        user = image_users(ctx.client, result.image_id).get(spec.remote_user) or ImageUser(
-            0, 0, "/root"
-        )
+        user = _image_users(ctx, result.image_id).get(spec.remote_user) or ImageUser(0, 0, "/root")
         if not any(
             v.name == ref.volume_name("workspace")
             for v in ctx.provisioner.managed("volumes", ws.id)
