@@ -118,7 +118,11 @@ def main(rounds: int = 3, burst: int = 20) -> None:
         for thread in threads:
             thread.join()
         total = time.perf_counter() - started
-        running = sum(1 for w in api.call("GET", "/workspaces").json() if w["status"] == "running")
+        running = sum(
+            1
+            for w in api.call("GET", "/workspaces").json()
+            if w["status"] == "running" and w["name"].startswith("burst")
+        )
     finally:
         for ws in api.call("GET", "/workspaces").json():
             api.call("DELETE", f"/workspaces/{ws['id']}")

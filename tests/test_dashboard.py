@@ -77,3 +77,49 @@ def test_admin_edits_a_template(stack, page):
     assert "Template node saved." in page.locator(".alert-success").inner_text()
     templates = stack.clients["ann"].call("GET", "/templates", 200).json()
     assert "node" in [t["name"] for t in templates]
+
+
+def test_admin_adds_templates_from_git_and_from_an_upload(stack, page, base_image, tmp_path):
+    import io
+    import json
+    import tarfile
+
+    from tests.dcfiles import git_repo
+
+    config = json.dumps({"image": base_image, "containerEnv": {"MADE_FROM": "added-template"}})
+    url = git_repo(stack.repos / "team-template", {"env/devcontainer.json": config})
+    log_in(page, stack.url, "boss", "boss-password")
+    page.goto(stack.url + "/admin/")
+    form = page.get_by_test_id("add-template")
+    form.locator("input[name=name]").fill("team")
+    form.locator("input[name=git_url]").fill(url)
+    form.locator("input[name=git_ref]").fill("main")
+    form.locator("input[name=git_path]").fill("env")
+    form.locator("button").click()
+    assert "Template team added." in page.locator(".alert-success").inner_text()
+
+    archive = tmp_path / "upload.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = config.replace("added-template", "uploaded").encode()
+        info = tarfile.TarInfo("devcontainer.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    form = page.get_by_test_id("add-template")
+    form.locator("input[name=name]").fill("uploaded")
+    form.locator("input[name=archive]").set_input_files(str(archive))
+    form.locator("button").click()
+    assert "Template uploaded added." in page.locator(".alert-success").inner_text()
+
+    form = page.get_by_test_id("add-template")
+    form.locator("input[name=name]").fill("broken")
+    form.locator("input[name=git_url]").fill("/etc")
+    form.locator("button").click()
+    assert "BERTH_LOCAL_REPO_ROOTS" in page.locator(".alert-error").inner_text()
+
+    ann = stack.clients["ann"]
+    for template, expected in (("team", "added-template"), ("uploaded", "uploaded")):
+        ws = ann.wait(ann.create(f"from-{template}", template=template)["id"], "running", "failed")
+        assert ws["status"] == "running", ann.log(ws["id"])
+        assert ann.sh(ws["id"], "echo $MADE_FROM").strip() == expected
+        ann.delete(ws["id"])
+        ann.wait(ws["id"], "deleted", timeout=120)

@@ -1,14 +1,19 @@
 """The admin page: people and their accounts."""
 
+import io
 import json
+import secrets
+import shutil
+import tarfile
+import zipfile
 from functools import wraps
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from app import accounts
 from app.models import ROLES, Template, User, Workspace, utcnow
-from app.workspaces import service
+from app.workspaces import service, templates
 
 APPROVAL_KEYS = {
     "privileged",
@@ -64,6 +69,71 @@ def _json_field(name: str, text: str, must_be: type) -> str:
     if not isinstance(value, must_be):
         raise ValueError(f"{name} must be a JSON object")
     return json.dumps(value)
+
+
+@bp.route("/templates", methods=["POST"])
+@admin_required
+def add_template():
+    settings = current_app.config["BERTH_SETTINGS"]
+    form = request.form
+    name = form.get("name", "").strip()
+    upload = request.files.get("archive")
+    try:
+        if upload and upload.filename:
+            folder = settings.data_dir / "templates" / f"upload-{name}-{secrets.token_hex(4)}"
+            _extract(upload, folder)
+            try:
+                template = templates.add(
+                    name,
+                    form.get("description", ""),
+                    form.get("profile", "workspace"),
+                    "upload",
+                    str(folder),
+                )
+            except templates.TemplateError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+        else:
+            url, _ = service.validate_repo(
+                {"url": form.get("git_url", "").strip()}, settings.repo_roots
+            )
+            template = templates.add(
+                name,
+                form.get("description", ""),
+                form.get("profile", "workspace"),
+                "git",
+                url,
+                form.get("git_ref", "").strip(),
+                form.get("git_path", "").strip(),
+            )
+    except (templates.TemplateError, service.WorkspaceError, ValueError) as exc:
+        flash(f"Template not added: {getattr(exc, 'message', exc)}.", "error")
+        return redirect(url_for("admin.index"))
+    flash(f"Template {template.name} added.", "success")
+    return redirect(url_for("admin.index"))
+
+
+def _extract(upload, folder) -> None:
+    """Unpack an uploaded .tar.gz or .zip, refusing paths that leave the folder."""
+    data = io.BytesIO(upload.read())
+    folder.mkdir(parents=True)
+    try:
+        if zipfile.is_zipfile(data):
+            with zipfile.ZipFile(data) as archive:
+                for member in archive.namelist():
+                    if member.startswith("/") or ".." in member.split("/"):
+                        raise ValueError(f"the archive holds an unsafe path {member!r}")
+                archive.extractall(folder)  # noqa: S202  (every member checked above)
+        else:
+            data.seek(0)
+            with tarfile.open(fileobj=data) as archive:
+                archive.extractall(folder, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, tarfile.FilterError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ValueError(f"the upload is not a readable .tar.gz or .zip ({exc})") from None
+    except ValueError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 @bp.route("/templates/<int:template_id>", methods=["POST"])

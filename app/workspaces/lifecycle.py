@@ -4,9 +4,7 @@ interrupted by a crash can simply run again."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from app.devcontainer.build import ImageUser, image_users
 from app.messages import first_line
 from app.models import StateChange, Transition, Workspace, utcnow
 from app.provisioner.docker import Limits, Provisioner, ProvisionError, WorkspaceRef
-from app.workspaces import templates
+from app.workspaces import git, templates
 
 STOP_GRACE_SECONDS = 10
 
@@ -97,44 +95,28 @@ def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
         folder.mkdir()
         return folder
     log(f"cloning {ws.repo_url}" + (f" at {ws.repo_ref}" if ws.repo_ref else ""))
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:http:file"}
-    clone = subprocess.run(
-        ["git", "clone", "--quiet", "--", ws.repo_url, str(partial)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    if clone.returncode == 0 and ws.repo_ref:
-        clone = subprocess.run(
-            ["git", "-C", str(partial), "checkout", "--quiet", ws.repo_ref],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-    if clone.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        reason = (clone.stderr.strip().splitlines() or ["git failed"])[-1]
-        raise JobFailed(f"cloning {ws.repo_url} failed: {reason}")
-    partial.rename(folder)
+    try:
+        git.clone(ws.repo_url, ws.repo_ref, folder)
+    except git.CloneError as exc:
+        raise JobFailed(str(exc)) from None
     return folder
 
 
-def _load_config(ws: Workspace, folder: Path, log: JobLog) -> dc.DevcontainerConfig:
+def _load_config(ctx: Context, ws: Workspace, folder: Path, log: JobLog) -> dc.DevcontainerConfig:
     if ws.repo_url and dc.discover(folder):
         log("using the repository's own devcontainer.json")
         return dc.load(folder)
     if ws.template is None:
         raise JobFailed("the repository has no devcontainer.json and no template was chosen")
-    return dc.load(folder, templates.config_path(ws.template))
+    try:
+        return dc.load(folder, templates.config_path(ws.template, ctx.data_dir))
+    except git.CloneError as exc:
+        raise JobFailed(f"template {ws.template.name}: {exc}") from None
 
 
 def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     folder = _prepare_source(ctx, ws, log)
-    config = _load_config(ws, folder, log)
+    config = _load_config(ctx, ws, folder, log)
     approvals = templates.approvals(ws.template)
     plan = dc.plan(
         config, local_env={}, approvals=approvals, feature_cache=ctx.data_dir / "cache" / "features"

@@ -13,6 +13,7 @@ from app.devcontainer import Approvals
 from app.devcontainer.config import read_jsonc
 from app.durations import parse_duration
 from app.models import Template, utcnow
+from app.workspaces import git
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "devcontainers"
 CONFIG_FILE = "devcontainer.json"
@@ -68,8 +69,14 @@ def sync_builtin() -> list[str]:
     return names
 
 
-def config_path(template: Template) -> Path:
-    return Path(template.source) / (template.git_path or "") / CONFIG_FILE
+def config_path(template: Template, data_dir: Path) -> Path:
+    """The template's devcontainer.json; a git template is cloned (once per ref) first."""
+    folder = Path(template.source)
+    if template.source_kind == "git":
+        folder = data_dir / "templates" / f"{template.id}-{template.updated_at:%Y%m%d%H%M%S}"
+        if not folder.exists():
+            git.clone(template.source, template.git_ref, folder)
+    return folder / (template.git_path or "") / CONFIG_FILE
 
 
 def approvals(template: Template | None) -> Approvals:
@@ -150,3 +157,54 @@ def resolve_parameters(template: Template | None, given: dict | None) -> Resolve
     if cpus <= 0:
         raise ParameterError(f"parameter 'cpu': {cpus} must be more than 0")
     return Resolved(values=values, cpus=cpus, memory_mb=memory, pids=int(limits.get("pids", 4096)))
+
+
+class TemplateError(Exception):
+    """A template cannot be added; the message names the field."""
+
+
+def add(
+    name: str,
+    description: str,
+    profile: str,
+    source_kind: str,
+    source: str,
+    git_ref: str | None = None,
+    git_path: str | None = None,
+) -> Template:
+    """Record a template from a git repository or an uploaded (already extracted) folder."""
+    import re
+
+    if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name or "") or len(name) > 32:
+        raise TemplateError(f"name {name!r} is not allowed: lowercase letters, digits and hyphens")
+    if Template.select().where(Template.name == name).exists():
+        raise TemplateError(f"a template named {name!r} already exists")
+    if profile not in ("workspace", "agent"):
+        raise TemplateError(f"profile {profile!r} must be workspace or agent")
+    if git_path and (git_path.startswith("/") or ".." in Path(git_path).parts):
+        raise TemplateError(f"path {git_path!r} must stay inside the repository")
+    if source_kind == "upload" and not (Path(source) / (git_path or "") / CONFIG_FILE).is_file():
+        raise TemplateError(f"the upload has no {CONFIG_FILE} at its top level")
+    return Template.create(
+        name=name,
+        description=description or name,
+        source_kind=source_kind,
+        source=source,
+        git_ref=git_ref or None,
+        git_path=git_path or None,
+        profile=profile,
+        parameters=json.dumps(
+            {
+                "cpu": {"type": "number", "default": 2, "min": 0.25, "max": 4},
+                "memory": {
+                    "type": "integer",
+                    "default": 4096,
+                    "min": 256,
+                    "max": 8192,
+                    "unit": "MB",
+                },
+            }
+        ),
+        limits=json.dumps({"max_cpu": 4, "max_memory_mb": 8192, "pids": 4096}),
+        approvals="{}",
+    )
