@@ -4,6 +4,7 @@ from flask import jsonify
 
 from app import __version__
 from app.api import bp
+from app.models import WORKSPACE_STATES
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -81,17 +82,7 @@ DOCUMENT = {
                     "parameters": {"type": "object"},
                     "status": {
                         "type": "string",
-                        "enum": [
-                            "pending",
-                            "building",
-                            "starting",
-                            "running",
-                            "stopping",
-                            "stopped",
-                            "deleting",
-                            "deleted",
-                            "failed",
-                        ],
+                        "enum": list(WORKSPACE_STATES),
                     },
                     "error": {"type": "string", "nullable": True},
                     "created_at": {"type": "string", "format": "date-time"},
