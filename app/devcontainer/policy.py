@@ -11,24 +11,26 @@ from dataclasses import dataclass, field
 from app.devcontainer import runargs
 from app.devcontainer.errors import PolicyError
 
+# What every workspace keeps once all else is dropped: sudo and apt need CHOWN,
+# DAC_OVERRIDE, SETUID and SETGID (shared/notes/security.md, section 2.2).
+DEFAULT_CAPABILITIES = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETUID",
+    "SETGID",
+    "AUDIT_WRITE",
+)
 # Capabilities a workspace may add without approval: Docker's defaults that cannot be
 # used against the host or other containers (no NET_RAW, no MKNOD).
-SAFE_CAPABILITIES = frozenset(
-    {
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETUID",
-        "SETGID",
-        "AUDIT_WRITE",
-        "NET_BIND_SERVICE",
-        "SETFCAP",
-        "SETPCAP",
-        "SYS_CHROOT",
-    }
-)
+SAFE_CAPABILITIES = frozenset(DEFAULT_CAPABILITIES) | {
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETPCAP",
+    "SYS_CHROOT",
+}
 SAFE_SECURITY_OPTS = frozenset(
     {"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"}
 )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import docker
 from docker.types import Mount
 
+from app.devcontainer.policy import DEFAULT_CAPABILITIES
 from app.devcontainer.run import RunSpec
 from app.provisioner import seccomp
 
@@ -30,19 +31,9 @@ LABEL_ROLE = "berth.role"
 LABEL_USER = "berth.remote_user"
 LABEL_FOLDER = "berth.workspace_folder"
 BRIDGE_PREFIX = "berth"  # bridge interfaces are berth<id>, which the firewall rule matches
-# Capabilities every workspace keeps (sudo and apt need the first four; see
-# shared/notes/security.md section 2.2). Everything else is dropped.
-WORKSPACE_CAPABILITIES = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETUID",
-    "SETGID",
-    "AUDIT_WRITE",
-]
-AGENT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETUID", "SETGID"]
+WORKSPACE_CAPABILITIES = list(DEFAULT_CAPABILITIES)
+# Agents have no sudo, so no audit messages to send either.
+AGENT_CAPABILITIES = [c for c in DEFAULT_CAPABILITIES if c != "AUDIT_WRITE"]
 
 
 class ProvisionError(Exception):
