@@ -127,6 +127,7 @@ def serve(data_dir, host, port, ssh_port):
     children = [
         Child("web", berth_command("web", "--bind", f"{settings.host}:{settings.port}"), env),
         Child("worker", berth_command("worker"), env),
+        Child("ssh", berth_command("ssh"), env),
     ]
 
     def announce():
@@ -163,6 +164,20 @@ def worker(data_dir):
         worker_mod.main(settings)
     except worker_mod.AlreadyRunning as exc:
         _fail(f"{exc}; not starting a second one", 2)
+
+
+@main.command("ssh")
+@data_dir_option
+@click.option("--port", "ssh_port", type=int, help="Port to listen on (default BERTH_SSH_PORT).")
+def ssh_gateway(data_dir, ssh_port):
+    """Run the SSH gateway: ssh, scp, sftp and port forwards into workspaces."""
+    from app.ssh import gateway
+
+    settings = load_settings(data_dir=data_dir, ssh_port=ssh_port)
+    open_instance(settings)
+    if _port_in_use(settings.host, settings.ssh_port):
+        _fail(f"SSH port {settings.ssh_port} on {settings.host} is in use; choose another", 2)
+    gateway.run(settings)
 
 
 @main.command()

@@ -107,6 +107,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     ssh_port: int = 2222
+    ssh_host: str = ""  # the name people give ssh; the public URL's host by default
+    ssh_fail_limit: int = 10  # failed SSH connections per address per 5 minutes
     public_url: str = ""
     docker_host: str = "unix:///var/run/docker.sock"
     web_threads: int = 8
@@ -126,6 +128,11 @@ class Settings:
     def repo_roots(self) -> list[Path]:
         """Server folders whose git repositories workspaces may be created from."""
         return [Path(p).resolve() for p in self.local_repo_roots.split(":") if p]
+
+    @property
+    def agent_socket_root(self) -> Path:
+        """Host folder for forwarded SSH agent sockets, bind-mounted into workspaces."""
+        return self.data_dir / "run" / "ssh-agent"
 
     @property
     def is_sqlite(self) -> bool:
@@ -191,6 +198,9 @@ class Settings:
             host=host,
             port=port,
             ssh_port=_as_port("BERTH_SSH_PORT", pick("ssh_port", 2222)),
+            ssh_host=str(pick("ssh_host", "") or urlsplit(public_url).hostname),
+            ssh_fail_limit=_as_positive_int("BERTH_SSH_FAIL_LIMIT", pick("ssh_fail_limit", 10))
+            or 1,
             public_url=public_url,
             docker_host=str(
                 pick("docker_host", environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))

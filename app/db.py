@@ -6,6 +6,7 @@ one set of models serves both engines.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 import peewee
@@ -56,3 +57,17 @@ def open_database(settings: Settings) -> peewee.Database:
     db.close()
     database.initialize(db)
     return db
+
+
+@contextmanager
+def short_connection():
+    """A connection for this block only, unless the thread already has one: for threads
+    that come and go (SSH sessions) and would otherwise each keep a connection open."""
+    opened = database.is_closed()
+    if opened:
+        database.connect()
+    try:
+        yield
+    finally:
+        if opened:
+            database.close()

@@ -18,6 +18,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def stamp(value: datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with its zone, for the API."""
+    return value.isoformat() + "Z" if value else None
+
+
 class BaseModel(peewee.Model):
     class Meta:
         database = database
@@ -80,7 +85,7 @@ WORKSPACE_STATES = (
     "failed",
 )
 TRANSITIONS = ("create", "start", "stop", "restart", "rebuild", "delete")
-CAUSES = ("user", "api", "schedule", "reconcile")
+CAUSES = ("user", "api", "ssh", "schedule", "reconcile")
 
 
 class Template(BaseModel):
@@ -164,3 +169,39 @@ class StateChange(BaseModel):
 
 
 ALL_MODELS += [Template, Workspace, Transition, StateChange]
+
+
+class SshKey(BaseModel):
+    """A public key that lets its user into the SSH gateway."""
+
+    user = peewee.ForeignKeyField(User, backref="ssh_keys", on_delete="CASCADE")
+    name = peewee.CharField(max_length=64)
+    key_type = peewee.CharField(max_length=64)
+    public_key = peewee.TextField()  # "type base64", without the comment
+    # SHA256:… as OpenSSH prints it; one key identifies one user.
+    fingerprint = peewee.CharField(max_length=64, unique=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_used_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "ssh_keys"
+
+
+ACTIVITY_SOURCES = ("ssh", "ide", "http", "exec", "keepalive")
+
+
+class Activity(BaseModel):
+    """The latest use of a workspace through one source, and its open sessions."""
+
+    workspace = peewee.ForeignKeyField(Workspace, backref="activity", on_delete="CASCADE")
+    source = peewee.CharField(max_length=16)
+    last_at = peewee.DateTimeField(default=utcnow)
+    detail = peewee.TextField(null=True)
+    open_sessions = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "activity"
+        indexes = ((("workspace", "source"), True),)
+
+
+ALL_MODELS += [SshKey, Activity]

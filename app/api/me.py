@@ -4,6 +4,7 @@ from flask import jsonify
 
 from app.api import bp
 from app.api.auth import current_token, token_required
+from app.models import stamp
 
 
 @bp.get("/me")
@@ -15,7 +16,7 @@ def me():
             "id": user.id,
             "username": user.username,
             "role": user.role,
-            "created_at": user.created_at.isoformat() + "Z",
-            "last_login_at": user.last_login_at.isoformat() + "Z" if user.last_login_at else None,
+            "created_at": stamp(user.created_at),
+            "last_login_at": stamp(user.last_login_at),
         }
     )

@@ -9,6 +9,7 @@ from app.models import WORKSPACE_STATES
 _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _WS = {"$ref": "#/components/schemas/Workspace"}
+_KEY = {"$ref": "#/components/schemas/SshKey"}
 
 
 def _op(summary: str, responses: dict, **extra) -> dict:
@@ -87,6 +88,33 @@ DOCUMENT = {
                     "error": {"type": "string", "nullable": True},
                     "created_at": {"type": "string", "format": "date-time"},
                     "ttl_expires_at": {"type": "string", "nullable": True},
+                    "ssh": {
+                        "type": "string",
+                        "nullable": True,
+                        "example": "ssh -p 2222 demo@berth.example",
+                    },
+                    "activity": {
+                        "type": "object",
+                        "nullable": True,
+                        "properties": {
+                            "last_at": {"type": "string", "format": "date-time"},
+                            "source": {"type": "string"},
+                            "detail": {"type": "string"},
+                            "open_sessions": {"type": "object"},
+                        },
+                    },
+                },
+            },
+            "SshKey": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "type": {"type": "string"},
+                    "fingerprint": {"type": "string", "example": "SHA256:…"},
+                    "public_key": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "last_used_at": {"type": "string", "nullable": True},
                 },
             },
             "NewWorkspace": {
@@ -203,6 +231,57 @@ DOCUMENT = {
                             },
                         }
                     ),
+                },
+            )
+        },
+        "/users/me/keys": {
+            "get": _op(
+                "The caller's SSH public keys",
+                {"200": {"description": "keys", **_json({"type": "array", "items": _KEY})}},
+            ),
+            "post": _op(
+                "Add an SSH public key (OpenSSH one-line format)",
+                {"201": {"description": "added", **_json(_KEY)}, "422": _ERROR},
+                requestBody={
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["public_key"],
+                            "properties": {
+                                "public_key": {"type": "string"},
+                                "name": {"type": "string"},
+                            },
+                        }
+                    ),
+                },
+            ),
+        },
+        "/users/me/keys/{id}": {
+            "delete": _op(
+                "Remove one of the caller's SSH keys",
+                {"204": {"description": "removed"}},
+                parameters=[_ID],
+            )
+        },
+        "/ssh": {
+            "get": _op(
+                "How to reach the SSH gateway: host, port and host key",
+                {
+                    "200": {
+                        "description": "the gateway",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "host": {"type": "string"},
+                                    "port": {"type": "integer"},
+                                    "host_key": {"type": "string"},
+                                    "host_key_fingerprint": {"type": "string"},
+                                },
+                            }
+                        ),
+                    }
                 },
             )
         },

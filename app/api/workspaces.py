@@ -30,6 +30,11 @@ def _body() -> dict:
     return body
 
 
+def _dict(ws) -> dict:
+    settings = _settings()
+    return service.to_dict(ws, _user(), (settings.ssh_host, settings.ssh_port))
+
+
 def _workspace(workspace_id):
     try:
         return service.get_visible(_user(), workspace_id)
@@ -81,20 +86,20 @@ def create_workspace():
         data_dir=_settings().data_dir,
         local_roots=_settings().repo_roots,
     )
-    return jsonify(service.to_dict(ws)), 201
+    return jsonify(_dict(ws)), 201
 
 
 @bp.get("/workspaces")
 @token_required
 def list_workspaces():
     rows = service.visible_to(_user()).order_by(service.Workspace.id)
-    return jsonify([service.to_dict(ws) for ws in rows])
+    return jsonify([_dict(ws) for ws in rows])
 
 
 @bp.get("/workspaces/<workspace_id>")
 @token_required
 def get_workspace(workspace_id):
-    return jsonify(service.to_dict(_workspace(workspace_id)))
+    return jsonify(_dict(_workspace(workspace_id)))
 
 
 def _transition(workspace_id, kind: str, options: dict | None = None):
@@ -109,7 +114,7 @@ def _transition(workspace_id, kind: str, options: dict | None = None):
     )
     return jsonify(
         {
-            "workspace": service.to_dict(ws),
+            "workspace": _dict(ws),
             "transition": {"id": job.id, "kind": job.kind, "status": job.status},
         }
     ), 202

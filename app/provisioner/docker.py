@@ -10,18 +10,21 @@ import io
 import ipaddress
 import select
 import shutil
+import signal
+import socket
 import subprocess
 import tarfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.types import Mount
 
 from app.devcontainer.policy import DEFAULT_CAPABILITIES
 from app.devcontainer.run import RunSpec
-from app.provisioner import seccomp
+from app.provisioner import processes, seccomp
 
 LABEL_MANAGED = "berth.managed"
 LABEL_INSTANCE = "berth.instance"
@@ -34,6 +37,10 @@ BRIDGE_PREFIX = "berth"  # bridge interfaces are berth<id>, which the firewall r
 WORKSPACE_CAPABILITIES = list(DEFAULT_CAPABILITIES)
 # Agents have no sudo, so no audit messages to send either.
 AGENT_CAPABILITIES = [c for c in DEFAULT_CAPABILITIES if c != "AUDIT_WRITE"]
+DETACH_KEYS = "ctrl-^,ctrl-@,ctrl-^,ctrl-@"
+# Where the SSH gateway puts forwarded-agent sockets inside a workspace (a read-only bind
+# of a host folder: the workspace can use the sockets, not replace them).
+AGENT_SOCKET_DIR = "/run/berth-agent"
 
 
 class ProvisionError(Exception):
@@ -80,6 +87,28 @@ class WorkspaceRef:
         return f"berth-{self.instance}-ws-{self.id}-{role}"
 
 
+class Frames:
+    """Splits Docker's multiplexed exec stream (8-byte headers: stream, size) into
+    (stream, bytes) pairs; stream 1 is stdout, 2 is stderr."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        buffer = self._buffer
+        buffer += chunk
+        frames, offset = [], 0
+        while len(buffer) - offset >= 8:
+            size = int.from_bytes(buffer[offset + 4 : offset + 8], "big")
+            end = offset + 8 + size
+            if len(buffer) < end:
+                break
+            frames.append((buffer[offset], bytes(buffer[offset + 8 : end])))
+            offset = end
+        del buffer[:offset]
+        return frames
+
+
 @dataclass
 class ExecOutput:
     exit_code: int
@@ -97,9 +126,13 @@ class Provisioner:
         instance: str,
         subnet_pool: str = "10.231.0.0/16",
         subnet_prefix: int = 24,
+        agent_socket_root: Path | None = None,
     ):
         self.client = client
         self.instance = instance
+        # Host folder with one sub-folder per workspace for forwarded SSH agent sockets;
+        # None leaves agent forwarding out (the folder must be on the engine's host).
+        self.agent_socket_root = agent_socket_root
         self.pool = ipaddress.ip_network(subnet_pool)
         self.prefix = subnet_prefix
         self._network_lock = threading.Lock()
@@ -179,6 +212,12 @@ class Provisioner:
             ),
             Mount(target=home, source=home_volume.name, type="volume"),
         ]
+        agent_dir = self.agent_socket_dir(ws.id)
+        if agent_dir is not None:
+            agent_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            mounts.append(
+                Mount(target=AGENT_SOCKET_DIR, source=str(agent_dir), type="bind", read_only=True)
+            )
         mounts += [
             m
             for m in kwargs.pop("mounts")
@@ -226,6 +265,9 @@ class Provisioner:
             raise ProvisionError(
                 f"Docker refused the container: {exc.explanation or exc}"
             ) from None
+
+    def agent_socket_dir(self, ws_id: int) -> Path | None:
+        return self.agent_socket_root / str(ws_id) if self.agent_socket_root else None
 
     @staticmethod
     def identity(container) -> tuple[str, str | None]:
@@ -280,6 +322,37 @@ class Provisioner:
 
     # --- exec -----------------------------------------------------------------------
 
+    def open_exec(
+        self,
+        container_id: str,
+        argv: list[str],
+        *,
+        user: str = "",
+        env: dict | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bool = True,
+    ):
+        """Start a command and return (exec id, its raw socket). Without a tty the socket
+        carries Docker's multiplexed frames (read them with ``Frames``); with one, raw
+        bytes. Shutting the socket's write side is end of input for the command."""
+        created = self.client.api.exec_create(
+            container_id,
+            argv,
+            user=user,
+            workdir=workdir,
+            stdin=stdin,
+            tty=tty,
+            environment=[f"{k}={v}" for k, v in (env or {}).items()] or None,
+            # A tty exec holds back Docker's detach keys (Ctrl-P by default) and ends the
+            # session on them; this sequence is never typed by accident.
+            detach_keys=DETACH_KEYS if tty else None,
+        )
+        sock = self.client.api.exec_start(created["Id"], socket=True, tty=tty)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(None)  # docker-py leaves its API timeout on the hijacked socket
+        return created["Id"], raw
+
     def exec(
         self,
         container_id: str,
@@ -292,21 +365,14 @@ class Provisioner:
         stdin: bytes | None = None,
     ) -> ExecOutput:
         """Run a command, collecting stdout and stderr separately, within ``timeout`` seconds."""
-        created = self.client.api.exec_create(
-            container_id,
-            argv,
-            user=user,
-            workdir=workdir,
-            stdin=stdin is not None,
-            environment=[f"{k}={v}" for k, v in (env or {}).items()] or None,
+        exec_id, raw = self.open_exec(
+            container_id, argv, user=user, env=env, workdir=workdir, stdin=stdin is not None
         )
-        sock = self.client.api.exec_start(created["Id"], socket=True, demux=False)
-        raw = getattr(sock, "_sock", sock)
         if stdin is not None:
             raw.sendall(stdin)
-            raw.shutdown(1)  # half-close: the command sees end of input
+            raw.shutdown(socket.SHUT_WR)  # half-close: the command sees end of input
         out, err = bytearray(), bytearray()
-        buffer = b""
+        frames = Frames()
         deadline = time.monotonic() + timeout if timeout else None
         timed_out = False
         while True:
@@ -318,17 +384,12 @@ class Provisioner:
             chunk = raw.recv(65536)
             if not chunk:
                 break
-            buffer += chunk
-            while len(buffer) >= 8:  # Docker's multiplexed stream: 8-byte frame headers
-                size = int.from_bytes(buffer[4:8], "big")
-                if len(buffer) < 8 + size:
-                    break
-                (out if buffer[0] == 1 else err).extend(buffer[8 : 8 + size])
-                buffer = buffer[8 + size :]
+            for stream, data in frames.feed(chunk):
+                (out if stream == 1 else err).extend(data)
         raw.close()
         if timed_out:
-            self._kill_exec(created["Id"])
-        code = self.client.api.exec_inspect(created["Id"]).get("ExitCode")
+            self.end_exec(exec_id, grace_seconds=0)
+        code = self.exec_exit_code(exec_id)
         return ExecOutput(
             -1 if timed_out or code is None else code,
             out.decode(errors="replace"),
@@ -336,12 +397,48 @@ class Provisioner:
             timed_out,
         )
 
-    def _kill_exec(self, exec_id: str) -> None:
-        # The Engine API cannot signal an exec; its host pid can be, where the engine's
-        # processes are visible (the embedded mode). Elsewhere the command runs on.
+    def exec_exit_code(self, exec_id: str, wait_seconds: float = 5.0) -> int | None:
+        """The exit code once the command has ended. Read it after its output reached
+        end of file: the engine may still report it running for a moment."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            state = self.client.api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return state["ExitCode"]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+    def resize_exec(self, exec_id: str, height: int, width: int) -> None:
+        # Resizing races the exec's start; the Docker CLI retries the same way.
+        for attempt in range(10):
+            try:
+                self.client.api.exec_resize(exec_id, height=height, width=width)
+                return
+            except docker.errors.APIError:
+                time.sleep(0.01 * (attempt + 1))
+
+    def end_exec(self, exec_id: str, grace_seconds: float = 2.0) -> None:
+        """End a command and what it started: SIGHUP to its process tree (as a closing
+        terminal would), then SIGKILL to the command itself if it is still there.
+        Processes that ignore SIGHUP or left the tree (daemons) keep running.
+
+        The Engine API cannot signal an exec; its host pid can be, where the engine's
+        processes are visible (the embedded mode). Elsewhere the command runs on."""
         pid = self.client.api.exec_inspect(exec_id).get("Pid")
-        if pid:
-            subprocess.run(["kill", "-KILL", str(pid)], capture_output=True)
+        if not pid:
+            return
+        processes.signal_all([pid, *processes.descendants(pid)], signal.SIGHUP)
+        deadline = time.monotonic() + grace_seconds
+        while processes.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if processes.alive(pid):
+            processes.signal_all([pid], signal.SIGKILL)
+
+    def container_pid(self, container_id: str) -> int | None:
+        """The host pid of the container's first process (its namespaces), if running."""
+        state = self.client.api.inspect_container(container_id).get("State") or {}
+        return state.get("Pid") if state.get("Running") else None
 
     def stats(self, container) -> dict:
         raw = container.stats(stream=False)
@@ -373,6 +470,9 @@ class Provisioner:
         if not keep_volumes:
             for volume in self.managed("volumes", ws_id):
                 volume.remove(force=True)
+        agent_dir = self.agent_socket_dir(ws_id)
+        if agent_dir is not None:
+            shutil.rmtree(agent_dir, ignore_errors=True)
 
     def remove_image_if_unused(self, image: str, protected: set[str]) -> bool:
         """Remove a built workspace image that no container and no live workspace uses."""

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from app.db import write_transaction
 from app.durations import parse_duration
-from app.models import StateChange, Template, Transition, User, Workspace, utcnow
-from app.workspaces import templates, wakeup
+from app.models import StateChange, Template, Transition, User, Workspace, stamp, utcnow
+from app.workspaces import activity, templates, wakeup
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 ACTIVE_JOB = ("pending", "running")
@@ -185,11 +185,8 @@ def request(
     """Record that ``ws`` should go through ``kind``; the worker carries it out."""
     with write_transaction():
         ws = Workspace.get_by_id(ws.id)
-        busy = Transition.select().where(
-            (Transition.workspace == ws) & Transition.status.in_(ACTIVE_JOB)
-        )
-        if kind != "delete" and busy.exists():
-            current = busy.order_by(Transition.id).first()
+        current = active_job(ws)
+        if kind != "delete" and current is not None:
             raise WorkspaceError(
                 409,
                 "busy",
@@ -200,13 +197,28 @@ def request(
             raise WorkspaceError(
                 409, "invalid_state", f"workspace {ws.name!r} is {ws.status}; it cannot {kind} now"
             )
-        if kind == "delete" and busy.where(Transition.kind == "delete").exists():
+        if (
+            kind == "delete"
+            and ws.transitions.where(
+                (Transition.kind == "delete") & Transition.status.in_(ACTIVE_JOB)
+            ).exists()
+        ):
             raise WorkspaceError(409, "busy", f"workspace {ws.name!r} is already being deleted")
         job = Transition.create(
             workspace=ws, kind=kind, cause=cause, actor=actor, options=json.dumps(options or {})
         )
     wakeup.notify(data_dir)
     return job
+
+
+def active_job(ws: Workspace) -> Transition | None:
+    """The transition the workspace is busy with, if any."""
+    return (
+        Transition.select()
+        .where((Transition.workspace == ws) & Transition.status.in_(ACTIVE_JOB))
+        .order_by(Transition.id)
+        .first()
+    )
 
 
 def visible_to(user: User):
@@ -224,10 +236,33 @@ def get_visible(user: User, workspace_id) -> Workspace:
     return ws
 
 
-def to_dict(ws: Workspace) -> dict:
-    def stamp(value):
-        return value.isoformat() + "Z" if value else None
+def find_for_login(user: User, login: str) -> Workspace | None:
+    """The workspace an SSH login name means: ``<workspace>`` is the caller's own,
+    ``<owner>.<workspace>`` someone's the caller may see; None for anything else."""
+    owner, _, name = (login or "").rpartition(".")
+    return (
+        visible_to(user)
+        .where((User.username == (owner or user.username)) & (Workspace.live_name == name))
+        .first()
+    )
 
+
+def _activity(ws: Workspace) -> dict | None:
+    found = activity.summary(ws.id)
+    if found:
+        found["last_at"] = stamp(found["last_at"])
+    return found
+
+
+def ssh_command(ws: Workspace, viewer: User, host: str, port: int) -> str:
+    """The command that opens a shell in ``ws`` through the gateway, for ``viewer``."""
+    login = ws.name if ws.owner_id == viewer.id else f"{ws.owner.username}.{ws.name}"
+    return f"ssh -p {port} {login}@{host}" if port != 22 else f"ssh {login}@{host}"
+
+
+def to_dict(ws: Workspace, viewer: User | None = None, ssh: tuple[str, int] | None = None) -> dict:
+    """The API's view of ``ws``; with a viewer and the gateway's (host, port), the ssh
+    command that viewer would type."""
     last = ws.transitions.order_by(Transition.id.desc()).first()
     return {
         "id": ws.id,
@@ -242,6 +277,8 @@ def to_dict(ws: Workspace) -> dict:
         "created_at": stamp(ws.created_at),
         "updated_at": stamp(ws.updated_at),
         "ttl_expires_at": stamp(ws.ttl_expires_at),
+        "ssh": ssh_command(ws, viewer, *ssh) if viewer is not None and ssh else None,
+        "activity": _activity(ws),
         "last_transition": {
             "id": last.id,
             "kind": last.kind,

@@ -81,7 +81,12 @@ class Worker:
     ):
         self.settings = settings
         self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=600)
-        self.provisioner = Provisioner(self.client, settings.instance, settings.subnet_pool)
+        self.provisioner = Provisioner(
+            self.client,
+            settings.instance,
+            settings.subnet_pool,
+            agent_socket_root=settings.agent_socket_root,
+        )
         self.ctx = lifecycle.Context(self.client, self.provisioner, settings.data_dir)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
         self.busy: set[int] = set()
@@ -254,6 +259,8 @@ def main(settings: Settings) -> None:
         level=getattr(logging, settings.log_level.upper()),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    # Its INFO lines announce every 30 s reconcile run; the worker logs what matters.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     lock = InstanceLock(settings)
     worker = Worker(settings)
 

@@ -1,0 +1,389 @@
+"""The SSH gateway server: authentication by registered public key, the mapping from a
+login name to a workspace, and one paramiko transport per client connection.
+
+``ssh -p 2222 <workspace>@host`` reaches the caller's own workspace;
+``<owner>.<workspace>@host`` another's, for those allowed to see it (admins). Every
+refusal looks the same to the client; the reason goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+import docker
+import paramiko
+
+from app.config import Settings
+from app.db import short_connection
+from app.models import Transition, Workspace
+from app.provisioner.docker import Provisioner
+from app.ssh import hostkey, keys
+from app.ssh.relay import LOOPBACK_NAMES, connect_in_namespace, relay
+from app.ssh.session import Pty, Session, SessionRefused
+from app.workspaces import activity, service
+
+log = logging.getLogger("berth.ssh")
+
+FAIL_WINDOW_SECONDS = 300
+START_WAIT_SECONDS = 300
+AUTH_TIMEOUT_SECONDS = 30
+
+
+class FailureLimiter:
+    """Failed connections per client address within a window; over the limit, the
+    address is turned away at connect until its oldest failure leaves the window."""
+
+    def __init__(self, limit: int, window: float = FAIL_WINDOW_SECONDS):
+        self.limit, self.window = limit, window
+        self._failures: dict[str, deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, address: str, now: float) -> deque:
+        failures = self._failures[address]
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+    def blocked(self, address: str) -> bool:
+        with self._lock:
+            return len(self._trim(address, time.monotonic())) >= self.limit
+
+    def fail(self, address: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._trim(address, now).append(now)
+
+    def forgive(self, address: str) -> None:
+        """Take back the latest failure (the connection logged in with another key)."""
+        with self._lock:
+            if self._failures[address]:
+                self._failures[address].pop()
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    shell: str
+
+
+class Gateway:
+    def __init__(self, settings: Settings, client: docker.DockerClient | None = None):
+        self.settings = settings
+        self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=60)
+        self.provisioner = Provisioner(
+            self.client, settings.instance, agent_socket_root=settings.agent_socket_root
+        )
+        self.host_key = hostkey.load_or_create(settings.data_dir)
+        self.limiter = FailureLimiter(settings.ssh_fail_limit)
+        self._accounts: dict[tuple[str, str], Account] = {}
+        self._listener: socket.socket | None = None
+        self.stopping = threading.Event()
+
+    def account(self, container, user: str) -> Account:
+        """The workspace user's uid, gid and login shell (from its passwd database)."""
+        key = (container.id, user)
+        if key not in self._accounts:
+            found = self.provisioner.exec(
+                container.id, ["getent", "passwd", user], timeout=10
+            ).stdout.split(":")
+            if len(found) >= 7:
+                self._accounts[key] = Account(
+                    found[0], int(found[2]), int(found[3]), found[6].strip() or "/bin/sh"
+                )
+            else:
+                uid = int(user) if user.isdigit() else 0
+                return Account(user, uid, uid, "/bin/sh")
+        return self._accounts[key]
+
+    def listen(self) -> socket.socket:
+        host = self.settings.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, self.settings.ssh_port))
+        listener.listen(64)
+        self._listener = listener
+        return listener
+
+    def serve_forever(self) -> None:
+        listener = self._listener or self.listen()
+        with short_connection():
+            activity.reset_sessions("ssh")  # sessions a previous gateway left counted
+        log.info(
+            "ssh: gateway listening on %s:%s (host key %s)",
+            self.settings.host,
+            self.settings.ssh_port,
+            keys.fingerprint(self.host_key.asbytes()),
+        )
+        while not self.stopping.is_set():
+            try:
+                client, address = listener.accept()
+            except OSError:
+                break
+            if self.limiter.blocked(address[0]):
+                log.warning(
+                    "ssh: %s is over the failed-login limit; connection dropped", address[0]
+                )
+                client.close()
+                continue
+            threading.Thread(
+                target=self._handle, args=(client, address), name="ssh-conn", daemon=True
+            ).start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self._listener:
+            self._listener.close()
+
+    def _handle(self, client: socket.socket, address) -> None:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(client)
+        transport.add_server_key(self.host_key)
+        transport.set_keepalive(30)
+        conn = Connection(self, transport, address, client.getsockname())
+        try:
+            transport.start_server(server=conn)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            log.info("ssh: handshake with %s failed: %s", address[0], exc)
+            transport.close()
+            return
+        deadline = time.monotonic() + AUTH_TIMEOUT_SECONDS
+        while (
+            transport.is_active()
+            and not transport.is_authenticated()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        conn.serve()
+
+
+class Connection(paramiko.ServerInterface):
+    """One client connection: who it is, which workspace, and its channels."""
+
+    def __init__(self, gateway: Gateway, transport: paramiko.Transport, peer, local):
+        self.gateway, self.transport = gateway, transport
+        self.peer, self.local = peer, local
+        self.user = self.key = None
+        self.workspace_id: int | None = None
+        self.target = "?"
+        self.remote_user = "root"
+        self.folder: str | None = None
+        self.sessions: dict[int, Session] = {}
+        self.tunnels: dict[int, tuple[str, int]] = {}
+        self.counted = False
+
+    @property
+    def connection_line(self) -> str:
+        return f"{self.peer[0]} {self.peer[1]} {self.local[0]} {self.local[1]}"
+
+    @property
+    def client_line(self) -> str:
+        return f"{self.peer[0]} {self.peer[1]} {self.local[1]}"
+
+    # --- authentication ---------------------------------------------------------------
+
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_auth_publickey(self, username, key):
+        with short_connection():
+            owner = keys.owner_of(key.asbytes())
+            if owner is None:
+                return self._refuse(username, f"unregistered key {keys.fingerprint(key.asbytes())}")
+            user, row = owner
+            ws = service.find_for_login(user, username)
+            if ws is None:
+                return self._refuse(username, f"{user.username} has no access to such a workspace")
+            keys.touch(row)
+        if self.counted:
+            self.counted = False
+            self.gateway.limiter.forgive(self.peer[0])
+        self.user, self.key, self.workspace_id = user, row, ws.id
+        self.target = f"{ws.owner.username}.{ws.name}"
+        return paramiko.AUTH_SUCCESSFUL
+
+    def _refuse(self, username: str, reason: str) -> int:
+        log.warning("ssh: refused %r from %s: %s", username, self.peer[0], reason)
+        # Counted at the first refusal, not at disconnect: a client may already be
+        # trying again before this connection is torn down. One per connection, since
+        # clients offer each of their keys in turn.
+        if not self.counted:
+            self.counted = True
+            self.gateway.limiter.fail(self.peer[0])
+        return paramiko.AUTH_FAILED
+
+    # --- channels ---------------------------------------------------------------------
+
+    def check_channel_request(self, kind, chanid):
+        if kind == "session":
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid, origin, destination):
+        host, port = destination
+        if host not in LOOPBACK_NAMES:
+            log.info(
+                "ssh: %s asked to forward to %s:%s; only loopback is allowed",
+                self.target,
+                host,
+                port,
+            )
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        self.tunnels[chanid] = (LOOPBACK_NAMES[host], port)
+        return paramiko.OPEN_SUCCEEDED
+
+    def _session(self, channel) -> Session:
+        return self.sessions.setdefault(channel.get_id(), Session(self, channel))
+
+    def check_channel_pty_request(
+        self, channel, term, width, height, pixelwidth, pixelheight, modes
+    ):
+        self._session(channel).pty = Pty(term, width, height)
+        return True
+
+    def check_channel_window_change_request(self, channel, width, height, pixelwidth, pixelheight):
+        self._session(channel).resize(width, height)
+        return True
+
+    def check_channel_env_request(self, channel, name, value):
+        return self._session(channel).set_env(
+            name.decode() if isinstance(name, bytes) else name,
+            value.decode() if isinstance(value, bytes) else value,
+        )
+
+    def check_channel_forward_agent_request(self, channel):
+        self._session(channel).agent = True
+        return True
+
+    def check_channel_shell_request(self, channel):
+        return self._session(channel).start("shell")
+
+    def check_channel_exec_request(self, channel, command):
+        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+        return self._session(channel).start("exec", text)
+
+    def check_channel_subsystem_request(self, channel, name):
+        if name != "sftp":
+            return False
+        return self._session(channel).start("sftp")
+
+    # --- the connection's life ----------------------------------------------------------
+
+    def serve(self) -> None:
+        """Accept channels until the client disconnects; start a relay for each tunnel."""
+        if not self.transport.is_authenticated():
+            self.transport.close()
+            return
+        log.info("ssh: %s connected to %s from %s", self.user.username, self.target, self.peer[0])
+        while self.transport.is_active():
+            channel = self.transport.accept(1)
+            if channel is None:
+                continue
+            destination = self.tunnels.pop(channel.get_id(), None)
+            if destination:
+                threading.Thread(
+                    target=self._tunnel, args=(channel, destination), name="ssh-tunnel", daemon=True
+                ).start()
+        log.info("ssh: %s disconnected from %s", self.user.username, self.target)
+
+    def _tunnel(self, channel, destination: tuple[str, int]) -> None:
+        host, port = destination
+        try:
+            container = self.running_container(lambda _text: None)
+            pid = self.gateway.provisioner.container_pid(container.id)
+            sock = connect_in_namespace(pid, host, port)
+        except (SessionRefused, OSError) as exc:
+            log.info("ssh: tunnel to %s:%s in %s failed: %s", host, port, self.target, exc)
+            channel.close()
+            return
+        relay(channel, sock, on_input=lambda: self.record_activity(f"forwarded port {port}"))
+
+    def record_activity(self, detail: str, sessions: int = 0) -> None:
+        try:
+            with short_connection():
+                activity.record(
+                    self.workspace_id, "ssh", f"{detail} ({self.user.username})", sessions=sessions
+                )
+        except Exception:  # activity is bookkeeping; it never breaks a session
+            log.exception("ssh: could not record activity for %s", self.target)
+
+    def running_container(self, say):
+        """The workspace's running container, starting the workspace first if needed
+        (and saying so through ``say``)."""
+        job, requested = None, False
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while True:
+            with short_connection():
+                ws = Workspace.get_or_none(Workspace.id == self.workspace_id)
+                if ws is None or ws.status == "deleted":
+                    raise SessionRefused("the workspace no longer exists")
+                if ws.status == "running":
+                    container = self.gateway.provisioner.find_container(ws.id)
+                    if container is not None and container.status == "running":
+                        self.remote_user, self.folder = self.gateway.provisioner.identity(container)
+                        return container
+                if job is not None:
+                    job = Transition.get_by_id(job.id)
+                    if job.status == "failed" and requested:
+                        raise SessionRefused(f"the workspace failed to start: {job.error}")
+                    if job.status in ("succeeded", "failed"):
+                        job = None
+                if job is None:
+                    job = self._start(ws, requested)
+                    if not requested:
+                        requested = True
+                        say(f"berth: workspace {ws.name} is {ws.status}; starting it, please wait…")
+            if time.monotonic() > deadline:
+                raise SessionRefused("the workspace did not start in time; see its page")
+            time.sleep(0.5)
+
+    def _start(self, ws: Workspace, requested_before: bool) -> Transition | None:
+        """Ask for a start, or find the job the workspace is busy with."""
+        active = service.active_job(ws)
+        if active is not None:
+            return active
+        if ws.status not in ("stopped", "failed"):
+            return None  # on its way (building, starting): wait
+        if requested_before:
+            raise SessionRefused(f"the workspace is {ws.status}: {ws.error or 'see its page'}")
+        try:
+            return service.request(
+                ws,
+                "start",
+                cause="ssh",
+                actor=self.user.username,
+                data_dir=self.gateway.settings.data_dir,
+            )
+        except service.WorkspaceError as exc:
+            if exc.code != "busy":
+                raise SessionRefused(exc.message) from None
+            return service.active_job(ws)
+
+
+def run(settings: Settings) -> None:
+    """``berth ssh``: serve until SIGTERM or SIGINT."""
+    import signal
+
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper()),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    gateway = Gateway(settings)
+    gateway.listen()
+
+    def stop(signum, _frame):
+        log.info("ssh: %s received; stopping", signal.Signals(signum).name)
+        gateway.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    gateway.serve_forever()

@@ -1,0 +1,232 @@
+"""One SSH session channel: a login shell, a command or the sftp subsystem, run in the
+workspace through a Docker exec, with the channel's bytes relayed both ways."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import paramiko
+from paramiko.common import MSG_CHANNEL_REQUEST
+
+from app.provisioner.docker import AGENT_SOCKET_DIR, Frames
+from app.ssh.relay import CHUNK, AgentForward
+
+if TYPE_CHECKING:
+    from app.ssh.gateway import Connection
+
+log = logging.getLogger("berth.ssh")
+
+# Client variables a session takes over (sshd's AcceptEnv): locale and terminal only,
+# plus BERTH_SESSION_TYPE, which IDE integrations set to say what they are.
+ENV_ALLOWED = ("LANG", "TERM", "COLORTERM", "BERTH_SESSION_TYPE")
+ENV_ALLOWED_PREFIXES = ("LC_",)
+# Exit codes 128+N that mean "killed by signal N" and are reported as such; other codes
+# above 128 are more often a program's own choice (a shell after Ctrl-C returns 130), so
+# they stay exit codes. The engine reports both the same way; this is the best reading.
+SIGNAL_EXITS = {
+    128 + s: s.name.removeprefix("SIG")
+    for s in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGTERM)
+}
+# The image's own sftp-server, wherever the distribution put it.
+SFTP_SERVER = (
+    "for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server "
+    "/usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server; do "
+    '[ -x "$p" ] && exec "$p"; done; '
+    'echo "berth: this workspace has no sftp-server; install it in the image '
+    '(Debian/Ubuntu: openssh-sftp-server)" >&2; exit 127'
+)
+
+
+@dataclass
+class Pty:
+    term: str
+    width: int
+    height: int
+
+
+@dataclass
+class Session:
+    connection: Connection
+    channel: paramiko.Channel
+    pty: Pty | None = None
+    env: dict = field(default_factory=dict)
+    agent: bool = False
+    exec_id: str | None = None
+    started: bool = False
+
+    # --- requests (called on paramiko's thread: record and return at once) -----------
+
+    def set_env(self, name: str, value: str) -> bool:
+        if name in ENV_ALLOWED or name.startswith(ENV_ALLOWED_PREFIXES):
+            self.env[name] = value
+            return True
+        return False
+
+    def resize(self, width: int, height: int) -> None:
+        if self.pty:
+            self.pty.width, self.pty.height = width, height
+        if self.exec_id and self.pty:
+            threading.Thread(
+                target=self.connection.gateway.provisioner.resize_exec,
+                args=(self.exec_id, height, width),
+                daemon=True,
+            ).start()
+
+    def start(self, kind: str, command: str | None = None) -> bool:
+        if self.started:
+            return False
+        self.started = True
+        threading.Thread(
+            target=self._run, args=(kind, command), name=f"ssh-{kind}", daemon=True
+        ).start()
+        return True
+
+    # --- the session itself (its own thread) ---------------------------------------
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(OSError):
+            self.channel.sendall_stderr((text + "\n").encode())
+
+    def _finish(self, code: int) -> None:
+        try:
+            if code in SIGNAL_EXITS:
+                self._send_exit_signal(SIGNAL_EXITS[code])
+            else:
+                self.channel.send_exit_status(code)
+            self.channel.shutdown_write()
+        except OSError:
+            pass
+        self.channel.close()
+
+    def _send_exit_signal(self, name: str) -> None:
+        # RFC 4254 6.10; paramiko only has the exit-status half.
+        message = paramiko.Message()
+        message.add_byte(bytes([MSG_CHANNEL_REQUEST]))
+        message.add_int(self.channel.remote_chanid)
+        message.add_string("exit-signal")
+        message.add_boolean(False)
+        message.add_string(name)
+        message.add_boolean(False)  # no core dump
+        message.add_string("")
+        message.add_string("")
+        self.channel.transport._send_user_message(message)
+
+    def _run(self, kind: str, command: str | None) -> None:
+        conn = self.connection
+        gateway = conn.gateway
+        agent = None
+        try:
+            container = conn.running_container(self._say)
+            account = gateway.account(container, conn.remote_user)
+            tty = self.pty is not None and kind != "sftp"
+            if kind == "shell":
+                argv = [account.shell, "-l"]
+            elif kind == "exec":
+                argv = [account.shell, "-c", command]
+            else:
+                argv = ["/bin/sh", "-c", SFTP_SERVER]
+            env = {
+                "USER": account.name,
+                "LOGNAME": account.name,
+                "SHELL": account.shell,
+                "SSH_CONNECTION": conn.connection_line,
+                "SSH_CLIENT": conn.client_line,
+                **self.env,
+            }
+            if self.pty:
+                env["TERM"] = self.pty.term or "xterm"
+            if self.agent:
+                agent = self._forward_agent(container, account)
+                if agent:
+                    env["SSH_AUTH_SOCK"] = f"{AGENT_SOCKET_DIR}/{agent.name}"
+            exec_id, sock = gateway.provisioner.open_exec(
+                container.id, argv, user=conn.remote_user, env=env, workdir=conn.folder, tty=tty
+            )
+        except SessionRefused as exc:
+            self._say(f"berth: {exc}")
+            self._finish(1)
+            return
+        except Exception as exc:  # the session must end with a message, not hang
+            log.exception("ssh: session into %s failed to start", conn.target)
+            self._say(f"berth: could not start the session: {exc}")
+            self._finish(1)
+            if agent:
+                agent.close()
+            return
+        self.exec_id = exec_id
+        if self.pty:
+            gateway.provisioner.resize_exec(exec_id, self.pty.height, self.pty.width)
+        conn.record_activity(f"{kind} session opened", sessions=1)
+        try:
+            ended = self._pump(sock, tty)
+        finally:
+            sock.close()
+            if agent:
+                agent.close()
+            conn.record_activity(f"{kind} session closed", sessions=-1)
+        if ended:
+            code = gateway.provisioner.exec_exit_code(exec_id)
+            self._finish(255 if code is None else code)
+        else:
+            # The client went away while the command ran: end what it started.
+            gateway.provisioner.end_exec(exec_id)
+            self.channel.close()
+
+    def _forward_agent(self, container, account) -> AgentForward | None:
+        host_dir = self.connection.gateway.provisioner.agent_socket_dir(
+            self.connection.workspace_id
+        )
+        mounted = any(m.get("Destination") == AGENT_SOCKET_DIR for m in container.attrs["Mounts"])
+        if host_dir is None or not mounted or not host_dir.is_dir():
+            self._say(
+                "berth: agent forwarding is not available in this workspace "
+                "(created before it was supported; rebuild it to enable)"
+            )
+            return None
+        return AgentForward(self.connection.transport, host_dir, account.uid, account.gid)
+
+    def _pump(self, sock: socket.socket, tty: bool) -> bool:
+        """Relay until the command ends (True) or the client goes away (False)."""
+        channel = self.channel
+        frames = None if tty else Frames()
+        reading_channel = True
+        while True:
+            readable = [sock, channel] if reading_channel else [sock]
+            ready, _, _ = select.select(readable, [], [], 1.0)
+            if channel.closed:
+                return False
+            try:
+                if channel in ready:
+                    data = channel.recv(CHUNK)
+                    if data:
+                        sock.sendall(data)
+                        self.connection.record_activity("input")
+                    else:
+                        reading_channel = False
+                        if not tty:
+                            sock.shutdown(socket.SHUT_WR)  # end of input, as `cat > f` needs
+                if sock in ready:
+                    chunk = sock.recv(CHUNK)
+                    if not chunk:
+                        return True
+                    if frames is None:
+                        channel.sendall(chunk)
+                    else:
+                        for stream, data in frames.feed(chunk):
+                            if stream == 2:
+                                channel.sendall_stderr(data)
+                            else:
+                                channel.sendall(data)
+            except OSError:
+                return False
+
+
+class SessionRefused(Exception):
+    """The session cannot start; the message is shown to the client on stderr."""

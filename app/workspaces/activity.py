@@ -1,0 +1,87 @@
+"""Who is using a workspace, through what, and when: the facts the idle auto-stop acts
+on and the workspace page explains. One row per (workspace, source)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import peewee
+
+from app.models import Activity, utcnow
+
+# A busy session would otherwise write on every keystroke; the idle timeout is counted
+# in minutes, so one write per half minute per source loses nothing that matters.
+THROTTLE_SECONDS = 30.0
+
+_last_write: dict[tuple[int, str], float] = {}
+_lock = threading.Lock()
+
+
+def _due(workspace_id: int, source: str, force: bool) -> bool:
+    key = (workspace_id, source)
+    now = time.monotonic()
+    with _lock:
+        if not force and now - _last_write.get(key, -THROTTLE_SECONDS) < THROTTLE_SECONDS:
+            return False
+        _last_write[key] = now
+        return True
+
+
+def record(
+    workspace_id: int,
+    source: str,
+    detail: str | None = None,
+    *,
+    sessions: int = 0,
+    force: bool = False,
+) -> bool:
+    """Note use of a workspace through ``source``; ``sessions`` is +1 when a session opens
+    and -1 when it closes (always written). Returns whether a row was written."""
+    if not sessions and not _due(workspace_id, source, force):
+        return False
+    if sessions:
+        _due(workspace_id, source, True)
+    now = utcnow()
+    (
+        Activity.insert(
+            workspace=workspace_id,
+            source=source,
+            last_at=now,
+            detail=detail,
+            open_sessions=max(sessions, 0),
+        )
+        .on_conflict(
+            conflict_target=[Activity.workspace, Activity.source],
+            update={
+                Activity.last_at: now,
+                Activity.detail: detail,
+                # Never below zero (MAX/GREATEST differ between the two engines).
+                Activity.open_sessions: peewee.Case(
+                    None,
+                    [(Activity.open_sessions + sessions < 0, 0)],
+                    Activity.open_sessions + sessions,
+                ),
+            },
+        )
+        .execute()
+    )
+    return True
+
+
+def reset_sessions(source: str) -> None:
+    """Forget sessions a crashed process left counted (called when it starts again)."""
+    Activity.update(open_sessions=0).where(Activity.source == source).execute()
+
+
+def summary(workspace_id: int) -> dict | None:
+    rows = list(Activity.select().where(Activity.workspace == workspace_id))
+    if not rows:
+        return None
+    latest = max(rows, key=lambda r: r.last_at)
+    return {
+        "last_at": latest.last_at,
+        "source": latest.source,
+        "detail": latest.detail,
+        "open_sessions": {r.source: r.open_sessions for r in rows if r.open_sessions},
+    }

@@ -1,0 +1,357 @@
+"""The SSH gateway against the real OpenSSH client (ssh, scp, sftp), real workspaces
+and a real ``berth serve``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.services import free_port, wait_until
+
+SERVER_SCRIPT = (
+    "nohup python3 -c 'import http.server,socketserver,sys; "
+    's=socketserver.TCPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler); '
+    "print(s.server_address[1], flush=True); s.serve_forever()' > /tmp/port.txt 2>/dev/null &"
+)
+
+
+@pytest.fixture(scope="module")
+def gw(stack, tmp_path_factory):
+    """ann and bob with SSH keys, ann's running workspace `shell` on the python template."""
+    root = tmp_path_factory.mktemp("ssh")
+    ids = {}
+    for name in ("ann", "bob", "boss"):
+        key = root / f"id_{name}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        stack.clients[name].call(
+            "POST",
+            "/users/me/keys",
+            201,
+            json={"public_key": (root / f"id_{name}.pub").read_text()},
+        )
+        ids[name] = key
+    ann = stack.clients["ann"]
+    ws = ann.create("shell", template="python")
+    ann.wait(ws["id"], "running")
+
+    class Gateway:
+        port = stack.ssh_port
+        workspace = ws
+        keys = ids
+        folder = root
+
+        def args(self, who: str = "ann", *extra: str) -> list[str]:
+            return [
+                "-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR",
+                "-o", "IdentitiesOnly=yes",
+                "-o", "BatchMode=yes",
+                "-i", str(ids[who]),
+                *extra,
+            ]  # fmt: skip
+
+        def ssh(self, login: str, command: str | None, who="ann", *extra, **kwargs):
+            argv = ["ssh", *self.args(who, *extra), "-p", str(self.port), f"{login}@127.0.0.1"]
+            kwargs.setdefault("timeout", 120)
+            return subprocess.run(
+                argv + ([command] if command else []), capture_output=True, **kwargs
+            )
+
+    return Gateway()
+
+
+def test_exec_exit_codes_and_separate_streams(gw):
+    done = gw.ssh("shell", "echo out; echo err >&2; pwd; id -un; exit 7")
+    assert done.returncode == 7
+    assert done.stdout.decode().split() == ["out", "/workspaces/shell", "dev"]
+    assert done.stderr.decode().strip() == "err"
+    # A command killed by a signal is reported as exit-signal (the client exits 255).
+    assert gw.ssh("shell", "kill -TERM $$").returncode == 255
+
+
+def test_stdin_streams_and_half_close_ends_cat(gw):
+    data = os.urandom(3_000_000)
+    done = gw.ssh("shell", "cat > blob.bin && sha256sum blob.bin", input=data)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split()[0] == hashlib.sha256(data).hexdigest()
+
+
+def test_interactive_pty_session_through_tmux(gw):
+    session = f"berth-ssh-{os.getpid()}"
+    command = shlex.join(["ssh", *gw.args("ann", "-tt"), "-p", str(gw.port), "shell@127.0.0.1"])
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True
+    )
+
+    def screen() -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+        ).stdout
+
+    def keys(*sent: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", session, *sent], check=True)
+
+    try:
+        wait_until(lambda: "$" in screen(), timeout=30, what="a shell prompt")
+        keys("echo TERM=$TERM in $PWD", "Enter")
+        wait_until(
+            lambda: re.search(r"TERM=\w\S* in /workspaces/shell", screen()),
+            timeout=10,
+            what="the echo",
+        )
+        keys("stty size", "Enter")
+        wait_until(lambda: "30 100" in screen(), timeout=10, what="the initial size")
+        subprocess.run(
+            ["tmux", "resize-window", "-t", session, "-x", "120", "-y", "40"], check=True
+        )
+        keys("clear; stty size", "Enter")
+        wait_until(lambda: "40 120" in screen(), timeout=10, what="the new size after a resize")
+        keys("sleep 100", "Enter")
+        time.sleep(1)
+        keys("C-c")
+        keys("echo after-sleep $?", "Enter")
+        wait_until(lambda: "after-sleep 130" in screen(), timeout=10, what="Ctrl-C interrupting")
+        keys("exit 5", "Enter")
+        wait_until(
+            lambda: subprocess.run(["tmux", "has-session", "-t", session]).returncode != 0,
+            timeout=10,
+            what="the session to end",
+        )
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def _scp(gw, *args: str) -> subprocess.CompletedProcess:
+    argv = ["scp", "-q", *gw.args(), "-P", str(gw.port), *args]
+    return subprocess.run(argv, capture_output=True, timeout=300)
+
+
+def test_scp_and_sftp_move_50_mb_both_ways(gw):
+    original = gw.folder / "big.bin"
+    original.write_bytes(os.urandom(50 * 1024 * 1024))
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    for mode in ([], ["-O"]):  # scp over SFTP (the default), then the legacy protocol
+        up = _scp(gw, *mode, str(original), "shell@127.0.0.1:up.bin")
+        assert up.returncode == 0, up.stderr
+        remote = gw.ssh("shell", "sha256sum up.bin").stdout.decode().split()[0]
+        assert remote == digest
+        back = gw.folder / "back.bin"
+        down = _scp(gw, *mode, "shell@127.0.0.1:up.bin", str(back))
+        assert down.returncode == 0, down.stderr
+        assert hashlib.sha256(back.read_bytes()).hexdigest() == digest
+        back.unlink()
+    batch = f"put {original} via-sftp.bin\nget via-sftp.bin {gw.folder}/sftp-back.bin\nls -l\n"
+    done = subprocess.run(
+        ["sftp", *gw.args(), "-P", str(gw.port), "-b", "-", "shell@127.0.0.1"],
+        input=batch.encode(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert hashlib.sha256((gw.folder / "sftp-back.bin").read_bytes()).hexdigest() == digest
+
+
+def test_local_forward_reaches_a_server_on_the_workspace_loopback(gw):
+    assert gw.ssh("shell", SERVER_SCRIPT).returncode == 0
+    remote_port = wait_until(
+        lambda: gw.ssh("shell", "cat /tmp/port.txt").stdout.decode().strip(),
+        timeout=15,
+        what="the server's port",
+    )
+    # Not reachable from the host directly: it listens on the workspace's own loopback.
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(remote_port)), 1):
+        pass
+    local = free_port()
+    tunnel = subprocess.Popen(
+        [
+            "ssh",
+            *gw.args("ann", "-N", "-L", f"{local}:localhost:{remote_port}"),
+            "-p",
+            str(gw.port),
+            "shell@127.0.0.1",
+        ]  # fmt: skip
+    )
+    try:
+        listing = wait_until(
+            lambda: _get(f"http://127.0.0.1:{local}/"), timeout=15, what="the forwarded port"
+        )
+        assert "Directory listing" in listing
+    finally:
+        tunnel.terminate()
+        tunnel.wait(10)
+
+
+def _get(url: str, **kwargs) -> str | None:
+    try:
+        return requests.get(url, timeout=5, **kwargs).text
+    except requests.RequestException:
+        return None
+
+
+def test_vscode_remote_ssh_pattern_bash_on_stdin_and_socks(gw):
+    """What VS Code Remote-SSH does: `ssh -T -D <port> host bash`, a script on stdin that
+    starts a server on 127.0.0.1 and prints its port, then HTTP through the SOCKS port."""
+    socks = free_port()
+    setup = subprocess.Popen(
+        [
+            "ssh",
+            *gw.args("ann", "-T", "-D", str(socks)),
+            "-p",
+            str(gw.port),
+            "shell@127.0.0.1",
+            "bash",
+        ],  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        script = (
+            "nohup python3 -u -m http.server --bind 127.0.0.1 0 > /tmp/vscode.log 2>&1 &\n"
+            "for i in $(seq 50); do grep -q 'port' /tmp/vscode.log && break; sleep 0.1; done\n"
+            "echo listeningOn==$(sed -n 's/.*port \\([0-9]*\\).*/\\1/p' /tmp/vscode.log)==\n"
+        )
+        setup.stdin.write(script.encode())
+        setup.stdin.flush()
+        line = setup.stdout.readline().decode()
+        assert line.startswith("listeningOn=="), line
+        port = int(line.strip().split("==")[1])
+        proxies = {"http": f"socks5h://127.0.0.1:{socks}"}
+        page = wait_until(
+            lambda: _get(f"http://127.0.0.1:{port}/", proxies=proxies),
+            timeout=15,
+            what="the server through SOCKS",
+        )
+        assert "Directory listing" in page
+    finally:
+        setup.stdin.close()
+        setup.wait(20)
+    assert setup.returncode == 0
+
+
+def test_agent_forwarding_lists_the_key_inside(gw):
+    agent = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    for part in agent.stdout.split(";"):
+        if "=" in part and part.strip().startswith("SSH_"):
+            name, value = part.strip().split("=", 1)
+            env[name] = value
+    try:
+        subprocess.run(["ssh-add", str(gw.keys["bob"])], env=env, check=True, capture_output=True)
+        done = gw.ssh("shell", "echo $SSH_AUTH_SOCK; ssh-add -l", "ann", "-A", env=env)
+        assert done.returncode == 0, done.stderr
+        sock, listing = done.stdout.decode().split("\n", 1)
+        assert sock.startswith("/run/berth-agent/")
+        fingerprint = subprocess.run(
+            ["ssh-keygen", "-lf", f"{gw.keys['bob']}.pub"], capture_output=True, text=True
+        ).stdout.split()[1]
+        assert fingerprint in listing
+    finally:
+        subprocess.run(["kill", env["SSH_AGENT_PID"]])
+
+
+def test_refusals_look_the_same(gw, stack):
+    # bob's key on ann's workspace name (bob has none by that name), bob naming ann's
+    # workspace, an unknown workspace, and a key nobody registered: all the same refusal.
+    stranger = gw.folder / "id_stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    gw.keys["stranger"] = stranger
+    outcomes = [
+        gw.ssh("shell", "true", "bob"),
+        gw.ssh("ann.shell", "true", "bob"),
+        gw.ssh("nothing-here", "true", "ann"),
+        gw.ssh("shell", "true", "stranger"),
+    ]
+    for done in outcomes:
+        assert done.returncode == 255
+        assert b"Permission denied (publickey)" in done.stderr
+    # An admin reaches another's workspace as <owner>.<workspace>.
+    assert gw.ssh("ann.shell", "id -un", "boss").stdout.decode().strip() == "dev"
+    assert "refused 'ann.shell'" in stack.log()
+
+
+def test_failed_logins_are_rate_limited(gw, stack):
+    port = free_port()
+    limited = subprocess.Popen(
+        [sys.executable, "-m", "app", "ssh", "--port", str(port)],
+        env={**stack.env, "BERTH_SSH_FAIL_LIMIT": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: _open(port), timeout=30, what="the second gateway")
+        gw.port = port
+        for _ in range(3):
+            assert gw.ssh("shell", "true", "stranger").returncode == 255
+        # Now even the right key is turned away at connect, from this address.
+        blocked = gw.ssh("shell", "true", "ann")
+        assert blocked.returncode == 255
+        assert b"Permission denied" not in blocked.stderr
+    finally:
+        gw.port = stack.ssh_port
+        limited.terminate()
+        log = limited.communicate(timeout=20)[1].decode()
+    assert "over the failed-login limit" in log
+
+
+def _open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def test_activity_and_ssh_command_in_the_api(gw, stack):
+    ann = stack.clients["ann"]
+    ws = ann.get(gw.workspace["id"])
+    assert ws["ssh"] == f"ssh -p {gw.port} shell@127.0.0.1"
+    assert ws["activity"]["source"] == "ssh"
+    boss_view = stack.clients["boss"].get(gw.workspace["id"])
+    assert boss_view["ssh"] == f"ssh -p {gw.port} ann.shell@127.0.0.1"
+
+
+def test_closing_a_session_ends_what_it_started(gw):
+    command = "sleep 1234 & nohup sleep 4321 > /dev/null 2>&1 & sleep 999"
+    session = subprocess.Popen(
+        ["ssh", *gw.args(), "-p", str(gw.port), "shell@127.0.0.1", command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(
+        lambda: b"sleep 999" in gw.ssh("shell", "ps -eo args").stdout, timeout=15, what="sleeps"
+    )
+    session.kill()  # the client vanishes without a word
+    session.wait()
+
+    def remaining() -> str:
+        return gw.ssh("shell", "ps -eo args").stdout.decode()
+
+    wait_until(lambda: "sleep 999" not in remaining(), timeout=15, what="the command to end")
+    left = remaining()
+    assert "sleep 1234" not in left
+    assert "sleep 4321" in left  # nohup: daemonised on purpose, left alone
+    gw.ssh("shell", "pkill -f 'sleep 4321'")
+
+
+def test_connecting_starts_a_stopped_workspace(gw, stack):
+    ann = stack.clients["ann"]
+    ann.act(gw.workspace["id"], "stop")
+    ann.wait(gw.workspace["id"], "stopped")
+    done = gw.ssh("shell", "echo started")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "started"
+    assert b"starting it" in done.stderr
+    history = ann.get(gw.workspace["id"])["last_transition"]
+    assert (history["kind"], history["cause"]) == ("start", "ssh")
