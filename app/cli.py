@@ -180,6 +180,34 @@ def ssh_gateway(data_dir, ssh_port):
     gateway.run(settings)
 
 
+@main.command("config-ssh")
+@click.option("--url", envvar="BERTH_URL", required=True, help="The Berth server (or BERTH_URL).")
+@click.option("--token", envvar="BERTH_TOKEN", required=True, help="An API token (or BERTH_TOKEN).")
+@click.option(
+    "--ssh-config",
+    type=click.Path(dir_okay=False),
+    default="~/.ssh/config",
+    show_default=True,
+    help="The OpenSSH client configuration to update.",
+)
+@click.option("--prefix", default="berth-", show_default=True, help="Prefix of the Host names.")
+@click.option("--identity-file", help="The private key to use for these hosts.")
+def config_ssh(url, token, ssh_config, prefix, identity_file):
+    """Write Host entries for your workspaces into ~/.ssh/config (for VS Code Remote-SSH)."""
+    from pathlib import Path
+
+    from app.ssh import client_config
+
+    path = Path(ssh_config).expanduser()
+    try:
+        hosts = client_config.write(url, token, path, prefix, identity_file)
+    except client_config.ConfigSshError as exc:
+        _fail(str(exc))
+    click.echo(f"berth: {len(hosts)} workspace(s) in {path}: {', '.join(hosts) or 'none'}")
+    if hosts:
+        click.echo(f"berth: connect with: ssh {hosts[0]}")
+
+
 @main.command()
 @data_dir_option
 def migrate(data_dir):

@@ -163,8 +163,8 @@ class BerthServer:
     env: dict
     log_path: Path
 
-    def cli(self, *args: str, **kwargs):
-        return berth(*args, env=self.env, **kwargs)
+    def cli(self, *args: str, env: dict | None = None, **kwargs):
+        return berth(*args, env={**self.env, **(env or {})}, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -355,3 +355,73 @@ def test_connecting_starts_a_stopped_workspace(gw, stack):
     assert b"starting it" in done.stderr
     history = ann.get(gw.workspace["id"])["last_transition"]
     assert (history["kind"], history["cause"]) == ("start", "ssh")
+
+
+def test_config_ssh_writes_verified_host_entries_idempotently(gw, stack, tmp_path):
+    config = tmp_path / "ssh" / "config"
+    config.parent.mkdir()
+    config.write_text("Host keep-me\n  HostName example.org\n")
+    token = stack.cli("token", "create", "ann").stdout.strip()
+    env = {"BERTH_URL": stack.url, "BERTH_TOKEN": token}
+    argv = ["config-ssh", "--ssh-config", str(config), "--identity-file", str(gw.keys["ann"])]
+    first = stack.cli(*argv, env=env)
+    assert "berth-shell" in first.stdout
+    once = config.read_text()
+    stack.cli(*argv, env=env)
+    assert config.read_text() == once  # a second run changes nothing
+    assert once.startswith("Host keep-me\n  HostName example.org\n")
+    assert once.count("# --- BEGIN berth") == 1
+    # Strict host key checking on, with the key config-ssh fetched: no prompt, no warning.
+    done = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "berth-shell", "echo via-config"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "via-config"
+    bad = stack.cli(*argv, env={"BERTH_URL": stack.url, "BERTH_TOKEN": "nope"}, check=False)
+    assert bad.returncode == 1 and "401" in bad.stderr
+
+
+def test_keys_api_validates_and_removes(stack):
+    bob = stack.clients["bob"]
+    bad = bob.call(
+        "POST", "/users/me/keys", 422, json={"public_key": "ssh-ed25519 AAAAnot-base64!"}
+    )
+    assert "damaged" in bad.json()["error"]["message"]
+    dsa = bob.call("POST", "/users/me/keys", 422, json={"public_key": "ssh-dss AAAAB3 x"})
+    assert "not supported" in dsa.json()["error"]["message"]
+    listed = bob.call("GET", "/users/me/keys", 200).json()
+    assert len(listed) == 1 and listed[0]["fingerprint"].startswith("SHA256:")
+    again = bob.call("POST", "/users/me/keys", 422, json={"public_key": listed[0]["public_key"]})
+    assert "already registered" in again.json()["error"]["message"]
+    # Another user's key id is not found, not removable.
+    stack.clients["ann"].call("DELETE", f"/users/me/keys/{listed[0]['id']}", 404)
+
+
+def test_account_page_adds_a_key_and_the_workspace_page_shows_the_command(
+    gw, stack, page, tmp_path
+):
+    from tests.test_dashboard import log_in
+
+    key = tmp_path / "id_page"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "page-key", "-f", str(key)],
+        check=True,
+    )
+    log_in(page, stack.url, "ann", "ann-password")
+    page.goto(stack.url + "/account/")
+    page.fill("textarea[name=public_key]", (tmp_path / "id_page.pub").read_text())
+    page.click("text=Add key")
+    assert "page-key" in page.locator("[data-testid=keys-table]").inner_text()
+    page.fill("textarea[name=public_key]", "not a key")
+    page.click("text=Add key")
+    assert "Key not added" in page.content()
+    page.goto(f"{stack.url}/workspaces/{gw.workspace['id']}")
+    command = page.locator("[data-testid=ssh-command]").inner_text()
+    assert command == f"ssh -p {stack.ssh_port} shell@127.0.0.1"
+    assert "ssh" in page.locator("[data-testid=activity]").inner_text()
+    # The key from the page works at once.
+    login = ["ssh", *gw.args("ann"), "-i", str(key), "-p", str(stack.ssh_port), "shell@127.0.0.1"]
+    done = subprocess.run([*login, "true"], capture_output=True, timeout=60)
+    assert done.returncode == 0

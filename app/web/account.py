@@ -1,4 +1,4 @@
-"""The account page: password and API tokens of the signed-in person."""
+"""The account page: password, API tokens and SSH keys of the signed-in person."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from app import accounts
 from app.durations import parse_duration
 from app.models import ApiToken
+from app.ssh import keys as ssh_keys
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -25,7 +26,33 @@ def index():
         "account/index.html",
         tokens=accounts.tokens_of(current_user.row),
         lifetimes=TOKEN_LIFETIMES,
+        ssh_keys=ssh_keys.keys_of(current_user.row),
     )
+
+
+@bp.route("/keys", methods=["POST"])
+@login_required
+def add_key():
+    try:
+        key = ssh_keys.add(
+            current_user.row, request.form.get("public_key", ""), request.form.get("name") or None
+        )
+    except ssh_keys.SshKeyError as refusal:
+        flash(f"Key not added: {refusal}.", "error")
+    else:
+        flash(f"SSH key {key.name} ({key.fingerprint}) added.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/keys/<int:key_id>/remove", methods=["POST"])
+@login_required
+def remove_key(key_id):
+    try:
+        key = ssh_keys.remove(current_user.row, key_id)
+    except ssh_keys.SshKeyError:
+        abort(404, "There is no such key.")
+    flash(f"SSH key {key.name} removed.", "success")
+    return redirect(url_for("account.index"))
 
 
 @bp.route("/password", methods=["POST"])
@@ -64,6 +91,7 @@ def create_token():
         "account/index.html",
         tokens=accounts.tokens_of(current_user.row),
         lifetimes=TOKEN_LIFETIMES,
+        ssh_keys=ssh_keys.keys_of(current_user.row),
         new_token=plaintext,
         new_token_name=row.name,
     )

@@ -112,6 +112,10 @@ def workspace(workspace_id):
         history=list(history),
         jobs=list(jobs),
         parameters=json.loads(ws.parameters),
+        ssh_command=service.ssh_command(
+            ws, current_user.row, _settings().ssh_host, _settings().ssh_port
+        ),
+        activity=service.activity.summary(ws.id),
     )
 
 

@@ -27,4 +27,21 @@
     };
     source.addEventListener("end", () => source.close());
   }
+  document.querySelectorAll("[data-copy]").forEach((button) => {
+    button.addEventListener("click", () => {
+      const text = document.querySelector(button.dataset.copy).textContent;
+      const done = () => { button.textContent = "Copied"; setTimeout(() => { button.textContent = "Copy"; }, 1500); };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(done).catch(() => {});
+      } else {
+        // Plain-HTTP pages have no clipboard API: select the text so Ctrl-C copies it.
+        const range = document.createRange();
+        range.selectNodeContents(document.querySelector(button.dataset.copy));
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        button.textContent = "Selected: press Ctrl-C";
+      }
+    });
+  });
 })();

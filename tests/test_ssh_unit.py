@@ -1,0 +1,57 @@
+"""Pieces of the SSH gateway that need no server."""
+
+import base64
+
+import pytest
+
+from app.ssh import client_config, keys
+from app.ssh.gateway import FailureLimiter
+
+URL = "http://berth.example"
+GATEWAY = {"host": "berth.example", "port": 2222, "host_key": "ssh-ed25519 AAAA"}
+
+
+def test_block_is_replaced_in_place_and_the_rest_kept(tmp_path):
+    block = client_config.render(URL, GATEWAY, [{"name": "a"}], tmp_path / "kh", "berth-", None)
+    text = client_config.replace_block("Host x\n  User y\n", URL, block)
+    assert text.startswith("Host x\n  User y\n\n# --- BEGIN berth")
+    newer = client_config.render(URL, GATEWAY, [{"name": "b"}], tmp_path / "kh", "berth-", None)
+    updated = client_config.replace_block(text + "Host z\n", URL, newer)
+    assert "Host berth-b" in updated and "Host berth-a" not in updated
+    assert updated.endswith("Host z\n") and updated.count("BEGIN berth") == 1
+    assert client_config.replace_block(updated, URL, newer) == updated
+
+
+def test_a_broken_block_is_refused_not_guessed():
+    begin, _ = client_config.markers(URL)
+    with pytest.raises(client_config.ConfigSshError, match="no END"):
+        client_config.replace_block(f"{begin}\nHost a\n", URL, "x\n")
+
+
+def test_fingerprint_matches_ssh_keygen_format():
+    blob = base64.b64decode("AAAAC3NzaC1lZDI1NTE5AAAAIPdQooCTLlr5xbThpV+XD6DrNusIuAb1ed+6OcN6MTCc")
+    assert keys.fingerprint(blob) == "SHA256:x9bblV1JV6XyJcAViSpj3a3kQAL4B9O8k73mhmjpTUM"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "OpenSSH format"),
+        ("ssh-ed25519", "OpenSSH format"),
+        ("sk-ssh-ed25519@openssh.com AAAA", "not supported"),
+        ("ssh-foo AAAA", "not a public key type"),
+        ("ssh-ed25519 AAAA", "damaged"),
+    ],
+)
+def test_bad_keys_are_named(text, message):
+    with pytest.raises(keys.SshKeyError, match=message):
+        keys.parse(text)
+
+
+def test_limiter_blocks_after_the_limit_and_forgives():
+    limiter = FailureLimiter(2, window=60)
+    limiter.fail("1.2.3.4")
+    limiter.fail("1.2.3.4")
+    assert limiter.blocked("1.2.3.4") and not limiter.blocked("5.6.7.8")
+    limiter.forgive("1.2.3.4")
+    assert not limiter.blocked("1.2.3.4")
