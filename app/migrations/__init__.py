@@ -80,7 +80,10 @@ def upgrade(
             f"({LATEST}); upgrade Berth instead of running an older release against it"
         )
     schema = _schema_table(db)
-    db.create_tables([schema], safe=True)
+    # Under the lock: CREATE TABLE IF NOT EXISTS races on PostgreSQL (two processes can
+    # both pass the check and one fails on the catalog's unique index).
+    with _exclusive(db):
+        db.create_tables([schema], safe=True)
     migrator = SchemaMigrator.from_database(db)
     applied = []
     for step in STEPS:
