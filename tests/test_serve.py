@@ -24,7 +24,7 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     assert f"ready at {berth_server.url}" in berth_server.log()
     tree = _tree(berth_server.process.pid)
     assert len(tree) >= 4  # supervisor, gunicorn master and worker, berth worker
-    assert {p.cmdline()[3] for p in tree[0].children()} == {"web", "worker"}
+    assert {p.cmdline()[3] for p in tree[0].children()} == {"web", "worker", "ssh"}
     assert berth_server.stop() == 0
     gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], [p.cmdline() for p in alive]

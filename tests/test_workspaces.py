@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import docker
 import pytest
@@ -318,7 +319,7 @@ def test_openapi_describes_every_route(stack):
     routes = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v2/"):
-            path = rule.rule[len("/api/v2") :].replace("<workspace_id>", "{id}")
+            path = re.sub(r"<\w+>", "{id}", rule.rule[len("/api/v2") :])
             routes.setdefault(path, set()).update(
                 m.lower() for m in rule.methods if m not in ("HEAD", "OPTIONS")
             )
