@@ -82,15 +82,18 @@ def main(megabytes: int = 50, rounds: int = 3) -> None:
 
         # ssh -L to a sink/source server on the workspace's own loopback.
         server_script = (
-            "import socket,sys\n"
+            "import socket\n"
             "s=socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
             "print(s.getsockname()[1], flush=True)\n"
             "while True:\n"
             "    c,_=s.accept(); mode=c.recv(1)\n"
-            "    if mode==b'u':\n"
-            "        while c.recv(1<<20): pass\n"
-            "        c.sendall(b'k')\n"
-            f"    else:\n        c.sendall(bytes({size}))\n"
+            "    try:\n"
+            "        if mode==b'u':\n"
+            "            while c.recv(1<<20): pass\n"
+            "            c.sendall(b'k')\n"
+            "        elif mode==b'd':\n"
+            f"            c.sendall(bytes({size}))\n"
+            "    except OSError: pass\n"
             "    c.close()\n"
         )
         remote = subprocess.Popen(
