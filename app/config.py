@@ -271,3 +271,17 @@ def _read_or_create_secret(path: Path, make=lambda: secrets.token_urlsafe(48)) -
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+def configure_logging(settings: Settings) -> None:
+    """One log format for Berth's long-running processes (the worker, the SSH gateway)."""
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper()),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    # Their INFO lines announce every scheduled run and every transport; Berth logs
+    # what matters itself.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)

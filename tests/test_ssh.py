@@ -39,6 +39,10 @@ def gw(stack, tmp_path_factory):
             json={"public_key": (root / f"id_{name}.pub").read_text()},
         )
         ids[name] = key
+    ids["stranger"] = root / "id_stranger"  # registered by nobody
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ids["stranger"])], check=True
+    )
     ann = stack.clients["ann"]
     ws = ann.create("shell", template="python")
     ann.wait(ws["id"], "running")
@@ -264,9 +268,6 @@ def test_agent_forwarding_lists_the_key_inside(gw):
 def test_refusals_look_the_same(gw, stack):
     # bob's key on ann's workspace name (bob has none by that name), bob naming ann's
     # workspace, an unknown workspace, and a key nobody registered: all the same refusal.
-    stranger = gw.folder / "id_stranger"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
-    gw.keys["stranger"] = stranger
     outcomes = [
         gw.ssh("shell", "true", "bob"),
         gw.ssh("ann.shell", "true", "bob"),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import docker
 import paramiko
 
-from app.config import Settings
+from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.models import Transition, Workspace
 from app.provisioner.docker import Provisioner
@@ -372,11 +372,7 @@ def run(settings: Settings) -> None:
     """``berth ssh``: serve until SIGTERM or SIGINT."""
     import signal
 
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper()),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    configure_logging(settings)
     gateway = Gateway(settings)
     gateway.listen()
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.config import Settings
+from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
 from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
@@ -255,12 +255,7 @@ class Worker:
 
 
 def main(settings: Settings) -> None:
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper()),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    # Its INFO lines announce every 30 s reconcile run; the worker logs what matters.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    configure_logging(settings)
     lock = InstanceLock(settings)
     worker = Worker(settings)
 
