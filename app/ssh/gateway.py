@@ -21,6 +21,7 @@ import paramiko
 from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.models import Transition, Workspace
+from app.provisioner import processes
 from app.provisioner.docker import Provisioner
 from app.ssh import hostkey, keys
 from app.ssh.relay import LOOPBACK_NAMES, connect_in_namespace, relay
@@ -155,13 +156,6 @@ class Gateway:
             log.info("ssh: handshake with %s failed: %s", address[0], exc)
             transport.close()
             return
-        deadline = time.monotonic() + AUTH_TIMEOUT_SECONDS
-        while (
-            transport.is_active()
-            and not transport.is_authenticated()
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
         conn.serve()
 
 
@@ -179,6 +173,8 @@ class Connection(paramiko.ServerInterface):
         self.sessions: dict[int, Session] = {}
         self.tunnels: dict[int, tuple[str, int]] = {}
         self.counted = False
+        self.announced = False
+        self.pid: int | None = None  # the workspace's first process, for tunnels
 
     @property
     def connection_line(self) -> str:
@@ -202,7 +198,6 @@ class Connection(paramiko.ServerInterface):
             ws = service.find_for_login(user, username)
             if ws is None:
                 return self._refuse(username, f"{user.username} has no access to such a workspace")
-            keys.touch(row)
         if self.counted:
             self.counted = False
             self.gateway.limiter.forgive(self.peer[0])
@@ -278,13 +273,22 @@ class Connection(paramiko.ServerInterface):
     # --- the connection's life ----------------------------------------------------------
 
     def serve(self) -> None:
-        """Accept channels until the client disconnects; start a relay for each tunnel."""
-        if not self.transport.is_authenticated():
-            self.transport.close()
-            return
-        log.info("ssh: %s connected to %s from %s", self.user.username, self.target, self.peer[0])
+        """Accept channels until the client disconnects (or fails to log in in time);
+        start a relay for each tunnel."""
+        deadline = time.monotonic() + AUTH_TIMEOUT_SECONDS
         while self.transport.is_active():
             channel = self.transport.accept(1)
+            if not self.transport.is_authenticated():
+                if time.monotonic() > deadline:
+                    self.transport.close()
+                continue
+            if self.user and not self.announced:
+                self.announced = True
+                with short_connection():
+                    keys.touch(self.key)
+                log.info(
+                    "ssh: %s connected to %s from %s", self.user.username, self.target, self.peer[0]
+                )
             if channel is None:
                 continue
             destination = self.tunnels.pop(channel.get_id(), None)
@@ -292,14 +296,18 @@ class Connection(paramiko.ServerInterface):
                 threading.Thread(
                     target=self._tunnel, args=(channel, destination), name="ssh-tunnel", daemon=True
                 ).start()
-        log.info("ssh: %s disconnected from %s", self.user.username, self.target)
+        if self.announced:
+            log.info("ssh: %s disconnected from %s", self.user.username, self.target)
 
     def _tunnel(self, channel, destination: tuple[str, int]) -> None:
         host, port = destination
         try:
-            container = self.running_container(lambda _text: None)
-            pid = self.gateway.provisioner.container_pid(container.id)
-            sock = connect_in_namespace(pid, host, port)
+            # IDEs open a tunnel per request: look the container up once, and again only
+            # when its process is gone (the workspace stopped or restarted).
+            if self.pid is None or not processes.alive(self.pid):
+                container = self.running_container(lambda _text: None)
+                self.pid = self.gateway.provisioner.container_pid(container.id)
+            sock = connect_in_namespace(self.pid, host, port)
         except (SessionRefused, OSError) as exc:
             log.info("ssh: tunnel to %s:%s in %s failed: %s", host, port, self.target, exc)
             channel.close()

@@ -58,8 +58,6 @@ def parse(text: str) -> tuple[str, bytes, str]:
         key = paramiko.PKey.from_type_string(key_type, blob)
     except (binascii.Error, ValueError, paramiko.SSHException) as exc:
         raise SshKeyError(f"the {key_type} key is damaged or incomplete ({exc})") from None
-    if key.get_name() != key_type and not key_type.startswith("ssh-rsa"):
-        raise SshKeyError(f"the key says {key_type} but holds a {key.get_name()} key")
     if key_type == "ssh-rsa" and key.get_bits() < MIN_RSA_BITS:
         raise SshKeyError(f"this RSA key has {key.get_bits()} bits; use at least {MIN_RSA_BITS}")
     return key_type, blob, comment

@@ -38,10 +38,8 @@ def record(
 ) -> bool:
     """Note use of a workspace through ``source``; ``sessions`` is +1 when a session opens
     and -1 when it closes (always written). Returns whether a row was written."""
-    if not sessions and not _due(workspace_id, source, force):
+    if not _due(workspace_id, source, force or bool(sessions)):
         return False
-    if sessions:
-        _due(workspace_id, source, True)
     now = utcnow()
     (
         Activity.insert(
