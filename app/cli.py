@@ -344,3 +344,117 @@ def token_revoke(settings, token_id):
         _fail(f"there is no token with id {token_id}")
     accounts.revoke_token(row)
     click.echo(f"berth: token {token_id} ({row.name}) revoked", err=True)
+
+
+# --- backups -------------------------------------------------------------------------
+
+
+@main.group()
+def backup():
+    """Back up the database and workspace volumes; list backups."""
+
+
+@backup.command("now")
+@instance_command
+def backup_now(settings):
+    """Back up the database now (as the nightly job does, retention included)."""
+    from app.scheduler import jobs, register, run_recorded
+
+    register("backup", f"cron {settings.backup_schedule} (UTC)")
+    failure = []
+
+    def run():
+        try:
+            return jobs.nightly_backup(settings)
+        except Exception as exc:
+            failure.append(exc)
+            raise
+
+    detail = run_recorded("backup", run)
+    if failure:
+        _fail(f"backup failed: {failure[0]}")
+    click.echo(f"berth: backup written: {detail}", err=True)
+
+
+@backup.command("list")
+@instance_command
+def backup_list(settings):
+    """List database and workspace backups, newest first, with sizes."""
+    from app.backups import database as db_backups
+    from app.backups import workspaces as volume_backups
+
+    for item in db_backups.list_backups(settings) + volume_backups.list_backups(settings):
+        click.echo(
+            f"{item.kind}\t{item.id}\t{item.taken_at:%Y-%m-%d %H:%M:%S} UTC\t"
+            f"{item.size} bytes\t{item.path}"
+        )
+
+
+@backup.command("workspace")
+@click.argument("name")
+@click.option("--owner", help="The workspace's owner (needed when names repeat).")
+@click.option("--timeout", default=3600, show_default=True, help="Seconds to wait for it.")
+@instance_command
+def backup_workspace(settings, name, owner, timeout):
+    """Back up the volumes of workspace NAME (the running worker does it; this waits)."""
+    from app.models import Transition, User, Workspace
+    from app.workspaces import service
+
+    query = Workspace.select().join(User).where(Workspace.live_name == name)
+    if owner:
+        query = query.where(User.username == owner)
+    found = list(query)
+    if len(found) != 1:
+        _fail(
+            f"no workspace named {name!r}" + (f" of {owner}" if owner else "")
+            if not found
+            else f"{len(found)} workspaces are named {name!r}; say which with --owner"
+        )
+    try:
+        job = service.request(
+            found[0], "backup", cause="user", actor="cli", data_dir=settings.data_dir
+        )
+    except service.WorkspaceError as exc:
+        _fail(exc.message)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = Transition.get_by_id(job.id)
+        if job.status in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    else:
+        _fail("the backup did not finish in time; is the worker (berth serve) running?")
+    if job.status == "failed":
+        _fail(f"backup failed: {job.error}")
+    click.echo(job.log.strip().splitlines()[-2])
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace a database that holds data (backed up first).")
+@data_dir_option
+def restore(file, force, data_dir):
+    """Restore a database backup FILE into this instance's (fresh) database.
+
+    Stop Berth first. Workspace volume backups are restored into new workspaces instead
+    (POST /api/v2/workspaces with "restore")."""
+    from pathlib import Path
+
+    from app.backups import BackupError
+    from app.backups import database as db_backups
+    from app.workspaces.worker import AlreadyRunning, InstanceLock
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        settings.ensure_data_dir()
+        lock = InstanceLock(settings)
+    except AlreadyRunning as exc:
+        _fail(f"{exc}; stop Berth before restoring")
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+    try:
+        click.echo(f"berth: {db_backups.restore(settings, Path(file), force=force)}", err=True)
+    except BackupError as exc:
+        _fail(str(exc))
+    finally:
+        lock.release()

@@ -90,6 +90,18 @@ def _as_subnet(setting: str, value) -> str:
     return str(network)
 
 
+def _as_cron(setting: str, value) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(str(value), timezone="UTC")
+    except ValueError as exc:
+        raise ConfigError(
+            setting, f"{value!r} is not a cron expression like '0 3 * * *' ({exc})"
+        ) from None
+    return str(value)
+
+
 def _as_url(setting: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -118,6 +130,11 @@ class Settings:
     log_level: str = "info"
     subnet_pool: str = "10.231.0.0/16"
     local_repo_roots: str = ""
+    lifecycle_interval: int = 30  # seconds between idle/runtime/TTL/dormancy checks
+    backup_dir: str = ""  # <data dir>/backups by default
+    backup_schedule: str = "0 3 * * *"  # cron, in UTC
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -133,6 +150,15 @@ class Settings:
     def agent_socket_root(self) -> Path:
         """Host folder for forwarded SSH agent sockets, bind-mounted into workspaces."""
         return self.data_dir / "run" / "ssh-agent"
+
+    @property
+    def backups(self) -> Path:
+        return Path(self.backup_dir)
+
+    @property
+    def keepalive_root(self) -> Path:
+        """Host folder for the workspaces' keep-alive files, bind-mounted at /run/berth."""
+        return self.data_dir / "run" / "keepalive"
 
     @property
     def is_sqlite(self) -> bool:
@@ -216,6 +242,18 @@ class Settings:
             log_level=log_level,
             subnet_pool=_as_subnet("BERTH_SUBNET_POOL", pick("subnet_pool", "10.231.0.0/16")),
             local_repo_roots=str(pick("local_repo_roots", "")),
+            lifecycle_interval=_as_positive_int(
+                "BERTH_LIFECYCLE_INTERVAL", pick("lifecycle_interval", 30)
+            )
+            or 1,
+            backup_dir=str(Path(pick("backup_dir", "") or data_dir / "backups").expanduser()),
+            backup_schedule=_as_cron("BERTH_BACKUP_SCHEDULE", pick("backup_schedule", "0 3 * * *")),
+            backup_keep_daily=_as_positive_int(
+                "BERTH_BACKUP_KEEP_DAILY", pick("backup_keep_daily", 7)
+            ),
+            backup_keep_weekly=_as_positive_int(
+                "BERTH_BACKUP_KEEP_WEEKLY", pick("backup_keep_weekly", 4)
+            ),
             sources=sources,
         )
         if settings.secret_key and len(settings.secret_key) < 32:

@@ -21,3 +21,14 @@ def parse_duration(text: str) -> timedelta:
     if total <= timedelta():
         raise ValueError(f"{text!r} is not a positive duration")
     return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest form ``parse_duration`` reads back: 1h30m, 45s, 2d."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"

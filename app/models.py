@@ -85,7 +85,7 @@ WORKSPACE_STATES = (
     "failed",
 )
 TRANSITIONS = ("create", "start", "stop", "restart", "rebuild", "delete")
-CAUSES = ("user", "api", "ssh", "schedule", "reconcile")
+CAUSES = ("user", "api", "ssh", "ide", "schedule", "reconcile")
 
 
 class Template(BaseModel):
@@ -125,6 +125,9 @@ class Workspace(BaseModel):
     container_id = peewee.CharField(max_length=80, null=True)
     keep_volumes = peewee.BooleanField(default=False)
     ttl_expires_at = peewee.DateTimeField(null=True)
+    # When the workspace entered its current status: idle, runtime and dormancy count
+    # from here.
+    status_since = peewee.DateTimeField(null=True, default=utcnow)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -142,6 +145,7 @@ class Transition(BaseModel):
     cause = peewee.CharField(max_length=16, default="user")
     actor = peewee.CharField(max_length=64, null=True)
     options = peewee.TextField(default="{}")
+    reason = peewee.TextField(null=True)  # why it was requested, for automatic ones
     error = peewee.TextField(null=True)
     log = peewee.TextField(default="")
     created_at = peewee.DateTimeField(default=utcnow)
@@ -205,3 +209,23 @@ class Activity(BaseModel):
 
 
 ALL_MODELS += [SshKey, Activity]
+
+
+class ScheduledJob(BaseModel):
+    """A job of the worker's scheduler, with its last run, for the admin page."""
+
+    name = peewee.CharField(max_length=32, unique=True)
+    schedule = peewee.CharField(max_length=64)
+    next_run_at = peewee.DateTimeField(null=True)
+    last_started_at = peewee.DateTimeField(null=True)
+    last_finished_at = peewee.DateTimeField(null=True)
+    last_outcome = peewee.CharField(max_length=16, null=True)  # running succeeded failed
+    last_detail = peewee.TextField(null=True)
+    runs = peewee.IntegerField(default=0)
+    failures = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "scheduled_jobs"
+
+
+ALL_MODELS += [ScheduledJob]

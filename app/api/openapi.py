@@ -103,6 +103,27 @@ DOCUMENT = {
                             "open_sessions": {"type": "object"},
                         },
                     },
+                    "lifecycle": {
+                        "type": "object",
+                        "description": "what happens by itself if nobody uses the workspace",
+                        "properties": {
+                            "idle_timeout": {"type": "string", "example": "30m"},
+                            "idle_since": {"type": "string", "nullable": True},
+                            "stops_at": {"type": "string", "nullable": True},
+                            "stop_rule": {
+                                "type": "string",
+                                "nullable": True,
+                                "enum": ["idle", "max-runtime"],
+                            },
+                            "deletes_at": {"type": "string", "nullable": True},
+                            "delete_rule": {
+                                "type": "string",
+                                "nullable": True,
+                                "enum": ["ttl", "dormancy", "failed-cleanup"],
+                            },
+                            "warnings": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
                 },
             },
             "SshKey": {
@@ -130,6 +151,10 @@ DOCUMENT = {
                     },
                     "parameters": {"type": "object"},
                     "ttl": {"type": "string", "example": "4h"},
+                    "restore": {
+                        "type": "string",
+                        "description": "a workspace backup id: the volumes come from it",
+                    },
                 },
             },
         },
@@ -231,6 +256,62 @@ DOCUMENT = {
                             },
                         }
                     ),
+                },
+            )
+        },
+        "/workspaces/{id}/backup": _transition("Back up the workspace's volumes (tarballs)"),
+        "/workspaces/{id}/activity": {
+            "post": _op(
+                "Keep-alive: count as use for the idle auto-stop",
+                {"200": {"description": "the workspace", **_json(_WS)}},
+                parameters=[_ID],
+                requestBody=_json({"type": "object", "properties": {"detail": {"type": "string"}}}),
+            )
+        },
+        "/workspaces/{id}/ttl": {
+            "put": _op(
+                "Set or extend the deletion deadline: ttl from now, expires_at, or ttl null",
+                {"200": {"description": "the workspace", **_json(_WS)}, "422": _ERROR},
+                parameters=[_ID],
+                requestBody={
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "ttl": {"type": "string", "nullable": True, "example": "4h"},
+                                "expires_at": {"type": "string", "format": "date-time"},
+                            },
+                        }
+                    ),
+                },
+            )
+        },
+        "/workspaces/{id}/idle-timeout": {
+            "put": _op(
+                "Change the idle timeout within the template's range (0 = never, if allowed)",
+                {"200": {"description": "the workspace", **_json(_WS)}, "422": _ERROR},
+                parameters=[_ID],
+                requestBody={
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "required": ["idle_timeout"],
+                            "properties": {"idle_timeout": {"type": "string", "example": "1h"}},
+                        }
+                    ),
+                },
+            )
+        },
+        "/backups": {
+            "get": _op(
+                "Workspace backups (own; all for admins) and, for admins, database backups",
+                {
+                    "200": {
+                        "description": "backups, newest first",
+                        **_json({"type": "array", "items": {"type": "object"}}),
+                    }
                 },
             )
         },

@@ -10,9 +10,11 @@ from flask import Response, current_app, jsonify, request, stream_with_context
 from app.api import bp
 from app.api.auth import current_token, token_required
 from app.api.errors import ApiError
+from app.backups import database as db_backups
+from app.backups import workspaces as volume_backups
 from app.models import Template
 from app.provisioner.docker import Provisioner
-from app.workspaces import logs, service
+from app.workspaces import activity, logs, service
 
 
 def _settings():
@@ -71,9 +73,10 @@ def list_templates():
 @token_required
 def create_workspace():
     body = _body()
-    unknown = sorted(set(body) - {"name", "template", "repo", "parameters", "ttl"})
+    unknown = sorted(set(body) - {"name", "template", "repo", "parameters", "ttl", "restore"})
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    restore = body.get("restore")
     ws = service.create(
         _user(),
         body.get("name"),
@@ -85,6 +88,7 @@ def create_workspace():
         actor=_user().username,
         data_dir=_settings().data_dir,
         local_roots=_settings().repo_roots,
+        restore=service.backup_for(_user(), restore, _settings()) if restore else None,
     )
     return jsonify(_dict(ws)), 201
 
@@ -100,6 +104,57 @@ def list_workspaces():
 @token_required
 def get_workspace(workspace_id):
     return jsonify(_dict(_workspace(workspace_id)))
+
+
+@bp.post("/workspaces/<workspace_id>/activity")
+@token_required
+def keep_alive(workspace_id):
+    """An explicit keep-alive: counts as use for the idle auto-stop."""
+    ws = _workspace(workspace_id)
+    body = request.get_json(silent=True) or {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if detail is not None and not isinstance(detail, str):
+        raise ApiError(422, "invalid_detail", "detail must be text")
+    activity.record(
+        ws.id, "keepalive", (detail or f"API keep-alive by {_user().username}")[:200], force=True
+    )
+    return jsonify(_dict(ws))
+
+
+@bp.put("/workspaces/<workspace_id>/ttl")
+@token_required
+def set_ttl(workspace_id):
+    ws = service.set_ttl(_workspace(workspace_id), _body(), actor=_user().username, cause="api")
+    return jsonify(_dict(ws))
+
+
+@bp.put("/workspaces/<workspace_id>/idle-timeout")
+@token_required
+def set_idle_timeout(workspace_id):
+    ws = service.set_idle_timeout(
+        _workspace(workspace_id),
+        _body().get("idle_timeout"),
+        actor=_user().username,
+        cause="api",
+    )
+    return jsonify(_dict(ws))
+
+
+@bp.post("/workspaces/<workspace_id>/backup")
+@token_required
+def backup_workspace(workspace_id):
+    return _transition(workspace_id, "backup")
+
+
+@bp.get("/backups")
+@token_required
+def list_backups():
+    """Workspace backups (one's own; all for admins), and database backups for admins."""
+    user, settings = _user(), _settings()
+    found = volume_backups.list_backups(settings, None if user.is_admin else user.username)
+    if user.is_admin:
+        found += db_backups.list_backups(settings)
+    return jsonify([b.to_dict() for b in found])
 
 
 def _transition(workspace_id, kind: str, options: dict | None = None):
@@ -183,9 +238,14 @@ def exec_in_workspace(workspace_id):
     if container is None or container.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
     user, workdir = provisioner.identity(container)
-    result = provisioner.exec(
-        container.id, command, user=user, workdir=workdir, timeout=float(timeout)
-    )
+    detail = " ".join(command)[:200]
+    activity.record(ws.id, "exec", detail, sessions=1)
+    try:
+        result = provisioner.exec(
+            container.id, command, user=user, workdir=workdir, timeout=float(timeout)
+        )
+    finally:
+        activity.record(ws.id, "exec", detail, sessions=-1)
     return jsonify(
         {
             "exit_code": result.exit_code,

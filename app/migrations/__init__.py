@@ -15,10 +15,16 @@ from dataclasses import dataclass
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from app.migrations import m0001_users, m0002_api_tokens, m0003_workspaces, m0004_ssh
+from app.migrations import (
+    m0001_users,
+    m0002_api_tokens,
+    m0003_workspaces,
+    m0004_ssh,
+    m0005_lifecycle,
+)
 from app.models import utcnow
 
-STEPS = [m0001_users, m0002_api_tokens, m0003_workspaces, m0004_ssh]
+STEPS = [m0001_users, m0002_api_tokens, m0003_workspaces, m0004_ssh, m0005_lifecycle]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process
 

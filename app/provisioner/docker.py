@@ -6,8 +6,10 @@ Everything it creates carries ``berth.managed=true``, ``berth.workspace=<id>`` a
 
 from __future__ import annotations
 
+import gzip
 import io
 import ipaddress
+import os
 import select
 import shutil
 import signal
@@ -41,6 +43,8 @@ DETACH_KEYS = "ctrl-^,ctrl-@,ctrl-^,ctrl-@"
 # Where the SSH gateway puts forwarded-agent sockets inside a workspace (a read-only bind
 # of a host folder: the workspace can use the sockets, not replace them).
 AGENT_SOCKET_DIR = "/run/berth-agent"
+KEEPALIVE_DIR = "/run/berth"
+KEEPALIVE_SCRIPT = Path(__file__).with_name("berth-keepalive")
 
 
 class ProvisionError(Exception):
@@ -127,8 +131,12 @@ class Provisioner:
         subnet_pool: str = "10.231.0.0/16",
         subnet_prefix: int = 24,
         agent_socket_root: Path | None = None,
+        keepalive_root: Path | None = None,
     ):
         self.client = client
+        # Host folder with one writable sub-folder per workspace, mounted at /run/berth,
+        # where berth-keepalive leaves its mark; None leaves keep-alive out.
+        self.keepalive_root = keepalive_root
         self.instance = instance
         # Host folder with one sub-folder per workspace for forwarded SSH agent sockets;
         # None leaves agent forwarding out (the folder must be on the engine's host).
@@ -194,7 +202,13 @@ class Provisioner:
         return found[0] if found else None
 
     def create_container(
-        self, ws: WorkspaceRef, spec: RunSpec, limits: Limits, home: str, agent: bool = False
+        self,
+        ws: WorkspaceRef,
+        spec: RunSpec,
+        limits: Limits,
+        home: str,
+        agent: bool = False,
+        owner: tuple[int, int] = (0, 0),
     ):
         """Create (not start) the hardened container of ``ws`` from ``spec``."""
         network = self.ensure_network(ws)
@@ -218,6 +232,19 @@ class Provisioner:
             mounts.append(
                 Mount(target=AGENT_SOCKET_DIR, source=str(agent_dir), type="bind", read_only=True)
             )
+        if self.keepalive_root is not None:
+            mark_dir = self.keepalive_root / str(ws.id)
+            mark_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            os.chown(mark_dir, *owner)  # the remote user writes it; nobody else
+            mounts += [
+                Mount(target=KEEPALIVE_DIR, source=str(mark_dir), type="bind"),
+                Mount(
+                    target="/usr/local/bin/berth-keepalive",
+                    source=str(KEEPALIVE_SCRIPT),
+                    type="bind",
+                    read_only=True,
+                ),
+            ]
         mounts += [
             m
             for m in kwargs.pop("mounts")
@@ -319,6 +346,49 @@ class Provisioner:
                 )
         finally:
             seed.remove(force=True)
+
+    # --- volume archives ----------------------------------------------------------------
+
+    def _volume_helper(self, ws: WorkspaceRef, volume: str, image: str, read_only: bool):
+        """A container that is never started, only used to read or write a volume
+        through Docker's archive API (which keeps owners, modes and links)."""
+        return self.client.containers.create(
+            image,
+            entrypoint=["true"],
+            mounts=[
+                Mount(
+                    target="/volume",
+                    source=volume,
+                    type="volume",
+                    read_only=read_only,
+                    no_copy=True,
+                )
+            ],
+            network_disabled=True,
+            labels={**ws.labels, LABEL_ROLE: "backup"},
+        )
+
+    def export_volume(self, ws: WorkspaceRef, role: str, image: str, destination: Path) -> None:
+        """Write the volume's files to ``destination`` as a gzipped tar (paths volume/...)."""
+        helper = self._volume_helper(ws, ws.volume_name(role), image, read_only=True)
+        try:
+            stream, _ = helper.get_archive("/volume")
+            with gzip.open(destination, "wb", compresslevel=3) as out:
+                for chunk in stream:
+                    out.write(chunk)
+        finally:
+            helper.remove(force=True)
+
+    def import_volume(self, ws: WorkspaceRef, role: str, image: str, source: Path) -> None:
+        """Fill the (new) volume ``role`` of ``ws`` from an ``export_volume`` archive."""
+        volume = self.ensure_volume(ws, role)
+        helper = self._volume_helper(ws, volume.name, image, read_only=False)
+        try:
+            with source.open("rb") as data:
+                if not helper.put_archive("/", data):
+                    raise ProvisionError(f"Docker refused to restore {source.name}")
+        finally:
+            helper.remove(force=True)
 
     # --- exec -----------------------------------------------------------------------
 
@@ -470,9 +540,9 @@ class Provisioner:
         if not keep_volumes:
             for volume in self.managed("volumes", ws_id):
                 volume.remove(force=True)
-        agent_dir = self.agent_socket_dir(ws_id)
-        if agent_dir is not None:
-            shutil.rmtree(agent_dir, ignore_errors=True)
+        for root in (self.agent_socket_root, self.keepalive_root):
+            if root is not None:
+                shutil.rmtree(root / str(ws_id), ignore_errors=True)
 
     def remove_image_if_unused(self, image: str, protected: set[str]) -> bool:
         """Remove a built workspace image that no container and no live workspace uses."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 import peewee
 
 from app.models import Activity, utcnow
+from app.workspaces.policy import Use
 
 # A busy session would otherwise write on every keystroke; the idle timeout is counted
 # in minutes, so one write per half minute per source loses nothing that matters.
@@ -35,12 +37,14 @@ def record(
     *,
     sessions: int = 0,
     force: bool = False,
+    at: datetime | None = None,
 ) -> bool:
-    """Note use of a workspace through ``source``; ``sessions`` is +1 when a session opens
-    and -1 when it closes (always written). Returns whether a row was written."""
+    """Note use of a workspace through ``source`` (now, or ``at`` for use observed
+    later, such as a heartbeat file); ``sessions`` is +1 when a session opens and -1 when
+    it closes (always written). Returns whether a row was written."""
     if not _due(workspace_id, source, force or bool(sessions)):
         return False
-    now = utcnow()
+    now = min(at, utcnow()) if at else utcnow()
     (
         Activity.insert(
             workspace=workspace_id,
@@ -72,13 +76,20 @@ def reset_sessions(source: str) -> None:
     Activity.update(open_sessions=0).where(Activity.source == source).execute()
 
 
+def uses(workspace_id: int) -> list[Use]:
+    return [
+        Use(r.source, r.last_at, r.detail, r.open_sessions)
+        for r in Activity.select().where(Activity.workspace == workspace_id)
+    ]
+
+
 def summary(workspace_id: int) -> dict | None:
-    rows = list(Activity.select().where(Activity.workspace == workspace_id))
+    rows = uses(workspace_id)
     if not rows:
         return None
-    latest = max(rows, key=lambda r: r.last_at)
+    latest = max(rows, key=lambda r: r.at)
     return {
-        "last_at": latest.last_at,
+        "last_at": latest.at,
         "source": latest.source,
         "detail": latest.detail,
         "open_sessions": {r.source: r.open_sessions for r in rows if r.open_sessions},

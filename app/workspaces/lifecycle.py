@@ -13,6 +13,9 @@ from pathlib import Path
 import docker
 
 from app import devcontainer as dc
+from app.backups import BackupError
+from app.backups import workspaces as volume_backups
+from app.config import Settings
 from app.devcontainer.build import ImageUser, image_users
 from app.messages import first_line
 from app.models import StateChange, Transition, Workspace, utcnow
@@ -23,7 +26,12 @@ STOP_GRACE_SECONDS = 10
 
 
 class JobFailed(Exception):
-    """A transition could not complete; the message is what the user sees."""
+    """A transition could not complete; the message is what the user sees. With
+    ``keep_status`` the workspace is as it was (nothing was changed), not failed."""
+
+    def __init__(self, message: str, keep_status: bool = False):
+        super().__init__(message)
+        self.keep_status = keep_status
 
 
 class JobLog:
@@ -52,7 +60,11 @@ class JobLog:
 class Context:
     client: docker.DockerClient
     provisioner: Provisioner
-    data_dir: Path
+    settings: Settings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
 
 
 def set_status(
@@ -67,6 +79,9 @@ def set_status(
     ws.error = error
     ws.updated_at = utcnow()
     fields = [Workspace.status, Workspace.error, Workspace.updated_at]
+    if status != previous:
+        ws.status_since = ws.updated_at
+        fields.append(Workspace.status_since)
     if status == "deleted":
         ws.live_name = None
         fields.append(Workspace.live_name)
@@ -167,10 +182,19 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     )
     if fresh:
         user = _image_users(ctx, result.image_id).get(spec.remote_user) or ImageUser(0, 0, "/root")
-        if not any(
+        restore_from = json.loads(transition.options or "{}").get("restore")
+        has_volumes = any(
             v.name == ref.volume_name("workspace")
             for v in ctx.provisioner.managed("volumes", ws.id)
-        ):
+        )
+        if restore_from and not has_volumes:
+            try:
+                source = volume_backups.find(ctx.settings, restore_from)
+                roles = volume_backups.restore(ctx.provisioner, ref, result.image_id, source)
+            except BackupError as exc:
+                raise JobFailed(str(exc)) from None
+            log(f"restored the volumes {', '.join(roles)} from the backup {source.id}")
+        elif not has_volumes:
             if ws.repo_url:
                 log(f"copying the repository into {spec.workspace_folder}")
             ctx.provisioner.seed_workspace_volume(
@@ -181,7 +205,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 str(plan.config.workspace) if ws.repo_url else None,
             )
         container = ctx.provisioner.create_container(
-            ref, spec, _limits(ws), user.home, agent=_agent(ws)
+            ref, spec, _limits(ws), user.home, agent=_agent(ws), owner=(user.uid, user.gid)
         )
         ws.container_id = container.id
         ws.save(only=[Workspace.container_id])
@@ -196,7 +220,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
 
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
-    set_status(ws, "stopping", transition)
+    set_status(ws, "stopping", transition, message=transition.reason)
     container = ctx.provisioner.find_container(ws.id)
     if container is not None:
         ctx.provisioner.stop(container, STOP_GRACE_SECONDS)
@@ -228,10 +252,17 @@ def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -
         _discard_image(ctx, ws, old_image)
 
 
-def _delete(ctx: Context, ws: Workspace, transition: Transition) -> None:
+def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
     options = json.loads(transition.options or "{}")
     keep = bool(options.get("keep_volumes"))
-    set_status(ws, "deleting", transition)
+    if options.get("backup_first"):
+        try:
+            taken = _backup(ctx, ws, log)
+        except (BackupError, ProvisionError, docker.errors.APIError) as exc:
+            set_status(ws, ws.status, transition, message=f"not deleted: the backup failed: {exc}")
+            raise JobFailed(f"the backup before deleting failed: {exc}", keep_status=True) from None
+        log(f"volumes backed up as {taken.id}")
+    set_status(ws, "deleting", transition, message=transition.reason)
     ws.keep_volumes = keep
     ws.save(only=[Workspace.keep_volumes])
     ctx.provisioner.remove_workspace(ws.id, keep_volumes=keep)
@@ -241,11 +272,33 @@ def _delete(ctx: Context, ws: Workspace, transition: Transition) -> None:
         _discard_image(ctx, ws, ws.image)
 
 
+def _backup(ctx: Context, ws: Workspace, log: JobLog) -> volume_backups.Backup:
+    """Archive the workspace's volumes (a running workspace keeps running)."""
+    from app.provisioner.base_image import BASE_IMAGE
+
+    log("backing up the workspace's volumes")
+    return volume_backups.backup(
+        ctx.settings,
+        ctx.provisioner,
+        _ref(ctx, ws),
+        ws.image or BASE_IMAGE,
+        {
+            "workspace_id": ws.id,
+            "template": ws.template.name if ws.template else None,
+            "repo": {"url": ws.repo_url, "ref": ws.repo_ref} if ws.repo_url else None,
+            "parameters": json.loads(ws.parameters),
+        },
+    )
+
+
 def run(ctx: Context, transition: Transition) -> None:
     """Carry out one transition; record its outcome, its log and the workspace's state."""
     ws = Workspace.get_by_id(transition.workspace_id)
     log = JobLog(transition)
     log(f"{transition.kind} requested by {transition.actor or transition.cause}")
+    if transition.reason:
+        log(f"reason: {transition.reason}")
+    keep_status = False
     try:
         if ws.status == "deleted":
             raise JobFailed("the workspace was deleted before this job ran")
@@ -258,16 +311,24 @@ def run(ctx: Context, transition: Transition) -> None:
             _create_and_start(ctx, ws, log, transition)
         elif transition.kind == "rebuild":
             _rebuild(ctx, ws, log, transition)
+        elif transition.kind == "backup":
+            try:
+                taken = _backup(ctx, ws, log)
+            except BackupError as exc:
+                raise JobFailed(str(exc), keep_status=True) from None
+            log(f"backup {taken.id} written ({taken.size} bytes)")
         elif transition.kind == "delete":
-            _delete(ctx, ws, transition)
+            _delete(ctx, ws, log, transition)
         outcome, error = "succeeded", None
-    except (JobFailed, dc.DevcontainerError, ProvisionError, templates.ParameterError) as exc:
+    except JobFailed as exc:
+        outcome, error, keep_status = "failed", str(exc), exc.keep_status
+    except (dc.DevcontainerError, ProvisionError, templates.ParameterError) as exc:
         outcome, error = "failed", str(exc)
     except docker.errors.APIError as exc:
         outcome, error = "failed", f"Docker: {first_line(exc)}"
     if error:
         log(f"error: {error}")
-        if ws.status != "deleted":
+        if ws.status != "deleted" and not keep_status:
             set_status(ws, "failed", transition, error=error)
     else:
         log(f"{transition.kind} done")

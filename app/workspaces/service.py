@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.backups import Backup, BackupError
+from app.backups import workspaces as volume_backups
 from app.db import write_transaction
-from app.durations import parse_duration
+from app.durations import format_duration, parse_duration
 from app.models import StateChange, Template, Transition, User, Workspace, stamp, utcnow
-from app.workspaces import activity, templates, wakeup
+from app.workspaces import activity, policy, templates, wakeup
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 ACTIVE_JOB = ("pending", "running")
@@ -26,6 +28,7 @@ ALLOWED_FROM = {
     "stop": ("running", "starting", "failed"),
     "restart": ("running", "failed"),
     "rebuild": ("running", "stopped", "failed"),
+    "backup": ("running", "stopped", "failed"),
     "delete": ("pending", "building", "starting", "running", "stopping", "stopped", "failed"),
 }
 
@@ -75,8 +78,7 @@ def validate_repo(repo, local_roots: list[Path]) -> tuple[str, str | None]:
     )
 
 
-def _ttl(value, template: Template | None, resolved: templates.Resolved) -> timedelta | None:
-    raw = value if value is not None else resolved.values.get("ttl")
+def _ttl(raw, template: Template | None) -> timedelta | None:
     if raw is None:
         return None
     try:
@@ -122,8 +124,17 @@ def create(
     actor: str | None = None,
     data_dir: Path,
     local_roots: list[Path] = (),
+    restore: Backup | None = None,
 ) -> Workspace:
+    """Record a new workspace; with ``restore`` (a workspace backup the caller may use),
+    its volumes come from that backup, and its source and parameters too unless given."""
     validate_name(name)
+    if restore is not None:
+        about = restore.meta
+        if template_name is None and repo is None:
+            template_name, repo = about.get("template"), about.get("repo")
+        if parameters is None:
+            parameters = about.get("parameters")
     template = None
     if template_name is not None:
         template = Template.get_or_none((Template.name == template_name) & Template.enabled)
@@ -148,7 +159,7 @@ def create(
         resolved = templates.resolve_parameters(template, parameters)
     except templates.ParameterError as exc:
         raise WorkspaceError(422, "invalid_parameter", str(exc)) from None
-    lifetime = _ttl(ttl, template, resolved)
+    lifetime = _ttl(ttl if ttl is not None else resolved.values.get("ttl"), template)
     with write_transaction():
         if (
             Workspace.select()
@@ -167,8 +178,21 @@ def create(
             status="pending",
             ttl_expires_at=utcnow() + lifetime if lifetime else None,
         )
-        job = Transition.create(workspace=ws, kind="create", cause=cause, actor=actor)
-        _record(ws, "pending", cause, actor, job, "created")
+        job = Transition.create(
+            workspace=ws,
+            kind="create",
+            cause=cause,
+            actor=actor,
+            options=json.dumps({"restore": restore.id} if restore else {}),
+        )
+        _record(
+            ws,
+            "pending",
+            cause,
+            actor,
+            job,
+            f"created from the backup {restore.id}" if restore else "created",
+        )
     wakeup.notify(data_dir)
     return ws
 
@@ -180,6 +204,7 @@ def request(
     cause: str = "user",
     actor: str | None = None,
     options: dict | None = None,
+    reason: str | None = None,
     data_dir: Path,
 ) -> Transition:
     """Record that ``ws`` should go through ``kind``; the worker carries it out."""
@@ -205,7 +230,12 @@ def request(
         ):
             raise WorkspaceError(409, "busy", f"workspace {ws.name!r} is already being deleted")
         job = Transition.create(
-            workspace=ws, kind=kind, cause=cause, actor=actor, options=json.dumps(options or {})
+            workspace=ws,
+            kind=kind,
+            cause=cause,
+            actor=actor,
+            options=json.dumps(options or {}),
+            reason=reason,
         )
     wakeup.notify(data_dir)
     return job
@@ -254,6 +284,101 @@ def _activity(ws: Workspace) -> dict | None:
     return found
 
 
+def backup_for(user: User, backup_id, settings) -> Backup:
+    """A workspace backup ``user`` may restore (their own; any for admins), else 404."""
+    try:
+        found = volume_backups.find(settings, backup_id)
+    except BackupError:
+        found = None
+    if found is None or (not user.is_admin and found.meta.get("owner") != user.username):
+        raise WorkspaceError(404, "not_found", f"there is no workspace backup {backup_id!r}")
+    return found
+
+
+def outlook(ws: Workspace, now=None) -> policy.Outlook:
+    """What will happen to ``ws`` by itself, and what is due (see app.workspaces.policy)."""
+    rules = policy.policy_for(ws.template, json.loads(ws.parameters))
+    return policy.outlook(ws, rules, activity.uses(ws.id), now or utcnow())
+
+
+def _idle_timeout_text(ws: Workspace) -> str:
+    timeout = policy.idle_timeout_of(json.loads(ws.parameters).get("idle_timeout"))
+    return format_duration(timeout) if timeout else "never"
+
+
+def _note(ws: Workspace, actor: str | None, cause: str, message: str) -> None:
+    """A history line for a change that is not a transition (TTL, idle timeout)."""
+    StateChange.create(
+        workspace=ws,
+        from_status=ws.status,
+        to_status=ws.status,
+        cause=cause,
+        actor=actor,
+        message=message,
+    )
+
+
+def set_ttl(ws: Workspace, body: dict, *, actor: str, cause: str) -> Workspace:
+    """Set the deletion deadline from ``{"ttl": "4h"}`` (from now), ``{"expires_at":
+    ISO time}``, or remove it with ``{"ttl": null}`` when the template allows."""
+    unknown = sorted(set(body) - {"ttl", "expires_at"})
+    if unknown or len(body) != 1:
+        raise WorkspaceError(
+            422, "invalid_ttl", 'send exactly one of "ttl" (like "4h", or null) or "expires_at"'
+        )
+    now = utcnow()
+    if "expires_at" in body:
+        try:
+            deadline = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise WorkspaceError(
+                422, "invalid_ttl", f"expires_at {body['expires_at']!r} is not an ISO 8601 time"
+            ) from None
+        if deadline.tzinfo is not None:
+            deadline = deadline.astimezone(UTC).replace(tzinfo=None)
+        if deadline <= now:
+            raise WorkspaceError(422, "invalid_ttl", "expires_at must be in the future")
+    elif body["ttl"] is None:
+        if ws.template and ws.template.profile == "agent":
+            raise WorkspaceError(422, "invalid_ttl", "agent sandboxes always have a TTL")
+        deadline = None
+    else:
+        deadline = now + _ttl(body["ttl"], ws.template)
+    max_hours = json.loads(ws.template.limits).get("max_ttl_hours") if ws.template else None
+    if deadline and max_hours and deadline - now > timedelta(hours=max_hours):
+        raise WorkspaceError(
+            422, "invalid_ttl", f"the deadline is further than this template allows ({max_hours}h)"
+        )
+    with write_transaction():
+        ws.ttl_expires_at = deadline
+        ws.save(only=[Workspace.ttl_expires_at])
+        _note(
+            ws,
+            actor,
+            cause,
+            f"TTL: deleted at {deadline:%Y-%m-%d %H:%M:%S} UTC" if deadline else "TTL removed",
+        )
+    return ws
+
+
+def set_idle_timeout(ws: Workspace, value, *, actor: str, cause: str) -> Workspace:
+    """Change the idle timeout within the template's range ("0" = never, if allowed)."""
+    parameters = json.loads(ws.parameters)
+    schema = json.loads(ws.template.parameters) if ws.template else {}
+    spec = schema.get("idle_timeout", {"type": "duration"})
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
+        raise WorkspaceError(422, "invalid_parameter", 'idle_timeout must be like "30m", or "0"')
+    try:
+        parameters["idle_timeout"] = templates.check_parameter("idle_timeout", spec, str(value))
+    except templates.ParameterError as exc:
+        raise WorkspaceError(422, "invalid_parameter", str(exc)) from None
+    with write_transaction():
+        ws.parameters = json.dumps(parameters)
+        ws.save(only=[Workspace.parameters])
+        _note(ws, actor, cause, f"idle timeout set to {_idle_timeout_text(ws)}")
+    return ws
+
+
 def ssh_command(ws: Workspace, viewer: User, host: str, port: int) -> str:
     """The command that opens a shell in ``ws`` through the gateway, for ``viewer``."""
     login = ws.name if ws.owner_id == viewer.id else f"{ws.owner.username}.{ws.name}"
@@ -279,6 +404,10 @@ def to_dict(ws: Workspace, viewer: User | None = None, ssh: tuple[str, int] | No
         "ttl_expires_at": stamp(ws.ttl_expires_at),
         "ssh": ssh_command(ws, viewer, *ssh) if viewer is not None and ssh else None,
         "activity": _activity(ws),
+        "lifecycle": {
+            "idle_timeout": _idle_timeout_text(ws),
+            **policy.describe(outlook(ws)),
+        },
         "last_transition": {
             "id": last.id,
             "kind": last.kind,

@@ -92,7 +92,7 @@ def approvals(template: Template | None) -> Approvals:
     )
 
 
-def _check(name: str, spec: dict, value):
+def check_parameter(name: str, spec: dict, value):
     kind = spec.get("type", "string")
     unit = f" {spec['unit']}" if spec.get("unit") else ""
     if kind in ("number", "integer"):
@@ -110,17 +110,34 @@ def _check(name: str, spec: dict, value):
             )
         return int(value) if kind == "integer" else float(value)
     if kind == "duration":
-        try:
-            parse_duration(str(value))
-        except ValueError as exc:
-            raise ParameterError(f"parameter {name!r}: {exc}") from None
-        return str(value)
+        return _check_duration(name, spec, str(value).strip())
     if kind == "boolean":
         if not isinstance(value, bool):
             raise ParameterError(f"parameter {name!r} must be true or false, not {value!r}")
         return value
     if not isinstance(value, str):
         raise ParameterError(f"parameter {name!r} must be text, not {value!r}")
+    return value
+
+
+def _check_duration(name: str, spec: dict, value: str) -> str:
+    """A duration within the spec's min and max; "0" (never) only if it allows it."""
+    if value.lower() in ("0", "never"):
+        if not spec.get("allow_never"):
+            raise ParameterError(f"parameter {name!r}: this template does not allow 0 (never)")
+        return "0"
+    try:
+        given = parse_duration(value)
+        for bound, too in (("min", "shorter"), ("max", "longer")):
+            limit = spec.get(bound)
+            if limit and (
+                given < parse_duration(limit) if bound == "min" else given > parse_duration(limit)
+            ):
+                raise ParameterError(
+                    f"parameter {name!r}: {value} is {too} than this template allows ({limit})"
+                )
+    except ValueError as exc:
+        raise ParameterError(f"parameter {name!r}: {exc}") from None
     return value
 
 
@@ -136,7 +153,7 @@ def resolve_parameters(template: Template | None, given: dict | None) -> Resolve
     values = {}
     for name, spec in schema.items():
         if name in given:
-            values[name] = _check(name, spec, given[name])
+            values[name] = check_parameter(name, spec, given[name])
         elif "default" in spec:
             values[name] = spec["default"]
     cpus = float(values.get("cpu", 2))

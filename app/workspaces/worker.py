@@ -16,12 +16,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
 from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
+from app.scheduler import Book, jobs
 from app.workspaces import lifecycle, templates, wakeup
 
 log = logging.getLogger("berth.worker")
@@ -86,8 +88,9 @@ class Worker:
             settings.instance,
             settings.subnet_pool,
             agent_socket_root=settings.agent_socket_root,
+            keepalive_root=settings.keepalive_root,
         )
-        self.ctx = lifecycle.Context(self.client, self.provisioner, settings.data_dir)
+        self.ctx = lifecycle.Context(self.client, self.provisioner, settings)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
         self.busy: set[int] = set()
         self.busy_lock = threading.Lock()
@@ -223,6 +226,29 @@ class Worker:
 
     # --- main loop ----------------------------------------------------------------------
 
+    def schedule(self) -> Book:
+        settings = self.settings
+        book = Book()
+        book.add(
+            "reconcile",
+            lambda: "; ".join(self.reconcile()) or "in agreement",
+            IntervalTrigger(seconds=RECONCILE_SECONDS),
+            f"every {RECONCILE_SECONDS}s",
+        )
+        book.add(
+            "lifecycle",
+            lambda: jobs.sweep(settings),
+            IntervalTrigger(seconds=settings.lifecycle_interval),
+            f"every {settings.lifecycle_interval}s",
+        )
+        book.add(
+            "backup",
+            lambda: jobs.nightly_backup(settings),
+            CronTrigger.from_crontab(settings.backup_schedule, timezone="UTC"),
+            f"cron {settings.backup_schedule} (UTC)",
+        )
+        return book
+
     def run(self) -> None:
         listener = wakeup.Listener(self.settings.data_dir)
         with database.connection_context():
@@ -233,23 +259,15 @@ class Worker:
         if recovered:
             log.info("%d interrupted job(s) will run again", recovered)
         self.reconcile()
-        scheduler = BackgroundScheduler(daemon=True)
-        scheduler.add_job(
-            self.reconcile,
-            "interval",
-            seconds=RECONCILE_SECONDS,
-            id="reconcile",
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.start()
+        book = self.schedule()
+        book.start()
         log.info("worker ready (data in %s)", self.settings.data_dir)
         try:
             while not self.stopping.is_set():
                 self.dispatch()
                 listener.wait(SAFETY_NET_SECONDS)
         finally:
-            scheduler.shutdown(wait=False)
+            book.shutdown()
             self.pool.shutdown(wait=True, cancel_futures=False)
             listener.close()
 

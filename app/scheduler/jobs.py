@@ -1,0 +1,103 @@
+"""What the scheduler runs: the lifecycle sweep (idle stop, max runtime, TTL, dormancy,
+failed cleanup) and the nightly database backup with retention.
+
+The sweep only records transitions (cause ``schedule``, the rule as actor, the reason
+in words); the worker carries them out like any other, so automatic actions show in
+the workspace history exactly like manual ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+from app.backups import database as db_backups
+from app.config import Settings
+from app.models import Transition, Workspace, utcnow
+from app.workspaces import activity, policy, service
+
+log = logging.getLogger("berth.scheduler")
+# An automatic action that failed (a backup before deletion, say) is retried at most
+# this often, not on every sweep.
+RETRY_AFTER = timedelta(hours=1)
+KEEPALIVE_FILE = "keepalive"
+
+
+def read_keepalive(settings: Settings, ws: Workspace) -> bool:
+    """Turn a touch of ``/run/berth/keepalive`` (``berth-keepalive``) into activity."""
+    path = settings.keepalive_root / str(ws.id) / KEEPALIVE_FILE
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    touched = datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
+    known = [u.at for u in activity.uses(ws.id) if u.source == "keepalive"]
+    if known and touched <= known[0]:
+        return False
+    try:
+        detail = path.read_text(errors="replace")[:200].strip().splitlines()
+    except OSError:
+        detail = []
+    return activity.record(
+        ws.id, "keepalive", detail[0] if detail else "berth-keepalive", force=True, at=touched
+    )
+
+
+def _failed_recently(ws: Workspace, rule: str, now: datetime) -> bool:
+    return (
+        Transition.select()
+        .where(
+            (Transition.workspace == ws)
+            & (Transition.cause == "schedule")
+            & (Transition.actor == rule)
+            & (Transition.status == "failed")
+            & (Transition.finished_at > now - RETRY_AFTER)
+        )
+        .exists()
+    )
+
+
+def sweep(settings: Settings, now: datetime | None = None) -> str:
+    """Request every automatic stop or deletion that is due; return what was requested."""
+    now = now or utcnow()
+    requested = []
+    candidates = Workspace.select().where(Workspace.status.in_(("running", "stopped", "failed")))
+    for ws in candidates:
+        if ws.status == "running":
+            read_keepalive(settings, ws)
+        look = service.outlook(ws, now)
+        if look.due is None or service.active_job(ws) is not None:
+            continue
+        kind, rule, reason = look.due
+        if _failed_recently(ws, rule, now):
+            continue
+        rules = policy.policy_for(ws.template, json.loads(ws.parameters))
+        options = {}
+        if kind == "delete" and rule != "ttl" and rules.dormant_backup:
+            options["backup_first"] = True
+        try:
+            service.request(
+                ws,
+                kind,
+                cause="schedule",
+                actor=rule,
+                reason=reason,
+                options=options,
+                data_dir=settings.data_dir,
+            )
+        except service.WorkspaceError as exc:
+            log.info("%s: %s not requested: %s", ws.name, kind, exc.message)
+            continue
+        line = f"{ws.owner.username}/{ws.name}: {kind} ({rule}): {reason}"
+        log.info("lifecycle: %s", line)
+        requested.append(line)
+    return "; ".join(requested) or "nothing due"
+
+
+def nightly_backup(settings: Settings) -> str:
+    """Back up the database, then apply retention (only after a good backup)."""
+    taken = db_backups.backup_now(settings)
+    removed = db_backups.retention(settings)
+    return f"{taken.path.name} ({taken.size} bytes)" + (
+        f"; retention removed {', '.join(p.name for p in removed)}" if removed else ""
+    )
