@@ -131,6 +131,7 @@ class Settings:
     subnet_pool: str = "10.231.0.0/16"
     local_repo_roots: str = ""
     lifecycle_interval: int = 30  # seconds between idle/runtime/TTL/dormancy checks
+    activity_interval: int = 30  # at most one activity write per workspace and source
     backup_dir: str = ""  # <data dir>/backups by default
     backup_schedule: str = "0 3 * * *"  # cron, in UTC
     backup_keep_daily: int = 7
@@ -244,6 +245,10 @@ class Settings:
             local_repo_roots=str(pick("local_repo_roots", "")),
             lifecycle_interval=_as_positive_int(
                 "BERTH_LIFECYCLE_INTERVAL", pick("lifecycle_interval", 30)
+            )
+            or 1,
+            activity_interval=_as_positive_int(
+                "BERTH_ACTIVITY_INTERVAL", pick("activity_interval", 30)
             )
             or 1,
             backup_dir=str(Path(pick("backup_dir", "") or data_dir / "backups").expanduser()),

@@ -124,15 +124,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, docker_client, base_image):
-    """A real ``berth serve`` (web + worker) with an admin and two members, each with a token."""
+def start_stack(root, extra_env: dict | None = None):
+    """A real ``berth serve`` (web + worker + ssh) with an admin and two members, each
+    with a token; ``stop_stack`` deletes what they left and stops it."""
     from tests.berthapi import Client
 
-    root = tmp_path_factory.mktemp("stack")
     repos = root / "repos"
     repos.mkdir()
-    server = services.start_berth_serve(root / "data", {"BERTH_LOCAL_REPO_ROOTS": str(repos)})
+    server = services.start_berth_serve(
+        root / "data", {"BERTH_LOCAL_REPO_ROOTS": str(repos), **(extra_env or {})}
+    )
     clients = {}
     for name, admin in (("boss", True), ("ann", False), ("bob", False)):
         server.cli(
@@ -149,7 +150,11 @@ def stack(tmp_path_factory, docker_client, base_image):
     server.clients = clients
     instance = server.instance = (root / "data" / "instance_id").read_text().strip()
     server.docker_name = lambda ws_id, suffix="": f"berth-{instance}-ws-{ws_id}{suffix}"
-    yield server
+    return server
+
+
+def stop_stack(server) -> None:
+    clients = server.clients
     for client in clients.values():
         for ws in client.call("GET", "/workspaces").json():
             if ws["owner"] == [k for k, v in clients.items() if v is client][0]:
@@ -158,6 +163,13 @@ def stack(tmp_path_factory, docker_client, base_image):
         for ws in client.call("GET", "/workspaces").json():
             client.wait(ws["id"], "deleted", timeout=120)
     assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, docker_client, base_image):
+    server = start_stack(tmp_path_factory.mktemp("stack"))
+    yield server
+    stop_stack(server)
 
 
 SLOW_FIXTURES.add("stack")

@@ -101,6 +101,10 @@ DOCUMENT = {
                             "source": {"type": "string"},
                             "detail": {"type": "string"},
                             "open_sessions": {"type": "object"},
+                            "sources": {
+                                "type": "object",
+                                "description": "per source: last_at and detail",
+                            },
                         },
                     },
                     "lifecycle": {
@@ -169,6 +173,29 @@ DOCUMENT = {
                         "description": "templates",
                         **_json({"type": "array", "items": {"type": "object"}}),
                     }
+                },
+            )
+        },
+        "/templates/{id}": {
+            "patch": _op(
+                "Admins: change a template's parameters, limits, approvals or enabled",
+                {"200": {"description": "the template"}, "403": _ERROR, "422": _ERROR},
+                parameters=[
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                requestBody={
+                    "required": True,
+                    **_json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "parameters": {"type": "object"},
+                                "limits": {"type": "object"},
+                                "approvals": {"type": "object"},
+                                "enabled": {"type": "boolean"},
+                            },
+                        }
+                    ),
                 },
             )
         },
@@ -257,6 +284,13 @@ DOCUMENT = {
                         }
                     ),
                 },
+            )
+        },
+        "/workspaces/{id}/history": {
+            "get": _op(
+                "Status changes and jobs, newest first, with causes and reasons",
+                {"200": {"description": "history", **_json({"type": "object"})}},
+                parameters=[_ID],
             )
         },
         "/workspaces/{id}/backup": _transition("Back up the workspace's volumes (tarballs)"),

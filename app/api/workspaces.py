@@ -12,9 +12,9 @@ from app.api.auth import current_token, token_required
 from app.api.errors import ApiError
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import Template
+from app.models import StateChange, Template, Transition, stamp
 from app.provisioner.docker import Provisioner
-from app.workspaces import activity, logs, service
+from app.workspaces import activity, logs, service, templates
 
 
 def _settings():
@@ -37,9 +37,9 @@ def _dict(ws) -> dict:
     return service.to_dict(ws, _user(), (settings.ssh_host, settings.ssh_port))
 
 
-def _workspace(workspace_id):
+def _workspace(workspace_id, include_deleted: bool = False):
     try:
-        return service.get_visible(_user(), workspace_id)
+        return service.get_visible(_user(), workspace_id, include_deleted)
     except service.WorkspaceError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
 
@@ -67,6 +67,26 @@ def template_dict(template: Template) -> dict:
 def list_templates():
     rows = Template.select().where(Template.enabled).order_by(Template.name)
     return jsonify([template_dict(t) for t in rows])
+
+
+@bp.patch("/templates/<name>")
+@token_required
+def update_template(name):
+    """Admins change a template's parameters, limits (lifecycle too), approvals, enabled."""
+    if not _user().is_admin:
+        raise ApiError(403, "forbidden", "only admins change templates")
+    template = Template.get_or_none(Template.name == name)
+    if template is None:
+        raise ApiError(404, "not_found", f"there is no template {name!r}")
+    body = _body()
+    unknown = sorted(set(body) - {"parameters", "limits", "approvals", "enabled"})
+    if unknown:
+        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    try:
+        templates.update(template, **body)
+    except templates.TemplateError as exc:
+        raise ApiError(422, "invalid_template", str(exc)) from None
+    return jsonify(template_dict(template))
 
 
 @bp.post("/workspaces")
@@ -104,6 +124,45 @@ def list_workspaces():
 @token_required
 def get_workspace(workspace_id):
     return jsonify(_dict(_workspace(workspace_id)))
+
+
+@bp.get("/workspaces/<workspace_id>/history")
+@token_required
+def workspace_history(workspace_id):
+    """Every status change, newest first, with its cause, actor and note (the reason of
+    an automatic action), and the jobs with their reasons."""
+    ws = _workspace(workspace_id, include_deleted=True)
+    changes = ws.state_changes.order_by(StateChange.id.desc()).limit(200)
+    jobs = ws.transitions.order_by(Transition.id.desc()).limit(100)
+    return jsonify(
+        {
+            "changes": [
+                {
+                    "at": stamp(c.at),
+                    "from": c.from_status,
+                    "to": c.to_status,
+                    "cause": c.cause,
+                    "actor": c.actor,
+                    "message": c.message,
+                }
+                for c in changes
+            ],
+            "transitions": [
+                {
+                    "id": t.id,
+                    "kind": t.kind,
+                    "status": t.status,
+                    "cause": t.cause,
+                    "actor": t.actor,
+                    "reason": t.reason,
+                    "error": t.error,
+                    "created_at": stamp(t.created_at),
+                    "finished_at": stamp(t.finished_at),
+                }
+                for t in jobs
+            ],
+        }
+    )
 
 
 @bp.post("/workspaces/<workspace_id>/activity")

@@ -24,7 +24,8 @@ def folder(settings: Settings) -> Path:
 
 
 def _sqlite_path(settings: Settings) -> Path:
-    return Path(urlsplit(settings.database_url).path)
+    # sqlite:////abs/path has the path "//abs/path"; one leading slash is the same file.
+    return Path("/" + urlsplit(settings.database_url).path.lstrip("/"))
 
 
 def backup_now(settings: Settings, now: datetime | None = None) -> Backup:
@@ -56,7 +57,7 @@ def _sqlite_copy(source: Path, destination: Path) -> None:
     if not source.exists():
         raise BackupError(f"the database file {source} does not exist")
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src = sqlite3.connect(source)
         dst = sqlite3.connect(destination)
         with dst:
             src.backup(dst)  # consistent even while web and worker write

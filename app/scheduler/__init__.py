@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from app.backups import BackupError
 from app.db import database
 from app.models import ScheduledJob, utcnow
 
@@ -30,7 +31,10 @@ def run_recorded(name: str, func: Callable[[], str | None], next_run_at=None) ->
     try:
         detail, outcome = func(), "succeeded"
     except Exception as exc:
-        log.exception("scheduled job %s failed", name)
+        # An expected failure (BackupError names its cause) needs no traceback.
+        log.error(
+            "scheduled job %s failed: %s", name, exc, exc_info=not isinstance(exc, BackupError)
+        )
         detail, outcome = f"{type(exc).__name__}: {exc}", "failed"
     ScheduledJob.update(
         last_finished_at=utcnow(),

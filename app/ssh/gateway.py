@@ -318,7 +318,11 @@ class Connection(paramiko.ServerInterface):
         try:
             with short_connection():
                 activity.record(
-                    self.workspace_id, "ssh", f"{detail} ({self.user.username})", sessions=sessions
+                    self.workspace_id,
+                    "ssh",
+                    f"{detail} ({self.user.username})",
+                    sessions=sessions,
+                    every=self.gateway.settings.activity_interval,
                 )
         except Exception:  # activity is bookkeeping; it never breaks a session
             log.exception("ssh: could not record activity for %s", self.target)

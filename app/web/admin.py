@@ -1,4 +1,4 @@
-"""The admin page: people and their accounts."""
+"""The admin page: people, workspaces, templates, scheduled jobs and backups."""
 
 import io
 import json
@@ -12,18 +12,12 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required
 
 from app import accounts
-from app.models import ROLES, Template, User, Workspace, utcnow
+from app.backups import database as db_backups
+from app.backups import workspaces as volume_backups
+from app.models import ROLES, ScheduledJob, Template, User, Workspace
+from app.scheduler import register, run_recorded
+from app.scheduler.jobs import nightly_backup
 from app.workspaces import service, templates
-
-APPROVAL_KEYS = {
-    "privileged",
-    "capabilities",
-    "security_opts",
-    "host_mounts",
-    "docker_socket",
-    "host_namespaces",
-    "devices",
-}
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -52,23 +46,38 @@ def index():
     users = User.select().order_by(User.username)
     workspaces = service.visible_to(current_user.row).order_by(Workspace.id.desc())
     templates = Template.select().order_by(Template.name)
+    settings = current_app.config["BERTH_SETTINGS"]
     return render_template(
         "admin/index.html",
         users=users,
         roles=ROLES,
         workspaces=list(workspaces),
         templates=list(templates),
+        jobs=list(ScheduledJob.select().order_by(ScheduledJob.name)),
+        backups=db_backups.list_backups(settings) + volume_backups.list_backups(settings),
+        backup_dir=settings.backups,
     )
 
 
-def _json_field(name: str, text: str, must_be: type) -> str:
+@bp.route("/backups", methods=["POST"])
+@admin_required
+def backup_now():
+    """The nightly database backup, now (recorded like the scheduled run)."""
+    settings = current_app.config["BERTH_SETTINGS"]
+    register("backup", f"cron {settings.backup_schedule} (UTC)")
+    detail = run_recorded("backup", lambda: nightly_backup(settings))
+    if detail is None:
+        flash("The backup failed; see Scheduled jobs.", "error")
+    else:
+        flash(f"Backup written: {detail}.", "success")
+    return redirect(url_for("admin.index"))
+
+
+def _json_field(name: str, text: str):
     try:
-        value = json.loads(text or "{}")
+        return json.loads(text or "{}")
     except ValueError as exc:
         raise ValueError(f"{name} is not valid JSON: {exc}") from None
-    if not isinstance(value, must_be):
-        raise ValueError(f"{name} must be a JSON object")
-    return json.dumps(value)
 
 
 @bp.route("/templates", methods=["POST"])
@@ -143,21 +152,16 @@ def update_template(template_id):
     if template is None:
         abort(404, "There is no such template.")
     try:
-        parameters = _json_field("parameters", request.form.get("parameters"), dict)
-        limits = _json_field("limits", request.form.get("limits"), dict)
-        approvals = _json_field("approvals", request.form.get("approvals"), dict)
-        unknown = set(json.loads(approvals)) - APPROVAL_KEYS
-        if unknown:
-            raise ValueError(
-                f"unknown approval {sorted(unknown)[0]!r}; use {', '.join(sorted(APPROVAL_KEYS))}"
-            )
-    except ValueError as exc:
+        templates.update(
+            template,
+            parameters=_json_field("parameters", request.form.get("parameters")),
+            limits=_json_field("limits", request.form.get("limits")),
+            approvals=_json_field("approvals", request.form.get("approvals")),
+            enabled=request.form.get("enabled") == "on",
+        )
+    except (ValueError, templates.TemplateError) as exc:
         flash(f"Template {template.name} not changed: {exc}.", "error")
         return redirect(url_for("admin.index"))
-    template.parameters, template.limits, template.approvals = parameters, limits, approvals
-    template.enabled = request.form.get("enabled") == "on"
-    template.updated_at = utcnow()
-    template.save()
     flash(f"Template {template.name} saved.", "success")
     return redirect(url_for("admin.index"))
 

@@ -19,12 +19,13 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import StateChange, Template, Transition
 from app.workspaces import logs, service
 
 bp = Blueprint("dashboard", __name__)
-ACTIONS = ("start", "stop", "restart", "rebuild", "delete")
+ACTIONS = ("start", "stop", "restart", "rebuild", "delete", "backup")
 
 
 def _settings():
@@ -64,8 +65,17 @@ def statuses():
 @login_required
 def create():
     templates = _templates()
+    backups = volume_backups.list_backups(
+        _settings(), None if current_user.is_admin else current_user.username
+    )
+
+    def again(status=200):
+        return render_template(
+            "dashboard/new.html", templates=templates, backups=backups, form=request.values
+        ), status
+
     if request.method == "GET":
-        return render_template("dashboard/new.html", templates=templates, form=request.args)
+        return again()
     form = request.form
     parameters = {}
     for name, cast in (("cpu", float), ("memory", int)):
@@ -74,17 +84,20 @@ def create():
                 parameters[name] = cast(form[name])
             except ValueError:
                 flash(f"{name}: {form[name]!r} is not a number.", "error")
-                return render_template("dashboard/new.html", templates=templates, form=form), 422
+                return again(422)
+    if form.get("idle_timeout", "").strip():
+        parameters["idle_timeout"] = form["idle_timeout"].strip()
     repo = (
         {"url": form["repo_url"].strip(), "ref": form.get("repo_ref", "").strip() or None}
         if form.get("repo_url", "").strip()
         else None
     )
     try:
+        restore = form.get("restore") or None
         ws = service.create(
             current_user.row,
             form.get("name", "").strip(),
-            template_name=form.get("template") or None,
+            template_name=None if restore else (form.get("template") or None),
             repo=repo,
             parameters=parameters or None,
             ttl=form.get("ttl", "").strip() or None,
@@ -92,10 +105,11 @@ def create():
             actor=current_user.username,
             data_dir=_settings().data_dir,
             local_roots=_settings().repo_roots,
+            restore=service.backup_for(current_user.row, restore, _settings()) if restore else None,
         )
     except service.WorkspaceError as exc:
         flash(f"Workspace not created: {exc.message}.", "error")
-        return render_template("dashboard/new.html", templates=templates, form=form), exc.status
+        return again(exc.status)
     flash(f"Workspace {ws.name} is being created.", "success")
     return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
 
@@ -116,7 +130,50 @@ def workspace(workspace_id):
             ws, current_user.row, _settings().ssh_host, _settings().ssh_port
         ),
         activity=service.activity.summary(ws.id),
+        outlook=service.outlook(ws),
+        idle_timeout=service.idle_timeout_text(ws),
+        backups=[
+            b
+            for b in volume_backups.list_backups(_settings(), ws.owner.username)
+            if b.meta.get("workspace_id") == ws.id
+        ],
     )
+
+
+@bp.route("/workspaces/<int:workspace_id>/ttl", methods=["POST"])
+@login_required
+def set_ttl(workspace_id):
+    ws = _visible(workspace_id)
+    value = request.form.get("ttl", "").strip()
+    return _change(
+        ws,
+        lambda: service.set_ttl(
+            ws, {"ttl": value or None}, actor=current_user.username, cause="user"
+        ),
+        f"Time to live of {ws.name} set.",
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/idle-timeout", methods=["POST"])
+@login_required
+def set_idle_timeout(workspace_id):
+    ws = _visible(workspace_id)
+    value = request.form.get("idle_timeout", "").strip()
+    return _change(
+        ws,
+        lambda: service.set_idle_timeout(ws, value, actor=current_user.username, cause="user"),
+        f"Idle timeout of {ws.name} set.",
+    )
+
+
+def _change(ws, change, done: str):
+    try:
+        change()
+    except service.WorkspaceError as exc:
+        flash(sentence(exc.message), "error")
+    else:
+        flash(done, "success")
+    return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
 
 
 @bp.route("/workspaces/<int:workspace_id>/<action>", methods=["POST"])

@@ -20,11 +20,11 @@ _last_write: dict[tuple[int, str], float] = {}
 _lock = threading.Lock()
 
 
-def _due(workspace_id: int, source: str, force: bool) -> bool:
+def _due(workspace_id: int, source: str, force: bool, every: float) -> bool:
     key = (workspace_id, source)
     now = time.monotonic()
     with _lock:
-        if not force and now - _last_write.get(key, -THROTTLE_SECONDS) < THROTTLE_SECONDS:
+        if not force and now - _last_write.get(key, -every) < every:
             return False
         _last_write[key] = now
         return True
@@ -38,11 +38,13 @@ def record(
     sessions: int = 0,
     force: bool = False,
     at: datetime | None = None,
+    every: float = THROTTLE_SECONDS,
 ) -> bool:
     """Note use of a workspace through ``source`` (now, or ``at`` for use observed
     later, such as a heartbeat file); ``sessions`` is +1 when a session opens and -1 when
-    it closes (always written). Returns whether a row was written."""
-    if not _due(workspace_id, source, force or bool(sessions)):
+    it closes (always written); otherwise at most one write per ``every`` seconds.
+    Returns whether a row was written."""
+    if not _due(workspace_id, source, force or bool(sessions), every):
         return False
     now = min(at, utcnow()) if at else utcnow()
     (
@@ -93,4 +95,5 @@ def summary(workspace_id: int) -> dict | None:
         "source": latest.source,
         "detail": latest.detail,
         "open_sessions": {r.source: r.open_sessions for r in rows if r.open_sessions},
+        "sources": {r.source: {"last_at": r.at, "detail": r.detail} for r in rows},
     }

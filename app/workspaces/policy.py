@@ -29,7 +29,7 @@ class Policy:
 
     idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT  # None: never stops when idle
     max_runtime: timedelta | None = None
-    warn_before: timedelta = DEFAULT_WARN_BEFORE
+    warn_before: timedelta | None = None  # default: 15 minutes or a quarter of the period
     dormant_after: timedelta | None = None
     dormant_backup: bool = False
     failed_cleanup_after: timedelta | None = None
@@ -52,7 +52,7 @@ def policy_for(template, parameters: dict) -> Policy:
     return Policy(
         idle_timeout=idle_timeout_of(parameters.get("idle_timeout")),
         max_runtime=_duration(limits, "max_runtime"),
-        warn_before=_duration(limits, "warn_before") or DEFAULT_WARN_BEFORE,
+        warn_before=_duration(limits, "warn_before"),
         dormant_after=_duration(limits, "dormant_after"),
         dormant_backup=bool(limits.get("dormant_backup")),
         failed_cleanup_after=_duration(limits, "failed_cleanup_after"),
@@ -88,7 +88,7 @@ def _clock(at: datetime) -> str:
 
 
 def _warn_window(policy: Policy, period: timedelta) -> timedelta:
-    return min(policy.warn_before, period / 4)
+    return policy.warn_before or min(DEFAULT_WARN_BEFORE, period / 4)
 
 
 def outlook(ws, policy: Policy, uses: list[Use], now: datetime) -> Outlook:

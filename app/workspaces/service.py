@@ -251,16 +251,19 @@ def active_job(ws: Workspace) -> Transition | None:
     )
 
 
-def visible_to(user: User):
-    query = Workspace.select(Workspace, User).join(User).where(Workspace.status != "deleted")
+def visible_to(user: User, include_deleted: bool = False):
+    query = Workspace.select(Workspace, User).join(User)
+    if not include_deleted:
+        query = query.where(Workspace.status != "deleted")
     return query if user.is_admin else query.where(Workspace.owner == user)
 
 
-def get_visible(user: User, workspace_id) -> Workspace:
-    """The workspace if ``user`` may see it; otherwise 404, whether it exists or not."""
+def get_visible(user: User, workspace_id, include_deleted: bool = False) -> Workspace:
+    """The workspace if ``user`` may see it; otherwise 404, whether it exists or not.
+    Deleted ones only with ``include_deleted`` (their history stays readable)."""
     ws = None
     if str(workspace_id).isdigit():
-        ws = visible_to(user).where(Workspace.id == int(workspace_id)).first()
+        ws = visible_to(user, include_deleted).where(Workspace.id == int(workspace_id)).first()
     if ws is None:
         raise WorkspaceError(404, "not_found", f"there is no workspace {workspace_id}")
     return ws
@@ -281,6 +284,8 @@ def _activity(ws: Workspace) -> dict | None:
     found = activity.summary(ws.id)
     if found:
         found["last_at"] = stamp(found["last_at"])
+        for seen in found["sources"].values():
+            seen["last_at"] = stamp(seen["last_at"])
     return found
 
 
@@ -301,7 +306,7 @@ def outlook(ws: Workspace, now=None) -> policy.Outlook:
     return policy.outlook(ws, rules, activity.uses(ws.id), now or utcnow())
 
 
-def _idle_timeout_text(ws: Workspace) -> str:
+def idle_timeout_text(ws: Workspace) -> str:
     timeout = policy.idle_timeout_of(json.loads(ws.parameters).get("idle_timeout"))
     return format_duration(timeout) if timeout else "never"
 
@@ -375,7 +380,7 @@ def set_idle_timeout(ws: Workspace, value, *, actor: str, cause: str) -> Workspa
     with write_transaction():
         ws.parameters = json.dumps(parameters)
         ws.save(only=[Workspace.parameters])
-        _note(ws, actor, cause, f"idle timeout set to {_idle_timeout_text(ws)}")
+        _note(ws, actor, cause, f"idle timeout set to {idle_timeout_text(ws)}")
     return ws
 
 
@@ -405,7 +410,7 @@ def to_dict(ws: Workspace, viewer: User | None = None, ssh: tuple[str, int] | No
         "ssh": ssh_command(ws, viewer, *ssh) if viewer is not None and ssh else None,
         "activity": _activity(ws),
         "lifecycle": {
-            "idle_timeout": _idle_timeout_text(ws),
+            "idle_timeout": idle_timeout_text(ws),
             **policy.describe(outlook(ws)),
         },
         "last_transition": {

@@ -177,7 +177,54 @@ def resolve_parameters(template: Template | None, given: dict | None) -> Resolve
 
 
 class TemplateError(Exception):
-    """A template cannot be added; the message names the field."""
+    """A template cannot be added or changed; the message names the field."""
+
+
+APPROVAL_KEYS = {
+    "privileged",
+    "capabilities",
+    "security_opts",
+    "host_mounts",
+    "docker_socket",
+    "host_namespaces",
+    "devices",
+}
+LIMIT_DURATIONS = ("max_runtime", "warn_before", "dormant_after", "failed_cleanup_after")
+
+
+def update(
+    template: Template,
+    *,
+    parameters: dict | None = None,
+    limits: dict | None = None,
+    approvals: dict | None = None,
+    enabled: bool | None = None,
+) -> Template:
+    """Change what an admin may change; anything invalid is refused before any change."""
+    for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):
+        if value is not None and not isinstance(value, dict):
+            raise TemplateError(f"{name} must be a JSON object")
+    for key in LIMIT_DURATIONS:
+        if limits and limits.get(key) not in (None, "", 0, "0"):
+            try:
+                parse_duration(str(limits[key]))
+            except ValueError as exc:
+                raise TemplateError(f"limits.{key}: {exc}") from None
+    unknown = set(approvals or {}) - APPROVAL_KEYS
+    if unknown:
+        raise TemplateError(
+            f"unknown approval {sorted(unknown)[0]!r}; use {', '.join(sorted(APPROVAL_KEYS))}"
+        )
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TemplateError("enabled must be true or false")
+    for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):
+        if value is not None:
+            setattr(template, name, json.dumps(value))
+    if enabled is not None:
+        template.enabled = enabled
+    template.updated_at = utcnow()
+    template.save()
+    return template
 
 
 def add(
