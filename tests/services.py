@@ -177,7 +177,8 @@ class BerthServer:
 
 def start_berth_serve(data_dir: Path, extra_env: dict | None = None) -> BerthServer:
     port, ssh_port = free_port(), free_port()
-    env = {**os.environ, "BERTH_DATA_DIR": str(data_dir), **(extra_env or {})}
+    extra_env = {"BERTH_APPS_PORT": str(free_port()), **(extra_env or {})}
+    env = {**os.environ, "BERTH_DATA_DIR": str(data_dir), **extra_env}
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"serve-{port}.log"
     with log_path.open("wb") as log:
@@ -205,6 +206,7 @@ def start_berth_serve(data_dir: Path, extra_env: dict | None = None) -> BerthSer
         {"BERTH_DATA_DIR": str(data_dir), **(extra_env or {})},
         log_path,
     )
+    server.apps_port = int(extra_env["BERTH_APPS_PORT"])
 
     def ready():
         if process.poll() is not None:

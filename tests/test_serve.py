@@ -23,8 +23,9 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     assert page.status_code == 200 and "Log in to Berth" in page.text
     assert f"ready at {berth_server.url}" in berth_server.log()
     tree = _tree(berth_server.process.pid)
-    assert len(tree) >= 4  # supervisor, gunicorn master and worker, berth worker
-    assert {p.cmdline()[3] for p in tree[0].children()} == {"web", "worker", "ssh"}
+    assert len(tree) >= 5  # supervisor, gunicorn master and worker, berth worker, caddy
+    roles = {"caddy" if p.cmdline()[1:2] == ["run"] else p.cmdline()[3] for p in tree[0].children()}
+    assert roles == {"web", "caddy", "worker", "ssh"}
     assert berth_server.stop() == 0
     gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], [p.cmdline() for p in alive]

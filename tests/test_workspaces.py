@@ -319,7 +319,11 @@ def test_openapi_describes_every_route(stack):
     routes = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v2/"):
-            path = re.sub(r"<\w+>", "{id}", rule.rule[len("/api/v2") :])
+            path = re.sub(
+                r"<(?:\w+:)?(\w+)>",
+                lambda m: "{port}" if m[1] == "port" else "{id}",
+                rule.rule[len("/api/v2") :],
+            )
             routes.setdefault(path, set()).update(
                 m.lower() for m in rule.methods if m not in ("HEAD", "OPTIONS")
             )

@@ -10,6 +10,17 @@ _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _WS = {"$ref": "#/components/schemas/Workspace"}
 _KEY = {"$ref": "#/components/schemas/SshKey"}
+_PORT = {
+    "type": "object",
+    "properties": {
+        "port": {"type": "integer"},
+        "label": {"type": "string", "nullable": True},
+        "source": {"type": "string", "enum": ["config", "user"]},
+        "shared": {"type": "boolean"},
+        "url": {"type": "string"},
+    },
+}
+_PORT_NUMBER = {"name": "port", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 
 def _op(summary: str, responses: dict, **extra) -> dict:
@@ -105,6 +116,14 @@ DOCUMENT = {
                                 "type": "object",
                                 "description": "per source: last_at and detail",
                             },
+                        },
+                    },
+                    "urls": {
+                        "type": "object",
+                        "description": "the IDE and the open ports in the browser",
+                        "properties": {
+                            "ide": {"type": "string"},
+                            "ports": {"type": "object", "example": {"3000": "http://…"}},
                         },
                     },
                     "lifecycle": {
@@ -337,6 +356,31 @@ DOCUMENT = {
                     ),
                 },
             )
+        },
+        "/workspaces/{id}/ports": {
+            "get": _op(
+                "Ports open in the browser, with their URLs",
+                {"200": {"description": "ports", **_json({"type": "array", "items": _PORT})}},
+                parameters=[_ID],
+            )
+        },
+        "/workspaces/{id}/ports/{port}": {
+            "put": _op(
+                "Open a port in the browser, or change it (shared: every signed-in user)",
+                {"200": {"description": "the port", **_json(_PORT)}, "422": _ERROR},
+                parameters=[_ID, _PORT_NUMBER],
+                requestBody=_json(
+                    {
+                        "type": "object",
+                        "properties": {"shared": {"type": "boolean"}, "label": {"type": "string"}},
+                    }
+                ),
+            ),
+            "delete": _op(
+                "Close a port (not one from forwardPorts)",
+                {"204": {"description": "closed"}, "409": _ERROR},
+                parameters=[_ID, _PORT_NUMBER],
+            ),
         },
         "/backups": {
             "get": _op(

@@ -14,7 +14,7 @@ from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
 from app.models import StateChange, Template, Transition, stamp
 from app.provisioner.docker import Provisioner
-from app.workspaces import activity, logs, service, templates
+from app.workspaces import activity, apps, logs, service, templates
 
 
 def _settings():
@@ -33,8 +33,7 @@ def _body() -> dict:
 
 
 def _dict(ws) -> dict:
-    settings = _settings()
-    return service.to_dict(ws, _user(), (settings.ssh_host, settings.ssh_port))
+    return service.to_dict(ws, _user(), _settings())
 
 
 def _workspace(workspace_id, include_deleted: bool = False):
@@ -203,6 +202,49 @@ def set_idle_timeout(workspace_id):
 @token_required
 def backup_workspace(workspace_id):
     return _transition(workspace_id, "backup")
+
+
+def _port_error(exc: apps.PortError):
+    raise ApiError(exc.status, "invalid_port" if exc.status == 422 else "port", exc.message)
+
+
+@bp.get("/workspaces/<workspace_id>/ports")
+@token_required
+def list_ports(workspace_id):
+    ws = _workspace(workspace_id)
+    return jsonify([apps.describe_port(_settings(), ws, p) for p in apps.ports(ws)])
+
+
+@bp.put("/workspaces/<workspace_id>/ports/<port>")
+@token_required
+def open_port(workspace_id, port):
+    """Open a port in the browser (or change it): {"shared": bool, "label": text}."""
+    ws = _workspace(workspace_id)
+    body = request.get_json(silent=True) or {}
+    if not isinstance(body, dict) or not isinstance(body.get("shared", False), bool):
+        raise ApiError(422, "invalid_port", 'send {"shared": true|false, "label": "..."}')
+    try:
+        row = apps.open_port(
+            ws,
+            port,
+            shared=body.get("shared", False),
+            label=body.get("label"),
+            allow_shared=_settings().apps_domain != "none",
+        )
+    except apps.PortError as exc:
+        _port_error(exc)
+    return jsonify(apps.describe_port(_settings(), ws, row))
+
+
+@bp.delete("/workspaces/<workspace_id>/ports/<port>")
+@token_required
+def close_port(workspace_id, port):
+    ws = _workspace(workspace_id)
+    try:
+        apps.close_port(ws, port)
+    except apps.PortError as exc:
+        _port_error(exc)
+    return "", 204
 
 
 @bp.get("/backups")

@@ -26,7 +26,7 @@ from docker.types import Mount
 
 from app.devcontainer.policy import DEFAULT_CAPABILITIES
 from app.devcontainer.run import RunSpec
-from app.provisioner import processes, seccomp
+from app.provisioner import processes, seccomp, tools
 
 LABEL_MANAGED = "berth.managed"
 LABEL_INSTANCE = "berth.instance"
@@ -132,8 +132,11 @@ class Provisioner:
         subnet_prefix: int = 24,
         agent_socket_root: Path | None = None,
         keepalive_root: Path | None = None,
+        tools: bool = False,
     ):
         self.client = client
+        # Mount the tools bundle (code-server) read-only into new workspace containers.
+        self.tools = tools
         # Host folder with one writable sub-folder per workspace, mounted at /run/berth,
         # where berth-keepalive leaves its mark; None leaves keep-alive out.
         self.keepalive_root = keepalive_root
@@ -231,6 +234,10 @@ class Provisioner:
             agent_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
             mounts.append(
                 Mount(target=AGENT_SOCKET_DIR, source=str(agent_dir), type="bind", read_only=True)
+            )
+        if self.tools and not agent:
+            mounts.append(
+                Mount(target=tools.MOUNT_POINT, source=tools.VOLUME, type="volume", read_only=True)
             )
         if self.keepalive_root is not None:
             mark_dir = self.keepalive_root / str(ws.id)
@@ -504,6 +511,25 @@ class Provisioner:
             time.sleep(0.05)
         if processes.alive(pid):
             processes.signal_all([pid], signal.SIGKILL)
+
+    def container_address(self, ws_id: int) -> str | None:
+        """The IP address of the workspace's running container on its own network."""
+        found = self.client.api.containers(
+            filters={
+                "label": [
+                    f"{LABEL_MANAGED}=true",
+                    f"{LABEL_INSTANCE}={self.instance}",
+                    f"{LABEL_WORKSPACE}={ws_id}",
+                    f"{LABEL_ROLE}=workspace",
+                ],
+                "status": "running",
+            }
+        )
+        for summary in found:
+            for network in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).values():
+                if network.get("IPAddress"):
+                    return network["IPAddress"]
+        return None
 
     def container_pid(self, container_id: str) -> int | None:
         """The host pid of the container's first process (its namespaces), if running."""

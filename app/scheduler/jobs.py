@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from app.backups import database as db_backups
 from app.config import Settings
 from app.models import Transition, Workspace, utcnow
-from app.workspaces import activity, policy, service
+from app.provisioner.docker import Provisioner
+from app.workspaces import activity, ide, policy, service
 
 log = logging.getLogger("berth.scheduler")
 # An automatic action that failed (a backup before deletion, say) is retried at most
@@ -57,7 +58,19 @@ def _failed_recently(ws: Workspace, rule: str, now: datetime) -> bool:
     )
 
 
-def sweep(settings: Settings, now: datetime | None = None) -> str:
+def read_ide_heartbeat(provisioner: Provisioner, ws: Workspace) -> bool:
+    """An IDE tab that is open counts as use: code-server says "alive" while it has a
+    connection (its /healthz does not count as one)."""
+    address = provisioner.container_address(ws.id)
+    health = ide.healthz(address) if address else None
+    if not health or health.get("status") != "alive":
+        return False
+    return activity.record(ws.id, "ide", "IDE open in a browser", force=True)
+
+
+def sweep(
+    settings: Settings, provisioner: Provisioner | None = None, now: datetime | None = None
+) -> str:
     """Request every automatic stop or deletion that is due; return what was requested."""
     now = now or utcnow()
     requested = []
@@ -65,6 +78,8 @@ def sweep(settings: Settings, now: datetime | None = None) -> str:
     for ws in candidates:
         if ws.status == "running":
             read_keepalive(settings, ws)
+            if provisioner is not None:
+                read_ide_heartbeat(provisioner, ws)
         look = service.outlook(ws, now)
         if look.due is None or service.active_job(ws) is not None:
             continue

@@ -22,7 +22,7 @@ from flask_login import current_user, login_required
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import StateChange, Template, Transition
-from app.workspaces import logs, service
+from app.workspaces import apps, logs, service
 
 bp = Blueprint("dashboard", __name__)
 ACTIONS = ("start", "stop", "restart", "rebuild", "delete", "backup")
@@ -51,7 +51,14 @@ def index():
         .where(service.Workspace.owner == current_user.row.id)
         .order_by(service.Workspace.name)
     )
-    return render_template("dashboard/workspaces.html", workspaces=list(rows))
+    rows = list(rows)
+    return render_template(
+        "dashboard/workspaces.html",
+        workspaces=rows,
+        ide_urls={
+            ws.id: apps.url(_settings(), apps.Target(ws.owner.username, ws.name)) for ws in rows
+        },
+    )
 
 
 @bp.route("/workspaces/status.json")
@@ -131,6 +138,8 @@ def workspace(workspace_id):
         ),
         activity=service.activity.summary(ws.id),
         outlook=service.outlook(ws),
+        urls=apps.urls(_settings(), ws),
+        ports=apps.ports(ws),
         idle_timeout=service.idle_timeout_text(ws),
         backups=[
             b
@@ -166,10 +175,35 @@ def set_idle_timeout(workspace_id):
     )
 
 
+@bp.route("/workspaces/<int:workspace_id>/ports", methods=["POST"])
+@login_required
+def open_port(workspace_id):
+    ws = _visible(workspace_id)
+    port = request.form.get("port", "").strip()
+    return _change(
+        ws,
+        lambda: apps.open_port(
+            ws,
+            port,
+            shared=request.form.get("shared") == "on",
+            allow_shared=_settings().apps_domain != "none",
+            label=request.form.get("label", "").strip() or None,
+        ),
+        f"Port {port} of {ws.name} is open in the browser.",
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/ports/<int:port>/close", methods=["POST"])
+@login_required
+def close_port(workspace_id, port):
+    ws = _visible(workspace_id)
+    return _change(ws, lambda: apps.close_port(ws, port), f"Port {port} of {ws.name} closed.")
+
+
 def _change(ws, change, done: str):
     try:
         change()
-    except service.WorkspaceError as exc:
+    except (service.WorkspaceError, apps.PortError) as exc:
         flash(sentence(exc.message), "error")
     else:
         flash(done, "success")

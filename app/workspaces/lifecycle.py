@@ -20,7 +20,7 @@ from app.devcontainer.build import ImageUser, image_users
 from app.messages import first_line
 from app.models import StateChange, Transition, Workspace, utcnow
 from app.provisioner.docker import Limits, Provisioner, ProvisionError, WorkspaceRef
-from app.workspaces import git, templates
+from app.workspaces import apps, git, ide, templates
 
 STOP_GRACE_SECONDS = 10
 
@@ -216,6 +216,17 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         # Keep volumes (they may hold work); drop the container so a retry starts clean.
         container.remove(force=True)
         raise JobFailed(str(exc)) from None
+    apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
+    if ctx.provisioner.tools and not _agent(ws):
+        ide.start(
+            ctx.provisioner,
+            container.id,
+            ws.id,
+            spec.remote_user,
+            spec.workspace_folder,
+            spec.vscode,
+            log,
+        )
     set_status(ws, "running", transition)
 
 

@@ -18,7 +18,7 @@ from app.backups import workspaces as volume_backups
 from app.db import write_transaction
 from app.durations import format_duration, parse_duration
 from app.models import StateChange, Template, Transition, User, Workspace, stamp, utcnow
-from app.workspaces import activity, policy, templates, wakeup
+from app.workspaces import activity, apps, policy, templates, wakeup
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 ACTIVE_JOB = ("pending", "running")
@@ -370,7 +370,8 @@ def set_idle_timeout(ws: Workspace, value, *, actor: str, cause: str) -> Workspa
     """Change the idle timeout within the template's range ("0" = never, if allowed)."""
     parameters = json.loads(ws.parameters)
     schema = json.loads(ws.template.parameters) if ws.template else {}
-    spec = schema.get("idle_timeout", {"type": "duration"})
+    # A workspace built from its repository alone has no template limits to respect.
+    spec = schema.get("idle_timeout", {"type": "duration", "allow_never": ws.template is None})
     if value is None or isinstance(value, bool) or not isinstance(value, str | int):
         raise WorkspaceError(422, "invalid_parameter", 'idle_timeout must be like "30m", or "0"')
     try:
@@ -390,9 +391,9 @@ def ssh_command(ws: Workspace, viewer: User, host: str, port: int) -> str:
     return f"ssh -p {port} {login}@{host}" if port != 22 else f"ssh {login}@{host}"
 
 
-def to_dict(ws: Workspace, viewer: User | None = None, ssh: tuple[str, int] | None = None) -> dict:
-    """The API's view of ``ws``; with a viewer and the gateway's (host, port), the ssh
-    command that viewer would type."""
+def to_dict(ws: Workspace, viewer: User | None = None, settings=None) -> dict:
+    """The API's view of ``ws``; with a viewer and the instance's settings, the ssh
+    command that viewer would type and the browser URLs of its IDE and ports."""
     last = ws.transitions.order_by(Transition.id.desc()).first()
     return {
         "id": ws.id,
@@ -407,7 +408,10 @@ def to_dict(ws: Workspace, viewer: User | None = None, ssh: tuple[str, int] | No
         "created_at": stamp(ws.created_at),
         "updated_at": stamp(ws.updated_at),
         "ttl_expires_at": stamp(ws.ttl_expires_at),
-        "ssh": ssh_command(ws, viewer, *ssh) if viewer is not None and ssh else None,
+        "ssh": ssh_command(ws, viewer, settings.ssh_host, settings.ssh_port)
+        if viewer is not None and settings
+        else None,
+        "urls": apps.urls(settings, ws) if settings else None,
         "activity": _activity(ws),
         "lifecycle": {
             "idle_timeout": idle_timeout_text(ws),

@@ -22,9 +22,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
+from app.provisioner import tools
 from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
-from app.scheduler import Book, jobs
-from app.workspaces import lifecycle, templates, wakeup
+from app.scheduler import Book, jobs, register, run_recorded
+from app.workspaces import ide, lifecycle, templates, wakeup
 
 log = logging.getLogger("berth.worker")
 RECONCILE_SECONDS = 30
@@ -89,6 +90,7 @@ class Worker:
             settings.subnet_pool,
             agent_socket_root=settings.agent_socket_root,
             keepalive_root=settings.keepalive_root,
+            tools=True,
         )
         self.ctx = lifecycle.Context(self.client, self.provisioner, settings)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
@@ -224,6 +226,31 @@ class Worker:
             return [f"{ws.name}: container running, marked running"]
         return []
 
+    # --- the tools bundle -------------------------------------------------------------
+
+    def prepare_tools(self) -> None:
+        """Build the tools bundle if needed (minutes, once per host), then start the IDE
+        in running workspaces that came up before it was ready."""
+        with database.connection_context():
+            register("tools", "when the worker starts")
+            run_recorded("tools", self._build_tools)
+
+    def _build_tools(self) -> str:
+        tools.ensure(self.client, on_log=lambda line: log.info("tools: %s", line))
+        started = []
+        for ws in Workspace.select().where(Workspace.status == "running"):
+            container = self.provisioner.find_container(ws.id)
+            if container is None or _agent_profile(ws):
+                continue
+            if ide.healthz(self.provisioner.container_address(ws.id) or "", 1.0) is not None:
+                continue
+            user, folder = self.provisioner.identity(container)
+            if ide.start(self.provisioner, container.id, ws.id, user, folder or "/", {}, log.info):
+                started.append(ws.name)
+        return f"code-server {tools.CODE_SERVER_VERSION} ready" + (
+            f"; IDE started in {', '.join(started)}" if started else ""
+        )
+
     # --- main loop ----------------------------------------------------------------------
 
     def schedule(self) -> Book:
@@ -237,7 +264,7 @@ class Worker:
         )
         book.add(
             "lifecycle",
-            lambda: jobs.sweep(settings),
+            lambda: jobs.sweep(settings, self.provisioner),
             IntervalTrigger(seconds=settings.lifecycle_interval),
             f"every {settings.lifecycle_interval}s",
         )
@@ -261,6 +288,7 @@ class Worker:
         self.reconcile()
         book = self.schedule()
         book.start()
+        threading.Thread(target=self.prepare_tools, name="tools", daemon=True).start()
         log.info("worker ready (data in %s)", self.settings.data_dir)
         try:
             while not self.stopping.is_set():
@@ -270,6 +298,10 @@ class Worker:
             book.shutdown()
             self.pool.shutdown(wait=True, cancel_futures=False)
             listener.close()
+
+
+def _agent_profile(ws: Workspace) -> bool:
+    return bool(ws.template and ws.template.profile == "agent")
 
 
 def main(settings: Settings) -> None:

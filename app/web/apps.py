@@ -1,0 +1,234 @@
+"""Workspaces in the browser: the hand-over from the dashboard to the apps origin, and
+the forward_auth endpoint Caddy asks before every request there.
+
+The control-plane session never reaches the apps origin. Opening a workspace goes
+through ``/apps/open`` on the main origin (signed in, authorized), which sends the
+browser on with a one-minute ticket; the apps origin trades it for its own cookie,
+scoped to that one workspace (or port) and signed for it, and Caddy asks
+``/_berth/authorize`` about every request, WebSocket upgrades included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qsl, urlencode
+
+import docker
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from app.models import User
+from app.provisioner.docker import Provisioner
+from app.provisioner.tools import CODE_SERVER_PORT
+from app.workspaces import activity, apps, service
+
+bp = Blueprint("apps", __name__)
+COOKIE = "berth_app"
+TICKET = "berth_ticket"
+TICKET_SECONDS = 60
+COOKIE_SECONDS = 8 * 3600
+NOT_FORWARDED = {"berth_session", COOKIE}  # Berth's own cookies stay out of workspaces
+ADDRESS_SECONDS = 30.0
+
+_addresses: dict[tuple, tuple[str | None, float]] = {}
+_addresses_lock = threading.Lock()
+
+
+def _settings():
+    return current_app.config["BERTH_SETTINGS"]
+
+
+def _signer(purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt=f"berth-apps-{purpose}")
+
+
+def _provisioner() -> Provisioner:
+    found = current_app.extensions.get("berth_provisioner")
+    if found is None:
+        settings = _settings()
+        client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
+        found = current_app.extensions["berth_provisioner"] = Provisioner(client, settings.instance)
+    return found
+
+
+# --- the main origin -----------------------------------------------------------------
+
+
+@bp.get("/apps/open")
+@login_required
+def open_app():
+    """Check the signed-in person may open ``to`` and send them there with a ticket."""
+    settings = _settings()
+    to = request.args.get("to", "")
+    found = apps.target_of_url(settings, to)
+    if found is None:
+        abort(400, "That is not the address of a workspace on this Berth.")
+    target, _ = found
+    ws = apps.find(target)
+    if ws is None:
+        abort(404, f"There is no workspace {target.workspace} of {target.owner}.")
+    if not apps.may_open(current_user.row, ws, target.port):
+        abort(403, f"You may not open {target.workspace} of {target.owner}.")
+    if target.port and apps.port_row(ws, target.port) is None:
+        abort(404, f"Port {target.port} is not open in {ws.name}; open it on its page first.")
+    ticket = _signer("ticket").dumps({"u": current_user.row.id, "t": target.label})
+    return redirect(to + ("&" if "?" in to else "?") + urlencode({TICKET: ticket}))
+
+
+# --- the apps origin (through Caddy's forward_auth) ----------------------------------
+
+
+def _message(status: int, title: str, text: str, refresh: int | None = None):
+    page = render_template(
+        "apps/message.html",
+        title=title,
+        text=text,
+        refresh=refresh,
+        main_url=_settings().public_url,
+    )
+    return page, status, {"Cache-Control": "no-store"}
+
+
+def _original_url(host: str, uri: str, proto: str) -> str:
+    return f"{proto}://{host}{uri}"
+
+
+def _without_ticket(uri: str) -> str:
+    path, _, query = uri.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != TICKET]
+    return path + (f"?{urlencode(kept)}" if kept else "")
+
+
+def _navigation() -> bool:
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode:
+        return mode == "navigate"
+    return request.headers.get("X-Forwarded-Method", "GET") == "GET" and "text/html" in (
+        request.headers.get("Accept", "")
+    )
+
+
+def _cookie_user(target: apps.Target) -> User | None:
+    try:
+        data = _signer("cookie").loads(request.cookies.get(COOKIE, ""), max_age=COOKIE_SECONDS)
+    except BadSignature:
+        return None
+    if data.get("t") != target.label:
+        return None
+    return User.get_or_none(User.id == data.get("u"))
+
+
+def _forwarded_cookies() -> str:
+    jar = SimpleCookie()
+    try:
+        jar.load(request.headers.get("Cookie", ""))
+    except Exception:  # a malformed header from the client: forward nothing
+        return ""
+    return "; ".join(f"{k}={m.coded_value}" for k, m in jar.items() if k not in NOT_FORWARDED)
+
+
+def _address(ws) -> str | None:
+    """The running container's address, looked up once per start (cached briefly)."""
+    key = (ws.id, ws.status_since)
+    now = time.monotonic()
+    with _addresses_lock:
+        cached = _addresses.get(key)
+    if cached and cached[1] > now:
+        return cached[0]
+    address = _provisioner().container_address(ws.id)
+    with _addresses_lock:
+        _addresses[key] = (address, now + (ADDRESS_SECONDS if address else 1.0))
+    return address
+
+
+@bp.get("/_berth/authorize")
+def authorize():
+    settings = _settings()
+    host = request.headers.get("X-Forwarded-Host", request.host)
+    uri = request.headers.get("X-Forwarded-Uri", "/")
+    proto = request.headers.get("X-Forwarded-Proto", "http")
+    found = apps.parse(settings, host, uri)
+    if found is None:
+        return _message(404, "Not found", "This address names no workspace.")
+    target, rest = found
+    if settings.apps_domain == "none" and uri.partition("?")[0] == target.prefix:
+        return redirect(target.prefix + "/" + uri[len(target.prefix) :], 308)
+    ticket = dict(parse_qsl(uri.partition("?")[2])).get(TICKET)
+    if ticket:
+        return _trade_ticket(ticket, target, uri, proto == "https")
+    user = _cookie_user(target)
+    if user is None:
+        if _navigation():
+            back = _original_url(host, uri, proto)
+            return redirect(settings.public_url + url_for("apps.open_app", to=back))
+        return _message(401, "Sign in", "Open this workspace from the Berth dashboard.")
+    ws = apps.find(target)
+    if ws is None:
+        return _message(404, "Not found", f"There is no workspace {target.workspace}.")
+    if not apps.may_open(user, ws, target.port):
+        return _message(403, "Forbidden", f"You may not open {target.workspace}.")
+    if target.port and apps.port_row(ws, target.port) is None:
+        return _message(404, "Port not open", f"Port {target.port} is not open in {ws.name}.")
+    safe = apps.safe_path(rest)
+    if safe is None:
+        return _message(400, "Bad path", "The path climbs out of the workspace.")
+    address = _address(ws) if ws.status == "running" else None
+    if address is None:
+        return _starting(ws, user)
+    activity.record(
+        ws.id,
+        "http" if target.port else "ide",
+        f"port {target.port} ({user.username})" if target.port else f"browser ({user.username})",
+        every=settings.activity_interval,
+    )
+    return (
+        "",
+        200,
+        {
+            "X-Berth-Upstream": f"{address}:{CODE_SERVER_PORT}",
+            "X-Berth-Uri": apps.upstream_path(target, safe),
+            "X-Berth-Cookie": _forwarded_cookies(),
+        },
+    )
+
+
+def _trade_ticket(ticket: str, target: apps.Target, uri: str, secure: bool):
+    try:
+        data = _signer("ticket").loads(ticket, max_age=TICKET_SECONDS)
+    except BadSignature:
+        return _message(
+            403, "Link expired", "This link has expired; open the workspace from the dashboard."
+        )
+    if data.get("t") != target.label:
+        return _message(403, "Forbidden", "This link is for another workspace.")
+    response = redirect(_without_ticket(uri), 302)
+    response.set_cookie(
+        COOKIE,
+        _signer("cookie").dumps({"u": data["u"], "t": target.label}),
+        max_age=COOKIE_SECONDS,
+        path=target.prefix + "/" if _settings().apps_domain == "none" else "/",
+        secure=secure,
+        httponly=True,
+        samesite="Lax",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _starting(ws, user: User):
+    """A workspace that is not running: start it if it is stopped, and say so."""
+    if ws.status in ("stopped", "failed") and service.active_job(ws) is None:
+        # If someone else asked first, the page below is right all the same.
+        with contextlib.suppress(service.WorkspaceError):
+            service.request(
+                ws, "start", cause="ide", actor=user.username, data_dir=_settings().data_dir
+            )
+    if ws.status in ("deleting", "stopping"):
+        text = f"{ws.name} is {ws.status}. This page tries again by itself."
+    else:
+        text = f"{ws.name} is starting. This page opens the IDE by itself when it is ready."
+    return _message(503, f"Starting {ws.name}", text, refresh=3)

@@ -1,0 +1,97 @@
+"""code-server in a workspace: started as the workspace's remote user in its folder,
+with the devcontainer's VS Code settings and extensions, from the read-only tools bundle
+at /opt/berth. It listens on the container's network with no password of its own: the
+only way in is Caddy, after Berth's forward_auth."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+
+from app.provisioner.docker import Provisioner
+from app.provisioner.tools import CODE_SERVER, CODE_SERVER_PORT, MARKER, MOUNT_POINT
+
+DATA = "$HOME/.local/share/code-server"
+READY_SECONDS = 60.0
+
+# Runs as the remote user. Settings arrive in an environment variable (no quoting
+# games); an extension that cannot be installed (no marketplace offline) is reported.
+LAUNCH = rf"""
+set -u
+if [ ! -e {MOUNT_POINT}/{MARKER} ]; then echo "berth-ide: the tools bundle is not ready"; exit 3; fi
+data="{DATA}"
+mkdir -p "$data/Machine"
+if [ -n "${{BERTH_VSCODE_SETTINGS:-}}" ]; then
+    printf '%s\n' "$BERTH_VSCODE_SETTINGS" > "$data/Machine/settings.json"
+fi
+for extension in ${{BERTH_VSCODE_EXTENSIONS:-}}; do
+    if out=$(timeout 60 {CODE_SERVER} --install-extension "$extension" 2>&1); then
+        echo "extension $extension installed"
+    else
+        echo "extension $extension could not be installed: $(printf '%s' "$out" | tail -n 1)"
+    fi
+done
+# The pid file outlives the container (it is in the home volume): check what runs.
+pid=$(cat "$data/berth.pid" 2>/dev/null || true)
+if [ -n "$pid" ] && grep -q code-server "/proc/$pid/cmdline" 2>/dev/null; then
+    echo "code-server already runs"; exit 0
+fi
+nohup setsid {CODE_SERVER} --bind-addr 0.0.0.0:{CODE_SERVER_PORT} --auth none \
+    --disable-telemetry --disable-update-check --disable-workspace-trust \
+    --disable-getting-started-override --ignore-last-opened \
+    "$BERTH_FOLDER" > "$data/berth.log" 2>&1 < /dev/null &
+echo $! > "$data/berth.pid"
+echo "code-server started"
+"""
+
+
+def healthz(address: str, timeout: float = 2.0) -> dict | None:
+    """code-server's own health answer (it does not count as use), or None."""
+    try:
+        with urllib.request.urlopen(  # noqa: S310 (a fixed http URL on the workspace network)
+            f"http://{address}:{CODE_SERVER_PORT}/healthz", timeout=timeout
+        ) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+
+
+def start(
+    provisioner: Provisioner,
+    container_id: str,
+    ws_id: int,
+    user: str,
+    folder: str,
+    vscode: dict,
+    log: Callable[[str], None],
+) -> bool:
+    """Start code-server (idempotent) and wait until it answers; False if it cannot."""
+    settings = vscode.get("settings") or {}
+    extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
+    done = provisioner.exec(
+        container_id,
+        ["sh", "-c", LAUNCH],
+        user=user,
+        env={
+            "BERTH_FOLDER": folder,
+            "BERTH_VSCODE_SETTINGS": json.dumps(settings) if settings else "",
+            "BERTH_VSCODE_EXTENSIONS": " ".join(extensions),
+        },
+        timeout=60 + 70 * len(extensions),
+    )
+    for line in (done.stdout + done.stderr).splitlines():
+        log(f"ide: {line}")
+    if done.exit_code != 0:
+        log("ide: the browser IDE is not available in this workspace")
+        return False
+    address = provisioner.container_address(ws_id)
+    deadline = time.monotonic() + READY_SECONDS
+    while address and time.monotonic() < deadline:
+        if healthz(address, timeout=1.0) is not None:
+            log("ide: code-server is ready")
+            return True
+        time.sleep(0.5)
+    log(f"ide: code-server did not answer within {READY_SECONDS:.0f} s (see {DATA}/berth.log)")
+    return False

@@ -1,0 +1,274 @@
+"""The browser IDE and workspace ports through real Caddy and forward_auth, in real
+headless Chromium: code-server's workbench renders and its terminal runs commands in the
+workspace; other members get 403, anonymous visitors the login page; a server on a port
+(listening on the container's loopback) serves its page; a forged upstream header
+changes nothing; a stopped workspace comes up from its IDE URL; an open IDE keeps the
+workspace from idling out."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import start_stack, stop_stack
+from tests.services import wait_until
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PORT_SERVER = (
+    "nohup /opt/berth/node/bin/node -e \"require('http').createServer((q, s) => "
+    "s.end('hello from port 8000 at ' + q.url)).listen(8000, '127.0.0.1')\" "
+    "> /tmp/port.log 2>&1 &"
+)
+CONFIG = {
+    "image": "berth-base:bookworm",
+    "forwardPorts": [8000],
+    "customizations": {
+        "vscode": {
+            "settings": {"editor.fontSize": 17},
+            "extensions": ["ms-python.python"],
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ide(tmp_path_factory, docker_client, base_image, tools_bundle):
+    root = tmp_path_factory.mktemp("ide")
+    server = start_stack(root, {"BERTH_LIFECYCLE_INTERVAL": "2", "BERTH_ACTIVITY_INTERVAL": "1"})
+    repo = server.repos / "webapp"
+    (repo / ".devcontainer").mkdir(parents=True)
+    (repo / ".devcontainer" / "devcontainer.json").write_text(json.dumps(CONFIG))
+    import subprocess
+
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
+        subprocess.run(argv, cwd=repo, check=True)
+    ann = server.clients["ann"]
+    ws = ann.create("code", repo={"url": str(repo)})
+    server.ws = ann.wait(ws["id"], "running", timeout=600)
+    yield server
+    stop_stack(server)
+
+
+def login(page, server, who: str) -> None:
+    page.goto(server.url + "/login")
+    page.fill("input[name=username]", who)
+    page.fill("input[name=password]", f"{who}-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")
+
+
+def open_url(server, address: str) -> str:
+    """The dashboard's hand-over link for an apps-origin address."""
+    return server.url + "/apps/open?" + requests.compat.urlencode({"to": address})
+
+
+def wait_for_workbench(page, timeout: float = 90_000) -> None:
+    page.wait_for_selector(".monaco-workbench", timeout=timeout)
+    page.wait_for_selector(".monaco-workbench .part.editor", timeout=timeout)
+
+
+def run_in_terminal(page, command: str, done) -> None:
+    """Open a new integrated terminal through the command palette and type ``command``
+    until ``done()`` (the shell may still be starting when the terminal appears; xterm
+    draws on a canvas, so its text cannot be read from the DOM)."""
+    page.keyboard.press("F1")
+    page.wait_for_selector(".quick-input-widget input", timeout=30_000)
+    page.keyboard.type(">Terminal: Create New Terminal")
+    page.wait_for_timeout(500)
+    page.keyboard.press("Enter")
+    terminal = page.wait_for_selector(".terminal-wrapper .xterm", timeout=60_000)
+    for _ in range(6):
+        page.wait_for_timeout(2000)
+        terminal.click()
+        page.keyboard.type(command)
+        page.keyboard.press("Enter")
+        try:
+            wait_until(done, 8, 0.5, "the command typed in the terminal")
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError(f"{command!r} never ran in the IDE's terminal")
+
+
+def test_the_api_names_the_ide_and_port_urls(ide):
+    urls = ide.ws["urls"]
+    assert urls["ide"] == f"http://code--ann.localhost:{ide.apps_port}/"
+    assert urls["ports"] == {"8000": f"http://8000--code--ann.localhost:{ide.apps_port}/"}
+    log = ide.clients["ann"].log(ide.ws["id"])
+    assert "ide: code-server is ready" in log
+    assert "extension ms-python.python could not be installed" in log
+
+
+def test_the_workbench_renders_and_its_terminal_runs_in_the_workspace(ide, page):
+    login(page, ide, "ann")
+    page.goto(ide.url + f"/workspaces/{ide.ws['id']}")
+    with page.context.expect_page() as opened:
+        page.click("[data-testid=open-ide]")
+    ide_page = opened.value
+    ide_page.set_default_timeout(60_000)
+    wait_for_workbench(ide_page)
+    assert urlsplit(ide_page.url).hostname == "code--ann.localhost"
+    # The workspace folder is open: the explorer shows the repository's files.
+    ide_page.wait_for_selector(".explorer-folders-view", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    ide_page.screenshot(path=str(ARTIFACTS / "ide-workbench.png"))
+    ann = ide.clients["ann"]
+    run_in_terminal(
+        ide_page,
+        "echo berth-$((6*7)) > /tmp/from-ide.txt",
+        lambda: ann.exec(ide.ws["id"], ["cat", "/tmp/from-ide.txt"])["stdout"] == "berth-42\n",
+    )
+    ide_page.screenshot(path=str(ARTIFACTS / "ide-terminal.png"))
+    settings = ann.sh(ide.ws["id"], "cat ~/.local/share/code-server/Machine/settings.json")
+    assert json.loads(settings) == {"editor.fontSize": 17}
+
+
+def test_other_members_get_403_and_anonymous_visitors_sign_in_first(ide, browser):
+    address = ide.ws["urls"]["ide"]
+    bob = browser.new_context().new_page()
+    login(bob, ide, "bob")
+    answer = bob.goto(address)
+    assert answer.status == 403
+    assert "You may not open code of ann" in bob.content()
+    bob.context.close()
+    visitor = browser.new_context().new_page()
+    visitor.goto(address)
+    assert urlsplit(visitor.url).path == "/login"  # on the main origin
+    visitor.fill("input[name=username]", "ann")
+    visitor.fill("input[name=password]", "ann-password")
+    visitor.click("button[type=submit]")
+    wait_for_workbench(visitor)  # and back to the IDE
+    assert urlsplit(visitor.url).hostname == "code--ann.localhost"
+    names = {c["name"] for c in visitor.context.cookies(address)}
+    assert names == {"berth_app"}  # the control plane's session stays on its origin
+    visitor.context.close()
+
+
+def test_a_server_on_a_port_serves_its_page_and_can_be_shared(ide, browser):
+    ann = ide.clients["ann"]
+    ann.sh(ide.ws["id"], PORT_SERVER)
+    address = ide.ws["urls"]["ports"]["8000"]
+    page = browser.new_context().new_page()
+    login(page, ide, "ann")
+    page.goto(open_url(ide, address + "hello?x=1"))
+    assert page.inner_text("body") == "hello from port 8000 at /hello?x=1"
+    page.context.close()
+    bob = browser.new_context().new_page()
+    login(bob, ide, "bob")
+    assert bob.goto(open_url(ide, address)).status == 403
+    shared = ann.call("PUT", f"/workspaces/{ide.ws['id']}/ports/8000", 200, json={"shared": True})
+    assert shared.json()["shared"] is True
+    bob.goto(open_url(ide, address))
+    assert bob.inner_text("body") == "hello from port 8000 at /"
+    bob.context.close()
+    ann.call("PUT", f"/workspaces/{ide.ws['id']}/ports/8000", 200, json={"shared": False})
+    # A port nobody opened is not served.
+    refused = ann.call("PUT", f"/workspaces/{ide.ws['id']}/ports/13337", 422).json()
+    assert "the IDE's own port" in refused["error"]["message"]
+
+
+class _Decoy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"FORGED UPSTREAM")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_forged_upstream_header_changes_nothing(ide, browser):
+    decoy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Decoy)
+    threading.Thread(target=decoy.serve_forever, daemon=True).start()
+    forged = {
+        "X-Berth-Upstream": f"127.0.0.1:{decoy.server_port}",
+        "X-Berth-Uri": "/anything",
+        "Host": f"code--ann.localhost:{ide.apps_port}",
+    }
+    base = f"http://127.0.0.1:{ide.apps_port}/"
+    try:
+        fetch = requests.get(base, headers=forged, allow_redirects=False, timeout=10)
+        assert fetch.status_code == 401 and b"FORGED" not in fetch.content
+        navigate = {**forged, "Sec-Fetch-Mode": "navigate"}
+        anonymous = requests.get(base, headers=navigate, allow_redirects=False, timeout=10)
+        assert anonymous.status_code == 302 and "/apps/open" in anonymous.headers["Location"]
+        assert b"FORGED" not in anonymous.content
+        page = browser.new_context().new_page()
+        login(page, ide, "ann")
+        page.goto(open_url(ide, ide.ws["urls"]["ide"]))
+        wait_for_workbench(page)
+        jar = {c["name"]: c["value"] for c in page.context.cookies(ide.ws["urls"]["ide"])}
+        page.context.close()
+        signed_in = requests.get(base, headers=forged, cookies=jar, timeout=10)
+        assert signed_in.status_code == 200
+        assert b"FORGED" not in signed_in.content
+        assert b"code-server" in signed_in.content or b"vscode" in signed_in.content
+    finally:
+        decoy.shutdown()
+
+
+def test_an_open_ide_keeps_the_workspace_up(ide, page):
+    ann = ide.clients["ann"]
+    ws_id = ide.ws["id"]
+    ann.call("PUT", f"/workspaces/{ws_id}/idle-timeout", 200, json={"idle_timeout": "15s"})
+    try:
+        login(page, ide, "ann")
+        page.goto(open_url(ide, ide.ws["urls"]["ide"]))
+        wait_for_workbench(page)
+        page.wait_for_timeout(40_000)  # well past the idle timeout, tab open, no typing
+        assert ann.get(ws_id)["status"] == "running"
+        seen = ann.get(ws_id)["activity"]["sources"]
+        assert seen["ide"]["detail"] in ("IDE open in a browser", "browser (ann)")
+    finally:
+        ann.call("PUT", f"/workspaces/{ws_id}/idle-timeout", 200, json={"idle_timeout": "0"})
+
+
+def test_a_stopped_workspace_starts_from_its_ide_url(ide, page):
+    ann = ide.clients["ann"]
+    ann.act(ide.ws["id"], "stop")
+    ann.wait(ide.ws["id"], "stopped")
+    login(page, ide, "ann")
+    page.goto(open_url(ide, ide.ws["urls"]["ide"]))
+    assert "Starting code" in page.inner_text("[data-testid=apps-title]")
+    wait_for_workbench(page, timeout=180_000)  # the page reloads itself until it is up
+    jobs = ann.call("GET", f"/workspaces/{ide.ws['id']}/history", 200).json()["transitions"]
+    assert jobs[0]["kind"] == "start" and jobs[0]["cause"] == "ide" and jobs[0]["actor"] == "ann"
+
+
+def test_path_mode_serves_the_ide_under_a_prefix_and_refuses_shared_ports(ide, browser, tmp_path):
+    """Without a domain, workspaces live under /@owner/workspace/ on the apps origin."""
+    server = start_stack(tmp_path, {"BERTH_APPS_DOMAIN": "none"})
+    try:
+        ann = server.clients["ann"]
+        shutil.copytree(ide.repos / "webapp", server.repos / "webapp")
+        ws = ann.wait(
+            ann.create("code", repo={"url": str(server.repos / "webapp")})["id"], "running"
+        )
+        assert ws["urls"]["ide"] == f"http://127.0.0.1:{server.apps_port}/@ann/code/"
+        page = browser.new_context().new_page()
+        login(page, server, "ann")
+        page.goto(open_url(server, ws["urls"]["ide"].rstrip("/")))  # the slash is added
+        wait_for_workbench(page)
+        assert urlsplit(page.url).path == "/@ann/code/"
+        cookies = page.context.cookies(ws["urls"]["ide"])
+        assert {c["name"]: c["path"] for c in cookies if c["name"] == "berth_app"} == {
+            "berth_app": "/@ann/code/"
+        }
+        page.context.close()
+        refused = ann.call(
+            "PUT", f"/workspaces/{ws['id']}/ports/8000", 409, json={"shared": True}
+        ).json()
+        assert "needs workspace subdomains" in refused["error"]["message"]
+    finally:
+        stop_stack(server)
