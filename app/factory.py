@@ -50,10 +50,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.logger.setLevel(getattr(logging, settings.log_level.upper()))
     app.jinja_env.globals["berth_version"] = __version__
 
-    @app.before_request
-    def _connect():
-        db.connect(reuse_if_open=True)
-
+    # No connect before each request: peewee connects on a request's first query, so
+    # requests that need no database (the IDE's cached authorizations) open none.
     @app.teardown_request
     def _close(_exc):
         if not db.is_closed():

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import start_stack, stop_stack
 from tests.services import wait_until
@@ -82,12 +83,23 @@ def run_in_terminal(page, command: str, done) -> None:
     """Open a new integrated terminal through the command palette and type ``command``
     until ``done()`` (the shell may still be starting when the terminal appears; xterm
     draws on a canvas, so its text cannot be read from the DOM)."""
-    page.keyboard.press("F1")
-    page.wait_for_selector(".quick-input-widget input", timeout=30_000)
-    page.keyboard.type(">Terminal: Create New Terminal")
-    page.wait_for_timeout(500)
-    page.keyboard.press("Enter")
-    terminal = page.wait_for_selector(".terminal-wrapper .xterm", timeout=60_000)
+    terminal = None
+    for _ in range(5):  # the palette may open before the workbench has its commands
+        page.keyboard.press("Escape")
+        page.keyboard.press("F1")
+        page.wait_for_selector(".quick-input-widget input", timeout=30_000)
+        page.keyboard.type(">Terminal: Create New Terminal")
+        try:
+            page.wait_for_selector(
+                ".quick-input-list .monaco-list-row:has-text('Create New Terminal')",
+                timeout=10_000,
+            )
+            page.keyboard.press("Enter")
+            terminal = page.wait_for_selector(".terminal-wrapper .xterm", timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    assert terminal is not None, "no terminal opened from the command palette"
     for _ in range(6):
         page.wait_for_timeout(2000)
         terminal.click()

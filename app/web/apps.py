@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,6 +25,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from app.models import User
 from app.provisioner.docker import Provisioner
 from app.provisioner.tools import CODE_SERVER_PORT
+from app.web.extensions import limiter
 from app.workspaces import activity, apps, service
 
 bp = Blueprint("apps", __name__)
@@ -33,9 +35,11 @@ TICKET_SECONDS = 60
 COOKIE_SECONDS = 8 * 3600
 NOT_FORWARDED = {"berth_session", COOKIE}  # Berth's own cookies stay out of workspaces
 ADDRESS_SECONDS = 30.0
+GRANT_SECONDS = 2.0
 
 _addresses: dict[tuple, tuple[str | None, float]] = {}
 _addresses_lock = threading.Lock()
+_grants: dict[tuple[str, str], Grant] = {}
 
 
 def _settings():
@@ -145,7 +149,20 @@ def _address(ws) -> str | None:
     return address
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A recent yes: who, which workspace, where it runs. Reused for GRANT_SECONDS so the
+    dozens of requests of one page load cost no database work (a revoked right or a
+    stopped workspace takes effect that much later)."""
+
+    ws_id: int
+    username: str
+    address: str
+    expires: float
+
+
 @bp.get("/_berth/authorize")
+@limiter.exempt
 def authorize():
     settings = _settings()
     host = request.headers.get("X-Forwarded-Host", request.host)
@@ -160,11 +177,42 @@ def authorize():
     ticket = dict(parse_qsl(uri.partition("?")[2])).get(TICKET)
     if ticket:
         return _trade_ticket(ticket, target, uri, proto == "https")
+    safe = apps.safe_path(rest)
+    if safe is None:
+        return _message(400, "Bad path", "The path climbs out of the workspace.")
+    key = (request.cookies.get(COOKIE, ""), target.label)
+    grant = _grants.get(key)
+    if grant is None or grant.expires < time.monotonic():
+        grant = _decide(target, host, uri, proto)
+        if not isinstance(grant, Grant):
+            return grant  # a refusal, a redirect or the starting page
+        if len(_grants) > 4096:
+            _grants.clear()
+        _grants[key] = grant
+    activity.record(
+        grant.ws_id,
+        "http" if target.port else "ide",
+        f"port {target.port} ({grant.username})" if target.port else f"browser ({grant.username})",
+        every=settings.activity_interval,
+    )
+    return (
+        "",
+        200,
+        {
+            "X-Berth-Upstream": f"{grant.address}:{CODE_SERVER_PORT}",
+            "X-Berth-Uri": apps.upstream_path(target, safe),
+            "X-Berth-Cookie": _forwarded_cookies(),
+        },
+    )
+
+
+def _decide(target: apps.Target, host: str, uri: str, proto: str):
+    """The full check: a Grant, or the response that refuses (or redirects, or waits)."""
     user = _cookie_user(target)
     if user is None:
         if _navigation():
             back = _original_url(host, uri, proto)
-            return redirect(settings.public_url + url_for("apps.open_app", to=back))
+            return redirect(_settings().public_url + url_for("apps.open_app", to=back))
         return _message(401, "Sign in", "Open this workspace from the Berth dashboard.")
     ws = apps.find(target)
     if ws is None:
@@ -173,27 +221,10 @@ def authorize():
         return _message(403, "Forbidden", f"You may not open {target.workspace}.")
     if target.port and apps.port_row(ws, target.port) is None:
         return _message(404, "Port not open", f"Port {target.port} is not open in {ws.name}.")
-    safe = apps.safe_path(rest)
-    if safe is None:
-        return _message(400, "Bad path", "The path climbs out of the workspace.")
     address = _address(ws) if ws.status == "running" else None
     if address is None:
         return _starting(ws, user)
-    activity.record(
-        ws.id,
-        "http" if target.port else "ide",
-        f"port {target.port} ({user.username})" if target.port else f"browser ({user.username})",
-        every=settings.activity_interval,
-    )
-    return (
-        "",
-        200,
-        {
-            "X-Berth-Upstream": f"{address}:{CODE_SERVER_PORT}",
-            "X-Berth-Uri": apps.upstream_path(target, safe),
-            "X-Berth-Cookie": _forwarded_cookies(),
-        },
-    )
+    return Grant(ws.id, user.username, address, time.monotonic() + GRANT_SECONDS)
 
 
 def _trade_ticket(ticket: str, target: apps.Target, uri: str, secure: bool):
