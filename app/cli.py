@@ -366,21 +366,13 @@ def backup():
 @instance_command
 def backup_now(settings):
     """Back up the database now (as the nightly job does, retention included)."""
+    from app.models import ScheduledJob
     from app.scheduler import jobs, register, run_recorded
 
     register("backup", f"cron {settings.backup_schedule} (UTC)")
-    failure = []
-
-    def run():
-        try:
-            return jobs.nightly_backup(settings)
-        except Exception as exc:
-            failure.append(exc)
-            raise
-
-    detail = run_recorded("backup", run)
-    if failure:
-        _fail(f"backup failed: {failure[0]}")
+    detail = run_recorded("backup", lambda: jobs.nightly_backup(settings))
+    if detail is None:
+        _fail(f"backup failed: {ScheduledJob.get(ScheduledJob.name == 'backup').last_detail}")
     click.echo(f"berth: backup written: {detail}", err=True)
 
 

@@ -19,6 +19,10 @@ class _Gunicorn(BaseApplication):
         self.cfg.set("worker_class", "gthread")
         self.cfg.set("threads", self.settings.web_threads)
         self.cfg.set("graceful_timeout", 10)
+        # Longer than Caddy keeps an idle connection to us (30 s), so Caddy, not
+        # gunicorn, closes it: a POST written into a connection gunicorn had just closed
+        # would fail with a 502 (Caddy retries only idempotent requests).
+        self.cfg.set("keepalive", 75)
         self.cfg.set("timeout", 60)
         self.cfg.set("proc_name", "berth-web")
         self.cfg.set("loglevel", self.settings.log_level)

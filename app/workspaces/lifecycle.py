@@ -163,7 +163,7 @@ def _limits(ws: Workspace) -> Limits:
     return Limits(cpus=resolved.cpus, memory_mb=resolved.memory_mb, pids=resolved.pids)
 
 
-def _agent(ws: Workspace) -> bool:
+def is_agent(ws: Workspace) -> bool:
     return bool(ws.template and ws.template.profile == "agent")
 
 
@@ -205,7 +205,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 str(plan.config.workspace) if ws.repo_url else None,
             )
         container = ctx.provisioner.create_container(
-            ref, spec, _limits(ws), user.home, agent=_agent(ws), owner=(user.uid, user.gid)
+            ref, spec, _limits(ws), user.home, agent=is_agent(ws), owner=(user.uid, user.gid)
         )
         ws.container_id = container.id
         ws.save(only=[Workspace.container_id])
@@ -217,7 +217,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         container.remove(force=True)
         raise JobFailed(str(exc)) from None
     apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
-    if ctx.provisioner.tools and not _agent(ws):
+    if ctx.provisioner.tools and not is_agent(ws):
         ide.start(
             ctx.provisioner,
             container.id,

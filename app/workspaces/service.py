@@ -85,12 +85,16 @@ def _ttl(raw, template: Template | None) -> timedelta | None:
         ttl = parse_duration(str(raw))
     except ValueError as exc:
         raise WorkspaceError(422, "invalid_ttl", f"ttl: {exc}") from None
-    max_hours = json.loads(template.limits).get("max_ttl_hours") if template else None
-    if max_hours and ttl > timedelta(hours=max_hours):
-        raise WorkspaceError(
-            422, "invalid_ttl", f"ttl: {raw} is longer than this template allows ({max_hours}h)"
-        )
+    _within_max_ttl(ttl, template, f"ttl: {raw}")
     return ttl
+
+
+def _within_max_ttl(lifetime: timedelta, template: Template | None, what: str) -> None:
+    max_hours = json.loads(template.limits).get("max_ttl_hours") if template else None
+    if max_hours and lifetime > timedelta(hours=max_hours):
+        raise WorkspaceError(
+            422, "invalid_ttl", f"{what} is longer than this template allows ({max_hours}h)"
+        )
 
 
 def _record(
@@ -343,17 +347,13 @@ def set_ttl(ws: Workspace, body: dict, *, actor: str, cause: str) -> Workspace:
             deadline = deadline.astimezone(UTC).replace(tzinfo=None)
         if deadline <= now:
             raise WorkspaceError(422, "invalid_ttl", "expires_at must be in the future")
+        _within_max_ttl(deadline - now, ws.template, f"expires_at {body['expires_at']}")
     elif body["ttl"] is None:
         if ws.template and ws.template.profile == "agent":
             raise WorkspaceError(422, "invalid_ttl", "agent sandboxes always have a TTL")
         deadline = None
     else:
         deadline = now + _ttl(body["ttl"], ws.template)
-    max_hours = json.loads(ws.template.limits).get("max_ttl_hours") if ws.template else None
-    if deadline and max_hours and deadline - now > timedelta(hours=max_hours):
-        raise WorkspaceError(
-            422, "invalid_ttl", f"the deadline is further than this template allows ({max_hours}h)"
-        )
     with write_transaction():
         ws.ttl_expires_at = deadline
         ws.save(only=[Workspace.ttl_expires_at])

@@ -240,7 +240,7 @@ class Worker:
         started = []
         for ws in Workspace.select().where(Workspace.status == "running"):
             container = self.provisioner.find_container(ws.id)
-            if container is None or _agent_profile(ws):
+            if container is None or lifecycle.is_agent(ws):
                 continue
             if ide.healthz(self.provisioner.container_address(ws.id) or "", 1.0) is not None:
                 continue
@@ -298,10 +298,6 @@ class Worker:
             book.shutdown()
             self.pool.shutdown(wait=True, cancel_futures=False)
             listener.close()
-
-
-def _agent_profile(ws: Workspace) -> bool:
-    return bool(ws.template and ws.template.profile == "agent")
 
 
 def main(settings: Settings) -> None:
