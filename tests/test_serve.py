@@ -115,6 +115,8 @@ def test_doctor_when_docker_is_fine(docker_client, tmp_path):
     assert result.returncode == 0, result.stdout
     assert "[ok  ] Docker engine: Docker Engine" in result.stdout
     assert "[ok  ] Database: SQLite answers; schema version" in result.stdout
+    assert "[ok  ] Caddy: Caddy v2.1" in result.stdout
+    assert "Browser IDE: " in result.stdout  # ok, or a warning until the bundle is built
     assert "Everything Berth needs is in order." in result.stdout
 
 
