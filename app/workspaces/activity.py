@@ -85,8 +85,9 @@ def uses(workspace_id: int) -> list[Use]:
     ]
 
 
-def summary(workspace_id: int) -> dict | None:
-    rows = uses(workspace_id)
+def summary(workspace_id: int, rows: list[Use] | None = None) -> dict | None:
+    """The latest use and the use per source; ``rows`` when the caller has them."""
+    rows = uses(workspace_id) if rows is None else rows
     if not rows:
         return None
     latest = max(rows, key=lambda r: r.at)

@@ -284,8 +284,8 @@ def find_for_login(user: User, login: str) -> Workspace | None:
     )
 
 
-def _activity(ws: Workspace) -> dict | None:
-    found = activity.summary(ws.id)
+def _activity(ws: Workspace, rows: list[policy.Use]) -> dict | None:
+    found = activity.summary(ws.id, rows)
     if found:
         found["last_at"] = stamp(found["last_at"])
         for seen in found["sources"].values():
@@ -304,10 +304,11 @@ def backup_for(user: User, backup_id, settings) -> Backup:
     return found
 
 
-def outlook(ws: Workspace, now=None) -> policy.Outlook:
+def outlook(ws: Workspace, now=None, uses: list[policy.Use] | None = None) -> policy.Outlook:
     """What will happen to ``ws`` by itself, and what is due (see app.workspaces.policy)."""
     rules = policy.policy_for(ws.template, json.loads(ws.parameters))
-    return policy.outlook(ws, rules, activity.uses(ws.id), now or utcnow())
+    uses = activity.uses(ws.id) if uses is None else uses
+    return policy.outlook(ws, rules, uses, now or utcnow())
 
 
 def idle_timeout_text(ws: Workspace) -> str:
@@ -395,6 +396,7 @@ def to_dict(ws: Workspace, viewer: User | None = None, settings=None) -> dict:
     """The API's view of ``ws``; with a viewer and the instance's settings, the ssh
     command that viewer would type and the browser URLs of its IDE and ports."""
     last = ws.transitions.order_by(Transition.id.desc()).first()
+    used = activity.uses(ws.id)  # one read for both "activity" and "lifecycle"
     return {
         "id": ws.id,
         "name": ws.name,
@@ -412,10 +414,10 @@ def to_dict(ws: Workspace, viewer: User | None = None, settings=None) -> dict:
         if viewer is not None and settings
         else None,
         "urls": apps.urls(settings, ws) if settings else None,
-        "activity": _activity(ws),
+        "activity": _activity(ws, used),
         "lifecycle": {
             "idle_timeout": idle_timeout_text(ws),
-            **policy.describe(outlook(ws)),
+            **policy.describe(outlook(ws, uses=used)),
         },
         "last_transition": {
             "id": last.id,
