@@ -119,8 +119,13 @@ def test_interactive_pty_session_through_tmux(gw):
         subprocess.run(
             ["tmux", "resize-window", "-t", session, "-x", "120", "-y", "40"], check=True
         )
-        keys("clear; stty size", "Enter")
-        wait_until(lambda: "40 120" in screen(), timeout=10, what="the new size after a resize")
+        # The new size travels asynchronously (SIGWINCH, window-change, the engine's
+        # resize): ask again until the shell sees it, as a person would.
+        deadline = time.monotonic() + 15
+        while "40 120" not in screen():
+            assert time.monotonic() < deadline, "the new size after a resize never arrived"
+            keys("clear; stty size", "Enter")
+            time.sleep(1)
         keys("sleep 100", "Enter")
         time.sleep(1)
         keys("C-c")
