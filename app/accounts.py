@@ -82,9 +82,16 @@ def authenticate(username: str, password: str) -> User:
     return user
 
 
-def set_password(user: User, password: str) -> None:
+def set_password(user: User, password: str, one_time: bool = False) -> None:
+    """Set the password; ``one_time`` makes the next login choose a new one first."""
     user.password_hash = generate_password_hash(validate_password(password))
-    user.save(only=[User.password_hash])
+    user.password_change_required = one_time
+    user.save(only=[User.password_hash, User.password_change_required])
+
+
+def one_time_password() -> str:
+    """A random password to hand over once (the account must replace it at login)."""
+    return secrets.token_urlsafe(12)
 
 
 def change_password(user: User, current: str, new: str) -> None:

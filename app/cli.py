@@ -196,6 +196,19 @@ def ssh_gateway(data_dir, ssh_port):
     gateway.run(settings)
 
 
+@main.command()
+@click.argument("part", type=click.Choice(["web", "worker", "ssh"]))
+@data_dir_option
+def health(part, data_dir):
+    """Exit 0 when PART of this instance works (for container healthchecks)."""
+    from app import health as health_mod
+
+    problem = health_mod.check(load_settings(data_dir=data_dir), part)
+    if problem:
+        _fail(f"{part} is unhealthy: {problem}")
+    click.echo(f"{part}: healthy")
+
+
 @main.command("config-ssh")
 @click.option("--url", envvar="BERTH_URL", required=True, help="The Berth server (or BERTH_URL).")
 @click.option("--token", envvar="BERTH_TOKEN", required=True, help="An API token (or BERTH_TOKEN).")
@@ -270,17 +283,34 @@ def admin():
     """Manage accounts from the shell (the first admin, a locked-out admin)."""
 
 
+def _new_password(one_time: bool, from_stdin: bool) -> str:
+    if one_time and from_stdin:
+        _fail("--one-time-password and --password-stdin exclude each other")
+    return accounts.one_time_password() if one_time else _read_password(from_stdin)
+
+
+one_time_option = click.option(
+    "--one-time-password",
+    "one_time",
+    is_flag=True,
+    help="Generate a password, print it, and make the first login replace it.",
+)
+
+
 @admin.command("create-user")
 @click.argument("name")
 @click.option("--admin", "make_admin", is_flag=True, help="Give the account the admin role.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@one_time_option
 @instance_command
-def create_user(settings, name, make_admin, password_stdin):
+def create_user(settings, name, make_admin, password_stdin, one_time):
     """Create an account named NAME (prompts for its password)."""
     accounts.validate_username(name)
-    user = accounts.create_user(
-        name, _read_password(password_stdin), "admin" if make_admin else "member"
-    )
+    password = _new_password(one_time, password_stdin)
+    user = accounts.create_user(name, password, "admin" if make_admin else "member")
+    if one_time:
+        accounts.set_password(user, password, one_time=True)
+        click.echo(password)
     click.echo(
         f"berth: created {user.role} {user.username}; log in at {settings.public_url}", err=True
     )
@@ -300,11 +330,15 @@ def list_users(settings):
 @admin.command("reset-password")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@one_time_option
 @instance_command
-def reset_password(settings, name, password_stdin):
+def reset_password(settings, name, password_stdin, one_time):
     """Set a new password for NAME."""
     user = accounts.find_user(name)
-    accounts.set_password(user, _read_password(password_stdin))
+    password = _new_password(one_time, password_stdin)
+    accounts.set_password(user, password, one_time=one_time)
+    if one_time:
+        click.echo(password)
     click.echo(f"berth: password of {user.username} changed", err=True)
 
 

@@ -153,6 +153,9 @@ class Settings:
     backup_schedule: str = "0 3 * * *"  # cron, in UTC
     backup_keep_daily: int = 7
     backup_keep_weekly: int = 4
+    # A folder on the engine's host for the tools bundle (the appliance); Docker's own
+    # volume storage when empty.
+    tools_dir: str = ""
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -298,6 +301,7 @@ class Settings:
             backup_keep_weekly=_as_positive_int(
                 "BERTH_BACKUP_KEEP_WEEKLY", pick("backup_keep_weekly", 4)
             ),
+            tools_dir=str(pick("tools_dir", "")),
             sources=sources,
         )
         if settings.secret_key and len(settings.secret_key) < 32:

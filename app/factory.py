@@ -60,13 +60,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.init_app(app, settings)
 
     from app.api import bp as api_bp
-    from app.web import account, admin, apps, auth, dashboard, errors
+    from app.web import account, admin, apps, auth, dashboard, errors, health
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(apps.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(api_bp)
     errors.init_app(app)
     return app

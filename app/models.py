@@ -35,6 +35,8 @@ class User(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     disabled_at = peewee.DateTimeField(null=True)
     last_login_at = peewee.DateTimeField(null=True)
+    # Set for a one-time password: the next login must choose a new one first.
+    password_change_required = peewee.BooleanField(default=False)
 
     class Meta:
         table_name = "users"

@@ -138,7 +138,7 @@ def caddy_environment(settings) -> dict[str, str]:
         "BERTH_HOST": settings.host,
         "BERTH_PORT": str(settings.port),
         "BERTH_APPS_PORT": str(settings.apps_port),
-        "BERTH_WEB_SOCKET": str(settings.web_socket),
+        "BERTH_WEB_UPSTREAM": f"unix/{settings.web_socket}",
         "XDG_DATA_HOME": str(settings.data_dir / "caddy"),
         "XDG_CONFIG_HOME": str(settings.data_dir / "caddy"),
     }

@@ -22,10 +22,19 @@ from app.migrations import (
     m0004_ssh,
     m0005_lifecycle,
     m0006_ports,
+    m0007_password_change,
 )
 from app.models import utcnow
 
-STEPS = [m0001_users, m0002_api_tokens, m0003_workspaces, m0004_ssh, m0005_lifecycle, m0006_ports]
+STEPS = [
+    m0001_users,
+    m0002_api_tokens,
+    m0003_workspaces,
+    m0004_ssh,
+    m0005_lifecycle,
+    m0006_ports,
+    m0007_password_change,
+]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process
 

@@ -187,6 +187,19 @@ class Provisioner:
             "workspaces or set BERTH_SUBNET_POOL to a larger range"
         )
 
+    def _keepalive_script(self) -> Path:
+        """berth-keepalive beside the keep-alive folders, so the bind source is on the
+        engine's host also where the engine is not this machine's (the appliance shares
+        the data dir with it, not Berth's installed package)."""
+        target = self.keepalive_root.parent / KEEPALIVE_SCRIPT.name
+        script = KEEPALIVE_SCRIPT.read_bytes()
+        if not target.exists() or target.read_bytes() != script:
+            partial = target.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(script)
+            partial.chmod(0o755)
+            partial.replace(target)
+        return target
+
     # --- volumes --------------------------------------------------------------------
 
     def ensure_volume(self, ws: WorkspaceRef, role: str):
@@ -247,7 +260,7 @@ class Provisioner:
                 Mount(target=KEEPALIVE_DIR, source=str(mark_dir), type="bind"),
                 Mount(
                     target="/usr/local/bin/berth-keepalive",
-                    source=str(KEEPALIVE_SCRIPT),
+                    source=str(self._keepalive_script()),
                     type="bind",
                     read_only=True,
                 ),

@@ -50,6 +50,7 @@ def ready(client: docker.DockerClient) -> bool:
         BASE_IMAGE,
         ["test", "-e", f"{MOUNT_POINT}/{MARKER}"],
         mounts=[Mount(MOUNT_POINT, VOLUME, type="volume", read_only=True)],
+        labels={LABEL: "probe"},
         network_disabled=True,
         remove=True,
         detach=True,
@@ -57,9 +58,20 @@ def ready(client: docker.DockerClient) -> bool:
     return probe.wait(timeout=60).get("StatusCode") == 0
 
 
-def ensure(client: docker.DockerClient, on_log: Callable[[str], None] = lambda line: None) -> None:
-    """Build the bundle unless it is there (one build at a time per process)."""
+def ensure(
+    client: docker.DockerClient,
+    on_log: Callable[[str], None] = lambda line: None,
+    engine_dir: str = "",
+) -> None:
+    """Build the bundle unless it is there (one build at a time per process).
+
+    ``engine_dir``, a folder on the engine's host, backs the volume instead of Docker's
+    own storage (the appliance keeps the bundle on a volume of its own that survives
+    the engine's storage being wiped)."""
     with _lock:
+        # A worker stopped between creating and starting a helper leaves it behind.
+        for stale in client.containers.list(all=True, filters={"label": LABEL}):
+            stale.remove(force=True)
         ensure_base_image(client, BASE_IMAGE, on_log)
         if ready(client):
             return
@@ -67,7 +79,8 @@ def ensure(client: docker.DockerClient, on_log: Callable[[str], None] = lambda l
         try:
             client.volumes.get(VOLUME)
         except docker.errors.NotFound:
-            client.volumes.create(VOLUME, labels={LABEL: "true"})
+            options = {"type": "none", "o": "bind", "device": engine_dir} if engine_dir else {}
+            client.volumes.create(VOLUME, labels={LABEL: "true"}, driver_opts=options)
         environment = {
             "CODE_SERVER_VERSION": CODE_SERVER_VERSION,
             "NODE_VERSION": NODE_VERSION,

@@ -17,6 +17,20 @@ TOKEN_LIFETIMES = [
     ("365d", "1 year"),
     ("never", "never expires"),
 ]
+# What someone signed in with a one-time password may open before choosing a new one.
+_BEFORE_NEW_PASSWORD = {"account.index", "account.change_password", "auth.logout", "static"}
+
+
+@bp.before_app_request
+def _require_new_password():
+    if (
+        current_user.is_authenticated
+        and current_user.password_change_required
+        and request.endpoint not in _BEFORE_NEW_PASSWORD
+    ):
+        flash("You signed in with a one-time password: choose your own to continue.", "info")
+        return redirect(url_for("account.index"))
+    return None
 
 
 @bp.route("/")

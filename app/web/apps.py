@@ -206,6 +206,17 @@ def authorize():
     )
 
 
+@bp.get("/_berth/tls-ask")
+@limiter.exempt
+def tls_ask():
+    """Caddy's on-demand TLS check: a certificate is only worth getting for the host of
+    a workspace or port that exists (so nobody can make Caddy ask the CA for any name)."""
+    found = apps.parse(_settings(), request.args.get("domain", ""), "/")
+    if found is None or apps.find(found[0]) is None:
+        return "", 404
+    return "", 200
+
+
 def _decide(target: apps.Target, host: str, uri: str, proto: str):
     """The full check: a Grant, or the response that refuses (or redirects, or waits)."""
     user = _cookie_user(target)

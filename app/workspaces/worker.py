@@ -33,6 +33,11 @@ SAFETY_NET_SECONDS = 5.0  # a lost wake-up delays a job by at most this much
 _PG_WORKER_LOCK = 0x6265727477  # "bertw"
 
 
+def heartbeat_path(settings: Settings):
+    """Touched by the worker's main loop at least every SAFETY_NET_SECONDS."""
+    return settings.data_dir / "run" / "worker.alive"
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -236,7 +241,11 @@ class Worker:
             run_recorded("tools", self._build_tools)
 
     def _build_tools(self) -> str:
-        tools.ensure(self.client, on_log=lambda line: log.info("tools: %s", line))
+        tools.ensure(
+            self.client,
+            on_log=lambda line: log.info("tools: %s", line),
+            engine_dir=self.settings.tools_dir,
+        )
         started = []
         for ws in Workspace.select().where(Workspace.status == "running"):
             container = self.provisioner.find_container(ws.id)
@@ -290,9 +299,12 @@ class Worker:
         book.start()
         threading.Thread(target=self.prepare_tools, name="tools", daemon=True).start()
         log.info("worker ready (data in %s)", self.settings.data_dir)
+        heartbeat = heartbeat_path(self.settings)
+        heartbeat.parent.mkdir(parents=True, exist_ok=True)
         try:
             while not self.stopping.is_set():
                 self.dispatch()
+                heartbeat.touch()  # `berth health worker` reads its age
                 listener.wait(SAFETY_NET_SECONDS)
         finally:
             book.shutdown()

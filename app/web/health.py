@@ -1,0 +1,19 @@
+"""``/healthz``: whether the web app answers and reaches its database (for the
+container healthcheck and load balancers; no login, no rate limit)."""
+
+from flask import Blueprint
+
+from app.db import database
+from app.web.extensions import limiter
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz():
+    try:
+        database.execute_sql("SELECT 1")
+    except Exception as exc:  # any database failure makes the app unhealthy
+        return {"status": "unhealthy", "database": str(exc)}, 503
+    return {"status": "ok"}
