@@ -229,6 +229,7 @@ if [ "$TLS" = acme ] && [ -z "$EMAIL" ]; then
         "add --email you@example.com, or --tls internal for Caddy's own CA"
 fi
 env_set BERTH_TLS "$TLS"
+if [ -n "$DOMAIN" ]; then env_set BERTH_APPS_TLS "$TLS"; else env_set BERTH_APPS_TLS internal-ip; fi
 env_set BERTH_ACME_EMAIL "$EMAIL"
 env_set BERTH_SITE "$HOST"
 env_set BERTH_SSH_HOST "$HOST"
@@ -393,7 +394,7 @@ if [ -n "$PASSWORD" ]; then
     cat <<EOF
   Admin:       $ADMIN
   Password:    $PASSWORD
-               (one-time: the first login asks for a new one; it is not stored anywhere)
+               (one-time: the first login asks for a new one)
 EOF
 else
     echo "  Admins:      unchanged (reset a password: ${COMPOSE[*]} exec web berth admin reset-password NAME --one-time-password)"

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import psutil
 import requests
@@ -30,6 +31,23 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], [p.cmdline() for p in alive]
     assert "berth: stopped" in berth_server.log()
+
+
+def test_berth_health_checks_each_part(berth_server):
+    for part in ("web", "worker", "ssh"):
+        wait_until(
+            lambda part=part: berth_server.cli("health", part, check=False).returncode == 0,
+            timeout=20,
+            what=f"berth health {part}",
+        )
+    heartbeat = berth_server.data_dir / "run" / "worker.alive"
+    berth_server.stop()
+    os.utime(heartbeat, (time.time() - 120, time.time() - 120))
+    stale = berth_server.cli("health", "worker", check=False)
+    assert stale.returncode == 1
+    assert "worker is unhealthy: its main loop has not run for 12" in stale.stderr
+    down = berth_server.cli("health", "ssh", check=False)
+    assert down.returncode == 1 and "ssh is unhealthy" in down.stderr
 
 
 def test_serve_restarts_a_crashed_child(berth_server):

@@ -268,3 +268,36 @@ def test_error_pages_never_show_a_traceback(app, client):
     assert "Something went wrong" in html and "secret internals" not in html
     assert "Traceback" not in html
     assert "There is nothing at this address." in client.get("/nope").get_data(as_text=True)
+
+
+def test_a_one_time_password_must_be_replaced_before_anything_else(app, client):
+    with database.connection_context():
+        user = accounts.create_user("oona", None)
+        password = accounts.one_time_password()
+        accounts.set_password(user, password, one_time=True)
+    assert login(client, "oona", password).status_code == 302
+    for page in ("/", "/admin/", "/workspaces/new"):
+        response = client.get(page)
+        assert response.status_code == 302 and response.headers["Location"] == "/account/"
+    assert client.get("/api/v2/me").status_code == 401  # the API never takes the session
+    account = client.get("/account/").get_data(as_text=True)
+    assert "Choose your password" in account and "API tokens" not in account
+    changed = form_post(
+        client,
+        "/account/password",
+        page="/account/",
+        current_password=password,
+        new_password="oona-chose-this",
+        confirm_password="oona-chose-this",
+    )
+    assert "Your password was changed." in changed.get_data(as_text=True)
+    assert client.get("/").status_code == 200
+    with database.connection_context():
+        assert not User.get(User.username == "oona").password_change_required
+
+
+def test_healthz_and_the_tls_question(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    # Caddy asks before getting a certificate; no workspace, no certificate.
+    assert client.get("/_berth/tls-ask?domain=ws--mia.localhost").status_code == 404
+    assert client.get("/_berth/tls-ask?domain=example.org").status_code == 404

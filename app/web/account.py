@@ -27,6 +27,7 @@ def _require_new_password():
         current_user.is_authenticated
         and current_user.password_change_required
         and request.endpoint not in _BEFORE_NEW_PASSWORD
+        and request.blueprint != "api"  # bearer tokens only; it ignores the session
     ):
         flash("You signed in with a one-time password: choose your own to continue.", "info")
         return redirect(url_for("account.index"))

@@ -1,0 +1,310 @@
+"""The appliance end to end: ``install.sh`` on this machine (no container registry, no
+Berth installed under this project name), then what a team does on day one, an upgrade
+and an uninstall.
+
+One test, in the order a person goes: the stack comes up healthy; the first admin signs
+in with the one-time password in Chromium over TLS and must choose a new one; a workspace
+from a built-in template runs a command through the API; ``ssh -p`` reaches it; the
+nightly backup job's dump restores into a fresh database; the IDE loads through Caddy
+over TLS (certificates from Caddy's internal CA, checked against its root); a second
+``install.sh`` keeps the workspace and its files; ``install.sh --uninstall`` leaves
+nothing running and the volumes in place. The fresh install's wall time is written to
+test-artifacts/install-time.txt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.berthapi import Client
+from tests.services import free_port, wait_until
+from tests.test_ide import wait_for_workbench
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+PROJECT = "berthe2e"
+SERVICES = ["engine", "postgres", "web", "worker", "ssh", "caddy"]
+
+pytestmark = pytest.mark.slow
+
+
+def run(*argv: str, cwd: Path | None = None, timeout: float = 1800, check: bool = True, **kw):
+    result = subprocess.run(
+        list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(argv)} exited {result.returncode}\n{result.stdout[-4000:]}\n"
+            f"{result.stderr[-4000:]}"
+        )
+    return result
+
+
+class Appliance:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.http_port, self.https_port = free_port(), free_port()
+        self.apps_port, self.ssh_port = free_port(), free_port()
+        self.url = f"https://localhost:{self.https_port}"
+        self.ca = str(folder / "berth-root-ca.crt")  # requests wants a str
+
+    def install(self, *extra: str):
+        return run("bash", "install.sh", *extra, cwd=self.folder)
+
+    def container(self, service: str) -> str:
+        found = run(
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ).stdout.split()
+        assert found, f"no running container for {service}"
+        return found[0]
+
+    def exec(self, service: str, *argv: str, env: dict | None = None, check: bool = True):
+        options = [f"--env={k}={v}" for k, v in (env or {}).items()]
+        return run("docker", "exec", *options, self.container(service), *argv, check=check)
+
+    def health(self) -> dict[str, str]:
+        return {
+            service: run(
+                "docker", "inspect", "-f", "{{.State.Health.Status}}", self.container(service)
+            ).stdout.strip()
+            for service in SERVICES
+        }
+
+    def env(self, key: str) -> str:
+        for line in (self.folder / ".env").read_text().splitlines():
+            if line.startswith(key + "="):
+                return line.split("=", 1)[1]
+        raise KeyError(key)
+
+    def project_objects(self, kind: str) -> list[str]:
+        argv = ["docker", kind, "ls", "-q", "--filter"]
+        if kind == "container":
+            argv = ["docker", "ps", "-aq", "--filter"]
+        argv.append(f"label=com.docker.compose.project={PROJECT}")
+        return run(*argv).stdout.split()
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory):
+    """A copy of this checkout (what `git clone` would give) to install from."""
+    folder = tmp_path_factory.mktemp("appliance") / "berth"
+    folder.mkdir()
+    files = run("git", "ls-files", "-co", "--exclude-standard", "-z", cwd=ROOT).stdout
+    run("cp", "--parents", "-t", str(folder), *filter(None, files.split("\0")), cwd=ROOT)
+    subject = Appliance(folder)
+    yield subject
+    if (folder / ".env").exists():
+        run("bash", "install.sh", "--uninstall", "--purge", cwd=folder, check=False)
+
+
+def tls_names(port: int, server_name: str, ca: str) -> list[str]:
+    """The DNS names of the certificate served for ``server_name``, verified against
+    the internal CA's root (raises when it does not verify)."""
+    context = ssl.create_default_context(cafile=ca)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        return [value for kind, value in tls.getpeercert()["subjectAltName"] if kind == "DNS"]
+
+
+def sign_in_with_one_time_password(browser, appliance, password: str) -> None:
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(appliance.url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    # Anything else first sends a one-time password's owner to choose a new one.
+    page.goto(appliance.url + "/")
+    page.wait_for_url(appliance.url + "/account/")
+    assert "one-time password" in page.content()
+    card = page.locator("[data-testid=password-card]")
+    card.locator("input[name=current_password]").fill(password)
+    card.locator("input[name=new_password]").fill("a-new-admin-password")
+    card.locator("input[name=confirm_password]").fill("a-new-admin-password")
+    card.locator("button[type=submit]").click()
+    page.wait_for_selector("text=Your password was changed.")
+    page.goto(appliance.url + "/")
+    page.wait_for_url(appliance.url + "/")
+    context.close()
+
+
+def open_ide(browser, appliance, ide_url: str) -> None:
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(appliance.url + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "a-new-admin-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(appliance.url + "/")
+    page.goto(appliance.url + "/apps/open?" + requests.compat.urlencode({"to": ide_url}))
+    wait_for_workbench(page, timeout=120_000)
+    assert page.url.startswith(ide_url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "appliance-ide.png"))
+    context.close()
+
+
+def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
+    # --- a fresh install -----------------------------------------------------------------
+    started = time.monotonic()
+    installed = appliance.install(
+        "--domain",
+        "localhost",
+        "--http-port",
+        str(appliance.http_port),
+        "--https-port",
+        str(appliance.https_port),
+        "--apps-port",
+        str(appliance.apps_port),
+        "--ssh-port",
+        str(appliance.ssh_port),
+        "--project",
+        PROJECT,
+    )
+    install_seconds = time.monotonic() - started
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "install-time.txt").write_text(f"{install_seconds:.0f} s\n{installed.stdout}")
+    print(f"fresh install: {install_seconds:.0f} s")
+    out = installed.stdout
+    assert f"Open:        {appliance.url}" in out
+    assert f"ssh -p {appliance.ssh_port}" in out
+    password = re.search(r"Password:\s+(\S+)", out)[1]
+    assert appliance.health() == {service: "healthy" for service in SERVICES}
+
+    # No secret in the files the stack is built from; they are in .env, readable by root.
+    assert appliance.env("BERTH_SECRET_KEY") not in (appliance.folder / "compose.yaml").read_text()
+    assert (appliance.folder / ".env").stat().st_mode & 0o077 == 0
+    # The host's Docker socket is nowhere in Berth's containers.
+    for service in SERVICES:
+        mounts = json.loads(
+            run("docker", "inspect", "-f", "{{json .Mounts}}", appliance.container(service)).stdout
+        )
+        assert all("docker.sock" not in (m.get("Source") or "") for m in mounts), service
+
+    # --- TLS from the internal CA, on the main origin ------------------------------------
+    assert tls_names(appliance.https_port, "localhost", appliance.ca) == ["localhost"]
+    assert requests.get(appliance.url + "/healthz", verify=appliance.ca, timeout=10).json() == {
+        "status": "ok"
+    }
+    sign_in_with_one_time_password(browser, appliance, password)
+
+    # --- a workspace through the API --------------------------------------------------------
+    token = appliance.exec("web", "berth", "token", "create", "admin", "--name", "e2e").stdout
+    api = Client(appliance.url, token.strip())
+    api.session.verify = appliance.ca
+    api.session.trust_env = False  # else REQUESTS_CA_BUNDLE would win over verify
+    ws = api.create("demo", template="base")
+    ws = api.wait(ws["id"], "running", timeout=900)
+    assert api.sh(ws["id"], "echo kept-across-upgrades > ~/note.txt && cat ~/note.txt") == (
+        "kept-across-upgrades\n"
+    )
+    assert ws["ssh"] == f"ssh -p {appliance.ssh_port} demo@localhost"
+
+    # --- SSH through the gateway ------------------------------------------------------------
+    key = tmp_path / "id_ed25519"
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    api.call(
+        "POST", "/users/me/keys", 201, json={"public_key": key.with_suffix(".pub").read_text()}
+    )
+    ssh = run(
+        "ssh",
+        "-p",
+        str(appliance.ssh_port),
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "demo@127.0.0.1",
+        "cat ~/note.txt && hostname",
+        timeout=120,
+    )
+    assert ssh.stdout == "kept-across-upgrades\ndemo\n"
+
+    # --- the nightly backup job, and its dump restored -------------------------------------
+    appliance.exec("worker", "berth", "backup", "now")
+    dumps = sorted((appliance.folder / "backups" / "database").glob("*.pgdump"))
+    assert dumps, "the backup is not in backups/ on the host"
+    appliance.exec("postgres", "setpriv", "--reuid=postgres", "--regid=postgres",
+                   "--init-groups", "createdb", "--owner=berth", "restored")  # fmt: skip
+    scratch = f"postgresql://berth:{appliance.env('POSTGRES_PASSWORD')}@127.0.0.1:5432/restored"
+    appliance.exec(
+        "web",
+        "berth",
+        "restore",
+        f"/var/lib/berth-backups/database/{dumps[-1].name}",
+        env={"BERTH_DATABASE_URL": scratch, "BERTH_DATA_DIR": "/tmp/restore-check"},
+    )
+    rows = appliance.exec(
+        "web", "psql", scratch, "-Atc", "SELECT name FROM workspaces UNION ALL "
+        "SELECT username FROM users"
+    ).stdout.split()  # fmt: skip
+    assert rows == ["demo", "admin"]
+
+    # --- the IDE through Caddy over TLS -----------------------------------------------------
+    ide_url = ws["urls"]["ide"]
+    assert ide_url == f"https://demo--admin.localhost:{appliance.apps_port}/"
+
+    # The worker builds the tools bundle in the appliance's engine after its first start.
+    def worker_log() -> str:
+        logs = run("docker", "logs", appliance.container("worker"))
+        return logs.stdout + logs.stderr
+
+    wait_until(
+        lambda: "code-server is ready" in api.log(ws["id"]) + worker_log(),
+        900,
+        5,
+        "code-server in the workspace",
+    )
+    assert tls_names(appliance.apps_port, "demo--admin.localhost", appliance.ca) == [
+        "demo--admin.localhost"
+    ]
+    with pytest.raises(ssl.SSLError):  # no certificate for a host that is no workspace
+        tls_names(appliance.apps_port, "nothing--admin.localhost", appliance.ca)
+    open_ide(browser, appliance, ide_url)
+
+    # --- install.sh again: an upgrade in place -----------------------------------------------
+    backups_before = len(list((appliance.folder / "backups" / "database").glob("*.pgdump")))
+    upgraded = appliance.install()
+    assert "Upgrading the installation" in upgraded.stdout
+    assert "Backing up the database before upgrading" in upgraded.stdout
+    assert "Password:" not in upgraded.stdout  # the admin exists; nothing is reset
+    assert appliance.health() == {service: "healthy" for service in SERVICES}
+    assert len(list((appliance.folder / "backups" / "database").glob("*.pgdump"))) >= backups_before
+    api = Client(appliance.url, token.strip())
+    api.session.verify = appliance.ca
+    api.session.trust_env = False  # else REQUESTS_CA_BUNDLE would win over verify
+    ws = api.wait(ws["id"], "running", timeout=300)
+    assert api.sh(ws["id"], "cat ~/note.txt") == "kept-across-upgrades\n"
+
+    # --- uninstall: nothing left running, the data kept -------------------------------------
+    volumes = appliance.project_objects("volume")
+    appliance.install("--uninstall")
+    assert appliance.project_objects("container") == []
+    assert appliance.project_objects("volume") == volumes
+    assert len(volumes) == 7
+    assert (appliance.folder / ".env").exists()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(appliance.url + "/healthz", verify=appliance.ca, timeout=5)
