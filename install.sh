@@ -155,7 +155,12 @@ elif command -v docker-compose >/dev/null; then
     COMPOSE=(docker-compose)
 else
     say "Installing Docker Compose"
-    apt_install docker-compose-v2 2>/dev/null || apt_install docker-compose
+    # Ubuntu packages compose v2 as a plugin; Debian 12 has compose 1.29.
+    if apt-cache show docker-compose-v2 >/dev/null 2>&1; then
+        apt_install docker-compose-v2
+    else
+        apt_install docker-compose
+    fi
     if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 fi
 export COMPOSE_PROJECT_NAME=${PROJECT:-$(env_get COMPOSE_PROJECT_NAME)}
@@ -313,12 +318,6 @@ if ! compose build >"$HERE/.build/build.log" 2>&1; then
         "check that this machine reaches Debian's mirror and PyPI, then run install.sh again"
 fi
 
-STEP="starting the stack"
-say "Starting the stack ($COMPOSE_PROJECT_NAME)"
-# Services wait for the ones they depend on; a slow first start can make compose give
-# up early, so the wait below starts what is still missing.
-compose up -d --remove-orphans || note "compose reported a problem; waiting for the services"
-
 wait_healthy() {
     STEP="waiting for $*"
     local deadline=$((SECONDS + WAIT_SECONDS)) next_up=$((SECONDS + 30)) service state pending
@@ -347,7 +346,9 @@ wait_healthy() {
     done
 }
 
-say "Waiting for the engine"
+STEP="starting the engine"
+say "Starting the engine ($COMPOSE_PROJECT_NAME)"
+compose up -d engine
 wait_healthy engine
 STEP="loading the workspace base image into the engine"
 engine=$(container_of engine)
@@ -356,6 +357,12 @@ if ! docker exec "$engine" docker image inspect "$WORKSPACE_BASE" >/dev/null 2>&
     docker save "$BASE" | docker exec -i "$engine" docker load -q >/dev/null
     docker exec "$engine" docker tag "$BASE" "$WORKSPACE_BASE"
 fi
+
+STEP="starting the stack"
+say "Starting the other services"
+# Services wait for the ones they depend on; a slow first start can make compose give
+# up early, so the wait below starts what is still missing.
+compose up -d --remove-orphans || note "compose reported a problem; waiting for the services"
 
 say "Waiting until every service is healthy"
 wait_healthy $SERVICES

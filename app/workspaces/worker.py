@@ -29,7 +29,10 @@ from app.workspaces import ide, lifecycle, templates, wakeup
 
 log = logging.getLogger("berth.worker")
 RECONCILE_SECONDS = 30
-SAFETY_NET_SECONDS = 5.0  # a lost wake-up delays a job by at most this much
+SAFETY_NET_SECONDS = 5.0
+TOOLS_RETRY_SECONDS = (
+    30  # doubling up to ten minutes  # a lost wake-up delays a job by at most this much
+)
 _PG_WORKER_LOCK = 0x6265727477  # "bertw"
 
 
@@ -236,9 +239,18 @@ class Worker:
     def prepare_tools(self) -> None:
         """Build the tools bundle if needed (minutes, once per host), then start the IDE
         in running workspaces that came up before it was ready."""
+        delay = TOOLS_RETRY_SECONDS
         with database.connection_context():
-            register("tools", "when the worker starts")
-            run_recorded("tools", self._build_tools)
+            register("tools", "when the worker starts, retried until it succeeds")
+        while not self.stopping.is_set():
+            with database.connection_context():
+                if run_recorded("tools", self._build_tools) is not None:
+                    return
+            # A missing base image or a network failure may be fixed meanwhile.
+            log.info("tools: trying again in %d s", delay)
+            if self.stopping.wait(delay):
+                return
+            delay = min(delay * 2, 600)
 
     def _build_tools(self) -> str:
         tools.ensure(
