@@ -51,15 +51,23 @@ def validate_password(password: str) -> str:
     return password
 
 
-def create_user(username: str, password: str | None, role: str = "member") -> User:
-    """Create a local account; ``password=None`` makes one that cannot log in by password."""
+def create_user(
+    username: str, password: str | None, role: str = "member", one_time: bool = False
+) -> User:
+    """Create a local account; ``password=None`` makes one that cannot log in by password;
+    ``one_time`` makes its first login choose a new password."""
     name = validate_username(username)
     if role not in ROLES:
         raise AccountError(f"role {role!r} does not exist; choose one of {', '.join(ROLES)}")
     if User.select().where(User.username == name).exists():
         raise AccountError(f"a user named {name!r} already exists")
     password_hash = generate_password_hash(validate_password(password)) if password else None
-    return User.create(username=name, password_hash=password_hash, role=role)
+    return User.create(
+        username=name,
+        password_hash=password_hash,
+        role=role,
+        password_change_required=one_time and password is not None,
+    )
 
 
 def find_user(username: str) -> User:

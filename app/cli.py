@@ -307,9 +307,10 @@ def create_user(settings, name, make_admin, password_stdin, one_time):
     """Create an account named NAME (prompts for its password)."""
     accounts.validate_username(name)
     password = _new_password(one_time, password_stdin)
-    user = accounts.create_user(name, password, "admin" if make_admin else "member")
+    user = accounts.create_user(
+        name, password, "admin" if make_admin else "member", one_time=one_time
+    )
     if one_time:
-        accounts.set_password(user, password, one_time=True)
         click.echo(password)
     click.echo(
         f"berth: created {user.role} {user.username}; log in at {settings.public_url}", err=True

@@ -123,7 +123,11 @@ def tls_names(port: int, server_name: str, ca: str) -> list[str]:
         return [value for kind, value in tls.getpeercert()["subjectAltName"] if kind == "DNS"]
 
 
-def sign_in_with_one_time_password(browser, appliance, password: str) -> None:
+NEW_PASSWORD = "a-new-admin-password"
+
+
+def signed_in_page(browser, appliance, password: str):
+    """A fresh browser (the internal CA is not in Chromium's store) signed in as admin."""
     context = browser.new_context(ignore_https_errors=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -131,36 +135,35 @@ def sign_in_with_one_time_password(browser, appliance, password: str) -> None:
     page.fill("input[name=username]", "admin")
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
+    return page
+
+
+def sign_in_with_one_time_password(browser, appliance, password: str) -> None:
+    page = signed_in_page(browser, appliance, password)
     # Anything else first sends a one-time password's owner to choose a new one.
     page.goto(appliance.url + "/")
     page.wait_for_url(appliance.url + "/account/")
     assert "one-time password" in page.content()
     card = page.locator("[data-testid=password-card]")
     card.locator("input[name=current_password]").fill(password)
-    card.locator("input[name=new_password]").fill("a-new-admin-password")
-    card.locator("input[name=confirm_password]").fill("a-new-admin-password")
+    card.locator("input[name=new_password]").fill(NEW_PASSWORD)
+    card.locator("input[name=confirm_password]").fill(NEW_PASSWORD)
     card.locator("button[type=submit]").click()
     page.wait_for_selector("text=Your password was changed.")
     page.goto(appliance.url + "/")
     page.wait_for_url(appliance.url + "/")
-    context.close()
+    page.context.close()
 
 
 def open_ide(browser, appliance, ide_url: str) -> None:
-    context = browser.new_context(ignore_https_errors=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(appliance.url + "/login")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", "a-new-admin-password")
-    page.click("button[type=submit]")
+    page = signed_in_page(browser, appliance, NEW_PASSWORD)
     page.wait_for_url(appliance.url + "/")
     page.goto(appliance.url + "/apps/open?" + requests.compat.urlencode({"to": ide_url}))
     wait_for_workbench(page, timeout=120_000)
     assert page.url.startswith(ide_url)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "appliance-ide.png"))
-    context.close()
+    page.context.close()
 
 
 def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):

@@ -272,9 +272,8 @@ def test_error_pages_never_show_a_traceback(app, client):
 
 def test_a_one_time_password_must_be_replaced_before_anything_else(app, client):
     with database.connection_context():
-        user = accounts.create_user("oona", None)
         password = accounts.one_time_password()
-        accounts.set_password(user, password, one_time=True)
+        accounts.create_user("oona", password, one_time=True)
     assert login(client, "oona", password).status_code == 302
     for page in ("/", "/admin/", "/workspaces/new"):
         response = client.get(page)
