@@ -7,7 +7,8 @@ in with the one-time password in Chromium over TLS and must choose a new one; a 
 from a built-in template runs a command through the API; ``ssh -p`` reaches it; the
 nightly backup job's dump restores into a fresh database; the IDE loads through Caddy
 over TLS (certificates from Caddy's internal CA, checked against its root); a second
-``install.sh`` keeps the workspace and its files; ``install.sh --uninstall`` leaves
+``install.sh`` after a code change backs up the database, replaces Berth's containers and
+keeps the engine, the workspace and its files; ``install.sh --uninstall`` leaves
 nothing running and the volumes in place. The fresh install's wall time is written to
 test-artifacts/install-time.txt.
 """
@@ -288,14 +289,23 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
         tls_names(appliance.apps_port, "nothing--admin.localhost", appliance.ca)
     open_ide(browser, appliance, ide_url)
 
-    # --- install.sh again: an upgrade in place -----------------------------------------------
-    backups_before = len(list((appliance.folder / "backups" / "database").glob("*.pgdump")))
+    # --- install.sh again, with changed code: an upgrade in place ----------------------------
+    dump_folder = appliance.folder / "backups" / "database"
+    dumps_before = {path.name for path in dump_folder.glob("*.pgdump")}
+    before = {service: appliance.container(service) for service in ("engine", "web")}
+    with (appliance.folder / "app" / "__init__.py").open("a") as source:
+        source.write("# a newer Berth\n")
     upgraded = appliance.install()
     assert "Upgrading the installation" in upgraded.stdout
     assert "Backing up the database before upgrading" in upgraded.stdout
     assert "Password:" not in upgraded.stdout  # the admin exists; nothing is reset
     assert appliance.health() == {service: "healthy" for service in SERVICES}
-    assert len(list((appliance.folder / "backups" / "database").glob("*.pgdump"))) >= backups_before
+    # Berth's services run the new image; the engine, unchanged, kept its workspaces up.
+    assert appliance.container("web") != before["web"]
+    assert appliance.container("engine") == before["engine"]
+    assert "a newer Berth" in appliance.exec("web", "cat", "/opt/berth/src/app/__init__.py").stdout
+    # A new dump from before the upgrade (retention keeps one per day, so count names).
+    assert {path.name for path in dump_folder.glob("*.pgdump")} - dumps_before
     api = Client(appliance.url, token.strip())
     api.session.verify = appliance.ca
     api.session.trust_env = False  # else REQUESTS_CA_BUNDLE would win over verify
