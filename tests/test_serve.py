@@ -34,19 +34,25 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
 
 
 def test_berth_health_checks_each_part(berth_server):
+    # The same settings as the server, which took its ports as flags.
+    ports = {"BERTH_PORT": str(berth_server.port), "BERTH_SSH_PORT": str(berth_server.ssh_port)}
+
+    def health(part: str):
+        return berth_server.cli("health", part, env=ports, check=False)
+
     for part in ("web", "worker", "ssh"):
         wait_until(
-            lambda part=part: berth_server.cli("health", part, check=False).returncode == 0,
+            lambda part=part: health(part).returncode == 0,
             timeout=20,
             what=f"berth health {part}",
         )
     heartbeat = berth_server.data_dir / "run" / "worker.alive"
     berth_server.stop()
     os.utime(heartbeat, (time.time() - 120, time.time() - 120))
-    stale = berth_server.cli("health", "worker", check=False)
+    stale = health("worker")
     assert stale.returncode == 1
     assert "worker is unhealthy: its main loop has not run for 12" in stale.stderr
-    down = berth_server.cli("health", "ssh", check=False)
+    down = health("ssh")
     assert down.returncode == 1 and "ssh is unhealthy" in down.stderr
 
 
