@@ -98,6 +98,10 @@ def test_an_ip_address_gets_an_internal_certificate_without_on_demand():
     found = policies(config)
     assert found == {"10.0.0.5": {"subjects": ["10.0.0.5"], "issuers": [{"module": "internal"}]}}
     assert listeners(config) == [[":443"], [":8443"]]
+    # Clients send no server name for an address; both ports answer with its certificate
+    # (without this, the handshake ended in "tlsv1 alert internal error").
+    for server in config["apps"]["http"]["servers"].values():
+        assert {p["default_sni"] for p in server["tls_connection_policies"]} == {"10.0.0.5"}
 
 
 def test_every_site_routes_the_apps_origin_through_forward_auth():
