@@ -69,8 +69,11 @@ def ensure(
     own storage (the appliance keeps the bundle on a volume of its own that survives
     the engine's storage being wiped)."""
     with _lock:
-        # A worker stopped between creating and starting a helper leaves it behind.
-        for stale in client.containers.list(all=True, filters={"label": LABEL}):
+        # A worker stopped between creating and starting a helper leaves it behind
+        # (never started; running ones may belong to another instance on this engine).
+        for stale in client.containers.list(
+            all=True, filters={"label": LABEL, "status": "created"}
+        ):
             stale.remove(force=True)
         ensure_base_image(client, BASE_IMAGE, on_log)
         if ready(client):
