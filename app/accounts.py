@@ -12,11 +12,14 @@ from datetime import datetime, timedelta
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.models import ROLES, ApiToken, User, utcnow
+from app import audit
+from app.durations import format_duration
+from app.models import ROLES, TOKEN_SCOPES, ApiToken, User, Workspace, utcnow
 
 USERNAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "berth_"  # noqa: S105  (a marker, not a secret)
+TOKEN_USE_GAP = timedelta(minutes=1)
 _TOKEN_SHAPE = re.compile(r"^berth_[A-Za-z0-9_-]{40,64}$")
 # A hash to compare against when the user does not exist, so a login for an unknown
 # name costs as much time as one with a wrong password.
@@ -121,20 +124,67 @@ def set_disabled(user: User, disabled: bool, acting: User | None = None) -> None
     user.save(only=[User.disabled_at])
 
 
+def set_role(user: User, role: str, acting: User | None = None) -> None:
+    if role not in ROLES:
+        raise AccountError(f"role {role!r} does not exist; choose one of {', '.join(ROLES)}")
+    if user.is_admin and role != "admin" and not user.is_disabled:
+        active_admins = (
+            User.select().where((User.role == "admin") & User.disabled_at.is_null()).count()
+        )
+        if active_admins <= 1:
+            raise AccountError(f"{user.username} is the last active admin and must stay admin.")
+    user.role = role
+    user.save(only=[User.role])
+
+
 def _hash_token(plaintext: str) -> str:
     # Tokens carry 240 bits of randomness, so a fast hash is enough: nothing to brute-force.
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+def validate_scopes(scopes) -> list[str]:
+    """The scopes asked for, as a sorted list; all of them when None."""
+    if scopes is None:
+        return list(TOKEN_SCOPES)
+    if isinstance(scopes, str):
+        scopes = scopes.replace(",", " ").split()
+    if not isinstance(scopes, list | tuple) or not all(isinstance(s, str) for s in scopes):
+        raise AccountError("scopes must be a list of scope names")
+    unknown = sorted(set(scopes) - set(TOKEN_SCOPES))
+    if unknown:
+        raise AccountError(
+            f"scope {unknown[0]!r} does not exist; choose from {', '.join(TOKEN_SCOPES)}"
+        )
+    if not scopes:
+        raise AccountError(f"give at least one scope: {', '.join(TOKEN_SCOPES)}")
+    return [s for s in TOKEN_SCOPES if s in scopes]
+
+
 def create_token(
-    user: User, name: str = "", lifetime: timedelta | None = None
+    user: User,
+    name: str = "",
+    lifetime: timedelta | None = None,
+    *,
+    scopes=None,
+    workspace: Workspace | None = None,
+    max_lifetime: timedelta | None = None,
+    actor: str | None = None,
+    source_ip: str | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token for ``user``; return the row and the plaintext, which is never stored."""
+    """Create a token for ``user``; return the row and the plaintext, which is never stored.
+    ``scopes`` limits what it may do (default: everything its user may), ``workspace``
+    limits it to that one workspace, ``max_lifetime`` is the instance's ceiling."""
     name = (name or "").strip() or "token"
     if len(name) > 64:
         raise AccountError("the token name must be at most 64 characters")
     if user.is_disabled:
         raise AccountError(f"{user.username} is disabled; re-enable the account first")
+    chosen = validate_scopes(scopes)
+    if max_lifetime is not None and (lifetime is None or lifetime > max_lifetime):
+        raise AccountError(
+            f"tokens may live at most {format_duration(max_lifetime)} on this instance "
+            f"(an admin's setting); choose a shorter lifetime"
+        )
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(30)
     row = ApiToken.create(
         user=user,
@@ -142,11 +192,26 @@ def create_token(
         prefix=plaintext[: len(TOKEN_PREFIX) + 6],
         token_hash=_hash_token(plaintext),
         expires_at=utcnow() + lifetime if lifetime else None,
+        scopes=" ".join(chosen),
+        workspace=workspace,
+    )
+    audit.record(
+        "token.create",
+        actor=actor or user.username,
+        source_ip=source_ip,
+        target=f"token:{row.id}",
+        owner=user.username,
+        name=name,
+        scopes=row.scopes,
+        workspace=workspace.id if workspace else None,
+        expires_at=row.expires_at,
     )
     return row, plaintext
 
 
-def verify_token(plaintext: str, now: datetime | None = None) -> ApiToken:
+def verify_token(
+    plaintext: str, now: datetime | None = None, source_ip: str | None = None
+) -> ApiToken:
     """Return the active token row for ``plaintext`` (with its user), or raise TokenRefused."""
     if not plaintext or not _TOKEN_SHAPE.match(plaintext):
         raise TokenRefused("malformed_token", "The bearer token is malformed.")
@@ -160,23 +225,51 @@ def verify_token(plaintext: str, now: datetime | None = None) -> ApiToken:
         raise TokenRefused("invalid_token", "The bearer token is not valid.")
     now = now or utcnow()
     status = row.status(now)
+    refusal = None
     if status == "revoked":
-        raise TokenRefused("token_revoked", "The bearer token has been revoked.")
-    if status == "expired":
-        raise TokenRefused(
+        refusal = TokenRefused("token_revoked", "The bearer token has been revoked.")
+    elif status == "expired":
+        refusal = TokenRefused(
             "token_expired", f"The bearer token expired at {row.expires_at:%Y-%m-%d %H:%M} UTC."
         )
-    if row.user.is_disabled:
-        raise TokenRefused("account_disabled", "The account this token belongs to is disabled.")
+    elif row.user.is_disabled:
+        refusal = TokenRefused("account_disabled", "The account this token belongs to is disabled.")
+    if refusal is not None:
+        audit.record(
+            "token.use",
+            actor=row.user.username,
+            source_ip=source_ip,
+            target=f"token:{row.id}",
+            outcome="denied",
+            reason=refusal.reason,
+        )
+        raise refusal
+    # One record per stretch of use (a minute apart), not one per request.
+    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_GAP:
+        audit.record(
+            "token.use",
+            actor=row.user.username,
+            source_ip=source_ip,
+            target=f"token:{row.id}",
+            name=row.name,
+        )
     row.last_used_at = now
     row.save(only=[ApiToken.last_used_at])
     return row
 
 
-def revoke_token(token: ApiToken) -> None:
+def revoke_token(token: ApiToken, actor: str | None = None, source_ip: str | None = None) -> None:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         token.save(only=[ApiToken.revoked_at])
+        audit.record(
+            "token.revoke",
+            actor=actor or token.user.username,
+            source_ip=source_ip,
+            target=f"token:{token.id}",
+            owner=token.user.username,
+            name=token.name,
+        )
 
 
 def tokens_of(user: User) -> list[ApiToken]:

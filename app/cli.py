@@ -10,10 +10,11 @@ import time
 
 import click
 
-from app import __version__, accounts, migrations
+from app import __version__, accounts, audit, migrations
 from app.config import ConfigError, Settings
 from app.db import open_database
 from app.durations import parse_duration
+from app.models import ROLES, TOKEN_SCOPES
 
 
 def _fail(message: str, code: int = 1):
@@ -300,16 +301,18 @@ one_time_option = click.option(
 @admin.command("create-user")
 @click.argument("name")
 @click.option("--admin", "make_admin", is_flag=True, help="Give the account the admin role.")
+@click.option("--role", type=click.Choice(ROLES), help="The account's role (default member).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @one_time_option
 @instance_command
-def create_user(settings, name, make_admin, password_stdin, one_time):
+def create_user(settings, name, make_admin, role, password_stdin, one_time):
     """Create an account named NAME (prompts for its password)."""
     accounts.validate_username(name)
     password = _new_password(one_time, password_stdin)
     user = accounts.create_user(
-        name, password, "admin" if make_admin else "member", one_time=one_time
+        name, password, "admin" if make_admin else role or "member", one_time=one_time
     )
+    audit.record("user.create", actor="cli", target=f"user:{user.username}", role=user.role)
     if one_time:
         click.echo(password)
     click.echo(
@@ -326,6 +329,21 @@ def list_users(settings):
     for user in User.select().order_by(User.username):
         state = "disabled" if user.is_disabled else "active"
         click.echo(f"{user.username}\t{user.role}\t{state}")
+
+
+@admin.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@instance_command
+def set_role(settings, name, role):
+    """Give NAME the role ROLE."""
+    user = accounts.find_user(name)
+    before = user.role
+    accounts.set_role(user, role)
+    audit.record(
+        "user.role", actor="cli", target=f"user:{user.username}", before=before, after=role
+    )
+    click.echo(f"berth: {user.username} is now {role}", err=True)
 
 
 @admin.command("reset-password")
@@ -354,8 +372,18 @@ def token():
 @click.option(
     "--expires", default="30d", show_default=True, help="Lifetime such as 30d, 12h or 'never'."
 )
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(TOKEN_SCOPES),
+    help="What the token may do (repeat; default: all its user may).",
+)
+@click.option(
+    "--workspace", "workspace_id", type=int, help="Limit the token to this one workspace (id)."
+)
 @instance_command
-def token_create(settings, user, name, expires):
+def token_create(settings, user, name, expires, scopes, workspace_id):
     """Create a token for USER and print it on stdout (only this once)."""
     if expires == "never":
         lifetime = None
@@ -364,7 +392,24 @@ def token_create(settings, user, name, expires):
             lifetime = parse_duration(expires)
         except ValueError as exc:
             _fail(f"--expires: {exc}", 2)
-    row, plaintext = accounts.create_token(accounts.find_user(user), name, lifetime)
+    owner = accounts.find_user(user)
+    workspace = None
+    if workspace_id is not None:
+        from app.workspaces import service
+
+        try:
+            workspace = service.get_visible(owner, workspace_id, needed="use")
+        except service.WorkspaceError as exc:
+            _fail(f"--workspace: {exc.message}")
+    row, plaintext = accounts.create_token(
+        owner,
+        name,
+        lifetime,
+        scopes=list(scopes) or None,
+        workspace=workspace,
+        max_lifetime=settings.max_token_lifetime,
+        actor="cli",
+    )
     click.echo(plaintext)
     until = f"until {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "with no expiry"
     click.echo(f"berth: token {row.id} ({row.name}) for {user}, valid {until}", err=True)
@@ -393,7 +438,7 @@ def token_revoke(settings, token_id):
     row = ApiToken.get_or_none(ApiToken.id == token_id)
     if row is None:
         _fail(f"there is no token with id {token_id}")
-    accounts.revoke_token(row)
+    accounts.revoke_token(row, actor="cli")
     click.echo(f"berth: token {token_id} ({row.name}) revoked", err=True)
 
 
@@ -501,3 +546,130 @@ def restore(file, force, data_dir):
         _fail(str(exc))
     finally:
         lock.release()
+
+
+# --- groups --------------------------------------------------------------------------
+
+
+@main.group()
+def group():
+    """Groups (teams) for sharing, quotas and budgets."""
+
+
+@group.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="What the group is.")
+@instance_command
+def group_create(settings, name, description):
+    """Create the group NAME."""
+    from app import groups
+
+    try:
+        made = groups.create(name, description)
+    except groups.GroupError as exc:
+        _fail(str(exc))
+    audit.record("group.create", actor="cli", target=f"group:{made.name}")
+    click.echo(f"berth: group {made.name} created", err=True)
+
+
+@group.command("add")
+@click.argument("name")
+@click.argument("users", nargs=-1, required=True)
+@instance_command
+def group_add(settings, name, users):
+    """Add USERS to the group NAME."""
+    from app import groups
+
+    try:
+        found = groups.find(name)
+    except groups.GroupError as exc:
+        _fail(str(exc))
+    for username in users:
+        if groups.add_member(found, accounts.find_user(username)):
+            audit.record(
+                "group.member.add", actor="cli", target=f"group:{found.name}", user=username
+            )
+
+
+@group.command("remove")
+@click.argument("name")
+@click.argument("users", nargs=-1, required=True)
+@instance_command
+def group_remove(settings, name, users):
+    """Remove USERS from the group NAME."""
+    from app import groups
+
+    try:
+        found = groups.find(name)
+    except groups.GroupError as exc:
+        _fail(str(exc))
+    for username in users:
+        if groups.remove_member(found, accounts.find_user(username)):
+            audit.record(
+                "group.member.remove", actor="cli", target=f"group:{found.name}", user=username
+            )
+
+
+@group.command("list")
+@instance_command
+def group_list(settings):
+    """Groups and their members."""
+    from app import groups
+    from app.models import Group
+
+    for found in Group.select().order_by(Group.name):
+        click.echo(f"{found.name}\t{' '.join(u.username for u in groups.members(found))}")
+
+
+# --- the audit log -------------------------------------------------------------------
+
+
+@main.group("audit")
+def audit_group():
+    """The tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@instance_command
+def audit_verify(settings):
+    """Check every record's hash and the chain; name the first altered or missing one."""
+    verdict = audit.verify()
+    if not verdict.ok:
+        _fail(f"audit log NOT intact: {verdict.message} ({verdict.checked} records before it)")
+    click.echo(f"berth: audit log intact: {verdict.message}")
+
+
+@audit_group.command("export")
+@click.option("--since", help="Only records from this time on (ISO 8601, UTC), e.g. 2026-11-01.")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="A file (default stdout).")
+@instance_command
+def audit_export(settings, since, output):
+    """Write the records as JSON lines, oldest first, for a SIEM."""
+    from datetime import UTC, datetime
+
+    start = None
+    if since:
+        try:
+            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--since: {since!r} is not a time like 2026-11-01 or 2026-11-01T14:30:00Z", 2)
+        if start.tzinfo is not None:
+            start = start.astimezone(UTC).replace(tzinfo=None)
+    count = 0
+    for line in audit.export(start):
+        output.write(line + "\n")
+        count += 1
+    click.echo(f"berth: exported {count} audit records", err=True)
+
+
+@audit_group.command("prune")
+@click.option(
+    "--days",
+    type=int,
+    help="Keep this many days (default: BERTH_AUDIT_RETENTION_DAYS; 0 keeps everything).",
+)
+@instance_command
+def audit_prune(settings, days):
+    """Delete records older than the retention; the chain stays verifiable."""
+    removed = audit.prune(settings.audit_retention_days if days is None else days)
+    click.echo(f"berth: pruned {removed} audit records", err=True)

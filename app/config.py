@@ -61,6 +61,19 @@ def _as_rate_limit(setting: str, value) -> str:
     return str(value)
 
 
+def _as_duration(setting: str, value) -> str:
+    """A duration such as 90d, or empty for none."""
+    from app.durations import parse_duration
+
+    text = str(value or "").strip()
+    if text:
+        try:
+            parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(setting, str(exc)) from None
+    return text
+
+
 def _as_database_url(setting: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme == "sqlite":
@@ -156,11 +169,25 @@ class Settings:
     # A folder on the engine's host for the tools bundle (the appliance); Docker's own
     # volume storage when empty.
     tools_dir: str = ""
+    # The longest an API token may live (a duration like 90d); empty: no limit.
+    token_max_lifetime: str = ""
+    # Audit records older than this many days are pruned (0: kept forever).
+    audit_retention_days: int = 0
+    # A bearer token that may read /metrics (for Prometheus); admins' and auditors' API
+    # tokens may read it too.
+    metrics_token: str = ""
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def uses_tls(self) -> bool:
         return self.public_url.startswith("https://")
+
+    @property
+    def max_token_lifetime(self):
+        """The admin's ceiling on API token lifetimes (a timedelta), or None."""
+        from app.durations import parse_duration
+
+        return parse_duration(self.token_max_lifetime) if self.token_max_lifetime else None
 
     @property
     def repo_roots(self) -> list[Path]:
@@ -302,6 +329,13 @@ class Settings:
                 "BERTH_BACKUP_KEEP_WEEKLY", pick("backup_keep_weekly", 4)
             ),
             tools_dir=str(pick("tools_dir", "")),
+            token_max_lifetime=_as_duration(
+                "BERTH_TOKEN_MAX_LIFETIME", pick("token_max_lifetime", "")
+            ),
+            audit_retention_days=_as_positive_int(
+                "BERTH_AUDIT_RETENTION_DAYS", pick("audit_retention_days", 0)
+            ),
+            metrics_token=str(pick("metrics_token", "")),
             sources=sources,
         )
         if settings.secret_key and len(settings.secret_key) < 32:

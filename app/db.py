@@ -56,6 +56,9 @@ def open_database(settings: Settings) -> peewee.Database:
         ) from None
     db.close()
     database.initialize(db)
+    from app import audit  # here, because every process opens its database here
+
+    audit.use_key_file(settings.data_dir / "audit_key")
     return db
 
 

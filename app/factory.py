@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import __version__
+from app import __version__, authz
 from app.config import Settings
 from app.db import open_database
 from app.web import extensions
@@ -20,6 +21,11 @@ class _TlsAwareSessions(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app):
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+def _can(right: str) -> bool:
+    """For templates: whether the signed-in person's role grants ``right``."""
+    return current_user.is_authenticated and authz.can(current_user.row, right)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -49,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
     app.logger.setLevel(getattr(logging, settings.log_level.upper()))
     app.jinja_env.globals["berth_version"] = __version__
+    app.jinja_env.globals["can"] = _can
 
     # No connect before each request: peewee connects on a request's first query, so
     # requests that need no database (the IDE's cached authorizations) open none.

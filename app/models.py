@@ -10,7 +10,10 @@ import peewee
 
 from app.db import database
 
-ROLES = ("admin", "member")
+# admin: everything; template-admin: templates too; member: their own and shared
+# workspaces; auditor: reads everything, changes nothing (app.authz has the matrix).
+ROLES = ("admin", "template-admin", "member", "auditor")
+TOKEN_SCOPES = ("workspaces:read", "workspaces:write", "workspaces:exec", "admin")
 
 
 def utcnow() -> datetime:
@@ -59,9 +62,18 @@ class ApiToken(BaseModel):
     expires_at = peewee.DateTimeField(null=True)
     revoked_at = peewee.DateTimeField(null=True)
     last_used_at = peewee.DateTimeField(null=True)
+    scopes = peewee.CharField(max_length=255, default=" ".join(TOKEN_SCOPES))
+    # Set for a token that may act on this one workspace only (an agent inside it).
+    workspace = peewee.DeferredForeignKey(
+        "Workspace", null=True, on_delete="CASCADE", backref="scoped_tokens"
+    )
 
     class Meta:
         table_name = "api_tokens"
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
 
     def status(self, now: datetime | None = None) -> str:
         now = now or utcnow()
@@ -250,3 +262,63 @@ class WorkspacePort(BaseModel):
 
 
 ALL_MODELS += [WorkspacePort]
+
+
+class Group(BaseModel):
+    """A team: used for sharing, quotas and budgets."""
+
+    name = peewee.CharField(max_length=64, unique=True)
+    description = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "groups"
+
+
+class GroupMember(BaseModel):
+    group = peewee.ForeignKeyField(Group, backref="members", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "group_members"
+        indexes = ((("group", "user"), True),)
+
+
+class WorkspaceShare(BaseModel):
+    """A workspace shared by its owner with one person or one group (exactly one of the
+    two is set): they may use it (IDE, ports, SSH, exec), not manage it."""
+
+    workspace = peewee.ForeignKeyField(Workspace, backref="shares", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, null=True, backref="shared_with_me", on_delete="CASCADE")
+    group = peewee.ForeignKeyField(Group, null=True, backref="shares", on_delete="CASCADE")
+    created_by = peewee.CharField(max_length=64)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "workspace_shares"
+        indexes = ((("workspace", "user", "group"), True),)
+
+
+ALL_MODELS += [Group, GroupMember, WorkspaceShare]
+
+
+class AuditEvent(BaseModel):
+    """One audit record; app.audit appends them and chains their hashes."""
+
+    seq = peewee.BigIntegerField(unique=True)
+    at = peewee.DateTimeField(default=utcnow, index=True)
+    actor = peewee.CharField(max_length=64, index=True)
+    source_ip = peewee.CharField(max_length=64, null=True)
+    action = peewee.CharField(max_length=64, index=True)
+    target = peewee.CharField(max_length=160, null=True, index=True)
+    outcome = peewee.CharField(max_length=16)
+    detail = peewee.TextField(default="{}")
+    prev_hash = peewee.CharField(max_length=64)
+    hash = peewee.CharField(max_length=64)
+
+    class Meta:
+        table_name = "audit_events"
+
+
+ALL_MODELS += [AuditEvent]

@@ -42,9 +42,10 @@ def test_upgrade_from_an_older_schema_keeps_the_data(database_url, start):
     try:
         assert migrations.upgrade(db, target=start)[-1].version == start
         # A user written by the older release, with the columns that release had.
+        extra = ("", "") if start < 7 else (", password_change_required", ", false")
         db.execute_sql(
-            "INSERT INTO users (username, password_hash, role, created_at) "
-            "VALUES ('old-timer', NULL, 'admin', '2025-01-02 03:04:05')"
+            f"INSERT INTO users (username, password_hash, role, created_at{extra[0]}) "
+            f"VALUES ('old-timer', NULL, 'admin', '2025-01-02 03:04:05'{extra[1]})"
         )
         applied = migrations.upgrade(db)
         assert [step.version for step in applied] == list(range(start + 1, migrations.LATEST + 1))

@@ -174,12 +174,22 @@ def test_admin_manages_people(client):
 
 def test_account_tokens(client):
     login(client, "mia", "member-password")
-    page = form_post(client, "/account/tokens", "/account/", name="ci", expires="7d")
+    page = form_post(
+        client,
+        "/account/tokens",
+        "/account/",
+        name="ci",
+        expires="7d",
+        scopes=["workspaces:read", "workspaces:exec"],
+    )
     html = page.get_data(as_text=True)
     plaintext = re.search(r'data-testid="new-token">(berth_[^<]+)<', html).group(1)
     assert client.get("/account/").get_data(as_text=True).count(plaintext) == 0  # shown once
     api = client.get("/api/v2/me", headers={"Authorization": f"Bearer {plaintext}"})
     assert api.status_code == 200 and api.get_json()["username"] == "mia"
+    assert api.get_json()["token"]["scopes"] == ["workspaces:read", "workspaces:exec"]
+    none = form_post(client, "/account/tokens", "/account/", name="none", expires="7d")
+    assert "give at least one scope" in none.get_data(as_text=True)
     with database.connection_context():
         token = ApiToken.get(ApiToken.name == "ci")
     html = form_post(client, f"/account/tokens/{token.id}/revoke", "/account/").get_data(

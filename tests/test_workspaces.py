@@ -321,7 +321,7 @@ def test_openapi_describes_every_route(stack):
         if rule.rule.startswith("/api/v2/"):
             path = re.sub(
                 r"<(?:\w+:)?(\w+)>",
-                lambda m: "{port}" if m[1] == "port" else "{id}",
+                lambda m: "{" + (m[1] if m[1] in ("port", "kind", "name", "user") else "id") + "}",
                 rule.rule[len("/api/v2") :],
             )
             routes.setdefault(path, set()).update(

@@ -2,13 +2,14 @@
 
 from flask import jsonify
 
+from app import groups
 from app.api import bp
 from app.api.auth import current_token, token_required
 from app.models import stamp
 
 
 @bp.get("/me")
-@token_required
+@token_required()
 def me():
     user = current_token().user
     return jsonify(
@@ -16,6 +17,12 @@ def me():
             "id": user.id,
             "username": user.username,
             "role": user.role,
+            "groups": [g.name for g in groups.of(user)],
+            "token": {
+                "id": current_token().id,
+                "scopes": current_token().scopes.split(),
+                "workspace_id": current_token().workspace_id,
+            },
             "created_at": stamp(user.created_at),
             "last_login_at": stamp(user.last_login_at),
         }

@@ -20,6 +20,22 @@ _PORT = {
         "url": {"type": "string"},
     },
 }
+_LIST = {
+    "200": {
+        "description": "a list",
+        **{
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}
+            }
+        },
+    }
+}
+
+
+def _path(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 _PORT_NUMBER = {"name": "port", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 
@@ -195,13 +211,12 @@ DOCUMENT = {
                 },
             )
         },
-        "/templates/{id}": {
+        "/templates/{name}": {
             "patch": _op(
-                "Admins: change a template's parameters, limits, approvals or enabled",
+                "Admins and template admins: change a template's parameters, limits, "
+                "approvals or enabled (scope admin)",
                 {"200": {"description": "the template"}, "403": _ERROR, "422": _ERROR},
-                parameters=[
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
+                parameters=[_path("name")],
                 requestBody={
                     "required": True,
                     **_json(
@@ -442,6 +457,74 @@ DOCUMENT = {
                         ),
                     }
                 },
+            )
+        },
+        "/workspaces/{id}/shares": {
+            "get": _op("Who the workspace is shared with", _LIST),
+        },
+        "/workspaces/{id}/shares/{kind}/{name}": {
+            "put": _op(
+                "Share with a user (kind users) or a group (kind groups); owner or admin",
+                {**_LIST, "403": _ERROR, "422": _ERROR},
+                parameters=[_ID, _path("kind"), _path("name")],
+            ),
+            "delete": _op(
+                "Stop sharing with that user or group",
+                {"204": {"description": "revoked"}, "403": _ERROR},
+                parameters=[_ID, _path("kind"), _path("name")],
+            ),
+        },
+        "/users/me/tokens": {
+            "get": _op("The caller's API tokens (never their secret)", _LIST),
+            "post": _op(
+                "Create a token: name, scopes (a subset of the caller's), lifetime like 4h "
+                "(within the instance's maximum), workspace (limits it to that one)",
+                {"201": {"description": "the token, shown once", **_json({"type": "object"})}},
+                requestBody={"required": True, **_json({"type": "object"})},
+            ),
+        },
+        "/users/me/tokens/{id}": {
+            "delete": _op(
+                "Revoke one of the caller's tokens",
+                {"204": {"description": "revoked"}},
+                parameters=[_ID],
+            )
+        },
+        "/users": {"get": _op("Everyone, with role and groups (admins, auditors)", _LIST)},
+        "/users/{name}": {
+            "patch": _op(
+                "Change a person's role (admins)",
+                {"200": {"description": "the person"}, "403": _ERROR, "422": _ERROR},
+                parameters=[_path("name")],
+                requestBody={"required": True, **_json({"type": "object"})},
+            )
+        },
+        "/groups": {
+            "get": _op("Groups and their members", _LIST),
+            "post": _op(
+                "Create a group (admins)",
+                {"201": {"description": "the group"}, "403": _ERROR, "422": _ERROR},
+                requestBody={"required": True, **_json({"type": "object"})},
+            ),
+        },
+        "/groups/{name}/members/{user}": {
+            "put": _op(
+                "Add a person to a group (admins)",
+                {"200": {"description": "the group"}, "403": _ERROR},
+                parameters=[_path("name"), _path("user")],
+            ),
+            "delete": _op(
+                "Remove a person from a group (admins)",
+                {"204": {"description": "removed"}, "403": _ERROR},
+                parameters=[_path("name"), _path("user")],
+            ),
+        },
+        "/audit": {
+            "get": _op(
+                "Audit records, newest first, filtered by user, workspace (owner.name), "
+                "action (prefix), since, until, limit; format=jsonl exports oldest first "
+                "(admins, auditors; scope admin)",
+                {**_LIST, "403": _ERROR, "422": _ERROR},
             )
         },
         "/openapi.json": {

@@ -15,13 +15,13 @@ def _user():
 
 
 @bp.get("/users/me/keys")
-@token_required
+@token_required("workspaces:read", any_workspace=False)
 def list_keys():
     return jsonify([keys.to_dict(k) for k in keys.keys_of(_user())])
 
 
 @bp.post("/users/me/keys")
-@token_required
+@token_required("workspaces:write", any_workspace=False)
 def add_key():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("public_key"), str):
@@ -37,7 +37,7 @@ def add_key():
 
 
 @bp.delete("/users/me/keys/<key_id>")
-@token_required
+@token_required("workspaces:write", any_workspace=False)
 def remove_key(key_id):
     try:
         keys.remove(_user(), key_id)
@@ -47,7 +47,7 @@ def remove_key(key_id):
 
 
 @bp.get("/ssh")
-@token_required
+@token_required("workspaces:read")
 def gateway_info():
     settings = current_app.config["BERTH_SETTINGS"]
     key = hostkey.load_or_create(settings.data_dir)

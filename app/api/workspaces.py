@@ -7,14 +7,16 @@ import json
 import docker
 from flask import Response, current_app, jsonify, request, stream_with_context
 
+from app import authz
 from app.api import bp
-from app.api.auth import current_token, token_required
+from app.api.auth import current_token, require_right, token_required
 from app.api.errors import ApiError
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import StateChange, Template, Transition, stamp
+from app.models import StateChange, Template, Transition, stamp, utcnow
 from app.provisioner.docker import Provisioner
-from app.workspaces import activity, apps, logs, service, templates
+from app.web import auditing
+from app.workspaces import activity, apps, logs, service, sharing, templates
 
 
 def _settings():
@@ -36,9 +38,13 @@ def _dict(ws) -> dict:
     return service.to_dict(ws, _user(), _settings())
 
 
-def _workspace(workspace_id, include_deleted: bool = False):
+def _workspace(workspace_id, needed: str = authz.READ, include_deleted: bool = False):
+    """The workspace the caller names, if their token and rights reach it."""
+    limited_to = current_token().workspace_id
+    if limited_to is not None and str(workspace_id) != str(limited_to):
+        raise ApiError(403, "token_limited", f"this token is limited to workspace {limited_to}")
     try:
-        return service.get_visible(_user(), workspace_id, include_deleted)
+        return service.get_visible(_user(), workspace_id, include_deleted, needed)
     except service.WorkspaceError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
 
@@ -62,18 +68,17 @@ def template_dict(template: Template) -> dict:
 
 
 @bp.get("/templates")
-@token_required
+@token_required("workspaces:read")
 def list_templates():
     rows = Template.select().where(Template.enabled).order_by(Template.name)
     return jsonify([template_dict(t) for t in rows])
 
 
 @bp.patch("/templates/<name>")
-@token_required
+@token_required("admin")
 def update_template(name):
     """Admins change a template's parameters, limits (lifecycle too), approvals, enabled."""
-    if not _user().is_admin:
-        raise ApiError(403, "forbidden", "only admins change templates")
+    require_right("templates.manage", "change templates")
     template = Template.get_or_none(Template.name == name)
     if template is None:
         raise ApiError(404, "not_found", f"there is no template {name!r}")
@@ -85,12 +90,14 @@ def update_template(name):
         templates.update(template, **body)
     except templates.TemplateError as exc:
         raise ApiError(422, "invalid_template", str(exc)) from None
+    auditing.record("template.update", f"template:{template.name}", **body)
     return jsonify(template_dict(template))
 
 
 @bp.post("/workspaces")
-@token_required
+@token_required("workspaces:write", any_workspace=False)
 def create_workspace():
+    require_right("workspaces.create", "create workspaces")
     body = _body()
     unknown = sorted(set(body) - {"name", "template", "repo", "parameters", "ttl", "restore"})
     if unknown:
@@ -108,25 +115,28 @@ def create_workspace():
         data_dir=_settings().data_dir,
         local_roots=_settings().repo_roots,
         restore=service.backup_for(_user(), restore, _settings()) if restore else None,
+        source_ip=request.remote_addr,
     )
     return jsonify(_dict(ws)), 201
 
 
 @bp.get("/workspaces")
-@token_required
+@token_required("workspaces:read")
 def list_workspaces():
     rows = service.visible_to(_user()).order_by(service.Workspace.id)
+    if current_token().workspace_id is not None:
+        rows = rows.where(service.Workspace.id == current_token().workspace_id)
     return jsonify([_dict(ws) for ws in rows])
 
 
 @bp.get("/workspaces/<workspace_id>")
-@token_required
+@token_required("workspaces:read")
 def get_workspace(workspace_id):
     return jsonify(_dict(_workspace(workspace_id)))
 
 
 @bp.get("/workspaces/<workspace_id>/history")
-@token_required
+@token_required("workspaces:read")
 def workspace_history(workspace_id):
     """Every status change, newest first, with its cause, actor and note (the reason of
     an automatic action), and the jobs with their reasons."""
@@ -165,10 +175,10 @@ def workspace_history(workspace_id):
 
 
 @bp.post("/workspaces/<workspace_id>/activity")
-@token_required
+@token_required("workspaces:write")
 def keep_alive(workspace_id):
     """An explicit keep-alive: counts as use for the idle auto-stop."""
-    ws = _workspace(workspace_id)
+    ws = _workspace(workspace_id, authz.USE)
     body = request.get_json(silent=True) or {}
     detail = body.get("detail") if isinstance(body, dict) else None
     if detail is not None and not isinstance(detail, str):
@@ -180,17 +190,19 @@ def keep_alive(workspace_id):
 
 
 @bp.put("/workspaces/<workspace_id>/ttl")
-@token_required
+@token_required("workspaces:write")
 def set_ttl(workspace_id):
-    ws = service.set_ttl(_workspace(workspace_id), _body(), actor=_user().username, cause="api")
+    ws = service.set_ttl(
+        _workspace(workspace_id, authz.MANAGE), _body(), actor=_user().username, cause="api"
+    )
     return jsonify(_dict(ws))
 
 
 @bp.put("/workspaces/<workspace_id>/idle-timeout")
-@token_required
+@token_required("workspaces:write")
 def set_idle_timeout(workspace_id):
     ws = service.set_idle_timeout(
-        _workspace(workspace_id),
+        _workspace(workspace_id, authz.MANAGE),
         _body().get("idle_timeout"),
         actor=_user().username,
         cause="api",
@@ -199,7 +211,7 @@ def set_idle_timeout(workspace_id):
 
 
 @bp.post("/workspaces/<workspace_id>/backup")
-@token_required
+@token_required("workspaces:write")
 def backup_workspace(workspace_id):
     return _transition(workspace_id, "backup")
 
@@ -209,17 +221,17 @@ def _port_error(exc: apps.PortError):
 
 
 @bp.get("/workspaces/<workspace_id>/ports")
-@token_required
+@token_required("workspaces:read")
 def list_ports(workspace_id):
     ws = _workspace(workspace_id)
     return jsonify([apps.describe_port(_settings(), ws, p) for p in apps.ports(ws)])
 
 
 @bp.put("/workspaces/<workspace_id>/ports/<port>")
-@token_required
+@token_required("workspaces:write")
 def open_port(workspace_id, port):
     """Open a port in the browser (or change it): {"shared": bool, "label": text}."""
-    ws = _workspace(workspace_id)
+    ws = _workspace(workspace_id, authz.MANAGE)
     body = request.get_json(silent=True) or {}
     if not isinstance(body, dict) or not isinstance(body.get("shared", False), bool):
         raise ApiError(422, "invalid_port", 'send {"shared": true|false, "label": "..."}')
@@ -237,9 +249,9 @@ def open_port(workspace_id, port):
 
 
 @bp.delete("/workspaces/<workspace_id>/ports/<port>")
-@token_required
+@token_required("workspaces:write")
 def close_port(workspace_id, port):
-    ws = _workspace(workspace_id)
+    ws = _workspace(workspace_id, authz.MANAGE)
     try:
         apps.close_port(ws, port)
     except apps.PortError as exc:
@@ -248,18 +260,20 @@ def close_port(workspace_id, port):
 
 
 @bp.get("/backups")
-@token_required
+@token_required("workspaces:read", any_workspace=False)
 def list_backups():
     """Workspace backups (one's own; all for admins), and database backups for admins."""
     user, settings = _user(), _settings()
-    found = volume_backups.list_backups(settings, None if user.is_admin else user.username)
-    if user.is_admin:
+    everything = authz.can(user, "workspaces.read_all")
+    found = volume_backups.list_backups(settings, None if everything else user.username)
+    if everything:
         found += db_backups.list_backups(settings)
     return jsonify([b.to_dict() for b in found])
 
 
 def _transition(workspace_id, kind: str, options: dict | None = None):
-    ws = _workspace(workspace_id)
+    # Those a workspace is shared with may start it (as opening its IDE would), not more.
+    ws = _workspace(workspace_id, authz.USE if kind == "start" else authz.MANAGE)
     job = service.request(
         ws,
         kind,
@@ -267,6 +281,7 @@ def _transition(workspace_id, kind: str, options: dict | None = None):
         actor=_user().username,
         options=options,
         data_dir=_settings().data_dir,
+        source_ip=request.remote_addr,
     )
     return jsonify(
         {
@@ -277,38 +292,38 @@ def _transition(workspace_id, kind: str, options: dict | None = None):
 
 
 @bp.post("/workspaces/<workspace_id>/start")
-@token_required
+@token_required("workspaces:write")
 def start_workspace(workspace_id):
     return _transition(workspace_id, "start")
 
 
 @bp.post("/workspaces/<workspace_id>/stop")
-@token_required
+@token_required("workspaces:write")
 def stop_workspace(workspace_id):
     return _transition(workspace_id, "stop")
 
 
 @bp.post("/workspaces/<workspace_id>/restart")
-@token_required
+@token_required("workspaces:write")
 def restart_workspace(workspace_id):
     return _transition(workspace_id, "restart")
 
 
 @bp.post("/workspaces/<workspace_id>/rebuild")
-@token_required
+@token_required("workspaces:write")
 def rebuild_workspace(workspace_id):
     return _transition(workspace_id, "rebuild")
 
 
 @bp.delete("/workspaces/<workspace_id>")
-@token_required
+@token_required("workspaces:write")
 def delete_workspace(workspace_id):
     keep = request.args.get("keep_volumes", "false").lower() in ("1", "true", "yes")
     return _transition(workspace_id, "delete", {"keep_volumes": keep})
 
 
 @bp.get("/workspaces/<workspace_id>/logs")
-@token_required
+@token_required("workspaces:read")
 def workspace_logs(workspace_id):
     ws = _workspace(workspace_id)
     follow = request.args.get("follow", "true").lower() not in ("0", "false", "no")
@@ -321,9 +336,9 @@ def workspace_logs(workspace_id):
 
 
 @bp.post("/workspaces/<workspace_id>/exec")
-@token_required
+@token_required("workspaces:exec")
 def exec_in_workspace(workspace_id):
-    ws = _workspace(workspace_id)
+    ws = _workspace(workspace_id, authz.USE)
     body = _body()
     command = body.get("command")
     if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
@@ -341,12 +356,24 @@ def exec_in_workspace(workspace_id):
     user, workdir = provisioner.identity(container)
     detail = " ".join(command)[:200]
     activity.record(ws.id, "exec", detail, sessions=1)
+    started, result = utcnow(), None
     try:
         result = provisioner.exec(
             container.id, command, user=user, workdir=workdir, timeout=float(timeout)
         )
     finally:
         activity.record(ws.id, "exec", detail, sessions=-1)
+        auditing.record(
+            "exec",
+            f"workspace:{ws.owner.username}.{ws.name}",
+            "success" if result is not None else "failure",
+            command=command,
+            started_at=stamp(started),
+            ended_at=stamp(utcnow()),
+            exit_code=result.exit_code if result else None,
+            timed_out=result.timed_out if result else None,
+            shared=ws.owner_id != _user().id,
+        )
     return jsonify(
         {
             "exit_code": result.exit_code,
@@ -355,3 +382,40 @@ def exec_in_workspace(workspace_id):
             "timed_out": result.timed_out,
         }
     )
+
+
+def _shares(ws) -> list[dict]:
+    return [{**s, "created_at": stamp(s["created_at"])} for s in sharing.shares_of(ws)]
+
+
+@bp.get("/workspaces/<workspace_id>/shares")
+@token_required("workspaces:read")
+def list_shares(workspace_id):
+    return jsonify(_shares(_workspace(workspace_id)))
+
+
+@bp.put("/workspaces/<workspace_id>/shares/<kind>/<name>")
+@token_required("workspaces:write")
+def add_share(workspace_id, kind, name):
+    """Share with a user (``users/<name>``) or a group (``groups/<name>``)."""
+    ws = _workspace(workspace_id, authz.MANAGE)
+    try:
+        sharing.share(
+            ws, kind.removesuffix("s"), name, actor=_user().username, source_ip=request.remote_addr
+        )
+    except sharing.ShareError as exc:
+        raise ApiError(exc.status, "invalid_share", exc.message) from None
+    return jsonify(_shares(ws))
+
+
+@bp.delete("/workspaces/<workspace_id>/shares/<kind>/<name>")
+@token_required("workspaces:write")
+def remove_share(workspace_id, kind, name):
+    ws = _workspace(workspace_id, authz.MANAGE)
+    try:
+        sharing.unshare(
+            ws, kind.removesuffix("s"), name, actor=_user().username, source_ip=request.remote_addr
+        )
+    except sharing.ShareError as exc:
+        raise ApiError(exc.status, "invalid_share", exc.message) from None
+    return "", 204

@@ -23,6 +23,8 @@ from app.migrations import (
     m0005_lifecycle,
     m0006_ports,
     m0007_password_change,
+    m0008_groups_sharing_scopes,
+    m0009_audit,
 )
 from app.models import utcnow
 
@@ -34,6 +36,8 @@ STEPS = [
     m0005_lifecycle,
     m0006_ports,
     m0007_password_change,
+    m0008_groups_sharing_scopes,
+    m0009_audit,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

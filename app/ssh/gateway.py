@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import docker
 import paramiko
 
+from app import audit
 from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.models import Transition, Workspace
@@ -193,17 +194,56 @@ class Connection(paramiko.ServerInterface):
         with short_connection():
             owner = keys.owner_of(key.asbytes())
             if owner is None:
-                return self._refuse(username, f"unregistered key {keys.fingerprint(key.asbytes())}")
+                fingerprint = keys.fingerprint(key.asbytes())
+                if not self.counted:
+                    audit.record(
+                        "ssh.login",
+                        actor="unknown",
+                        source_ip=self.peer[0],
+                        target=f"login:{username}"[:160],
+                        outcome="failure",
+                        key=fingerprint,
+                    )
+                return self._refuse(username, f"unregistered key {fingerprint}")
             user, row = owner
             ws = service.find_for_login(user, username)
             if ws is None:
+                if not self.counted:
+                    audit.record(
+                        "ssh.login",
+                        actor=user.username,
+                        source_ip=self.peer[0],
+                        target=f"login:{username}"[:160],
+                        outcome="denied",
+                        key=row.fingerprint,
+                    )
                 return self._refuse(username, f"{user.username} has no access to such a workspace")
+            # paramiko asks twice per key (may I? then the signed request): record once.
+            if self.user is None:
+                audit.record(
+                    "ssh.login",
+                    actor=user.username,
+                    source_ip=self.peer[0],
+                    target=f"workspace:{ws.owner.username}.{ws.name}",
+                    key=row.fingerprint,
+                    shared=ws.owner_id != user.id,
+                )
         if self.counted:
             self.counted = False
             self.gateway.limiter.forgive(self.peer[0])
         self.user, self.key, self.workspace_id = user, row, ws.id
         self.target = f"{ws.owner.username}.{ws.name}"
         return paramiko.AUTH_SUCCESSFUL
+
+    def audit(self, action: str, **detail) -> None:
+        with short_connection():
+            audit.record(
+                action,
+                actor=self.user.username,
+                source_ip=self.peer[0],
+                target=f"workspace:{self.target}",
+                **detail,
+            )
 
     def _refuse(self, username: str, reason: str) -> int:
         log.warning("ssh: refused %r from %s: %s", username, self.peer[0], reason)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
+from app.models import stamp, utcnow
 from app.provisioner.docker import AGENT_SOCKET_DIR, Frames
 from app.ssh.relay import CHUNK, AgentForward
 
@@ -161,6 +162,9 @@ class Session:
                 agent.close()
             return
         self.exec_id = exec_id
+        started = utcnow()
+        about = {"kind": kind, "command": command, "pty": self.pty is not None}
+        conn.audit("ssh.session.start", **about)
         if self.pty:
             gateway.provisioner.resize_exec(exec_id, self.pty.height, self.pty.width)
         conn.record_activity(f"{kind} session opened", sessions=1)
@@ -171,6 +175,7 @@ class Session:
             if agent:
                 agent.close()
             conn.record_activity(f"{kind} session closed", sessions=-1)
+        code = None
         if ended:
             code = gateway.provisioner.exec_exit_code(exec_id)
             self._finish(255 if code is None else code)
@@ -178,6 +183,14 @@ class Session:
             # The client went away while the command ran: end what it started.
             gateway.provisioner.end_exec(exec_id)
             self.channel.close()
+        conn.audit(
+            "ssh.session.end",
+            **about,
+            started_at=stamp(started),
+            ended_at=stamp(utcnow()),
+            exit_code=code,
+            client_left=not ended,
+        )
 
     def _forward_agent(self, container, account) -> AgentForward | None:
         host_dir = self.connection.gateway.provisioner.agent_socket_dir(

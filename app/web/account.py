@@ -1,12 +1,22 @@
 """The account page: password, API tokens and SSH keys of the signed-in person."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
-from app import accounts
+from app import accounts, authz
 from app.durations import parse_duration
-from app.models import ApiToken
+from app.models import TOKEN_SCOPES, ApiToken
 from app.ssh import keys as ssh_keys
+from app.workspaces import service
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -41,6 +51,8 @@ def index():
         "account/index.html",
         tokens=accounts.tokens_of(current_user.row),
         lifetimes=TOKEN_LIFETIMES,
+        scopes=TOKEN_SCOPES,
+        workspaces=service.visible_to(current_user.row).order_by(service.Workspace.name),
         ssh_keys=ssh_keys.keys_of(current_user.row),
     )
 
@@ -94,9 +106,24 @@ def create_token():
         flash(f"Token not created: {expires!r} is not one of the offered lifetimes.", "error")
         return redirect(url_for("account.index"))
     lifetime = None if expires == "never" else parse_duration(expires)
+    workspace = None
+    if request.form.get("workspace"):
+        try:
+            workspace = service.get_visible(
+                current_user.row, request.form["workspace"], needed=authz.USE
+            )
+        except service.WorkspaceError as refusal:
+            flash(f"Token not created: {refusal.message}.", "error")
+            return redirect(url_for("account.index"))
     try:
         row, plaintext = accounts.create_token(
-            current_user.row, request.form.get("name", ""), lifetime
+            current_user.row,
+            request.form.get("name", ""),
+            lifetime,
+            scopes=request.form.getlist("scopes"),
+            workspace=workspace,
+            max_lifetime=current_app.config["BERTH_SETTINGS"].max_token_lifetime,
+            source_ip=request.remote_addr,
         )
     except accounts.AccountError as refusal:
         flash(f"Token not created: {refusal}.", "error")
@@ -106,6 +133,8 @@ def create_token():
         "account/index.html",
         tokens=accounts.tokens_of(current_user.row),
         lifetimes=TOKEN_LIFETIMES,
+        scopes=TOKEN_SCOPES,
+        workspaces=service.visible_to(current_user.row).order_by(service.Workspace.name),
         ssh_keys=ssh_keys.keys_of(current_user.row),
         new_token=plaintext,
         new_token_name=row.name,
@@ -118,6 +147,6 @@ def revoke_token(token_id):
     token = ApiToken.get_or_none((ApiToken.id == token_id) & (ApiToken.user == current_user.row.id))
     if token is None:
         abort(404, "There is no such token.")
-    accounts.revoke_token(token)
+    accounts.revoke_token(token, source_ip=request.remote_addr)
     flash(f"Token {token.name} ({token.prefix}…) was revoked.", "success")
     return redirect(url_for("account.index"))

@@ -11,26 +11,35 @@ from functools import wraps
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from app import accounts
+from app import accounts, audit, authz, groups
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import ROLES, ScheduledJob, Template, User, Workspace
+from app.models import ROLES, Group, ScheduledJob, Template, User, Workspace
 from app.scheduler import register, run_recorded
 from app.scheduler.jobs import nightly_backup
+from app.web import auditing
 from app.workspaces import service, templates
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-def admin_required(view):
-    @wraps(view)
-    @login_required
-    def wrapper(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403, "This page is for administrators.")
-        return view(*args, **kwargs)
+def right_required(*rights: str):
+    """The signed-in person's role must grant one of ``rights`` (app.authz)."""
 
-    return wrapper
+    def decorate(view):
+        @wraps(view)
+        @login_required
+        def wrapper(*args, **kwargs):
+            if not any(authz.can(current_user.row, right) for right in rights):
+                abort(403, "Your role does not allow this page or action.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+admin_required = right_required("users.manage")
 
 
 def _user_or_404(user_id: int) -> User:
@@ -41,14 +50,18 @@ def _user_or_404(user_id: int) -> User:
 
 
 @bp.route("/")
-@admin_required
+@right_required("users.manage", "templates.manage", "audit.read")
 def index():
     users = User.select().order_by(User.username)
     workspaces = service.visible_to(current_user.row).order_by(Workspace.id.desc())
     templates = Template.select().order_by(Template.name)
     settings = current_app.config["BERTH_SETTINGS"]
+    group_rows = list(Group.select().order_by(Group.name))
     return render_template(
         "admin/index.html",
+        groups=group_rows,
+        group_members={g.id: groups.members(g) for g in group_rows},
+        user_groups={u.id: [g.name for g in groups.of(u)] for u in users},
         users=users,
         roles=ROLES,
         workspaces=list(workspaces),
@@ -66,6 +79,7 @@ def backup_now():
     settings = current_app.config["BERTH_SETTINGS"]
     register("backup", f"cron {settings.backup_schedule} (UTC)")
     detail = run_recorded("backup", lambda: nightly_backup(settings))
+    auditing.record("backup.database", outcome="failure" if detail is None else "success")
     if detail is None:
         flash("The backup failed; see Scheduled jobs.", "error")
     else:
@@ -81,7 +95,7 @@ def _json_field(name: str, text: str):
 
 
 @bp.route("/templates", methods=["POST"])
-@admin_required
+@right_required("templates.manage")
 def add_template():
     settings = current_app.config["BERTH_SETTINGS"]
     form = request.form
@@ -117,7 +131,14 @@ def add_template():
             )
     except (templates.TemplateError, service.WorkspaceError, ValueError) as exc:
         flash(f"Template not added: {getattr(exc, 'message', exc)}.", "error")
+        auditing.record(
+            "template.create",
+            f"template:{name}",
+            "failure",
+            error=getattr(exc, "message", str(exc)),
+        )
         return redirect(url_for("admin.index"))
+    auditing.record("template.create", f"template:{template.name}", source=template.source_kind)
     flash(f"Template {template.name} added.", "success")
     return redirect(url_for("admin.index"))
 
@@ -146,7 +167,7 @@ def _extract(upload, folder) -> None:
 
 
 @bp.route("/templates/<int:template_id>", methods=["POST"])
-@admin_required
+@right_required("templates.manage")
 def update_template(template_id):
     template = Template.get_or_none(Template.id == template_id)
     if template is None:
@@ -162,6 +183,14 @@ def update_template(template_id):
     except (ValueError, templates.TemplateError) as exc:
         flash(f"Template {template.name} not changed: {exc}.", "error")
         return redirect(url_for("admin.index"))
+    auditing.record(
+        "template.update",
+        f"template:{template.name}",
+        parameters=template.parameters,
+        limits=template.limits,
+        approvals=template.approvals,
+        enabled=template.enabled,
+    )
     flash(f"Template {template.name} saved.", "success")
     return redirect(url_for("admin.index"))
 
@@ -178,6 +207,7 @@ def create_user():
     except accounts.AccountError as refusal:
         flash(f"User not created: {refusal}.", "error")
     else:
+        auditing.record("user.create", f"user:{user.username}", role=user.role)
         flash(f"User {user.username} created.", "success")
     return redirect(url_for("admin.index"))
 
@@ -201,6 +231,7 @@ def _set_disabled(user_id: int, disabled: bool):
     except accounts.AccountError as refusal:
         flash(str(refusal), "error")
     else:
+        auditing.record("user.disable" if disabled else "user.enable", f"user:{user.username}")
         flash(f"{user.username} is {'disabled' if disabled else 'enabled again'}.", "success")
     return redirect(url_for("admin.index"))
 
@@ -214,5 +245,94 @@ def reset_password(user_id):
     except accounts.AccountError as refusal:
         flash(f"Password not changed: {refusal}.", "error")
     else:
+        auditing.record("user.password_reset", f"user:{user.username}")
         flash(f"The password of {user.username} was reset.", "success")
     return redirect(url_for("admin.index"))
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@admin_required
+def set_role(user_id):
+    user = _user_or_404(user_id)
+    before = user.role
+    try:
+        accounts.set_role(user, request.form.get("role", ""), acting=current_user.row)
+    except accounts.AccountError as refusal:
+        flash(f"Role not changed: {refusal}", "error")
+    else:
+        auditing.record("user.role", f"user:{user.username}", before=before, after=user.role)
+        flash(f"{user.username} is now {user.role}.", "success")
+    return redirect(url_for("admin.index"))
+
+
+@bp.route("/groups", methods=["POST"])
+@admin_required
+def create_group():
+    try:
+        group = groups.create(request.form.get("name", ""), request.form.get("description", ""))
+    except groups.GroupError as refusal:
+        flash(f"Group not created: {refusal}.", "error")
+    else:
+        auditing.record("group.create", f"group:{group.name}")
+        flash(f"Group {group.name} created.", "success")
+    return redirect(url_for("admin.index"))
+
+
+@bp.route("/groups/<int:group_id>/members", methods=["POST"])
+@admin_required
+def group_member(group_id):
+    group = Group.get_or_none(Group.id == group_id)
+    if group is None:
+        abort(404, "There is no such group.")
+    try:
+        user = accounts.find_user(request.form.get("username", ""))
+    except accounts.AccountError as refusal:
+        flash(f"Group not changed: {refusal}.", "error")
+        return redirect(url_for("admin.index"))
+    if request.form.get("remove"):
+        if groups.remove_member(group, user):
+            auditing.record("group.member.remove", f"group:{group.name}", user=user.username)
+        flash(f"{user.username} left {group.name}.", "success")
+    else:
+        if groups.add_member(group, user):
+            auditing.record("group.member.add", f"group:{group.name}", user=user.username)
+        flash(f"{user.username} is in {group.name}.", "success")
+    return redirect(url_for("admin.index"))
+
+
+@bp.route("/audit")
+@right_required("audit.read")
+def audit_log():
+    """The audit log, filtered by user, workspace, action and time; with the chain check."""
+    args = request.args
+    try:
+        since = _form_time(args.get("since"))
+        until = _form_time(args.get("until"))
+    except ValueError as exc:
+        flash(str(exc), "error")
+        since = until = None
+    rows = audit.search(
+        actor=args.get("user") or None,
+        workspace=args.get("workspace") or None,
+        action=args.get("action") or None,
+        since=since,
+        until=until,
+    ).limit(500)
+    return render_template(
+        "admin/audit.html",
+        rows=[audit.to_dict(r) for r in rows],
+        verdict=audit.verify() if args.get("verify") else None,
+        filters=args,
+    )
+
+
+def _form_time(value: str | None):
+    """A time from the filter form (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)."""
+    if not value:
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time like 2026-11-01 or 2026-11-01T14:30") from None

@@ -25,6 +25,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from app.models import User
 from app.provisioner.docker import Provisioner
 from app.provisioner.tools import CODE_SERVER_PORT
+from app.web import auditing
 from app.web.extensions import limiter
 from app.workspaces import activity, apps, service
 
@@ -75,8 +76,12 @@ def open_app():
     ws = apps.find(target)
     if ws is None:
         abort(404, f"There is no workspace {target.workspace} of {target.owner}.")
+    action = "app.open.port" if target.port else "app.open.ide"
+    where = f"workspace:{ws.owner.username}.{ws.name}"
     if not apps.may_open(current_user.row, ws, target.port):
+        auditing.record(action, where, "denied", port=target.port)
         abort(403, f"You may not open {target.workspace} of {target.owner}.")
+    auditing.record(action, where, port=target.port, shared=ws.owner_id != current_user.row.id)
     if target.port and apps.port_row(ws, target.port) is None:
         abort(404, f"Port {target.port} is not open in {ws.name}; open it on its page first.")
     ticket = _signer("ticket").dumps({"u": current_user.row.id, "t": target.label})

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from app import accounts
+from app import accounts, audit
 from app.web.extensions import LoginUser, limiter
 from app.web.forms import safe_next
 
@@ -52,16 +52,27 @@ def login():
         current_app.logger.info(
             "login refused for %r from %s: %s", username, request.remote_addr, refusal
         )
+        audit.record(
+            "login",
+            actor=username.strip().lower()[:64] or "unknown",
+            source_ip=request.remote_addr,
+            outcome="failure",
+            method="password",
+            reason=str(refusal),
+        )
         return render_template(
             "auth/login.html", error=str(refusal), username=username, next=next_url
         ), 401
     session.permanent = True
     login_user(LoginUser(user))
     current_app.logger.info("login of %s from %s", user.username, request.remote_addr)
+    audit.record("login", actor=user.username, source_ip=request.remote_addr, method="password")
     return redirect(next_url)
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    if current_user.is_authenticated:
+        audit.record("logout", actor=current_user.username, source_ip=request.remote_addr)
     logout_user()
     return redirect(url_for("auth.login"))

@@ -19,10 +19,11 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from app import authz
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import StateChange, Template, Transition
-from app.workspaces import apps, logs, service
+from app.workspaces import apps, logs, service, sharing
 
 bp = Blueprint("dashboard", __name__)
 ACTIONS = ("start", "stop", "restart", "rebuild", "delete", "backup")
@@ -32,9 +33,9 @@ def _settings():
     return current_app.config["BERTH_SETTINGS"]
 
 
-def _visible(workspace_id):
+def _visible(workspace_id, needed: str = authz.READ):
     try:
-        return service.get_visible(current_user.row, workspace_id)
+        return service.get_visible(current_user.row, workspace_id, needed=needed)
     except service.WorkspaceError as exc:
         abort(exc.status, sentence(exc.message))
 
@@ -46,17 +47,22 @@ def _templates():
 @bp.route("/")
 @login_required
 def index():
-    rows = (
-        service.visible_to(current_user.row)
-        .where(service.Workspace.owner == current_user.row.id)
-        .order_by(service.Workspace.name)
-    )
-    rows = list(rows)
+    mine = service.visible_to(current_user.row).order_by(service.Workspace.name)
+    rows = [ws for ws in mine if ws.owner_id == current_user.row.id]
+    shared = [
+        ws
+        for ws in service.visible_to(current_user.row).where(
+            service.Workspace.id.in_(authz.shared_with(current_user.row))
+        )
+    ]
     return render_template(
         "dashboard/workspaces.html",
         workspaces=rows,
+        shared=shared,
+        may_create=authz.can(current_user.row, "workspaces.create"),
         ide_urls={
-            ws.id: apps.url(_settings(), apps.Target(ws.owner.username, ws.name)) for ws in rows
+            ws.id: apps.url(_settings(), apps.Target(ws.owner.username, ws.name))
+            for ws in rows + shared
         },
     )
 
@@ -71,6 +77,8 @@ def statuses():
 @bp.route("/workspaces/new", methods=["GET", "POST"])
 @login_required
 def create():
+    if not authz.can(current_user.row, "workspaces.create"):
+        abort(403, f"Your role ({current_user.role}) may not create workspaces.")
     templates = _templates()
     backups = volume_backups.list_backups(
         _settings(), None if current_user.is_admin else current_user.username
@@ -113,6 +121,7 @@ def create():
             data_dir=_settings().data_dir,
             local_roots=_settings().repo_roots,
             restore=service.backup_for(current_user.row, restore, _settings()) if restore else None,
+            source_ip=request.remote_addr,
         )
     except service.WorkspaceError as exc:
         flash(f"Workspace not created: {exc.message}.", "error")
@@ -141,6 +150,8 @@ def workspace(workspace_id):
         urls=apps.urls(_settings(), ws),
         ports=apps.ports(ws),
         idle_timeout=service.idle_timeout_text(ws),
+        access=authz.level(current_user.row, ws),
+        shares=sharing.shares_of(ws),
         backups=[
             b
             for b in volume_backups.list_backups(_settings(), ws.owner.username)
@@ -152,7 +163,7 @@ def workspace(workspace_id):
 @bp.route("/workspaces/<int:workspace_id>/ttl", methods=["POST"])
 @login_required
 def set_ttl(workspace_id):
-    ws = _visible(workspace_id)
+    ws = _visible(workspace_id, authz.MANAGE)
     value = request.form.get("ttl", "").strip()
     return _change(
         ws,
@@ -166,7 +177,7 @@ def set_ttl(workspace_id):
 @bp.route("/workspaces/<int:workspace_id>/idle-timeout", methods=["POST"])
 @login_required
 def set_idle_timeout(workspace_id):
-    ws = _visible(workspace_id)
+    ws = _visible(workspace_id, authz.MANAGE)
     value = request.form.get("idle_timeout", "").strip()
     return _change(
         ws,
@@ -178,7 +189,7 @@ def set_idle_timeout(workspace_id):
 @bp.route("/workspaces/<int:workspace_id>/ports", methods=["POST"])
 @login_required
 def open_port(workspace_id):
-    ws = _visible(workspace_id)
+    ws = _visible(workspace_id, authz.MANAGE)
     port = request.form.get("port", "").strip()
     return _change(
         ws,
@@ -196,14 +207,41 @@ def open_port(workspace_id):
 @bp.route("/workspaces/<int:workspace_id>/ports/<int:port>/close", methods=["POST"])
 @login_required
 def close_port(workspace_id, port):
-    ws = _visible(workspace_id)
+    ws = _visible(workspace_id, authz.MANAGE)
     return _change(ws, lambda: apps.close_port(ws, port), f"Port {port} of {ws.name} closed.")
+
+
+@bp.route("/workspaces/<int:workspace_id>/shares", methods=["POST"])
+@login_required
+def share(workspace_id):
+    ws = _visible(workspace_id, authz.MANAGE)
+    kind, name = request.form.get("kind", "user"), request.form.get("name", "").strip()
+    return _change(
+        ws,
+        lambda: sharing.share(
+            ws, kind, name, actor=current_user.username, source_ip=request.remote_addr
+        ),
+        f"{ws.name} is shared with {kind} {name}.",
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/shares/<kind>/<name>/remove", methods=["POST"])
+@login_required
+def unshare(workspace_id, kind, name):
+    ws = _visible(workspace_id, authz.MANAGE)
+    return _change(
+        ws,
+        lambda: sharing.unshare(
+            ws, kind, name, actor=current_user.username, source_ip=request.remote_addr
+        ),
+        f"{ws.name} is no longer shared with {kind} {name}.",
+    )
 
 
 def _change(ws, change, done: str):
     try:
         change()
-    except (service.WorkspaceError, apps.PortError) as exc:
+    except (service.WorkspaceError, apps.PortError, sharing.ShareError) as exc:
         flash(sentence(exc.message), "error")
     else:
         flash(done, "success")
@@ -215,7 +253,8 @@ def _change(ws, change, done: str):
 def act(workspace_id, action):
     if action not in ACTIONS:
         abort(404, "There is no such action.")
-    ws = _visible(workspace_id)
+    # Those it is shared with may start it (as opening its IDE would); not more.
+    ws = _visible(workspace_id, authz.USE if action == "start" else authz.MANAGE)
     options = (
         {"keep_volumes": request.form.get("keep_volumes") == "on"} if action == "delete" else None
     )
@@ -227,6 +266,7 @@ def act(workspace_id, action):
             actor=current_user.username,
             options=options,
             data_dir=_settings().data_dir,
+            source_ip=request.remote_addr,
         )
     except service.WorkspaceError as exc:
         flash(sentence(exc.message), "error")

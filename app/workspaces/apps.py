@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from app import authz
 from app.config import Settings
 from app.db import write_transaction
 from app.models import User, Workspace, WorkspacePort
@@ -116,10 +117,11 @@ def find(target: Target) -> Workspace | None:
 
 
 def may_open(user: User, ws: Workspace, port: int | None) -> bool:
-    """Owner and admins: the IDE and every port; others: shared ports only."""
+    """Owner, admins and those it is shared with: the IDE and every port; every other
+    signed-in person: ports shared with the whole instance."""
     if user.is_disabled:
         return False
-    if ws.owner_id == user.id or user.is_admin:
+    if authz.allows(user, ws, authz.USE):
         return True
     if port is None:
         return False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docker
 
+from app import audit
 from app import devcontainer as dc
 from app.backups import BackupError
 from app.backups import workspaces as volume_backups
@@ -95,6 +96,18 @@ def set_status(
         actor=transition.actor if transition else None,
         message=message,
     )
+    if transition is None and status != previous:
+        # Changes with a job are recorded with the job; these are the reconciler's.
+        audit.record(
+            "workspace.reconcile",
+            actor="reconcile",
+            target=f"workspace:{ws.owner.username}.{ws.name}",
+            cause="reconcile",
+            workspace_id=ws.id,
+            from_status=previous,
+            to_status=status,
+            message=message or error,
+        )
 
 
 def source_dir(ctx: Context, ws: Workspace) -> Path:
@@ -347,3 +360,13 @@ def run(ctx: Context, transition: Transition) -> None:
     Transition.update(status=outcome, error=error, finished_at=utcnow()).where(
         Transition.id == transition.id
     ).execute()
+    audit.record(
+        f"workspace.{transition.kind}",
+        actor=transition.actor,
+        target=f"workspace:{ws.owner.username}.{ws.name}",
+        outcome="success" if outcome == "succeeded" else "failure",
+        cause=transition.cause,
+        transition=transition.id,
+        workspace_id=ws.id,
+        error=error,
+    )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app import audit, authz
 from app.backups import Backup, BackupError
 from app.backups import workspaces as volume_backups
 from app.db import write_transaction
@@ -129,6 +130,7 @@ def create(
     data_dir: Path,
     local_roots: list[Path] = (),
     restore: Backup | None = None,
+    source_ip: str | None = None,
 ) -> Workspace:
     """Record a new workspace; with ``restore`` (a workspace backup the caller may use),
     its volumes come from that backup, and its source and parameters too unless given."""
@@ -197,6 +199,7 @@ def create(
             job,
             f"created from the backup {restore.id}" if restore else "created",
         )
+        _audit_request(job, ws, owner.username, source_ip)
     wakeup.notify(data_dir)
     return ws
 
@@ -210,6 +213,7 @@ def request(
     options: dict | None = None,
     reason: str | None = None,
     data_dir: Path,
+    source_ip: str | None = None,
 ) -> Transition:
     """Record that ``ws`` should go through ``kind``; the worker carries it out."""
     with write_transaction():
@@ -241,8 +245,22 @@ def request(
             options=json.dumps(options or {}),
             reason=reason,
         )
+        _audit_request(job, ws, ws.owner.username, source_ip)
     wakeup.notify(data_dir)
     return job
+
+
+def _audit_request(job: Transition, ws: Workspace, owner: str, source_ip: str | None) -> None:
+    audit.record(
+        f"workspace.{job.kind}.request",
+        actor=job.actor,
+        source_ip=source_ip,
+        target=f"workspace:{owner}.{ws.name}",
+        cause=job.cause,
+        reason=job.reason,
+        transition=job.id,
+        workspace_id=ws.id,
+    )
 
 
 def active_job(ws: Workspace) -> Transition | None:
@@ -256,32 +274,52 @@ def active_job(ws: Workspace) -> Transition | None:
 
 
 def visible_to(user: User, include_deleted: bool = False):
+    """The workspaces ``user`` may see: their own, shared with them, all for admins and
+    auditors."""
     query = Workspace.select(Workspace, User).join(User)
     if not include_deleted:
         query = query.where(Workspace.status != "deleted")
-    return query if user.is_admin else query.where(Workspace.owner == user)
+    condition = authz.workspace_filter(user)
+    return query if condition is None else query.where(condition)
 
 
-def get_visible(user: User, workspace_id, include_deleted: bool = False) -> Workspace:
-    """The workspace if ``user`` may see it; otherwise 404, whether it exists or not.
-    Deleted ones only with ``include_deleted`` (their history stays readable)."""
+def get_visible(
+    user: User, workspace_id, include_deleted: bool = False, needed: str = authz.READ
+) -> Workspace:
+    """The workspace if ``user`` may see it (else 404, whether it exists or not) and has
+    the ``needed`` right on it (else 403 naming what they may do). Deleted ones only
+    with ``include_deleted`` (their history stays readable)."""
     ws = None
     if str(workspace_id).isdigit():
         ws = visible_to(user, include_deleted).where(Workspace.id == int(workspace_id)).first()
     if ws is None:
         raise WorkspaceError(404, "not_found", f"there is no workspace {workspace_id}")
+    require(user, ws, needed)
     return ws
+
+
+def require(user: User, ws: Workspace, needed: str) -> None:
+    if not authz.allows(user, ws, needed):
+        has = authz.level(user, ws) or "no"
+        raise WorkspaceError(
+            403,
+            "forbidden",
+            f"you have {has} access to workspace {ws.owner.username}.{ws.name}; "
+            f"this needs {needed} access",
+        )
 
 
 def find_for_login(user: User, login: str) -> Workspace | None:
     """The workspace an SSH login name means: ``<workspace>`` is the caller's own,
-    ``<owner>.<workspace>`` someone's the caller may see; None for anything else."""
+    ``<owner>.<workspace>`` someone's the caller may use (shared with them, or any for
+    admins); None for anything else."""
     owner, _, name = (login or "").rpartition(".")
-    return (
+    ws = (
         visible_to(user)
         .where((User.username == (owner or user.username)) & (Workspace.live_name == name))
         .first()
     )
+    return ws if ws is not None and authz.allows(user, ws, authz.USE) else None
 
 
 def _activity(ws: Workspace, rows: list[policy.Use]) -> dict | None:

@@ -19,6 +19,7 @@ import docker
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from app import audit
 from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
@@ -295,6 +296,13 @@ class Worker:
             CronTrigger.from_crontab(settings.backup_schedule, timezone="UTC"),
             f"cron {settings.backup_schedule} (UTC)",
         )
+        if settings.audit_retention_days:
+            book.add(
+                "audit-prune",
+                lambda: f"pruned {audit.prune(settings.audit_retention_days)} records",
+                CronTrigger.from_crontab("30 3 * * *", timezone="UTC"),
+                f"daily 03:30 UTC, keeping {settings.audit_retention_days} days",
+            )
         return book
 
     def run(self) -> None:

@@ -1,0 +1,113 @@
+"""People and groups over the API: admins change roles and groups (scope ``admin``)."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from app import accounts, groups
+from app.api import bp
+from app.api.auth import current_token, require_right, token_required
+from app.api.errors import ApiError
+from app.models import Group, User, stamp
+from app.web import auditing
+
+
+def _user_dict(user: User) -> dict:
+    return {
+        "username": user.username,
+        "role": user.role,
+        "groups": [g.name for g in groups.of(user)],
+        "disabled": user.is_disabled,
+        "created_at": stamp(user.created_at),
+        "last_login_at": stamp(user.last_login_at),
+    }
+
+
+def _group_dict(group: Group) -> dict:
+    return {
+        "name": group.name,
+        "description": group.description,
+        "members": [u.username for u in groups.members(group)],
+    }
+
+
+def _find_user(username: str) -> User:
+    try:
+        return accounts.find_user(username)
+    except accounts.AccountError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+def _find_group(name: str) -> Group:
+    try:
+        return groups.find(name)
+    except groups.GroupError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+@bp.get("/users")
+@token_required("admin", any_workspace=False)
+def list_users():
+    require_right("workspaces.read_all", "list people")
+    return jsonify([_user_dict(u) for u in User.select().order_by(User.username)])
+
+
+@bp.patch("/users/<name>")
+@token_required("admin", any_workspace=False)
+def update_user(name):
+    """{"role": ...}"""
+    require_right("users.manage", "change people")
+    user = _find_user(name)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or set(body) - {"role"}:
+        raise ApiError(422, "invalid_user", 'send {"role": "admin|template-admin|member|auditor"}')
+    if "role" in body:
+        before = user.role
+        try:
+            accounts.set_role(user, body["role"], acting=current_token().user)
+        except accounts.AccountError as exc:
+            raise ApiError(422, "invalid_role", str(exc)) from None
+        auditing.record("user.role", f"user:{user.username}", before=before, after=user.role)
+    return jsonify(_user_dict(user))
+
+
+@bp.get("/groups")
+@token_required("workspaces:read", any_workspace=False)
+def list_groups():
+    return jsonify([_group_dict(g) for g in Group.select().order_by(Group.name)])
+
+
+@bp.post("/groups")
+@token_required("admin", any_workspace=False)
+def create_group():
+    require_right("users.manage", "create groups")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise ApiError(422, "invalid_group", 'send {"name": "...", "description": "..."}')
+    try:
+        group = groups.create(body["name"], str(body.get("description") or ""))
+    except groups.GroupError as exc:
+        raise ApiError(422, "invalid_group", str(exc)) from None
+    auditing.record("group.create", f"group:{group.name}")
+    return jsonify(_group_dict(group)), 201
+
+
+@bp.put("/groups/<name>/members/<user>")
+@token_required("admin", any_workspace=False)
+def add_group_member(name, user):
+    require_right("users.manage", "change groups")
+    group, user = _find_group(name), _find_user(user)
+    if groups.add_member(group, user):
+        auditing.record("group.member.add", f"group:{group.name}", user=user.username)
+    return jsonify(_group_dict(group))
+
+
+@bp.delete("/groups/<name>/members/<user>")
+@token_required("admin", any_workspace=False)
+def remove_group_member(name, user):
+    require_right("users.manage", "change groups")
+    group, user = _find_group(name), _find_user(user)
+    if not groups.remove_member(group, user):
+        raise ApiError(404, "not_found", f"{user.username} is not in {group.name}")
+    auditing.record("group.member.remove", f"group:{group.name}", user=user.username)
+    return "", 204

@@ -1,0 +1,89 @@
+"""The caller's API tokens: list, create (scoped, optionally for one workspace), revoke.
+
+A token can only make tokens with scopes it holds itself, so a narrow token never mints
+a wider one.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+
+from app import accounts, authz
+from app.api import bp
+from app.api.auth import current_token, token_required
+from app.api.errors import ApiError
+from app.durations import parse_duration
+from app.models import ApiToken, stamp
+from app.workspaces import service
+
+
+def token_dict(row: ApiToken) -> dict:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "scopes": row.scopes.split(),
+        "workspace_id": row.workspace_id,
+        "status": row.status(),
+        "created_at": stamp(row.created_at),
+        "expires_at": stamp(row.expires_at),
+        "last_used_at": stamp(row.last_used_at),
+    }
+
+
+@bp.get("/users/me/tokens")
+@token_required(any_workspace=False)
+def list_tokens():
+    return jsonify([token_dict(t) for t in accounts.tokens_of(current_token().user)])
+
+
+@bp.post("/users/me/tokens")
+@token_required(any_workspace=False)
+def create_token():
+    """{"name", "scopes": [...], "lifetime": "4h" | null, "workspace": id}."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    unknown = sorted(set(body) - {"name", "scopes", "lifetime", "workspace"})
+    if unknown:
+        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    caller, user = current_token(), current_token().user
+    try:
+        scopes = accounts.validate_scopes(body.get("scopes"))
+        lifetime = parse_duration(body["lifetime"]) if body.get("lifetime") else None
+    except (accounts.AccountError, ValueError, TypeError) as exc:
+        raise ApiError(422, "invalid_token_request", str(exc)) from None
+    wider = sorted(set(scopes) - caller.scope_set)
+    if wider:
+        raise ApiError(
+            403, "insufficient_scope", f"this token cannot grant the scope {wider[0]!r} it lacks"
+        )
+    workspace = None
+    if body.get("workspace") is not None:
+        try:
+            workspace = service.get_visible(user, body["workspace"], needed=authz.USE)
+        except service.WorkspaceError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+    try:
+        row, plaintext = accounts.create_token(
+            user,
+            body.get("name") or "api",
+            lifetime,
+            scopes=scopes,
+            workspace=workspace,
+            max_lifetime=current_app.config["BERTH_SETTINGS"].max_token_lifetime,
+            source_ip=request.remote_addr,
+        )
+    except accounts.AccountError as exc:
+        raise ApiError(422, "invalid_token_request", str(exc)) from None
+    return jsonify({**token_dict(row), "token": plaintext}), 201
+
+
+@bp.delete("/users/me/tokens/<int:token_id>")
+@token_required(any_workspace=False)
+def revoke_token(token_id):
+    row = ApiToken.get_or_none((ApiToken.id == token_id) & (ApiToken.user == current_token().user))
+    if row is None:
+        raise ApiError(404, "not_found", f"you have no token {token_id}")
+    accounts.revoke_token(row, source_ip=request.remote_addr)
+    return "", 204
