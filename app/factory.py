@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.init_app(app, settings)
 
     from app.api import bp as api_bp
-    from app.web import account, admin, apps, auth, dashboard, errors, health
+    from app.web import account, admin, apps, auth, dashboard, errors, health, metrics
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(apps.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    metrics.init_app(app)
     app.register_blueprint(api_bp)
     errors.init_app(app)
     return app

@@ -44,7 +44,7 @@ def test_upgrade_from_an_older_schema_keeps_the_data(database_url, start):
         # A user written by the older release, with the columns that release had.
         extra = ("", "") if start < 7 else (", password_change_required", ", false")
         db.execute_sql(
-            f"INSERT INTO users (username, password_hash, role, created_at{extra[0]}) "
+            f"INSERT INTO users (username, password_hash, role, created_at{extra[0]}) "  # noqa: S608  (constants)
             f"VALUES ('old-timer', NULL, 'admin', '2025-01-02 03:04:05'{extra[1]})"
         )
         applied = migrations.upgrade(db)

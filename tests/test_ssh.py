@@ -431,3 +431,111 @@ def test_account_page_adds_a_key_and_the_workspace_page_shows_the_command(
     login = ["ssh", *gw.args("ann"), "-i", str(key), "-p", str(stack.ssh_port), "shell@127.0.0.1"]
     done = subprocess.run([*login, "true"], capture_output=True, timeout=60)
     assert done.returncode == 0
+
+
+def _web_session(stack, who: str) -> requests.Session:
+    """A signed-in browser-like session on the main origin."""
+    session = requests.Session()
+    session.trust_env = False
+    page = session.get(stack.url + "/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    done = session.post(
+        stack.url + "/login",
+        data={"username": who, "password": f"{who}-password", "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert done.status_code == 302, done.text
+    return session
+
+
+def test_sharing_reaches_ssh_exec_and_the_ide_and_is_audited(gw, stack):
+    """The role x action cells that need a real container: SSH as <owner>.<workspace>,
+    exec and opening the IDE, for the owner, an admin, someone it is shared with, someone
+    it is not shared with, and an auditor; revocation; the audit records of each."""
+    ann, bob, boss = (stack.clients[n] for n in ("ann", "bob", "boss"))
+    ws_id = gw.workspace["id"]
+    if "aud" not in stack.cli("admin", "list-users").stdout:
+        stack.cli(
+            "admin",
+            "create-user",
+            "aud",
+            "--role",
+            "auditor",
+            "--password-stdin",
+            input="aud-password\n",
+        )
+        key = gw.folder / "id_aud"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        from tests.berthapi import Client
+
+        stack.clients["aud"] = Client(stack.url, stack.cli("token", "create", "aud").stdout.strip())
+        stack.clients["aud"].call(
+            "POST",
+            "/users/me/keys",
+            201,
+            json={"public_key": (gw.folder / "id_aud.pub").read_text()},
+        )
+        gw.keys["aud"] = key
+    aud = stack.clients["aud"]
+    ide = ann.get(ws_id)["urls"]["ide"]
+
+    def cells() -> dict[str, tuple[bool, bool, bool]]:
+        """(ssh, exec, ide) for each person."""
+        found = {}
+        for who, client in (("ann", ann), ("boss", boss), ("bob", bob), ("aud", aud)):
+            ssh = gw.ssh("ann.shell", "id -un", who)
+            ran = client.call("POST", f"/workspaces/{ws_id}/exec", json={"command": ["id", "-un"]})
+            opened = _web_session(stack, who).get(
+                stack.url + "/apps/open", params={"to": ide}, allow_redirects=False
+            )
+            found[who] = (
+                ssh.returncode == 0 and ssh.stdout.decode().strip() == "dev",
+                ran.status_code == 200 and ran.json()["stdout"].strip() == "dev",
+                opened.status_code == 302,
+            )
+        return found
+
+    assert cells() == {
+        "ann": (True, True, True),
+        "boss": (True, True, True),
+        "bob": (False, False, False),
+        "aud": (False, False, False),
+    }
+    ann.call("PUT", f"/workspaces/{ws_id}/shares/users/bob", 200)
+    assert cells()["bob"] == (True, True, True)
+    # bob may use it, not manage it.
+    refused = bob.call("POST", f"/workspaces/{ws_id}/stop")
+    assert (
+        refused.status_code == 403
+        and "this needs manage access" in refused.json()["error"]["message"]
+    )
+    ann.call("DELETE", f"/workspaces/{ws_id}/shares/users/bob", 204)
+    assert cells()["bob"] == (False, False, False)
+
+    records = aud.call(
+        "GET", "/audit", 200, params={"workspace": "ann.shell", "user": "bob", "limit": 500}
+    ).json()
+    by_action = {}
+    for record in records:
+        by_action.setdefault((record["action"], record["outcome"]), []).append(record)
+    start = by_action[("ssh.session.start", "success")][0]
+    end = by_action[("ssh.session.end", "success")][0]
+    assert start["detail"]["command"] == end["detail"]["command"] == "id -un"
+    assert (
+        end["detail"]["exit_code"] == 0 and end["detail"]["started_at"] <= end["detail"]["ended_at"]
+    )
+    assert start["source_ip"] == "127.0.0.1"
+    assert by_action[("ssh.login", "success")][0]["detail"]["shared"] is True
+    exec_record = by_action[("exec", "success")][0]
+    assert (
+        exec_record["detail"]["command"] == ["id", "-un"]
+        and exec_record["detail"]["exit_code"] == 0
+    )
+    assert by_action[("app.open.ide", "success")][0]["detail"]["shared"] is True
+    assert ("app.open.ide", "denied") in by_action
+    shares = aud.call(
+        "GET", "/audit", 200, params={"workspace": "ann.shell", "action": "share."}
+    ).json()
+    assert [r["action"] for r in shares][:2] == ["share.remove", "share.add"]
+    assert all(r["actor"] == "ann" and r["detail"]["user"] == "bob" for r in shares[:2])
+    assert stack.cli("audit", "verify").returncode == 0
