@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import socket
 import sys
@@ -619,6 +620,67 @@ def group_list(settings):
 
     for found in Group.select().order_by(Group.name):
         click.echo(f"{found.name}\t{' '.join(u.username for u in groups.members(found))}")
+
+
+# --- quotas --------------------------------------------------------------------------
+
+
+def _quota_subject(user, group_name):
+    from app import groups
+
+    if bool(user) == bool(group_name):
+        _fail("give exactly one of --user or --group", 2)
+    if user:
+        return accounts.find_user(user)
+    try:
+        return groups.find(group_name)
+    except groups.GroupError as exc:
+        _fail(str(exc))
+
+
+@main.group()
+def quota():
+    """Quotas per person or group: workspaces, running ones, CPUs and memory."""
+
+
+@quota.command("set")
+@click.option("--user", help="The person the quota is for.")
+@click.option("--group", "group_name", help="The group the quota is for.")
+@click.option("--workspaces", type=click.IntRange(0), help="Workspaces in total.")
+@click.option("--running", type=click.IntRange(0), help="Running workspaces.")
+@click.option("--cpu", type=click.FloatRange(0), help="CPUs of running workspaces.")
+@click.option("--memory", type=click.IntRange(0), help="MB of memory of running workspaces.")
+@instance_command
+def quota_set(settings, user, group_name, workspaces, running, cpu, memory):
+    """Set a quota; the limits not given are removed."""
+    from app.workspaces import quotas
+
+    subject = _quota_subject(user, group_name)
+    values = {
+        "max_workspaces": workspaces,
+        "max_running": running,
+        "max_cpu": cpu,
+        "max_memory_mb": memory,
+    }
+    quotas.set_quota(subject, values)
+    audit.record(
+        "quota.set",
+        actor="cli",
+        target=f"{'user' if user else 'group'}:{user or group_name}",
+        **values,
+    )
+    click.echo(json.dumps(quotas.to_dict(subject)))
+
+
+@quota.command("show")
+@click.option("--user", help="The person.")
+@click.option("--group", "group_name", help="The group.")
+@instance_command
+def quota_show(settings, user, group_name):
+    """A quota and the current usage, as JSON."""
+    from app.workspaces import quotas
+
+    click.echo(json.dumps(quotas.to_dict(_quota_subject(user, group_name))))
 
 
 # --- the audit log -------------------------------------------------------------------

@@ -322,3 +322,21 @@ class AuditEvent(BaseModel):
 
 
 ALL_MODELS += [AuditEvent]
+
+
+class Quota(BaseModel):
+    """Limits for one person or one group (exactly one is set); NULL means no limit."""
+
+    user = peewee.ForeignKeyField(User, null=True, unique=True, on_delete="CASCADE")
+    group = peewee.ForeignKeyField(Group, null=True, unique=True, on_delete="CASCADE")
+    max_workspaces = peewee.IntegerField(null=True)
+    max_running = peewee.IntegerField(null=True)
+    max_cpu = peewee.FloatField(null=True)
+    max_memory_mb = peewee.IntegerField(null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "quotas"
+
+
+ALL_MODELS += [Quota]

@@ -385,3 +385,72 @@ def test_roles_are_changed_safely(app, tokens):
     )
     me = call(client, tokens["sam"], "GET", "/me").get_json()
     assert me["role"] == "member" and me["groups"] == ["team"]
+
+
+def test_quotas_refuse_with_the_quota_and_the_usage(app, tokens):
+    client = app.test_client()
+
+    def create(who, name, **parameters):
+        body = {"name": name, "template": "base", "parameters": parameters or None}
+        return call(client, tokens[who], "POST", "/workspaces", json=body)
+
+    def refusal(response) -> str:
+        assert response.status_code == 403, response.get_json()
+        assert response.get_json()["error"]["code"] == "quota_exceeded"
+        return response.get_json()["error"]["message"]
+
+    # A person's number of workspaces.
+    put = call(client, tokens["root"], "PUT", "/quotas/users/mia", json={"max_workspaces": 2})
+    assert put.status_code == 200 and put.get_json()["limits"]["max_workspaces"] == 2
+    assert create("mia", "one").status_code == 201 and create("mia", "two").status_code == 201
+    message = refusal(create("mia", "three"))
+    assert message.startswith("quota exceeded: user mia may have 2 workspaces and has 2")
+    # A group's running workspaces count every member's.
+    call(client, tokens["root"], "PUT", "/groups/team/members/olga")
+    call(client, tokens["root"], "PUT", "/quotas/groups/team", json={"max_running": 1})
+    assert create("sam", "first").status_code == 201
+    message = refusal(create("olga", "second"))
+    assert "group team may have 1 running workspaces and has 1" in message
+    # CPUs and memory of running workspaces.
+    call(
+        client,
+        tokens["root"],
+        "PUT",
+        "/quotas/groups/team",
+        json={"max_cpu": 3, "max_memory_mb": 6000},
+    )
+    assert (
+        "group team may have 3 CPUs in running workspaces and has 2 (this one would make 4)"
+        in refusal(create("olga", "big", cpu=2))
+    )
+    assert "may have 6000 MB of memory in running workspaces and has 4096" in refusal(
+        create("olga", "wide", cpu=1, memory=4096)
+    )
+    assert create("olga", "small", cpu=1, memory=1024).status_code == 201
+    # Starting a stopped workspace is checked too; stopping makes room.
+    with database.connection_context():
+        Workspace.update(status="stopped").where(Workspace.name == "first").execute()
+        first = Workspace.get(Workspace.name == "first").id
+        database.execute_sql("UPDATE transitions SET status = 'succeeded'")
+    call(client, tokens["root"], "PUT", "/quotas/groups/team", json={"max_running": 1})
+    assert "group team may have 1 running workspaces and has 1" in refusal(
+        call(client, tokens["sam"], "POST", f"/workspaces/{first}/start")
+    )
+    # Usage as its owner sees it; validation; only admins set quotas.
+    mine = call(client, tokens["mia"], "GET", "/quotas/users/mia").get_json()
+    assert mine["usage"]["workspaces"] == 2 and mine["limits"]["max_workspaces"] == 2
+    assert call(client, tokens["mia"], "GET", "/quotas/users/olga").status_code == 403
+    assert call(client, tokens["sam"], "GET", "/quotas/groups/team").status_code == 200
+    bad = call(client, tokens["root"], "PUT", "/quotas/users/mia", json={"max_running": -1})
+    assert bad.status_code == 422 and "max_running must be a non-negative whole number" in bad.text
+    bad = call(client, tokens["root"], "PUT", "/quotas/users/mia", json={"max_gpus": 1})
+    assert bad.status_code == 422 and "unknown quota 'max_gpus'" in bad.text
+    assert call(client, tokens["mia"], "PUT", "/quotas/users/mia", json={}).status_code == 403
+    # Nothing half-made: refused creates left no workspace behind.
+    with database.connection_context():
+        assert (
+            not Workspace.select()
+            .where(Workspace.name.in_(["three", "second", "big", "wide"]))
+            .exists()
+        )
+    assert ("quota.set", "root", "success") in _actions(action="quota.")

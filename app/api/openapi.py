@@ -519,6 +519,19 @@ DOCUMENT = {
                 parameters=[_path("name"), _path("user")],
             ),
         },
+        "/quotas/{kind}/{name}": {
+            "get": _op(
+                "A quota of a user (kind users) or group (kind groups) and its usage",
+                {"200": {"description": "limits and usage"}, "403": _ERROR},
+                parameters=[_path("kind"), _path("name")],
+            ),
+            "put": _op(
+                "Set a quota: max_workspaces, max_running, max_cpu, max_memory_mb (admins)",
+                {"200": {"description": "limits and usage"}, "403": _ERROR, "422": _ERROR},
+                parameters=[_path("kind"), _path("name")],
+                requestBody={"required": True, **_json({"type": "object"})},
+            ),
+        },
         "/audit": {
             "get": _op(
                 "Audit records, newest first, filtered by user, workspace (owner.name), "

@@ -10,6 +10,7 @@ from app.api.auth import current_token, require_right, token_required
 from app.api.errors import ApiError
 from app.models import Group, User, stamp
 from app.web import auditing
+from app.workspaces import quotas
 
 
 def _user_dict(user: User) -> dict:
@@ -111,3 +112,40 @@ def remove_group_member(name, user):
         raise ApiError(404, "not_found", f"{user.username} is not in {group.name}")
     auditing.record("group.member.remove", f"group:{group.name}", user=user.username)
     return "", 204
+
+
+def _subject(kind: str, name: str):
+    if kind == "users":
+        return _find_user(name)
+    if kind == "groups":
+        return _find_group(name)
+    raise ApiError(404, "not_found", f"quotas are per 'users' or 'groups', not {kind!r}")
+
+
+@bp.get("/quotas/<kind>/<name>")
+@token_required("workspaces:read", any_workspace=False)
+def get_quota(kind, name):
+    """A quota with its current usage: one's own and one's groups', or any for those who
+    read everything."""
+    subject, caller = _subject(kind, name), current_token().user
+    own = subject == caller or (kind == "groups" and subject in groups.of(caller))
+    if not own:
+        require_right("workspaces.read_all", "read others' quotas")
+    return jsonify(quotas.to_dict(subject))
+
+
+@bp.put("/quotas/<kind>/<name>")
+@token_required("admin", any_workspace=False)
+def set_quota(kind, name):
+    """{"max_workspaces", "max_running", "max_cpu", "max_memory_mb"}: numbers or null."""
+    require_right("users.manage", "set quotas")
+    subject = _subject(kind, name)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    try:
+        quotas.set_quota(subject, body)
+    except quotas.QuotaError as exc:
+        raise ApiError(422, "invalid_quota", str(exc)) from None
+    auditing.record("quota.set", f"{kind[:-1]}:{name}", **body)
+    return jsonify(quotas.to_dict(subject))

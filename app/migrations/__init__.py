@@ -25,6 +25,7 @@ from app.migrations import (
     m0007_password_change,
     m0008_groups_sharing_scopes,
     m0009_audit,
+    m0010_quotas,
 )
 from app.models import utcnow
 
@@ -38,6 +39,7 @@ STEPS = [
     m0007_password_change,
     m0008_groups_sharing_scopes,
     m0009_audit,
+    m0010_quotas,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -14,11 +14,11 @@ from flask_login import current_user, login_required
 from app import accounts, audit, authz, groups
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import ROLES, Group, ScheduledJob, Template, User, Workspace
+from app.models import ROLES, Group, Quota, ScheduledJob, Template, User, Workspace
 from app.scheduler import register, run_recorded
 from app.scheduler.jobs import nightly_backup
 from app.web import auditing
-from app.workspaces import service, templates
+from app.workspaces import quotas, service, templates
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -62,6 +62,10 @@ def index():
         groups=group_rows,
         group_members={g.id: groups.members(g) for g in group_rows},
         user_groups={u.id: [g.name for g in groups.of(u)] for u in users},
+        quotas=[
+            quotas.to_dict(q.user or q.group)
+            for q in Quota.select().order_by(Quota.group, Quota.user)
+        ],
         users=users,
         roles=ROLES,
         workspaces=list(workspaces),
@@ -336,3 +340,25 @@ def _form_time(value: str | None):
         return datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a time like 2026-11-01 or 2026-11-01T14:30") from None
+
+
+@bp.route("/quotas", methods=["POST"])
+@admin_required
+def set_quota():
+    form = request.form
+    kind, name = form.get("kind", "user"), form.get("name", "").strip()
+    try:
+        subject = accounts.find_user(name) if kind == "user" else groups.find(name)
+        values = {}
+        for field in quotas.FIELDS:
+            text = form.get(field, "").strip()
+            values[field] = None if not text else float(text) if "." in text else int(text)
+        quotas.set_quota(subject, values)
+    except (accounts.AccountError, groups.GroupError, quotas.QuotaError) as refusal:
+        flash(f"Quota not set: {refusal}.", "error")
+    except ValueError:
+        flash("Quota not set: the limits must be numbers.", "error")
+    else:
+        auditing.record("quota.set", f"{kind}:{name}", **values)
+        flash(f"Quota of {kind} {name} set.", "success")
+    return redirect(url_for("admin.index"))

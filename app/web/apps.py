@@ -10,7 +10,6 @@ scoped to that one workspace (or port) and signed for it, and Caddy asks
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -270,10 +269,13 @@ def _starting(ws, user: User):
     """A workspace that is not running: start it if it is stopped, and say so."""
     if ws.status in ("stopped", "failed") and service.active_job(ws) is None:
         # If someone else asked first, the page below is right all the same.
-        with contextlib.suppress(service.WorkspaceError):
+        try:
             service.request(
                 ws, "start", cause="ide", actor=user.username, data_dir=_settings().data_dir
             )
+        except service.WorkspaceError as exc:
+            if exc.code == "quota_exceeded":
+                return _message(403, "Quota exceeded", exc.message)
     if ws.status in ("deleting", "stopping"):
         text = f"{ws.name} is {ws.status}. This page tries again by itself."
     else:

@@ -19,7 +19,7 @@ from app.backups import workspaces as volume_backups
 from app.db import write_transaction
 from app.durations import format_duration, parse_duration
 from app.models import StateChange, Template, Transition, User, Workspace, stamp, utcnow
-from app.workspaces import activity, apps, policy, templates, wakeup
+from app.workspaces import activity, apps, policy, quotas, templates, wakeup
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 ACTIVE_JOB = ("pending", "running")
@@ -173,6 +173,7 @@ def create(
             .exists()
         ):
             raise WorkspaceError(409, "name_taken", f"you already have a workspace named {name!r}")
+        _check_quota(owner, None, resolved.values, new=True)
         ws = Workspace.create(
             owner=owner,
             name=name,
@@ -230,6 +231,8 @@ def request(
             raise WorkspaceError(
                 409, "invalid_state", f"workspace {ws.name!r} is {ws.status}; it cannot {kind} now"
             )
+        if kind in ("start", "restart", "rebuild") and ws.status not in quotas.ACTIVE:
+            _check_quota(ws.owner, ws, json.loads(ws.parameters), new=False)
         if (
             kind == "delete"
             and ws.transitions.where(
@@ -248,6 +251,13 @@ def request(
         _audit_request(job, ws, ws.owner.username, source_ip)
     wakeup.notify(data_dir)
     return job
+
+
+def _check_quota(owner: User, ws: Workspace | None, values: dict, *, new: bool) -> None:
+    try:
+        quotas.check(owner, ws, values, new=new)
+    except quotas.QuotaExceeded as exc:
+        raise WorkspaceError(403, "quota_exceeded", str(exc)) from None
 
 
 def _audit_request(job: Transition, ws: Workspace, owner: str, source_ip: str | None) -> None:

@@ -141,6 +141,11 @@ def _check_duration(name: str, spec: dict, value: str) -> str:
     return value
 
 
+def resources(values: dict) -> tuple[float, int]:
+    """The CPUs and memory (MB) a workspace with these parameter values asks for."""
+    return float(values.get("cpu", 2)), int(values.get("memory", 4096))
+
+
 def resolve_parameters(template: Template | None, given: dict | None) -> Resolved:
     """Apply defaults and check types, ranges and the template's admin limits."""
     given = dict(given or {})
@@ -156,8 +161,7 @@ def resolve_parameters(template: Template | None, given: dict | None) -> Resolve
             values[name] = check_parameter(name, spec, given[name])
         elif "default" in spec:
             values[name] = spec["default"]
-    cpus = float(values.get("cpu", 2))
-    memory = int(values.get("memory", 4096))
+    cpus, memory = resources(values)
     if limits.get("max_cpu") and cpus > limits["max_cpu"]:
         raise ParameterError(
             f"parameter 'cpu': {cpus} is above this template's limit of {limits['max_cpu']}"
