@@ -54,8 +54,31 @@ def validate_password(password: str) -> str:
     return password
 
 
+def validate_email(email: str | None) -> str | None:
+    if not email:
+        return None
+    cleaned = email.strip().lower()
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", cleaned) or len(cleaned) > 254:
+        raise AccountError(f"{email!r} is not an email address")
+    return cleaned
+
+
+def set_email(user: User, email: str | None) -> None:
+    """The address single sign-on links this account by (a verified one from the
+    provider); unique across accounts."""
+    cleaned = validate_email(email)
+    if cleaned and User.select().where((User.email == cleaned) & (User.id != user.id)).exists():
+        raise AccountError(f"another account already has the email {cleaned}")
+    user.email = cleaned
+    user.save(only=[User.email])
+
+
 def create_user(
-    username: str, password: str | None, role: str = "member", one_time: bool = False
+    username: str,
+    password: str | None,
+    role: str = "member",
+    one_time: bool = False,
+    email: str | None = None,
 ) -> User:
     """Create a local account; ``password=None`` makes one that cannot log in by password;
     ``one_time`` makes its first login choose a new password."""
@@ -65,7 +88,11 @@ def create_user(
     if User.select().where(User.username == name).exists():
         raise AccountError(f"a user named {name!r} already exists")
     password_hash = generate_password_hash(validate_password(password)) if password else None
+    email = validate_email(email)
+    if email and User.select().where(User.email == email).exists():
+        raise AccountError(f"another account already has the email {email}")
     return User.create(
+        email=email,
         username=name,
         password_hash=password_hash,
         role=role,

@@ -303,15 +303,20 @@ one_time_option = click.option(
 @click.argument("name")
 @click.option("--admin", "make_admin", is_flag=True, help="Give the account the admin role.")
 @click.option("--role", type=click.Choice(ROLES), help="The account's role (default member).")
+@click.option("--email", help="The email single sign-on links this account by.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @one_time_option
 @instance_command
-def create_user(settings, name, make_admin, role, password_stdin, one_time):
+def create_user(settings, name, make_admin, role, email, password_stdin, one_time):
     """Create an account named NAME (prompts for its password)."""
     accounts.validate_username(name)
     password = _new_password(one_time, password_stdin)
     user = accounts.create_user(
-        name, password, "admin" if make_admin else role or "member", one_time=one_time
+        name,
+        password,
+        "admin" if make_admin else role or "member",
+        one_time=one_time,
+        email=email,
     )
     audit.record("user.create", actor="cli", target=f"user:{user.username}", role=user.role)
     if one_time:

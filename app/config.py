@@ -61,6 +61,33 @@ def _as_rate_limit(setting: str, value) -> str:
     return str(value)
 
 
+def _as_bool(setting: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(setting, f"{value!r} is not true or false")
+
+
+def _as_role_map(setting: str, value) -> str:
+    """``group=role,group=role``: which identity-provider group gives which role."""
+    from app.models import ROLES
+
+    text = str(value or "").strip()
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        group, _, role = pair.partition("=")
+        if not group.strip() or role.strip() not in ROLES:
+            raise ConfigError(
+                setting,
+                f"{pair!r} is not group=role with a role of {', '.join(ROLES)} "
+                "(for example berth-admins=admin,auditors=auditor)",
+            )
+    return text
+
+
 def _as_duration(setting: str, value) -> str:
     """A duration such as 90d, or empty for none."""
     from app.durations import parse_duration
@@ -176,6 +203,25 @@ class Settings:
     # A bearer token that may read /metrics (for Prometheus); admins' and auditors' API
     # tokens may read it too.
     metrics_token: str = ""
+    # Single sign-on. OpenID Connect: any provider by its issuer (discovery) URL.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid email profile"
+    oidc_name: str = "single sign-on"  # shown on the button: "Sign in with …"
+    oidc_groups_claim: str = "groups"
+    # GitHub OAuth (github.com, or GitHub Enterprise Server by its URLs).
+    github_client_id: str = ""
+    github_client_secret: str = ""
+    github_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    # Who a first sign-in creates an account for: email domains and/or provider groups
+    # (comma-separated); with neither, only people with an account already get in.
+    sso_allowed_domains: str = ""
+    sso_allowed_groups: str = ""
+    # Provider group -> Berth role, applied at every sign-in: group=role,group=role.
+    sso_role_map: str = ""
+    password_login: bool = True
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -336,8 +382,34 @@ class Settings:
                 "BERTH_AUDIT_RETENTION_DAYS", pick("audit_retention_days", 0)
             ),
             metrics_token=str(pick("metrics_token", "")),
+            oidc_issuer=_as_url("BERTH_OIDC_ISSUER", pick("oidc_issuer", ""))
+            if pick("oidc_issuer", "")
+            else "",
+            oidc_client_id=str(pick("oidc_client_id", "")),
+            oidc_client_secret=str(pick("oidc_client_secret", "")),
+            oidc_scopes=str(pick("oidc_scopes", "openid email profile")),
+            oidc_name=str(pick("oidc_name", "single sign-on")),
+            oidc_groups_claim=str(pick("oidc_groups_claim", "groups")),
+            github_client_id=str(pick("github_client_id", "")),
+            github_client_secret=str(pick("github_client_secret", "")),
+            github_url=_as_url("BERTH_GITHUB_URL", pick("github_url", "https://github.com")),
+            github_api_url=_as_url(
+                "BERTH_GITHUB_API_URL", pick("github_api_url", "https://api.github.com")
+            ),
+            sso_allowed_domains=str(pick("sso_allowed_domains", "")).lower(),
+            sso_allowed_groups=str(pick("sso_allowed_groups", "")),
+            sso_role_map=_as_role_map("BERTH_SSO_ROLE_MAP", pick("sso_role_map", "")),
+            password_login=_as_bool("BERTH_PASSWORD_LOGIN", pick("password_login", True)),
             sources=sources,
         )
+        if settings.oidc_issuer and not settings.oidc_client_id:
+            raise ConfigError("BERTH_OIDC_CLIENT_ID", "is needed with BERTH_OIDC_ISSUER")
+        if not settings.password_login and not (settings.oidc_issuer or settings.github_client_id):
+            raise ConfigError(
+                "BERTH_PASSWORD_LOGIN",
+                "cannot be off without single sign-on (BERTH_OIDC_ISSUER or "
+                "BERTH_GITHUB_CLIENT_ID): nobody could sign in",
+            )
         if settings.secret_key and len(settings.secret_key) < 32:
             raise ConfigError("BERTH_SECRET_KEY", "must be at least 32 characters long")
         return settings

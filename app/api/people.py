@@ -17,6 +17,8 @@ def _user_dict(user: User) -> dict:
     return {
         "username": user.username,
         "role": user.role,
+        "email": user.email,
+        "sso": user.sso_subject is not None,
         "groups": [g.name for g in groups.of(user)],
         "disabled": user.is_disabled,
         "created_at": stamp(user.created_at),
@@ -60,8 +62,16 @@ def update_user(name):
     require_right("users.manage", "change people")
     user = _find_user(name)
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or set(body) - {"role"}:
-        raise ApiError(422, "invalid_user", 'send {"role": "admin|template-admin|member|auditor"}')
+    if not isinstance(body, dict) or set(body) - {"role", "email"}:
+        raise ApiError(
+            422, "invalid_user", 'send {"role": "admin|template-admin|member|auditor", "email": …}'
+        )
+    if "email" in body:
+        try:
+            accounts.set_email(user, body["email"])
+        except accounts.AccountError as exc:
+            raise ApiError(422, "invalid_email", str(exc)) from None
+        auditing.record("user.email", f"user:{user.username}", email=user.email)
     if "role" in body:
         before = user.role
         try:

@@ -26,6 +26,7 @@ from app.migrations import (
     m0008_groups_sharing_scopes,
     m0009_audit,
     m0010_quotas,
+    m0011_sso,
 )
 from app.models import utcnow
 
@@ -40,6 +41,7 @@ STEPS = [
     m0008_groups_sharing_scopes,
     m0009_audit,
     m0010_quotas,
+    m0011_sso,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -207,6 +207,7 @@ def create_user():
             request.form.get("username", ""),
             request.form.get("password", ""),
             request.form.get("role", "member"),
+            email=request.form.get("email") or None,
         )
     except accounts.AccountError as refusal:
         flash(f"User not created: {refusal}.", "error")

@@ -45,6 +45,12 @@ def login():
         return redirect(next_url)
     if request.method == "GET":
         return render_template("auth/login.html", next=next_url)
+    if not current_app.config["BERTH_SETTINGS"].password_login:
+        return render_template(
+            "auth/login.html",
+            error="Password sign-in is turned off here; use single sign-on.",
+            next=next_url,
+        ), 403
     username = request.form.get("username", "")
     try:
         user = accounts.authenticate(username, request.form.get("password", ""))
