@@ -222,6 +222,7 @@ class Settings:
     # Provider group -> Berth role, applied at every sign-in: group=role,group=role.
     sso_role_map: str = ""
     password_login: bool = True
+    currency: str = "USD"  # the unit template prices and budgets are in (a label)
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -400,6 +401,7 @@ class Settings:
             sso_allowed_groups=str(pick("sso_allowed_groups", "")),
             sso_role_map=_as_role_map("BERTH_SSO_ROLE_MAP", pick("sso_role_map", "")),
             password_login=_as_bool("BERTH_PASSWORD_LOGIN", pick("password_login", True)),
+            currency=str(pick("currency", "USD")),
             sources=sources,
         )
         if settings.oidc_issuer and not settings.oidc_client_id:

@@ -119,6 +119,8 @@ class Template(BaseModel):
     parameters = peewee.TextField(default="{}")  # JSON: name -> {type, default, min, max}
     limits = peewee.TextField(default="{}")  # JSON: max_cpu, max_memory_mb, max_ttl_hours
     approvals = peewee.TextField(default="{}")  # JSON: policy exceptions an admin granted
+    # JSON: per_hour, per_cpu_hour, per_gb_hour (the instance's currency), set by admins
+    pricing = peewee.TextField(default="{}")
     enabled = peewee.BooleanField(default=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
@@ -344,3 +346,21 @@ class Quota(BaseModel):
 
 
 ALL_MODELS += [Quota]
+
+
+class Budget(BaseModel):
+    """A group's monthly budget: an alert at 80 %, and with ``hard_stop`` at 100 % new
+    starts are refused and running workspaces stopped. The months record what was done."""
+
+    group = peewee.ForeignKeyField(Group, unique=True, backref="budget", on_delete="CASCADE")
+    monthly = peewee.FloatField()
+    hard_stop = peewee.BooleanField(default=False)
+    alerted_month = peewee.CharField(max_length=7, null=True)  # "2026-11"
+    stopped_month = peewee.CharField(max_length=7, null=True)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "budgets"
+
+
+ALL_MODELS += [Budget]

@@ -532,6 +532,23 @@ DOCUMENT = {
                 requestBody={"required": True, **_json({"type": "object"})},
             ),
         },
+        "/costs": {
+            "get": _op(
+                "Cost for a period (since, until; default this month) by workspace, user or "
+                "group (by=); format=csv for a spreadsheet. Own workspaces; all for admins "
+                "and auditors",
+                {"200": {"description": "the report"}, "403": _ERROR, "422": _ERROR},
+            )
+        },
+        "/budgets": {"get": _op("Groups' monthly budgets and this month's spending", _LIST)},
+        "/budgets/{name}": {
+            "put": _op(
+                "Set a group's monthly budget: monthly (null removes it), hard_stop (admins)",
+                {"200": {"description": "the budget"}, "403": _ERROR, "422": _ERROR},
+                parameters=[_path("name")],
+                requestBody={"required": True, **_json({"type": "object"})},
+            )
+        },
         "/audit": {
             "get": _op(
                 "Audit records, newest first, filtered by user, workspace (owner.name), "

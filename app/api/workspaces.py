@@ -64,6 +64,7 @@ def template_dict(template: Template) -> dict:
         "source": template.source_kind,
         "parameters": json.loads(template.parameters),
         "limits": json.loads(template.limits),
+        "pricing": json.loads(template.pricing),
     }
 
 
@@ -83,7 +84,7 @@ def update_template(name):
     if template is None:
         raise ApiError(404, "not_found", f"there is no template {name!r}")
     body = _body()
-    unknown = sorted(set(body) - {"parameters", "limits", "approvals", "enabled"})
+    unknown = sorted(set(body) - {"parameters", "limits", "approvals", "enabled", "pricing"})
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
     try:

@@ -27,6 +27,7 @@ from app.migrations import (
     m0009_audit,
     m0010_quotas,
     m0011_sso,
+    m0012_costs,
 )
 from app.models import utcnow
 
@@ -42,6 +43,7 @@ STEPS = [
     m0009_audit,
     m0010_quotas,
     m0011_sso,
+    m0012_costs,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -11,9 +11,10 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
+from app import audit, costs
 from app.backups import database as db_backups
 from app.config import Settings
-from app.models import Transition, Workspace, utcnow
+from app.models import Budget, Group, GroupMember, Transition, Workspace, utcnow
 from app.provisioner.docker import Provisioner
 from app.workspaces import activity, ide, policy, service
 
@@ -107,6 +108,56 @@ def sweep(
         log.info("lifecycle: %s", line)
         requested.append(line)
     return "; ".join(requested) or "nothing due"
+
+
+def enforce_budgets(settings: Settings, now: datetime | None = None) -> str:
+    """Alert once a month at 80 % of a group's budget; at 100 % of a hard-stop budget,
+    stop the running workspaces of the group's members (new starts are refused by
+    app.costs.check_budget). Everything it does is audited."""
+    now = now or utcnow()
+    month = now.strftime("%Y-%m")
+    done = []
+    for budget in Budget.select(Budget, Group).join(Group):
+        spent = costs.group_spend(budget.group, now)
+        used = spent / budget.monthly if budget.monthly else float("inf")
+        about = {"spent": round(spent, 4), "monthly": budget.monthly, "month": month}
+        if used >= costs.ALERT_AT and budget.alerted_month != month:
+            budget.alerted_month = month
+            budget.save(only=[Budget.alerted_month])
+            audit.record(
+                "budget.alert", actor="budget", target=f"group:{budget.group.name}", **about
+            )
+            done.append(f"{budget.group.name}: {used:.0%} of its budget used")
+        if not (budget.hard_stop and used >= 1):
+            continue
+        if budget.stopped_month != month:
+            budget.stopped_month = month
+            budget.save(only=[Budget.stopped_month])
+            audit.record(
+                "budget.stop", actor="budget", target=f"group:{budget.group.name}", **about
+            )
+        members = GroupMember.select(GroupMember.user).where(GroupMember.group == budget.group)
+        running = Workspace.select().where(
+            Workspace.owner.in_(members) & Workspace.status.in_(("running", "starting"))
+        )
+        for ws in running:
+            if service.active_job(ws) is not None:
+                continue
+            try:
+                service.request(
+                    ws,
+                    "stop",
+                    cause="schedule",
+                    actor="budget",
+                    reason=f"the monthly budget of group {budget.group.name} is used up "
+                    f"({spent:.2f} of {budget.monthly:.2f})",
+                    data_dir=settings.data_dir,
+                )
+            except service.WorkspaceError as exc:
+                log.info("%s: budget stop not requested: %s", ws.name, exc.message)
+                continue
+            done.append(f"{ws.owner.username}/{ws.name}: stopped (budget of {budget.group.name})")
+    return "; ".join(done) or "within budgets"
 
 
 def nightly_backup(settings: Settings) -> str:

@@ -1,5 +1,6 @@
 """The admin page: people, workspaces, templates, scheduled jobs and backups."""
 
+import csv
 import io
 import json
 import secrets
@@ -8,13 +9,23 @@ import tarfile
 import zipfile
 from functools import wraps
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
 
-from app import accounts, audit, authz, groups
+from app import accounts, audit, authz, costs, groups
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import ROLES, Group, Quota, ScheduledJob, Template, User, Workspace
+from app.models import ROLES, Budget, Group, Quota, ScheduledJob, Template, User, Workspace, utcnow
 from app.scheduler import register, run_recorded
 from app.scheduler.jobs import nightly_backup
 from app.web import auditing
@@ -183,6 +194,7 @@ def update_template(template_id):
             limits=_json_field("limits", request.form.get("limits")),
             approvals=_json_field("approvals", request.form.get("approvals")),
             enabled=request.form.get("enabled") == "on",
+            pricing=_json_field("pricing", request.form.get("pricing")),
         )
     except (ValueError, templates.TemplateError) as exc:
         flash(f"Template {template.name} not changed: {exc}.", "error")
@@ -191,6 +203,7 @@ def update_template(template_id):
         "template.update",
         f"template:{template.name}",
         parameters=template.parameters,
+        pricing=template.pricing,
         limits=template.limits,
         approvals=template.approvals,
         enabled=template.enabled,
@@ -363,3 +376,81 @@ def set_quota():
         auditing.record("quota.set", f"{kind}:{name}", **values)
         flash(f"Quota of {kind} {name} set.", "success")
     return redirect(url_for("admin.index"))
+
+
+def _period(args):
+    now = utcnow()
+    since = _form_time(args.get("since")) or costs.month_start(now)
+    until = _form_time(args.get("until")) or now
+    if until <= since:
+        raise ValueError("the period must end after it starts")
+    return since, until
+
+
+@bp.route("/costs")
+@right_required("workspaces.read_all")
+def cost_report():
+    """Cost per workspace, person and group for a period, with the groups' budgets."""
+    try:
+        since, until = _period(request.args)
+    except ValueError as exc:
+        flash(str(exc), "error")
+        since, until = costs.month_start(utcnow()), utcnow()
+    lines = costs.workspace_costs(since, until)
+    budgets = Budget.select(Budget, Group).join(Group).order_by(Group.name)
+    return render_template(
+        "admin/costs.html",
+        since=since,
+        until=until,
+        lines=lines,
+        users=sorted(costs.by_user(lines).items()),
+        groups=sorted(costs.by_group(lines).items()),
+        total=sum(line.cost for line in lines),
+        budgets=[costs.budget_dict(b) for b in budgets],
+        all_groups=list(Group.select().order_by(Group.name)),
+        currency=current_app.config["BERTH_SETTINGS"].currency,
+    )
+
+
+@bp.route("/costs.csv")
+@right_required("workspaces.read_all")
+def cost_csv():
+    try:
+        since, until = _period(request.args)
+    except ValueError as exc:
+        abort(400, str(exc))
+    rows = [line.to_dict() for line in costs.workspace_costs(since, until)]
+    out = io.StringIO()
+    header = ["workspace_id", "workspace", "owner", "template", "hourly_rate", "hours", "cost"]
+    writer = csv.DictWriter(out, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    name = f"berth-costs-{since:%Y%m%d}-{until:%Y%m%d}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.route("/budgets", methods=["POST"])
+@admin_required
+def set_budget():
+    group = Group.get_or_none(Group.name == request.form.get("group", ""))
+    if group is None:
+        abort(404, "There is no such group.")
+    text = request.form.get("monthly", "").strip()
+    try:
+        monthly = float(text) if text else None
+        costs.set_budget(group, monthly, request.form.get("hard_stop") == "on")
+    except (ValueError, costs.CostError) as exc:
+        flash(f"Budget not set: {exc}.", "error")
+    else:
+        auditing.record(
+            "budget.set",
+            f"group:{group.name}",
+            monthly=monthly,
+            hard_stop=request.form.get("hard_stop") == "on",
+        )
+        flash(f"Budget of {group.name} set.", "success")
+    return redirect(url_for("admin.cost_report"))

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app import audit, authz
+from app import audit, authz, costs
 from app.backups import Backup, BackupError
 from app.backups import workspaces as volume_backups
 from app.db import write_transaction
@@ -254,10 +254,15 @@ def request(
 
 
 def _check_quota(owner: User, ws: Workspace | None, values: dict, *, new: bool) -> None:
+    """Quotas and budgets, before anything starts."""
     try:
         quotas.check(owner, ws, values, new=new)
     except quotas.QuotaExceeded as exc:
         raise WorkspaceError(403, "quota_exceeded", str(exc)) from None
+    try:
+        costs.check_budget(owner)
+    except costs.CostError as exc:
+        raise WorkspaceError(403, "budget_exhausted", str(exc)) from None
 
 
 def _audit_request(job: Transition, ws: Workspace, owner: str, source_ip: str | None) -> None:

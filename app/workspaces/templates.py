@@ -203,8 +203,16 @@ def update(
     limits: dict | None = None,
     approvals: dict | None = None,
     enabled: bool | None = None,
+    pricing: dict | None = None,
 ) -> Template:
     """Change what an admin may change; anything invalid is refused before any change."""
+    if pricing is not None:
+        from app.costs import CostError, validate_pricing
+
+        try:
+            pricing = validate_pricing(pricing)
+        except CostError as exc:
+            raise TemplateError(str(exc)) from None
     for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):
         if value is not None and not isinstance(value, dict):
             raise TemplateError(f"{name} must be a JSON object")
@@ -226,6 +234,8 @@ def update(
             setattr(template, name, json.dumps(value))
     if enabled is not None:
         template.enabled = enabled
+    if pricing is not None:
+        template.pricing = json.dumps(pricing)
     template.updated_at = utcnow()
     template.save()
     return template

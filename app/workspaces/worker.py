@@ -296,6 +296,12 @@ class Worker:
             CronTrigger.from_crontab(settings.backup_schedule, timezone="UTC"),
             f"cron {settings.backup_schedule} (UTC)",
         )
+        book.add(
+            "budgets",
+            lambda: jobs.enforce_budgets(settings),
+            IntervalTrigger(seconds=max(settings.lifecycle_interval, 60)),
+            f"every {max(settings.lifecycle_interval, 60)}s",
+        )
         if settings.audit_retention_days:
             book.add(
                 "audit-prune",
