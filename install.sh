@@ -192,6 +192,7 @@ UPGRADE=0
 if [ "$UPGRADE" -eq 1 ]; then say "Upgrading the installation in $HERE (settings in .env)"; else say "Writing .env"; fi
 [ -n "$(env_get BERTH_SECRET_KEY)" ] || env_set BERTH_SECRET_KEY "$(random_hex)"
 [ -n "$(env_get POSTGRES_PASSWORD)" ] || env_set POSTGRES_PASSWORD "$(random_hex)"
+[ -n "$(env_get BERTH_METRICS_TOKEN)" ] || env_set BERTH_METRICS_TOKEN "$(random_hex)"
 env_set COMPOSE_PROJECT_NAME "$COMPOSE_PROJECT_NAME"
 pick() { # pick NAME GIVEN DEFAULT: the option given, else what .env has, else the default
     local value=$2
@@ -417,6 +418,9 @@ if [ -n "$CA_NOTE" ]; then
 EOF
 fi
 cat <<EOF
+
+  Metrics: $PUBLIC_URL/metrics with 'Authorization: Bearer <BERTH_METRICS_TOKEN from .env>'
+  Single sign-on, roles, quotas, budgets: docs/governance.md (settings go in .env)
 
   Upgrade: git pull && sudo ./install.sh     Backups: $HERE/backups (nightly)
   Remove:  sudo ./install.sh --uninstall     (--purge also deletes workspaces and data)

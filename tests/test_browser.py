@@ -31,7 +31,7 @@ def test_login_dashboard_and_logout(server, page):
     assert page.get_by_test_id("current-user").inner_text().startswith("ada")
     assert page.get_by_test_id("workspaces-empty").is_visible()
     nav = page.locator("nav.mainnav a").all_inner_texts()
-    assert nav == ["Workspaces", "Templates", "Admin", "Account"]
+    assert nav == ["Workspaces", "Templates", "Admin", "Costs", "Audit", "Account"]
     # A real stylesheet is applied, not browser defaults.
     assert page.eval_on_selector("header.topbar", "e => getComputedStyle(e).display") == "flex"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -63,7 +63,8 @@ def test_disabled_user_is_refused_and_re_enabled_by_the_admin(server, page, brow
     log_in(other, server, "ben", "ben-password")
     other.wait_for_url(server.url + "/")
     other.goto(server.url + "/admin/")
-    assert "This page is for administrators." in other.get_by_test_id("error-reason").inner_text()
+    reason = other.get_by_test_id("error-reason").inner_text()
+    assert "This page is for admins, template-admins or auditors; your role is member." in reason
     other.context.close()
 
 

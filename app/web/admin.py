@@ -42,7 +42,17 @@ def right_required(*rights: str):
         @login_required
         def wrapper(*args, **kwargs):
             if not any(authz.can(current_user.row, right) for right in rights):
-                abort(403, "Your role does not allow this page or action.")
+                allowed = [
+                    role + "s"
+                    for role, granted in authz.ROLE_RIGHTS.items()
+                    if granted & set(rights)
+                ]
+                who = (
+                    ", ".join(allowed[:-1]) + " or " + allowed[-1]
+                    if len(allowed) > 1
+                    else allowed[0]
+                )
+                abort(403, f"This page is for {who}; your role is {current_user.role}.")
             return view(*args, **kwargs)
 
         return wrapper
