@@ -14,7 +14,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ENV_FILE="$HERE/.env"
 WORKSPACE_BASE=berth-base:bookworm # the image Berth's templates build on
 WAIT_SECONDS=${BERTH_INSTALL_WAIT:-900}
-SERVICES="engine postgres web worker ssh caddy"
+SERVICES="engine postgres web worker ssh egress caddy"
 STEP="starting"
 
 usage() {

@@ -144,6 +144,7 @@ def serve(data_dir, host, port, ssh_port):
         Child("caddy", caddy_command(), {**env, **caddy_environment(settings)}),
         Child("worker", berth_command("worker"), env),
         Child("ssh", berth_command("ssh"), env),
+        Child("egress", berth_command("egress"), env),
     ]
 
     def announce():
@@ -199,7 +200,18 @@ def ssh_gateway(data_dir, ssh_port):
 
 
 @main.command()
-@click.argument("part", type=click.Choice(["web", "worker", "ssh"]))
+@data_dir_option
+def egress(data_dir):
+    """The egress gateway of sandboxes: the allowlisting proxy and the dead DNS."""
+    from app.egress import service
+
+    settings = load_settings(data_dir=data_dir)
+    open_instance(settings, quiet=True)
+    service.run(settings)
+
+
+@main.command()
+@click.argument("part", type=click.Choice(["web", "worker", "ssh", "egress"]))
 @data_dir_option
 def health(part, data_dir):
     """Exit 0 when PART of this instance works (for container healthchecks)."""

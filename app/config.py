@@ -223,6 +223,8 @@ class Settings:
     sso_role_map: str = ""
     password_login: bool = True
     currency: str = "USD"  # the unit template prices and budgets are in (a label)
+    # The egress proxy's port on the egress network's gateway (sandboxes' only way out).
+    egress_port: int = 3128
     sources: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -402,6 +404,7 @@ class Settings:
             sso_role_map=_as_role_map("BERTH_SSO_ROLE_MAP", pick("sso_role_map", "")),
             password_login=_as_bool("BERTH_PASSWORD_LOGIN", pick("password_login", True)),
             currency=str(pick("currency", "USD")),
+            egress_port=_as_port("BERTH_EGRESS_PORT", pick("egress_port", 3128)),
             sources=sources,
         )
         if settings.oidc_issuer and not settings.oidc_client_id:

@@ -51,5 +51,21 @@ def check_ssh(settings: Settings) -> str | None:
     return None if banner.startswith(b"SSH-2.0-") else f"unexpected banner {banner!r}"
 
 
+def check_egress(settings: Settings) -> str | None:
+    """The proxy answers on the egress network's gateway (where sandboxes reach it)."""
+    import docker
+
+    from app.provisioner.docker import Provisioner
+
+    try:
+        client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
+        address = (Provisioner(client, settings.instance).egress_gateway(), settings.egress_port)
+        with socket.create_connection(address, timeout=5):
+            return None
+    except (OSError, docker.errors.DockerException) as exc:
+        return f"egress proxy: {exc}"
+
+
 def check(settings: Settings, part: str) -> str | None:
-    return {"web": check_web, "worker": check_worker, "ssh": check_ssh}[part](settings)
+    checks = {"web": check_web, "worker": check_worker, "ssh": check_ssh, "egress": check_egress}
+    return checks[part](settings)

@@ -145,6 +145,9 @@ class Workspace(BaseModel):
     container_id = peewee.CharField(max_length=80, null=True)
     keep_volumes = peewee.BooleanField(default=False)
     ttl_expires_at = peewee.DateTimeField(null=True)
+    # JSON list of host[:port] entries it may reach through the egress proxy, added to
+    # its template's (app.egress); NULL: none of its own.
+    egress_allow = peewee.TextField(null=True)
     # When the workspace entered its current status: idle, runtime and dormancy count
     # from here.
     status_since = peewee.DateTimeField(null=True, default=utcnow)

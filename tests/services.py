@@ -215,3 +215,23 @@ def start_berth_serve(data_dir: Path, extra_env: dict | None = None) -> BerthSer
 
     wait_until(ready, timeout=60, what="berth serve answering")
     return server
+
+
+def web_session(url: str, who: str):
+    """A signed-in browser-like session (requests) on the main origin; the password is
+    ``<who>-password`` as the test stacks make them."""
+    import re
+
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    page = session.get(url + "/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    done = session.post(
+        url + "/login",
+        data={"username": who, "password": f"{who}-password", "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert done.status_code == 302, done.text
+    return session

@@ -74,12 +74,27 @@ def test_container_settings(stack, pair, docker_client):
     assert "/tmp" in agent["Tmpfs"]
 
 
+def _network(stack, docker_client, ws_id) -> tuple[str, dict]:
+    """The one network of a workspace's container: (name, its settings there)."""
+    networks = _inspect(stack, docker_client, ws_id)["NetworkSettings"]["Networks"]
+    assert len(networks) == 1
+    return next(iter(networks.items()))
+
+
 def test_subnets_come_from_berths_pool(stack, pair, docker_client):
+    names = {k: _network(stack, docker_client, pair[k])[0] for k in ("a", "b", "human")}
+    # People get a network each; sandboxes share the internal egress network, where
+    # they cannot talk to each other (no inter-container traffic).
+    assert names["human"] == stack.docker_name(pair["human"])
+    assert names["a"] == names["b"] == f"berth-{stack.instance}-egress"
+    egress = docker_client.networks.get(names["a"]).attrs
+    assert egress["Internal"] is True
+    assert egress["Options"]["com.docker.network.bridge.enable_icc"] == "false"
     subnets = {
-        docker_client.networks.get(stack.docker_name(pair[k])).attrs["IPAM"]["Config"][0]["Subnet"]
-        for k in ("a", "b", "human")
+        docker_client.networks.get(n).attrs["IPAM"]["Config"][0]["Subnet"]
+        for n in set(names.values())
     }
-    assert len(subnets) == 3 and all(s.startswith("10.231.") for s in subnets)
+    assert len(subnets) == 2 and all(s.startswith("10.231.") for s in subnets)
 
 
 def test_seccomp_blocks_io_uring_vsock_and_agent_ptrace(stack, pair):
@@ -141,9 +156,7 @@ def test_workspaces_cannot_reach_each_other(stack, pair, docker_client):
     ann.exec(
         pair["a"], ["sh", "-c", "cd /tmp && nohup python3 -m http.server 8000 >/dev/null 2>&1 &"]
     )
-    ip_a = _inspect(stack, docker_client, pair["a"])["NetworkSettings"]["Networks"][
-        stack.docker_name(pair["a"])
-    ]["IPAddress"]
+    ip_a = _network(stack, docker_client, pair["a"])[1]["IPAddress"]
     # Berth itself (the host) reaches the workspace...
     reached = subprocess.run(
         [
@@ -166,8 +179,13 @@ def test_workspaces_cannot_reach_each_other(stack, pair, docker_client):
     assert reached.stdout == "200"
     # ...and the server answers inside A, but B cannot reach it.
     assert ann.sh(pair["a"], "curl -s -o /dev/null -w '%{http_code}' localhost:8000") == "200"
-    from_b = ann.exec(pair["b"], ["curl", "-s", "--max-time", "3", f"http://{ip_a}:8000/"])
+    from_b = ann.exec(
+        pair["b"], ["curl", "-s", "--noproxy", "*", "--max-time", "3", f"http://{ip_a}:8000/"]
+    )
     assert from_b["exit_code"] != 0
+    # Nor through the egress proxy, which refuses what is not on B's allowlist.
+    proxied = ann.exec(pair["b"], ["curl", "-s", "--max-time", "3", f"http://{ip_a}:8000/"])
+    assert f"{ip_a}:8000 is not in the allowlist" in proxied["stdout"]
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.test_ide import wait_for_workbench
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 PROJECT = "berthe2e"
-SERVICES = ["engine", "postgres", "web", "worker", "ssh", "caddy"]
+SERVICES = ["engine", "postgres", "web", "worker", "ssh", "egress", "caddy"]
 
 pytestmark = pytest.mark.slow
 

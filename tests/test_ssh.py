@@ -15,6 +15,7 @@ import time
 import pytest
 import requests
 
+from tests import services
 from tests.services import free_port, wait_until
 
 SERVER_SCRIPT = (
@@ -433,21 +434,6 @@ def test_account_page_adds_a_key_and_the_workspace_page_shows_the_command(
     assert done.returncode == 0
 
 
-def _web_session(stack, who: str) -> requests.Session:
-    """A signed-in browser-like session on the main origin."""
-    session = requests.Session()
-    session.trust_env = False
-    page = session.get(stack.url + "/login").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    done = session.post(
-        stack.url + "/login",
-        data={"username": who, "password": f"{who}-password", "csrf_token": csrf},
-        allow_redirects=False,
-    )
-    assert done.status_code == 302, done.text
-    return session
-
-
 def test_sharing_reaches_ssh_exec_and_the_ide_and_is_audited(gw, stack):
     """The role x action cells that need a real container: SSH as <owner>.<workspace>,
     exec and opening the IDE, for the owner, an admin, someone it is shared with, someone
@@ -485,7 +471,7 @@ def test_sharing_reaches_ssh_exec_and_the_ide_and_is_audited(gw, stack):
         for who, client in (("ann", ann), ("boss", boss), ("bob", bob), ("aud", aud)):
             ssh = gw.ssh("ann.shell", "id -un", who)
             ran = client.call("POST", f"/workspaces/{ws_id}/exec", json={"command": ["id", "-un"]})
-            opened = _web_session(stack, who).get(
+            opened = services.web_session(stack.url, who).get(
                 stack.url + "/apps/open", params={"to": ide}, allow_redirects=False
             )
             found[who] = (

@@ -474,6 +474,21 @@ DOCUMENT = {
                 parameters=[_ID, _path("kind"), _path("name")],
             ),
         },
+        "/workspaces/{id}/egress": {
+            "get": _op(
+                "Egress: whether Berth controls it, the allowlist (template's and the "
+                "workspace's own) and the latest connection attempts and DNS lookups",
+                {"200": {"description": "the egress view"}},
+                parameters=[_ID],
+            ),
+            "put": _op(
+                'Replace the workspace\'s own allowlist: {"allow": ["host", "host:port", '
+                '"*.domain"]} (not with a token limited to the workspace)',
+                {"200": {"description": "the egress view"}, "403": _ERROR, "422": _ERROR},
+                parameters=[_ID],
+                requestBody={"required": True, **_json({"type": "object"})},
+            ),
+        },
         "/users/me/tokens": {
             "get": _op("The caller's API tokens (never their secret)", _LIST),
             "post": _op(

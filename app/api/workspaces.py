@@ -13,7 +13,7 @@ from app.api.auth import current_token, require_right, token_required
 from app.api.errors import ApiError
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import StateChange, Template, Transition, stamp, utcnow
+from app.models import StateChange, Template, Transition, Workspace, stamp, utcnow
 from app.provisioner.docker import Provisioner
 from app.web import auditing
 from app.workspaces import activity, apps, logs, service, sharing, templates
@@ -100,7 +100,9 @@ def update_template(name):
 def create_workspace():
     require_right("workspaces.create", "create workspaces")
     body = _body()
-    unknown = sorted(set(body) - {"name", "template", "repo", "parameters", "ttl", "restore"})
+    unknown = sorted(
+        set(body) - {"name", "template", "repo", "parameters", "ttl", "restore", "egress"}
+    )
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
     restore = body.get("restore")
@@ -117,6 +119,7 @@ def create_workspace():
         local_roots=_settings().repo_roots,
         restore=service.backup_for(_user(), restore, _settings()) if restore else None,
         source_ip=request.remote_addr,
+        egress_allow=body.get("egress"),
     )
     return jsonify(_dict(ws)), 201
 
@@ -420,3 +423,24 @@ def remove_share(workspace_id, kind, name):
     except sharing.ShareError as exc:
         raise ApiError(exc.status, "invalid_share", exc.message) from None
     return "", 204
+
+
+@bp.get("/workspaces/<workspace_id>/egress")
+@token_required("workspaces:read")
+def get_egress(workspace_id):
+    """The allowlist (template's and the workspace's own) and the latest decisions."""
+    ws = _workspace(workspace_id)
+    return jsonify(service.egress_view(ws))
+
+
+@bp.put("/workspaces/<workspace_id>/egress")
+@token_required("workspaces:write", any_workspace=False)
+def set_egress(workspace_id):
+    """{"allow": ["host", "host:port", "*.domain"]}: the workspace's own entries. Not with
+    a token limited to the workspace: a sandbox cannot widen its own way out."""
+    ws = _workspace(workspace_id, authz.MANAGE)
+    body = _body()
+    if set(body) != {"allow"}:
+        raise ApiError(422, "invalid_egress", 'send {"allow": ["host", "host:port", …]}')
+    service.set_egress(ws, body["allow"], actor=_user().username, source_ip=request.remote_addr)
+    return jsonify(service.egress_view(Workspace.get_by_id(ws.id)))

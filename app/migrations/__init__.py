@@ -28,6 +28,7 @@ from app.migrations import (
     m0010_quotas,
     m0011_sso,
     m0012_costs,
+    m0013_egress,
 )
 from app.models import utcnow
 
@@ -44,6 +45,7 @@ STEPS = [
     m0010_quotas,
     m0011_sso,
     m0012_costs,
+    m0013_egress,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -160,7 +160,34 @@ class Provisioner:
 
     def ensure_network(self, ws: WorkspaceRef):
         """The workspace's own bridge network, on a subnet from Berth's pool."""
-        name = ws.network_name
+        return self._bridge(
+            ws.network_name,
+            ws.bridge_name,
+            {**ws.labels, LABEL_ROLE: "network"},
+            internal=False,
+        )
+
+    def ensure_egress_network(self):
+        """The network of workspaces whose egress Berth controls: internal (no route out),
+        no traffic between its containers, and only the gateway's address reachable,
+        where Berth's egress proxy and dead DNS listen (app.egress)."""
+        return self._bridge(
+            self.egress_network_name,
+            f"{BRIDGE_PREFIX}{self.instance}eg",
+            {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_ROLE: "egress"},
+            internal=True,
+        )
+
+    @property
+    def egress_network_name(self) -> str:
+        return f"berth-{self.instance}-egress"
+
+    def egress_gateway(self) -> str:
+        network = self.ensure_egress_network()
+        network.reload()
+        return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def _bridge(self, name: str, bridge: str, labels: dict, internal: bool):
         with self._network_lock:
             existing = self.client.networks.list(names=[name])
             if existing:
@@ -172,16 +199,25 @@ class Provisioner:
                 ipam = docker.types.IPAMConfig(
                     pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))]
                 )
-                return self.client.networks.create(
-                    name,
-                    driver="bridge",
-                    ipam=ipam,
-                    labels={**ws.labels, LABEL_ROLE: "network"},
-                    options={
-                        "com.docker.network.bridge.name": ws.bridge_name,
-                        "com.docker.network.bridge.enable_icc": "true",
-                    },
-                )
+                try:
+                    return self.client.networks.create(
+                        name,
+                        check_duplicate=True,  # the worker and the egress gateway may race
+                        driver="bridge",
+                        internal=internal,
+                        ipam=ipam,
+                        labels=labels,
+                        options={
+                            "com.docker.network.bridge.name": bridge,
+                            # Sandboxes sharing the egress network must not reach each other.
+                            "com.docker.network.bridge.enable_icc": "false" if internal else "true",
+                        },
+                    )
+                except docker.errors.APIError as exc:
+                    existing = self.client.networks.list(names=[name])
+                    if exc.status_code == 409 and existing:
+                        return existing[0]
+                    raise
         raise ProvisionError(
             f"the subnet pool {self.pool} has no free /{self.prefix} left; delete unused "
             "workspaces or set BERTH_SUBNET_POOL to a larger range"
@@ -225,9 +261,11 @@ class Provisioner:
         home: str,
         agent: bool = False,
         owner: tuple[int, int] = (0, 0),
+        egress_port: int | None = None,
     ):
-        """Create (not start) the hardened container of ``ws`` from ``spec``."""
-        network = self.ensure_network(ws)
+        """Create (not start) the hardened container of ``ws`` from ``spec``. With
+        ``egress_port``, on the egress network, its DNS and proxy at the gateway."""
+        network = self.ensure_egress_network() if egress_port else self.ensure_network(ws)
         workspace_volume = self.ensure_volume(ws, "workspace")
         home_volume = self.ensure_volume(ws, "home")
         kwargs = spec.docker_create_kwargs()
@@ -300,6 +338,19 @@ class Provisioner:
             nano_cpus=int(limits.cpus * 1e9),
             stop_signal="SIGTERM",
         )
+        if egress_port:
+            gateway = self.egress_gateway()
+            proxy = f"http://{gateway}:{egress_port}"
+            kwargs["dns"] = [gateway]
+            kwargs["environment"] = {
+                **(kwargs.get("environment") or {}),
+                **{
+                    name: proxy
+                    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+                },
+                "NO_PROXY": "localhost,127.0.0.1",
+                "no_proxy": "localhost,127.0.0.1",
+            }
         if agent:
             kwargs["read_only"] = True
             kwargs["tmpfs"] = {
@@ -597,14 +648,24 @@ class Provisioner:
 
     # --- host firewall ---------------------------------------------------------------
 
-    def ensure_isolation_rules(self) -> str:
+    def ensure_isolation_rules(self, egress_port: int | None = None) -> str:
         """Stop workspaces from reaching the host's own ports (the control plane) through
         their bridge: an INPUT rule on berth* interfaces; replies to connections the host
-        opened stay allowed. Returns what was done, for the log."""
+        opened stay allowed. From the egress network, only the egress proxy's port and
+        DNS are open. Returns what was done, for the log."""
         iptables = shutil.which("iptables")
         if not iptables:
             return "iptables is not installed: workspaces can reach ports on the host"
+        egress_bridge = f"{BRIDGE_PREFIX}{self.instance}eg"
         rules = [
+            *(
+                [
+                    ["-i", egress_bridge, "-p", "tcp", "--dport", str(egress_port), "-j", "ACCEPT"],
+                    ["-i", egress_bridge, "-p", "udp", "--dport", "53", "-j", "ACCEPT"],
+                ]
+                if egress_port
+                else []
+            ),
             [
                 "-i",
                 f"{BRIDGE_PREFIX}+",

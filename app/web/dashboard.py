@@ -151,6 +151,7 @@ def workspace(workspace_id):
         ports=apps.ports(ws),
         idle_timeout=service.idle_timeout_text(ws),
         access=authz.level(current_user.row, ws),
+        egress=service.egress_view(ws, limit=30),
         shares=sharing.shares_of(ws),
         backups=[
             b

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import docker
 
-from app import audit
+from app import audit, egress
 from app import devcontainer as dc
 from app.backups import BackupError
 from app.backups import workspaces as volume_backups
@@ -218,7 +218,13 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 str(plan.config.workspace) if ws.repo_url else None,
             )
         container = ctx.provisioner.create_container(
-            ref, spec, _limits(ws), user.home, agent=is_agent(ws), owner=(user.uid, user.gid)
+            ref,
+            spec,
+            _limits(ws),
+            user.home,
+            agent=is_agent(ws),
+            owner=(user.uid, user.gid),
+            egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
         )
         ws.container_id = container.id
         ws.save(only=[Workspace.container_id])

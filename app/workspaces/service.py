@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app import audit, authz, costs
+from app import audit, authz, costs, egress
 from app.backups import Backup, BackupError
 from app.backups import workspaces as volume_backups
 from app.db import write_transaction
 from app.durations import format_duration, parse_duration
-from app.models import StateChange, Template, Transition, User, Workspace, stamp, utcnow
+from app.models import AuditEvent, StateChange, Template, Transition, User, Workspace, stamp, utcnow
 from app.workspaces import activity, apps, policy, quotas, templates, wakeup
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -131,6 +131,7 @@ def create(
     local_roots: list[Path] = (),
     restore: Backup | None = None,
     source_ip: str | None = None,
+    egress_allow: list[str] | None = None,
 ) -> Workspace:
     """Record a new workspace; with ``restore`` (a workspace backup the caller may use),
     its volumes come from that backup, and its source and parameters too unless given."""
@@ -166,6 +167,11 @@ def create(
     except templates.ParameterError as exc:
         raise WorkspaceError(422, "invalid_parameter", str(exc)) from None
     lifetime = _ttl(ttl if ttl is not None else resolved.values.get("ttl"), template)
+    if egress_allow is not None:
+        try:
+            egress_allow = egress.validate(egress_allow)
+        except egress.AllowlistError as exc:
+            raise WorkspaceError(422, "invalid_egress", f"egress: {exc}") from None
     with write_transaction():
         if (
             Workspace.select()
@@ -184,6 +190,7 @@ def create(
             parameters=json.dumps(resolved.values),
             status="pending",
             ttl_expires_at=utcnow() + lifetime if lifetime else None,
+            egress_allow=json.dumps(egress_allow) if egress_allow else None,
         )
         job = Transition.create(
             workspace=ws,
@@ -480,4 +487,35 @@ def to_dict(ws: Workspace, viewer: User | None = None, settings=None) -> dict:
         }
         if last
         else None,
+    }
+
+
+def set_egress(ws: Workspace, allow, *, actor: str, source_ip: str | None = None) -> None:
+    """Replace the workspace's own allowlist entries (its template's stay)."""
+    try:
+        entries = egress.validate(allow)
+    except egress.AllowlistError as exc:
+        raise WorkspaceError(422, "invalid_egress", f"egress: {exc}") from None
+    ws.egress_allow = json.dumps(entries) if entries else None
+    ws.save(only=[Workspace.egress_allow])
+    audit.record(
+        "egress.allowlist",
+        actor=actor,
+        source_ip=source_ip,
+        target=f"workspace:{ws.owner.username}.{ws.name}",
+        allow=entries,
+    )
+
+
+def egress_view(ws: Workspace, limit: int = 50) -> dict:
+    """Whether Berth controls the workspace's egress, its allowlist, and the latest
+    connection attempts and DNS lookups (from the audit log)."""
+    recent = audit.search(workspace=f"{ws.owner.username}.{ws.name}", action="egress.")
+    return {
+        "controlled": egress.controlled(ws),
+        "allow": egress.entries(ws),
+        "recent": [
+            {k: v for k, v in audit.to_dict(r).items() if k not in ("prev_hash", "hash")}
+            for r in recent.where(AuditEvent.action != "egress.allowlist").limit(limit)
+        ],
     }

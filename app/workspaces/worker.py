@@ -24,7 +24,7 @@ from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
 from app.provisioner import tools
-from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
+from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
 from app.scheduler import Book, jobs, register, run_recorded
 from app.workspaces import ide, lifecycle, templates, wakeup
 
@@ -179,6 +179,8 @@ class Worker:
                     container.remove(force=True)
                     repaired.append(f"removed orphaned container {container.name}")
             for network in self.provisioner.managed("networks"):
+                if network.attrs["Labels"].get(LABEL_ROLE) == "egress":
+                    continue  # shared by the sandboxes, never orphaned
                 ws_id = int(network.attrs["Labels"].get(LABEL_WORKSPACE, "0") or 0)
                 if ws_id not in live and ws_id not in busy and ws_id not in pending:
                     network.remove()
@@ -315,7 +317,7 @@ class Worker:
         listener = wakeup.Listener(self.settings.data_dir)
         with database.connection_context():
             templates.sync_builtin()
-        note = self.provisioner.ensure_isolation_rules()
+        note = self.provisioner.ensure_isolation_rules(self.settings.egress_port)
         log.info("firewall: %s", note)
         recovered = self.recover_interrupted()
         if recovered:

@@ -1,0 +1,46 @@
+"""Egress control for sandboxes: which workspaces have it, and what each may reach.
+
+A workspace's egress is controlled when its template is an agent sandbox or its template
+limits carry ``egress_allow`` (a human template may opt in). It may reach the hosts of
+its template's ``egress_allow`` and its own (``Workspace.egress_allow``), nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+
+from app.egress.gateway import AllowlistError, Rule, parse_allowlist
+from app.models import Workspace
+
+__all__ = ["AllowlistError", "controlled", "entries", "rules_for", "validate"]
+
+
+def _template_entries(ws: Workspace) -> list[str] | None:
+    if ws.template is None:
+        return None
+    limits = json.loads(ws.template.limits or "{}")
+    return limits.get("egress_allow")
+
+
+def controlled(ws: Workspace) -> bool:
+    return bool(ws.template) and (
+        ws.template.profile == "agent" or _template_entries(ws) is not None
+    )
+
+
+def entries(ws: Workspace) -> dict[str, list[str]]:
+    return {
+        "template": list(_template_entries(ws) or []),
+        "workspace": json.loads(ws.egress_allow) if ws.egress_allow else [],
+    }
+
+
+def rules_for(ws: Workspace) -> list[Rule]:
+    found = entries(ws)
+    return parse_allowlist(found["template"] + found["workspace"])
+
+
+def validate(value) -> list[str]:
+    """A workspace allowlist from a request: refused with the bad entry named."""
+    parse_allowlist(value)
+    return [str(v).strip().lower() for v in value or []]

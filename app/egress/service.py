@@ -1,0 +1,108 @@
+"""``berth egress``: the egress gateway's process. It finds the sandbox behind each
+connection by its address on the egress network, and records every decision."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import docker
+
+from app import audit
+from app.config import Settings, configure_logging
+from app.db import short_connection
+from app.egress import gateway, rules_for
+from app.models import Template, User, Workspace
+from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
+
+log = logging.getLogger("berth.egress")
+CACHE_SECONDS = 5.0  # an allowlist change reaches open sandboxes within this
+
+
+class Directory:
+    """Source address -> the sandbox (workspace, allowlist) behind it."""
+
+    def __init__(self, provisioner: Provisioner):
+        self.provisioner = provisioner
+        self._cache: dict[str, tuple[float, gateway.Source | None]] = {}
+
+    def lookup(self, address: str) -> gateway.Source | None:
+        found = self._cache.get(address)
+        if found and found[0] > time.monotonic():
+            return found[1]
+        source = self._find(address)
+        self._cache[address] = (time.monotonic() + CACHE_SECONDS, source)
+        return source
+
+    def _find(self, address: str) -> gateway.Source | None:
+        network = self.provisioner.ensure_egress_network()
+        network.reload()
+        for container_id, about in (network.attrs.get("Containers") or {}).items():
+            if about.get("IPv4Address", "").split("/")[0] != address:
+                continue
+            try:
+                labels = self.provisioner.client.containers.get(container_id).labels
+            except docker.errors.NotFound:
+                return None
+            ws_id = int(labels.get(LABEL_WORKSPACE, "0") or 0)
+            with short_connection():
+                ws = (
+                    Workspace.select(Workspace, User, Template)
+                    .join(User)
+                    .switch(Workspace)
+                    .join(Template)
+                    .where(Workspace.id == ws_id)
+                    .first()
+                )
+                if ws is None:
+                    return None
+                try:
+                    rules = rules_for(ws)
+                except gateway.AllowlistError as exc:
+                    log.warning(
+                        "egress: %s has a bad allowlist (%s); nothing allowed", ws.name, exc
+                    )
+                    rules = []
+                return gateway.Source(ws.id, f"{ws.owner.username}.{ws.name}", rules)
+        return None
+
+
+def record(source: gateway.Source | None, action: str, detail: dict) -> None:
+    outcome = "success" if action == "egress.allow" and "error" not in detail else "denied"
+    if action == "egress.allow" and "error" in detail:
+        outcome = "failure"
+    with short_connection():
+        audit.record(
+            action,
+            actor=f"sandbox:{source.label}"[:64] if source else "unknown",
+            source_ip=detail.pop("source_ip", None),
+            target=f"workspace:{source.label}" if source else None,
+            outcome=outcome,
+            **detail,
+        )
+
+
+def run(settings: Settings) -> None:
+    """Serve the proxy and the dead DNS on the egress network's gateway until stopped."""
+    import signal
+
+    configure_logging(settings)
+    client = docker.DockerClient(base_url=settings.docker_host, timeout=60)
+    provisioner = Provisioner(client, settings.instance, settings.subnet_pool)
+    address = provisioner.egress_gateway()
+    directory = Directory(provisioner)
+
+    async def main():
+        task = asyncio.create_task(
+            gateway.serve(address, settings.egress_port, directory.lookup, record)
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.info("egress: stopping")
+
+    asyncio.run(main())
