@@ -14,6 +14,7 @@ class ApiError(AssertionError):
 class Client:
     def __init__(self, base_url: str, token: str):
         self.base = base_url.rstrip("/") + "/api/v2"
+        self.token = token
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
 

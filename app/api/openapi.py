@@ -285,7 +285,7 @@ DOCUMENT = {
         },
         "/workspaces/{id}/exec": {
             "post": _op(
-                "Run a command in a running workspace",
+                "Run a command in a running workspace (collected, or streamed)",
                 {
                     "200": {
                         "description": "finished",
@@ -314,6 +314,12 @@ DOCUMENT = {
                             "properties": {
                                 "command": {"type": "array", "items": {"type": "string"}},
                                 "timeout": {"type": "number", "default": 60},
+                                "stdin": {"type": "string"},
+                                "stream": {
+                                    "type": "boolean",
+                                    "description": "NDJSON: {stream, data} lines as output "
+                                    "comes, then {exit_code, timed_out}",
+                                },
                             },
                         }
                     ),
@@ -488,6 +494,27 @@ DOCUMENT = {
                 parameters=[_ID],
                 requestBody={"required": True, **_json({"type": "object"})},
             ),
+        },
+        "/workspaces/{id}/files": {
+            "get": _op(
+                "The file at ?path= (relative to the workspace folder, or absolute), or a tar "
+                "of the directory there, read as the workspace user",
+                {"200": {"description": "the bytes"}, "409": _ERROR},
+                parameters=[_ID],
+            ),
+            "put": _op(
+                "Write the request body to ?path= as the workspace user (parents made)",
+                {"201": {"description": "written"}, "409": _ERROR, "413": _ERROR, "422": _ERROR},
+                parameters=[_ID],
+            ),
+        },
+        "/workspaces/{id}/done": {
+            "post": _op(
+                'An agent sandbox is finished: {"outcome": "success"|"failure", "summary"}; '
+                "recorded, then the sandbox is deleted",
+                {"202": {"description": "deleting"}, "409": _ERROR, "422": _ERROR},
+                parameters=[_ID],
+            )
         },
         "/users/me/tokens": {
             "get": _op("The caller's API tokens (never their secret)", _LIST),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import docker
 from flask import Response, current_app, jsonify, request, stream_with_context
 
 from app import authz
@@ -13,8 +12,7 @@ from app.api.auth import current_token, require_right, token_required
 from app.api.errors import ApiError
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
-from app.models import StateChange, Template, Transition, Workspace, stamp, utcnow
-from app.provisioner.docker import Provisioner
+from app.models import StateChange, Template, Transition, Workspace, stamp
 from app.web import auditing
 from app.workspaces import activity, apps, logs, service, sharing, templates
 
@@ -101,8 +99,15 @@ def create_workspace():
     require_right("workspaces.create", "create workspaces")
     body = _body()
     unknown = sorted(
-        set(body) - {"name", "template", "repo", "parameters", "ttl", "restore", "egress"}
+        set(body) - {"name", "template", "repo", "parameters", "ttl", "restore", "egress", "wait"}
     )
+    wait = body.get("wait", False)
+    if wait is True:
+        wait = 600
+    if wait is not False and (
+        isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait <= 1800
+    ):
+        raise ApiError(422, "invalid_wait", "wait must be true or a number of seconds up to 1800")
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
     restore = body.get("restore")
@@ -121,6 +126,8 @@ def create_workspace():
         source_ip=request.remote_addr,
         egress_allow=body.get("egress"),
     )
+    if wait:
+        ws = service.wait_until_settled(ws, float(wait))
     return jsonify(_dict(ws)), 201
 
 
@@ -336,55 +343,6 @@ def workspace_logs(workspace_id):
         stream_with_context(stream),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-@bp.post("/workspaces/<workspace_id>/exec")
-@token_required("workspaces:exec")
-def exec_in_workspace(workspace_id):
-    ws = _workspace(workspace_id, authz.USE)
-    body = _body()
-    command = body.get("command")
-    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-        raise ApiError(422, "invalid_command", "command must be a non-empty array of strings")
-    timeout = body.get("timeout", 60)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
-        raise ApiError(422, "invalid_timeout", "timeout must be a number of seconds from 1 to 3600")
-    if ws.status != "running":
-        raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
-    client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
-    provisioner = Provisioner(client, _settings().instance)
-    container = provisioner.find_container(ws.id)
-    if container is None or container.status != "running":
-        raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
-    user, workdir = provisioner.identity(container)
-    detail = " ".join(command)[:200]
-    activity.record(ws.id, "exec", detail, sessions=1)
-    started, result = utcnow(), None
-    try:
-        result = provisioner.exec(
-            container.id, command, user=user, workdir=workdir, timeout=float(timeout)
-        )
-    finally:
-        activity.record(ws.id, "exec", detail, sessions=-1)
-        auditing.record(
-            "exec",
-            f"workspace:{ws.owner.username}.{ws.name}",
-            "success" if result is not None else "failure",
-            command=command,
-            started_at=stamp(started),
-            ended_at=stamp(utcnow()),
-            exit_code=result.exit_code if result else None,
-            timed_out=result.timed_out if result else None,
-            shared=ws.owner_id != _user().id,
-        )
-    return jsonify(
-        {
-            "exit_code": result.exit_code,
-            "stdout": result.stdout,
-            "stderr": result.stderr,
-            "timed_out": result.timed_out,
-        }
     )
 
 

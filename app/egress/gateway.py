@@ -114,9 +114,15 @@ def _target(method: str, target: str, headers: list[str]) -> tuple[str, int, str
     return host.strip("[]"), int(port), "/" + path if slash else "/"
 
 
+# The name sandboxes reach Berth by when its public URL is on this machine's loopback
+# (which from inside a sandbox would be the sandbox itself).
+BERTH_ALIAS = "berth.internal"
+
+
 class Proxy:
-    def __init__(self, lookup: Lookup, record: Record):
+    def __init__(self, lookup: Lookup, record: Record, aliases: dict[str, str] | None = None):
         self.lookup, self.record = lookup, record
+        self.aliases = aliases or {}  # host name -> where the proxy connects instead
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         peer = writer.get_extra_info("peername")[0]
@@ -144,7 +150,7 @@ class Proxy:
         started = time.monotonic()
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), CONNECT_TIMEOUT
+                asyncio.open_connection(self.aliases.get(host, host), port), CONNECT_TIMEOUT
             )
         except (OSError, TimeoutError) as exc:
             self.record(source, "egress.allow", {**detail, "error": str(exc) or "timeout"})
@@ -251,9 +257,15 @@ def is_ip(host: str) -> bool:
     return True
 
 
-async def serve(address: str, proxy_port: int, lookup: Lookup, record: Record):
+async def serve(
+    address: str,
+    proxy_port: int,
+    lookup: Lookup,
+    record: Record,
+    aliases: dict[str, str] | None = None,
+):
     """Run the proxy and the DNS server on ``address`` until cancelled."""
-    proxy = Proxy(lookup, record)
+    proxy = Proxy(lookup, record, aliases)
     server = await asyncio.start_server(proxy.handle, address, proxy_port, limit=HEAD_LIMIT)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from urllib.parse import urlsplit
 
 import docker
 
@@ -23,8 +24,9 @@ CACHE_SECONDS = 5.0  # an allowlist change reaches open sandboxes within this
 class Directory:
     """Source address -> the sandbox (workspace, allowlist) behind it."""
 
-    def __init__(self, provisioner: Provisioner):
+    def __init__(self, provisioner: Provisioner, always: list[gateway.Rule] = ()):
         self.provisioner = provisioner
+        self.always = list(always)  # Berth itself: the sandbox's keep-alive, files, done
         self._cache: dict[str, tuple[float, gateway.Source | None]] = {}
 
     def lookup(self, address: str) -> gateway.Source | None:
@@ -64,7 +66,7 @@ class Directory:
                         "egress: %s has a bad allowlist (%s); nothing allowed", ws.name, exc
                     )
                     rules = []
-                return gateway.Source(ws.id, f"{ws.owner.username}.{ws.name}", rules)
+                return gateway.Source(ws.id, f"{ws.owner.username}.{ws.name}", rules + self.always)
         return None
 
 
@@ -83,6 +85,25 @@ def record(source: gateway.Source | None, action: str, detail: dict) -> None:
         )
 
 
+def berth_address(settings: Settings) -> tuple[str, int]:
+    public = urlsplit(settings.public_url)
+    return public.hostname, public.port or (443 if public.scheme == "https" else 80)
+
+
+def sandbox_berth_host(settings: Settings) -> str:
+    """The host name a sandbox reaches Berth by (through the proxy)."""
+    host, _ = berth_address(settings)
+    return gateway.BERTH_ALIAS if host in ("127.0.0.1", "localhost", "::1") else host
+
+
+def sandbox_berth_url(settings: Settings) -> str:
+    public = urlsplit(settings.public_url)
+    host, port = berth_address(settings)
+    if sandbox_berth_host(settings) == host:
+        return settings.public_url
+    return f"{public.scheme}://{gateway.BERTH_ALIAS}:{port}"
+
+
 def run(settings: Settings) -> None:
     """Serve the proxy and the dead DNS on the egress network's gateway until stopped."""
     import signal
@@ -91,11 +112,13 @@ def run(settings: Settings) -> None:
     client = docker.DockerClient(base_url=settings.docker_host, timeout=60)
     provisioner = Provisioner(client, settings.instance, settings.subnet_pool)
     address = provisioner.egress_gateway()
-    directory = Directory(provisioner)
+    host, port = berth_address(settings)
+    directory = Directory(provisioner, [gateway.Rule(sandbox_berth_host(settings), port)])
+    aliases = {gateway.BERTH_ALIAS: host}
 
     async def main():
         task = asyncio.create_task(
-            gateway.serve(address, settings.egress_port, directory.lookup, record)
+            gateway.serve(address, settings.egress_port, directory.lookup, record, aliases)
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

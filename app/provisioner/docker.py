@@ -18,6 +18,7 @@ import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,12 @@ class Frames:
             offset = end
         del buffer[:offset]
         return frames
+
+
+@dataclass
+class ExecEnd:
+    exit_code: int
+    timed_out: bool
 
 
 @dataclass
@@ -262,6 +269,7 @@ class Provisioner:
         agent: bool = False,
         owner: tuple[int, int] = (0, 0),
         egress_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ):
         """Create (not start) the hardened container of ``ws`` from ``spec``. With
         ``egress_port``, on the egress network, its DNS and proxy at the gateway."""
@@ -338,6 +346,8 @@ class Provisioner:
             nano_cpus=int(limits.cpus * 1e9),
             stop_signal="SIGTERM",
         )
+        if extra_env:
+            kwargs["environment"] = {**(kwargs.get("environment") or {}), **extra_env}
         if egress_port:
             gateway = self.egress_gateway()
             proxy = f"http://{gateway}:{egress_port}"
@@ -494,7 +504,7 @@ class Provisioner:
         raw.settimeout(None)  # docker-py leaves its API timeout on the hijacked socket
         return created["Id"], raw
 
-    def exec(
+    def exec_stream(
         self,
         container_id: str,
         argv: list[str],
@@ -504,38 +514,53 @@ class Provisioner:
         workdir: str | None = None,
         timeout: float | None = None,
         stdin: bytes | None = None,
-    ) -> ExecOutput:
-        """Run a command, collecting stdout and stderr separately, within ``timeout`` seconds."""
+    ) -> Iterator[tuple[str, bytes] | ExecEnd]:
+        """Run a command and yield ("stdout" | "stderr", bytes) as its output comes, then
+        one ``ExecEnd``. Closing the generator early ends the command."""
         exec_id, raw = self.open_exec(
             container_id, argv, user=user, env=env, workdir=workdir, stdin=stdin is not None
         )
-        if stdin is not None:
-            raw.sendall(stdin)
-            raw.shutdown(socket.SHUT_WR)  # half-close: the command sees end of input
-        out, err = bytearray(), bytearray()
-        frames = Frames()
-        deadline = time.monotonic() + timeout if timeout else None
-        timed_out = False
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([raw], [], [], wait)
-            if not ready:
-                timed_out = True
-                break
-            chunk = raw.recv(65536)
-            if not chunk:
-                break
-            for stream, data in frames.feed(chunk):
-                (out if stream == 1 else err).extend(data)
-        raw.close()
-        if timed_out:
-            self.end_exec(exec_id, grace_seconds=0)
-        code = self.exec_exit_code(exec_id)
+        finished = False
+        try:
+            if stdin is not None:
+                raw.sendall(stdin)
+                raw.shutdown(socket.SHUT_WR)  # half-close: the command sees end of input
+            frames = Frames()
+            deadline = time.monotonic() + timeout if timeout else None
+            timed_out = False
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([raw], [], [], wait)
+                if not ready:
+                    timed_out = True
+                    break
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                for stream, data in frames.feed(chunk):
+                    yield ("stdout" if stream == 1 else "stderr", data)
+            raw.close()
+            if timed_out:
+                self.end_exec(exec_id, grace_seconds=0)
+            code = self.exec_exit_code(exec_id)
+            finished = True
+            yield ExecEnd(-1 if timed_out or code is None else code, timed_out)
+        finally:
+            if not finished:  # the reader went away: end what it started
+                raw.close()
+                self.end_exec(exec_id, grace_seconds=0)
+
+    def exec(self, container_id: str, argv: list[str], **kwargs) -> ExecOutput:
+        """Run a command, collecting stdout and stderr separately, within ``timeout`` seconds
+        (the keyword arguments of ``exec_stream``)."""
+        out, err, end = bytearray(), bytearray(), None
+        for item in self.exec_stream(container_id, argv, **kwargs):
+            if isinstance(item, ExecEnd):
+                end = item
+            else:
+                (out if item[0] == "stdout" else err).extend(item[1])
         return ExecOutput(
-            -1 if timed_out or code is None else code,
-            out.decode(errors="replace"),
-            err.decode(errors="replace"),
-            timed_out,
+            end.exit_code, out.decode(errors="replace"), err.decode(errors="replace"), end.timed_out
         )
 
     def exec_exit_code(self, exec_id: str, wait_seconds: float = 5.0) -> int | None:

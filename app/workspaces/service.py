@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from app import audit, authz, costs, egress
 from app.backups import Backup, BackupError
 from app.backups import workspaces as volume_backups
-from app.db import write_transaction
+from app.db import database, write_transaction
 from app.durations import format_duration, parse_duration
 from app.models import AuditEvent, StateChange, Template, Transition, User, Workspace, stamp, utcnow
 from app.workspaces import activity, apps, policy, quotas, templates, wakeup
@@ -519,3 +519,17 @@ def egress_view(ws: Workspace, limit: int = 50) -> dict:
             for r in recent.where(AuditEvent.action != "egress.allowlist").limit(limit)
         ],
     }
+
+
+def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
+    """``ws`` once it is running (ready for exec: its lifecycle commands ran) or failed,
+    or as it is after ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        ws = Workspace.get_by_id(ws.id)
+        if ws.status in ("running", "failed", "deleted") or time.monotonic() >= deadline:
+            return ws
+        database.close()  # not holding a connection while the worker builds
+        time.sleep(0.2)

@@ -1,0 +1,225 @@
+"""What agents use inside a workspace: exec (collected, or streamed as NDJSON as the
+output comes, with stdin and a timeout), files in and out, and "done"."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import docker
+from flask import Response, jsonify, request, stream_with_context
+
+from app import authz
+from app.api import bp
+from app.api.auth import token_required
+from app.api.errors import ApiError
+from app.api.workspaces import _body, _settings, _user, _workspace
+from app.models import stamp, utcnow
+from app.provisioner.docker import ExecEnd, Provisioner
+from app.web import auditing
+from app.workspaces import activity, service
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def _running(ws, timeout: float):
+    """The provisioner and the running container of ``ws``, or 409."""
+    if ws.status != "running":
+        raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
+    client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
+    provisioner = Provisioner(client, _settings().instance)
+    container = provisioner.find_container(ws.id)
+    if container is None or container.status != "running":
+        raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
+    return provisioner, container
+
+
+def _exec_events(
+    ws, command: list[str], timeout: float, stdin: bytes | None, streamed: bool = False
+):
+    """Output events as they come, then the end; activity and the audit record whatever
+    happens (the client may leave half-way)."""
+    provisioner, container = _running(ws, timeout)
+    user, workdir = provisioner.identity(container)
+    detail = " ".join(command)[:200]
+    target = f"workspace:{ws.owner.username}.{ws.name}"
+    actor_id = _user().id
+    activity.record(ws.id, "exec", detail, sessions=1)
+    started, end = utcnow(), None
+    try:
+        for item in provisioner.exec_stream(
+            container.id, command, user=user, workdir=workdir, timeout=timeout, stdin=stdin
+        ):
+            if isinstance(item, ExecEnd):
+                end = item
+                yield {"exit_code": item.exit_code, "timed_out": item.timed_out}
+            else:
+                yield {"stream": item[0], "data": item[1].decode(errors="replace")}
+    finally:
+        activity.record(ws.id, "exec", detail, sessions=-1)
+        auditing.record(
+            "exec",
+            target,
+            "success" if end is not None else "failure",
+            command=command,
+            started_at=stamp(started),
+            ended_at=stamp(utcnow()),
+            exit_code=end.exit_code if end else None,
+            timed_out=end.timed_out if end else None,
+            shared=ws.owner_id != actor_id,
+            streamed=streamed,
+        )
+
+
+@bp.post("/workspaces/<workspace_id>/exec")
+@token_required("workspaces:exec")
+def exec_in_workspace(workspace_id):
+    """{"command": [...], "timeout": s, "stdin": "text", "stream": bool}. Streamed: one
+    JSON object per line, {"stream": "stdout"|"stderr", "data": …} as output comes, then
+    {"exit_code": n, "timed_out": bool}."""
+    ws = _workspace(workspace_id, authz.USE)
+    body = _body()
+    unknown = sorted(set(body) - {"command", "timeout", "stdin", "stream"})
+    if unknown:
+        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    command = body.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise ApiError(422, "invalid_command", "command must be a non-empty array of strings")
+    timeout = body.get("timeout", 60)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+        raise ApiError(422, "invalid_timeout", "timeout must be a number of seconds from 1 to 3600")
+    stdin = body.get("stdin")
+    if stdin is not None and not isinstance(stdin, str):
+        raise ApiError(422, "invalid_stdin", "stdin must be text")
+    events = _exec_events(
+        ws,
+        command,
+        float(timeout),
+        stdin.encode() if stdin is not None else None,
+        streamed=bool(body.get("stream")),
+    )
+    if body.get("stream"):
+        first = next(events)  # refusals (not running) come before the 200
+        lines = (json.dumps(event) + "\n" for event in _chain(first, events))
+        return Response(
+            stream_with_context(lines),
+            mimetype="application/x-ndjson",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    out, err, end = [], [], {}
+    for event in events:
+        if "stream" in event:
+            (out if event["stream"] == "stdout" else err).append(event["data"])
+        else:
+            end = event
+    return jsonify({**end, "stdout": "".join(out), "stderr": "".join(err)})
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _path(ws, container, provisioner) -> tuple[str, str]:
+    """The absolute path asked for (relative ones are in the workspace folder) and the
+    user files are read and written as."""
+    raw = request.args.get("path", "")
+    if not raw or "\x00" in raw:
+        raise ApiError(422, "invalid_path", "give ?path=… (absolute, or relative to the workspace)")
+    user, folder = provisioner.identity(container)
+    path = posixpath.normpath(raw if raw.startswith("/") else posixpath.join(folder or "/", raw))
+    return path, user
+
+
+@bp.put("/workspaces/<workspace_id>/files")
+@token_required("workspaces:write")
+def put_file(workspace_id):
+    """Write the request body to ?path= as the workspace user (parents made); what the
+    user may not write (the read-only root of a sandbox) is refused with the reason."""
+    ws = _workspace(workspace_id, authz.USE)
+    data = request.get_data(cache=False)
+    if len(data) > MAX_FILE_BYTES:
+        raise ApiError(413, "too_large", f"files are limited to {MAX_FILE_BYTES} bytes")
+    provisioner, container = _running(ws, 120)
+    path, user = _path(ws, container, provisioner)
+    script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+    result = provisioner.exec(
+        container.id, ["sh", "-c", script, "sh", path], user=user, stdin=data, timeout=120
+    )
+    if result.exit_code != 0:
+        raise ApiError(422, "write_failed", f"cannot write {path}: {result.stderr.strip()}")
+    auditing.record(
+        "file.write", f"workspace:{ws.owner.username}.{ws.name}", path=path, bytes=len(data)
+    )
+    return jsonify({"path": path, "bytes": len(data)}), 201
+
+
+@bp.get("/workspaces/<workspace_id>/files")
+@token_required("workspaces:read")
+def get_file(workspace_id):
+    """The file at ?path=, or a tar of the directory there, as the workspace user sees it."""
+    ws = _workspace(workspace_id, authz.USE)
+    provisioner, container = _running(ws, 120)
+    path, user = _path(ws, container, provisioner)
+    kind = provisioner.exec(
+        container.id,
+        [
+            "sh",
+            "-c",
+            'if [ -d "$1" ]; then echo dir; elif [ -r "$1" ]; then echo file; fi',
+            "sh",
+            path,
+        ],
+        user=user,
+        timeout=30,
+    ).stdout.strip()
+    if not kind:
+        raise ApiError(404, "not_found", f"{path} does not exist or is not readable")
+    argv = ["tar", "-C", path, "-cf", "-", "."] if kind == "dir" else ["cat", "--", path]
+
+    def body():
+        for item in provisioner.exec_stream(container.id, argv, user=user, timeout=600):
+            if not isinstance(item, ExecEnd) and item[0] == "stdout":
+                yield item[1]
+
+    name = posixpath.basename(path) or "root"
+    return Response(
+        stream_with_context(body()),
+        mimetype="application/x-tar" if kind == "dir" else "application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}{".tar" if kind == "dir" else ""}"'
+        },
+    )
+
+
+@bp.post("/workspaces/<workspace_id>/done")
+@token_required("workspaces:write")
+def report_done(workspace_id):
+    """An agent's sandbox is finished: {"outcome": "success"|"failure", "summary": …};
+    recorded, and the sandbox deleted."""
+    ws = _workspace(workspace_id, authz.MANAGE)
+    if not (ws.template and ws.template.profile == "agent"):
+        raise ApiError(409, "not_a_sandbox", "only agent sandboxes report done; delete it instead")
+    body = request.get_json(silent=True) or {}
+    outcome = body.get("outcome", "success")
+    summary = body.get("summary")
+    if outcome not in ("success", "failure") or (
+        summary is not None and not isinstance(summary, str)
+    ):
+        raise ApiError(422, "invalid_done", 'send {"outcome": "success"|"failure", "summary": "…"}')
+    auditing.record(
+        "sandbox.done",
+        f"workspace:{ws.owner.username}.{ws.name}",
+        "success" if outcome == "success" else "failure",
+        summary=(summary or "")[:2000],
+    )
+    job = service.request(
+        ws,
+        "delete",
+        cause="api",
+        actor=_user().username,
+        reason=f"the agent reported it done ({outcome})",
+        data_dir=_settings().data_dir,
+        source_ip=request.remote_addr,
+    )
+    return jsonify({"workspace": ws.id, "outcome": outcome, "transition": job.id}), 202
