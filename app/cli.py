@@ -211,6 +211,30 @@ def egress(data_dir):
 
 
 @main.command()
+@click.option("--url", envvar="BERTH_URL", required=True, help="The Berth server (or BERTH_URL).")
+@click.option("--token", envvar="BERTH_TOKEN", help="An API token for stdio (or BERTH_TOKEN).")
+@click.option("--http", "bind", metavar="HOST:PORT", help="Serve streamable HTTP at /mcp here.")
+def mcp(url, token, bind):
+    """Berth's agent API as an MCP server: stdio (default) or streamable HTTP."""
+    from app import mcp as mcp_server
+
+    if bind:
+        import uvicorn
+
+        host, _, port = bind.rpartition(":")
+        if not port.isdigit():
+            _fail(f"--http: {bind!r} is not HOST:PORT", 2)
+        click.echo(f"berth: MCP over streamable HTTP at http://{bind}/mcp", err=True)
+        uvicorn.run(
+            mcp_server.http_app(url), host=host or "127.0.0.1", port=int(port), log_level="warning"
+        )
+        return
+    if not token:
+        _fail("stdio needs --token or BERTH_TOKEN (an API token)", 2)
+    mcp_server.build(url, token).run("stdio")
+
+
+@main.command()
 @click.argument("part", type=click.Choice(["web", "worker", "ssh", "egress"]))
 @data_dir_option
 def health(part, data_dir):
