@@ -101,6 +101,7 @@ WORKSPACE_STATES = (
     "deleting",
     "deleted",
     "failed",
+    "pooled",  # a warm-pool member waiting to be claimed (app.workspaces.pool)
 )
 TRANSITIONS = ("create", "start", "stop", "restart", "rebuild", "delete")
 CAUSES = ("user", "api", "ssh", "ide", "schedule", "reconcile")

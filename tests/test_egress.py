@@ -116,7 +116,7 @@ def test_root_inside_cannot_change_any_of_it(stack, sandbox, docker_client):
         assert code != 0, (script, out)
     # The sandbox's own user writes where it should.
     done = _run(
-        stack.clients["ann"], sandbox, "touch /tmp/ok /workspaces/egress/ok ~/ok && echo ok"
+        stack.clients["ann"], sandbox, "touch /tmp/ok /workspaces/sandbox/ok ~/ok && echo ok"
     )
     assert done["stdout"] == "ok\n", done
 

@@ -130,7 +130,7 @@ def test_agent_root_filesystem_is_read_only(stack, pair):
             "sh",
             "-c",
             "touch /usr/local/x 2>&1; touch /etc/x 2>&1; "
-            "touch /tmp/ok ~/ok /workspaces/iso-a/ok && echo writable-ok",
+            "touch /tmp/ok ~/ok /workspaces/sandbox/ok && echo writable-ok",
         ],
     )
     assert result["stdout"].count("Read-only file system") == 2

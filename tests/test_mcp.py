@@ -59,7 +59,7 @@ async def _session_work(session: ClientSession, stack) -> None:
             {"workspace_id": box["id"], "path": "notes/plan.md", "content": "# plan\n"},
         )
     )
-    assert "wrote 7 bytes to /workspaces/mcp-box/notes/plan.md" in wrote
+    assert "wrote 7 bytes to /workspaces/sandbox/notes/plan.md" in wrote
     read = _data(
         await session.call_tool("read_file", {"workspace_id": box["id"], "path": "notes/plan.md"})
     )

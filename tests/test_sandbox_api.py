@@ -90,11 +90,11 @@ def test_file_round_trip(stack, sandbox):
     payload = bytes(range(256)) * 1000  # binary, 256 kB
     put = http.put(base, params={"path": "data/blob.bin"}, data=payload, timeout=60)
     assert put.status_code == 201, put.text
-    assert put.json() == {"path": "/workspaces/agent/data/blob.bin", "bytes": len(payload)}
+    assert put.json() == {"path": "/workspaces/sandbox/data/blob.bin", "bytes": len(payload)}
     got = http.get(base, params={"path": "data/blob.bin"}, timeout=60)
     assert got.status_code == 200 and got.content == payload
     # Written as the sandbox user, readable by the commands the agent runs.
-    owner = ann.sh(sandbox, "stat -c %U /workspaces/agent/data/blob.bin").strip()
+    owner = ann.sh(sandbox, "stat -c %U /workspaces/sandbox/data/blob.bin").strip()
     assert owner == "dev"
     http.put(base, params={"path": "/tmp/notes/a.txt"}, data=b"in tmp\n", timeout=60)
     archive = http.get(base, params={"path": "data"}, timeout=60)

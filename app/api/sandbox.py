@@ -17,7 +17,7 @@ from app.api.workspaces import _body, _settings, _user, _workspace
 from app.models import stamp, utcnow
 from app.provisioner.docker import ExecEnd, Provisioner
 from app.web import auditing
-from app.workspaces import activity, service
+from app.workspaces import activity, sandboxes, service
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
@@ -41,6 +41,7 @@ def _exec_events(
     happens (the client may leave half-way)."""
     provisioner, container = _running(ws, timeout)
     user, workdir = provisioner.identity(container)
+    env = sandboxes.exec_env(ws, _settings().data_dir)
     detail = " ".join(command)[:200]
     target = f"workspace:{ws.owner.username}.{ws.name}"
     actor_id = _user().id
@@ -48,7 +49,13 @@ def _exec_events(
     started, end = utcnow(), None
     try:
         for item in provisioner.exec_stream(
-            container.id, command, user=user, workdir=workdir, timeout=timeout, stdin=stdin
+            container.id,
+            command,
+            user=user,
+            workdir=workdir,
+            timeout=timeout,
+            stdin=stdin,
+            env=env,
         ):
             if isinstance(item, ExecEnd):
                 end = item

@@ -125,6 +125,7 @@ def create_workspace():
         restore=service.backup_for(_user(), restore, _settings()) if restore else None,
         source_ip=request.remote_addr,
         egress_allow=body.get("egress"),
+        allow_pool=True,
     )
     if wait:
         ws = service.wait_until_settled(ws, float(wait))

@@ -327,7 +327,9 @@ class Provisioner:
         )
         kwargs.update(
             name=ws.container_name,
-            hostname=spec.run_args.hostname or ws.name,
+            # Sandboxes are all "sandbox-<id>": a warm-pool member claimed under another
+            # name is no different from a fresh one.
+            hostname=f"sandbox-{ws.id}" if agent else spec.run_args.hostname or ws.name,
             labels={
                 **kwargs["labels"],
                 **ws.labels,

@@ -8,12 +8,11 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import docker
 
-from app import accounts, audit, egress
+from app import audit, egress
 from app import devcontainer as dc
 from app.backups import BackupError
 from app.backups import workspaces as volume_backups
@@ -21,9 +20,9 @@ from app.config import Settings
 from app.devcontainer.build import ImageUser, image_users
 from app.egress import service as egress_service
 from app.messages import first_line
-from app.models import ApiToken, StateChange, Transition, Workspace, utcnow
+from app.models import StateChange, Transition, Workspace, utcnow
 from app.provisioner.docker import Limits, Provisioner, ProvisionError, WorkspaceRef
-from app.workspaces import apps, git, ide, templates
+from app.workspaces import apps, git, ide, pool, sandboxes, templates
 
 STOP_GRACE_SECONDS = 10
 
@@ -249,7 +248,10 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             spec.vscode,
             log,
         )
-    set_status(ws, "running", transition)
+    if is_agent(ws) and ws.owner.username != pool.POOL_USER:
+        sandboxes.issue(ws, ctx.settings.data_dir)
+    # Warm-pool members wait, exec-ready, until an API create claims one.
+    set_status(ws, "pooled" if ws.owner.username == pool.POOL_USER else "running", transition)
 
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
@@ -286,35 +288,13 @@ def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -
 
 
 def _sandbox_env(ctx: Context, ws: Workspace) -> dict[str, str]:
-    """What the agent inside needs to talk to Berth about its own sandbox: a token
-    limited to it (keep-alive, files, done; never other workspaces), made fresh with each
-    container, the older ones revoked."""
-    revoke_sandbox_tokens(ws)
-    lifetime = (
-        ws.ttl_expires_at - utcnow() + timedelta(minutes=5)
-        if ws.ttl_expires_at
-        else timedelta(days=1)
-    )
-    _, token = accounts.create_token(
-        ws.owner,
-        f"sandbox {ws.name}",
-        max(lifetime, timedelta(minutes=5)),
-        scopes=["workspaces:read", "workspaces:write", "workspaces:exec"],
-        workspace=ws,
-        actor="system",
-    )
+    """What the agent inside needs to talk to Berth about its own sandbox (its token is
+    the file /run/berth/token and BERTH_TOKEN in API execs: app.workspaces.sandboxes)."""
     return {
         "BERTH_URL": egress_service.sandbox_berth_url(ctx.settings),
-        "BERTH_TOKEN": token,
         "BERTH_WORKSPACE_ID": str(ws.id),
+        "BERTH_TOKEN_FILE": "/run/berth/token",
     }
-
-
-def revoke_sandbox_tokens(ws: Workspace) -> None:
-    for token in ApiToken.select().where(
-        (ApiToken.workspace == ws) & ApiToken.revoked_at.is_null()
-    ):
-        accounts.revoke_token(token, actor="system")
 
 
 def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
@@ -333,7 +313,7 @@ def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) ->
     ctx.provisioner.remove_workspace(ws.id, keep_volumes=keep)
     shutil.rmtree(source_dir(ctx, ws).parent, ignore_errors=True)
     set_status(ws, "deleted", transition, message="volumes kept" if keep else None)
-    revoke_sandbox_tokens(ws)
+    sandboxes.revoke(ws)
     if ws.image:
         _discard_image(ctx, ws, ws.image)
 

@@ -19,7 +19,16 @@ from app.backups import workspaces as volume_backups
 from app.db import database, write_transaction
 from app.durations import format_duration, parse_duration
 from app.models import AuditEvent, StateChange, Template, Transition, User, Workspace, stamp, utcnow
-from app.workspaces import activity, apps, policy, quotas, templates, wakeup
+from app.workspaces import (
+    activity,
+    apps,
+    policy,
+    pool,
+    quotas,
+    sandboxes,
+    templates,
+    wakeup,
+)
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 ACTIVE_JOB = ("pending", "running")
@@ -30,7 +39,16 @@ ALLOWED_FROM = {
     "restart": ("running", "failed"),
     "rebuild": ("running", "stopped", "failed"),
     "backup": ("running", "stopped", "failed"),
-    "delete": ("pending", "building", "starting", "running", "stopping", "stopped", "failed"),
+    "delete": (
+        "pending",
+        "building",
+        "starting",
+        "running",
+        "stopping",
+        "stopped",
+        "failed",
+        "pooled",
+    ),
 }
 
 
@@ -132,6 +150,7 @@ def create(
     restore: Backup | None = None,
     source_ip: str | None = None,
     egress_allow: list[str] | None = None,
+    allow_pool: bool = False,
 ) -> Workspace:
     """Record a new workspace; with ``restore`` (a workspace backup the caller may use),
     its volumes come from that backup, and its source and parameters too unless given."""
@@ -180,6 +199,21 @@ def create(
         ):
             raise WorkspaceError(409, "name_taken", f"you already have a workspace named {name!r}")
         _check_quota(owner, None, resolved.values, new=True)
+        request_body = {"repo": repo, "restore": restore, "parameters": parameters}
+        if allow_pool and pool.compatible(template, request_body):
+            claimed = pool.claim(
+                template,
+                owner,
+                name,
+                lifetime=lifetime,
+                egress_allow=egress_allow,
+                actor=actor or owner.username,
+                source_ip=source_ip,
+            )
+            if claimed is not None:
+                sandboxes.issue(claimed, data_dir)
+                wakeup.notify(data_dir)
+                return claimed
         ws = Workspace.create(
             owner=owner,
             name=name,

@@ -216,6 +216,11 @@ def update(
     for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):
         if value is not None and not isinstance(value, dict):
             raise TemplateError(f"{name} must be a JSON object")
+    pool_size = (limits or {}).get("pool_size")
+    if pool_size is not None and (
+        isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 0 <= pool_size <= 100
+    ):
+        raise TemplateError("limits.pool_size must be a whole number from 0 to 100")
     for key in LIMIT_DURATIONS:
         if limits and limits.get(key) not in (None, "", 0, "0"):
             try:

@@ -26,10 +26,11 @@ from app.models import Transition, Workspace, utcnow
 from app.provisioner import tools
 from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
 from app.scheduler import Book, jobs, register, run_recorded
-from app.workspaces import ide, lifecycle, templates, wakeup
+from app.workspaces import ide, lifecycle, pool, service, templates, wakeup
 
 log = logging.getLogger("berth.worker")
 RECONCILE_SECONDS = 30
+POOL_SECONDS = 5  # how soon a claimed warm-pool member is replaced
 SAFETY_NET_SECONDS = 5.0
 TOOLS_RETRY_SECONDS = (
     30  # doubling up to ten minutes  # a lost wake-up delays a job by at most this much
@@ -232,6 +233,11 @@ class Worker:
                 else f"interrupted while {ws.status}; start or delete it",
             )
             return [f"{ws.name}: left {ws.status}, now {target}"]
+        if ws.status == "pooled" and not running:
+            # A warm-pool member that lost its container is of no use: failed, it is
+            # cleaned up like any failed sandbox, and the pool is refilled.
+            lifecycle.set_status(ws, "failed", None, error="the pooled container is gone")
+            return [f"{ws.name}: pooled container gone, marked failed"]
         if ws.status == "stopped" and running:
             lifecycle.set_status(ws, "running", None, message="the container was running")
             return [f"{ws.name}: container running, marked running"]
@@ -277,6 +283,16 @@ class Worker:
 
     # --- main loop ----------------------------------------------------------------------
 
+    def _pool_create(self, owner, name: str, template_name: str) -> None:
+        service.create(
+            owner,
+            name,
+            template_name=template_name,
+            cause="schedule",
+            actor="pool",
+            data_dir=self.settings.data_dir,
+        )
+
     def schedule(self) -> Book:
         settings = self.settings
         book = Book()
@@ -303,6 +319,12 @@ class Worker:
             lambda: jobs.enforce_budgets(settings),
             IntervalTrigger(seconds=max(settings.lifecycle_interval, 60)),
             f"every {max(settings.lifecycle_interval, 60)}s",
+        )
+        book.add(
+            "pool",
+            lambda: "; ".join(pool.refill(settings.data_dir, self._pool_create)) or "pools full",
+            IntervalTrigger(seconds=POOL_SECONDS),
+            f"every {POOL_SECONDS}s",
         )
         if settings.audit_retention_days:
             book.add(
