@@ -223,6 +223,8 @@ class Settings:
     sso_role_map: str = ""
     password_login: bool = True
     currency: str = "USD"  # the unit template prices and budgets are in (a label)
+    # Where anomaly and budget alerts are POSTed as JSON (empty: shown on the admin page only).
+    alert_webhook: str = ""
     # The egress proxy's port on the egress network's gateway (sandboxes' only way out).
     egress_port: int = 3128
     sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -405,6 +407,9 @@ class Settings:
             password_login=_as_bool("BERTH_PASSWORD_LOGIN", pick("password_login", True)),
             currency=str(pick("currency", "USD")),
             egress_port=_as_port("BERTH_EGRESS_PORT", pick("egress_port", 3128)),
+            alert_webhook=_as_url("BERTH_ALERT_WEBHOOK", pick("alert_webhook", ""))
+            if pick("alert_webhook", "")
+            else "",
             sources=sources,
         )
         if settings.oidc_issuer and not settings.oidc_client_id:

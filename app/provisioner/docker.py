@@ -627,6 +627,11 @@ class Provisioner:
         state = self.client.api.inspect_container(container_id).get("State") or {}
         return state.get("Pid") if state.get("Running") else None
 
+    def cpu_usage_ns(self, container) -> int:
+        """The container's CPU time so far (all its processes), in nanoseconds."""
+        raw = container.stats(stream=False, one_shot=True)
+        return int(raw.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0))
+
     def stats(self, container) -> dict:
         raw = container.stats(stream=False)
         memory = raw.get("memory_stats", {})

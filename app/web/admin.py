@@ -83,6 +83,7 @@ def index():
         groups=group_rows,
         group_members={g.id: groups.members(g) for g in group_rows},
         user_groups={u.id: [g.name for g in groups.of(u)] for u in users},
+        anomalies=[audit.to_dict(r) for r in audit.search(action="anomaly.").limit(20)],
         quotas=[
             quotas.to_dict(q.user or q.group)
             for q in Quota.select().order_by(Quota.group, Quota.user)

@@ -193,7 +193,14 @@ APPROVAL_KEYS = {
     "host_namespaces",
     "devices",
 }
-LIMIT_DURATIONS = ("max_runtime", "warn_before", "dormant_after", "failed_cleanup_after")
+LIMIT_DURATIONS = (
+    "max_runtime",
+    "warn_before",
+    "dormant_after",
+    "failed_cleanup_after",
+    "expected_duration",  # anomaly alerts (app.workspaces.anomalies)
+    "cpu_alert_after",
+)
 
 
 def update(

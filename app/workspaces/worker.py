@@ -26,11 +26,12 @@ from app.models import Transition, Workspace, utcnow
 from app.provisioner import tools
 from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
 from app.scheduler import Book, jobs, register, run_recorded
-from app.workspaces import ide, lifecycle, pool, service, templates, wakeup
+from app.workspaces import anomalies, ide, lifecycle, pool, service, templates, wakeup
 
 log = logging.getLogger("berth.worker")
 RECONCILE_SECONDS = 30
 POOL_SECONDS = 5  # how soon a claimed warm-pool member is replaced
+ANOMALY_SECONDS = 60
 SAFETY_NET_SECONDS = 5.0
 TOOLS_RETRY_SECONDS = (
     30  # doubling up to ten minutes  # a lost wake-up delays a job by at most this much
@@ -107,6 +108,7 @@ class Worker:
         self.busy: set[int] = set()
         self.busy_lock = threading.Lock()
         self.stopping = threading.Event()
+        self.anomalies = anomalies.Detector()
 
     # --- jobs -------------------------------------------------------------------------
 
@@ -319,6 +321,12 @@ class Worker:
             lambda: jobs.enforce_budgets(settings),
             IntervalTrigger(seconds=max(settings.lifecycle_interval, 60)),
             f"every {max(settings.lifecycle_interval, 60)}s",
+        )
+        book.add(
+            "anomalies",
+            lambda: "; ".join(self.anomalies.run(settings, self.provisioner)) or "none",
+            IntervalTrigger(seconds=ANOMALY_SECONDS),
+            f"every {ANOMALY_SECONDS}s",
         )
         book.add(
             "pool",
