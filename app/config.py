@@ -223,6 +223,7 @@ class Settings:
     sso_role_map: str = ""
     password_login: bool = True
     currency: str = "USD"  # the unit template prices and budgets are in (a label)
+    recording_retention_days: int = 30  # recorded sessions are deleted after this
     # Where anomaly and budget alerts are POSTed as JSON (empty: shown on the admin page only).
     alert_webhook: str = ""
     # The egress proxy's port on the egress network's gateway (sandboxes' only way out).
@@ -407,6 +408,9 @@ class Settings:
             password_login=_as_bool("BERTH_PASSWORD_LOGIN", pick("password_login", True)),
             currency=str(pick("currency", "USD")),
             egress_port=_as_port("BERTH_EGRESS_PORT", pick("egress_port", 3128)),
+            recording_retention_days=_as_positive_int(
+                "BERTH_RECORDING_RETENTION_DAYS", pick("recording_retention_days", 30)
+            ),
             alert_webhook=_as_url("BERTH_ALERT_WEBHOOK", pick("alert_webhook", ""))
             if pick("alert_webhook", "")
             else "",

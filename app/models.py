@@ -368,3 +368,23 @@ class Budget(BaseModel):
 
 
 ALL_MODELS += [Budget]
+
+
+class Recording(BaseModel):
+    """A recorded SSH pty session (asciicast v2) or exec (command, output, exit code)."""
+
+    workspace = peewee.ForeignKeyField(Workspace, backref="recordings", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=16)  # ssh or exec
+    actor = peewee.CharField(max_length=64)
+    title = peewee.TextField()
+    path = peewee.TextField()  # under <data dir>/recordings
+    size = peewee.BigIntegerField(default=0)
+    exit_code = peewee.IntegerField(null=True)
+    started_at = peewee.DateTimeField(default=utcnow, index=True)
+    ended_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "recordings"
+
+
+ALL_MODELS += [Recording]

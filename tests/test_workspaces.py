@@ -321,7 +321,17 @@ def test_openapi_describes_every_route(stack):
         if rule.rule.startswith("/api/v2/"):
             path = re.sub(
                 r"<(?:\w+:)?(\w+)>",
-                lambda m: "{" + (m[1] if m[1] in ("port", "kind", "name", "user") else "id") + "}",
+                lambda m: (
+                    "{"
+                    + (
+                        m[1]
+                        if m[1] in ("port", "kind", "name", "user")
+                        else "recording"
+                        if m[1] == "recording_id"
+                        else "id"
+                    )
+                    + "}"
+                ),
                 rule.rule[len("/api/v2") :],
             )
             routes.setdefault(path, set()).update(

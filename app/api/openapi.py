@@ -516,6 +516,16 @@ DOCUMENT = {
                 parameters=[_ID],
             )
         },
+        "/workspaces/{id}/recordings": {
+            "get": _op("Recorded SSH sessions and execs, newest first", _LIST, parameters=[_ID])
+        },
+        "/workspaces/{id}/recordings/{recording}": {
+            "get": _op(
+                "A recording: asciicast v2 (SSH) or JSON (exec: command, output, exit code)",
+                {"200": {"description": "the recording"}, "410": _ERROR},
+                parameters=[_ID, _path("recording")],
+            )
+        },
         "/users/me/tokens": {
             "get": _op("The caller's API tokens (never their secret)", _LIST),
             "post": _op(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import time
 
 import docker
 from flask import Response, jsonify, request, stream_with_context
@@ -14,10 +15,10 @@ from app.api import bp
 from app.api.auth import token_required
 from app.api.errors import ApiError
 from app.api.workspaces import _body, _settings, _user, _workspace
-from app.models import stamp, utcnow
+from app.models import Recording, stamp, utcnow
 from app.provisioner.docker import ExecEnd, Provisioner
 from app.web import auditing
-from app.workspaces import activity, sandboxes, service
+from app.workspaces import activity, recordings, sandboxes, service
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
@@ -47,6 +48,8 @@ def _exec_events(
     actor_id = _user().id
     activity.record(ws.id, "exec", detail, sessions=1)
     started, end = utcnow(), None
+    output = [] if recordings.wanted(ws) else None
+    clock = time.monotonic()
     try:
         for item in provisioner.exec_stream(
             container.id,
@@ -61,9 +64,23 @@ def _exec_events(
                 end = item
                 yield {"exit_code": item.exit_code, "timed_out": item.timed_out}
             else:
-                yield {"stream": item[0], "data": item[1].decode(errors="replace")}
+                text = item[1].decode(errors="replace")
+                if output is not None:
+                    output.append([item[0], text, round(time.monotonic() - clock, 3)])
+                yield {"stream": item[0], "data": text}
     finally:
         activity.record(ws.id, "exec", detail, sessions=-1)
+        recording = None
+        if output is not None:
+            recording = recordings.save_exec(
+                _settings().data_dir,
+                ws,
+                _user().username,
+                command,
+                output,
+                end.exit_code if end else None,
+                started,
+            ).id
         auditing.record(
             "exec",
             target,
@@ -75,6 +92,7 @@ def _exec_events(
             timed_out=end.timed_out if end else None,
             shared=ws.owner_id != actor_id,
             streamed=streamed,
+            recording=recording,
         )
 
 
@@ -230,3 +248,32 @@ def report_done(workspace_id):
         source_ip=request.remote_addr,
     )
     return jsonify({"workspace": ws.id, "outcome": outcome, "transition": job.id}), 202
+
+
+@bp.get("/workspaces/<workspace_id>/recordings")
+@token_required("workspaces:read")
+def list_recordings(workspace_id):
+    """Recorded SSH sessions and execs, newest first (also of deleted workspaces)."""
+    ws = _workspace(workspace_id, include_deleted=True)
+    rows = ws.recordings.order_by(Recording.id.desc())
+    return jsonify([recordings.to_dict(r) for r in rows])
+
+
+@bp.get("/workspaces/<workspace_id>/recordings/<int:recording_id>")
+@token_required("workspaces:read")
+def get_recording(workspace_id, recording_id):
+    """The recording itself: asciicast v2 for SSH, JSON for an exec."""
+    ws = _workspace(workspace_id, include_deleted=True)
+    return recording_file(ws, recording_id)
+
+
+def recording_file(ws, recording_id: int) -> Response:
+    row = Recording.get_or_none((Recording.id == recording_id) & (Recording.workspace == ws))
+    if row is None:
+        raise ApiError(404, "not_found", f"workspace {ws.id} has no recording {recording_id}")
+    try:
+        body = open(row.path, "rb").read()  # noqa: SIM115  (small, and read whole)
+    except FileNotFoundError:
+        raise ApiError(410, "gone", "the recording's file is gone (retention)") from None
+    kind = "application/x-asciicast" if row.kind == "ssh" else "application/json"
+    return Response(body, mimetype=kind)

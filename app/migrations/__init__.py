@@ -29,6 +29,7 @@ from app.migrations import (
     m0011_sso,
     m0012_costs,
     m0013_egress,
+    m0014_recordings,
 )
 from app.models import utcnow
 
@@ -46,6 +47,7 @@ STEPS = [
     m0011_sso,
     m0012_costs,
     m0013_egress,
+    m0014_recordings,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -27,7 +27,7 @@ from app.provisioner.docker import Provisioner
 from app.ssh import hostkey, keys
 from app.ssh.relay import LOOPBACK_NAMES, connect_in_namespace, relay
 from app.ssh.session import Pty, Session, SessionRefused
-from app.workspaces import activity, service
+from app.workspaces import activity, recordings, service
 
 log = logging.getLogger("berth.ssh")
 
@@ -234,6 +234,27 @@ class Connection(paramiko.ServerInterface):
         self.user, self.key, self.workspace_id = user, row, ws.id
         self.target = f"{ws.owner.username}.{ws.name}"
         return paramiko.AUTH_SUCCESSFUL
+
+    def start_recording(self, pty, kind: str, command: str | None):
+        """A Cast when the workspace's template records sessions, else None."""
+        with short_connection():
+            ws = Workspace.get_or_none(Workspace.id == self.workspace_id)
+            if ws is None or not recordings.wanted(ws):
+                return None
+            title = f"{self.user.username}: ssh {self.target}" + (f" {command}" if command else "")
+            return recordings.Cast(
+                self.gateway.settings.data_dir,
+                ws,
+                self.user.username,
+                pty.width,
+                pty.height,
+                title[:500],
+                pty.term or "xterm",
+            )
+
+    def finish_recording(self, cast, exit_code: int | None) -> int:
+        with short_connection():
+            return cast.close(exit_code).id
 
     def audit(self, action: str, **detail) -> None:
         with short_connection():

@@ -61,6 +61,7 @@ class Session:
     agent: bool = False
     exec_id: str | None = None
     started: bool = False
+    cast: object | None = None  # a recordings.Cast while a recorded pty session runs
 
     # --- requests (called on paramiko's thread: record and return at once) -----------
 
@@ -73,6 +74,8 @@ class Session:
     def resize(self, width: int, height: int) -> None:
         if self.pty:
             self.pty.width, self.pty.height = width, height
+        if self.cast is not None:
+            self.cast.resize(width, height)
         if self.exec_id and self.pty:
             threading.Thread(
                 target=self.connection.gateway.provisioner.resize_exec,
@@ -147,17 +150,21 @@ class Session:
                 agent = self._forward_agent(container, account)
                 if agent:
                     env["SSH_AUTH_SOCK"] = f"{AGENT_SOCKET_DIR}/{agent.name}"
+            if tty:  # before the command runs: no unrecorded start
+                self.cast = conn.start_recording(self.pty, kind, command)
             exec_id, sock = gateway.provisioner.open_exec(
                 container.id, argv, user=conn.remote_user, env=env, workdir=conn.folder, tty=tty
             )
         except SessionRefused as exc:
             self._say(f"berth: {exc}")
             self._finish(1)
+            self._drop_recording(conn)
             return
         except Exception as exc:  # the session must end with a message, not hang
             log.exception("ssh: session into %s failed to start", conn.target)
             self._say(f"berth: could not start the session: {exc}")
             self._finish(1)
+            self._drop_recording(conn)
             if agent:
                 agent.close()
             return
@@ -183,6 +190,8 @@ class Session:
             # The client went away while the command ran: end what it started.
             gateway.provisioner.end_exec(exec_id)
             self.channel.close()
+        if self.cast is not None:
+            about["recording"] = conn.finish_recording(self.cast, code)
         conn.audit(
             "ssh.session.end",
             **about,
@@ -191,6 +200,11 @@ class Session:
             exit_code=code,
             client_left=not ended,
         )
+
+    def _drop_recording(self, conn) -> None:
+        if self.cast is not None:
+            conn.finish_recording(self.cast, None)
+            self.cast = None
 
     def _forward_agent(self, container, account) -> AgentForward | None:
         host_dir = self.connection.gateway.provisioner.agent_socket_dir(
@@ -220,6 +234,8 @@ class Session:
                     data = channel.recv(CHUNK)
                     if data:
                         sock.sendall(data)
+                        if self.cast is not None:
+                            self.cast.event("i", data)
                         self.connection.record_activity("input")
                     else:
                         reading_channel = False
@@ -231,6 +247,8 @@ class Session:
                         return True
                     if frames is None:
                         channel.sendall(chunk)
+                        if self.cast is not None:
+                            self.cast.event("o", chunk)
                     else:
                         for stream, data in frames.feed(chunk):
                             if stream == 2:

@@ -22,7 +22,7 @@ from flask_login import current_user, login_required
 from app import authz
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
-from app.models import StateChange, Template, Transition
+from app.models import Recording, StateChange, Template, Transition
 from app.workspaces import apps, logs, service, sharing
 
 bp = Blueprint("dashboard", __name__)
@@ -152,6 +152,7 @@ def workspace(workspace_id):
         idle_timeout=service.idle_timeout_text(ws),
         access=authz.level(current_user.row, ws),
         egress=service.egress_view(ws, limit=30),
+        recordings=list(ws.recordings.order_by(Recording.id.desc()).limit(50)),
         shares=sharing.shares_of(ws),
         backups=[
             b
@@ -298,3 +299,39 @@ def templates():
         templates=rows,
         parameters={t.id: json.loads(t.parameters) for t in rows},
     )
+
+
+def _recording(workspace_id: int, recording_id: int):
+    try:
+        ws = service.get_visible(current_user.row, workspace_id, include_deleted=True)
+    except service.WorkspaceError as exc:
+        abort(exc.status, sentence(exc.message))
+    row = Recording.get_or_none((Recording.id == recording_id) & (Recording.workspace == ws))
+    if row is None:
+        abort(404, "There is no such recording.")
+    return ws, row
+
+
+@bp.route("/workspaces/<int:workspace_id>/recordings/<int:recording_id>")
+@login_required
+def recording(workspace_id, recording_id):
+    """Replay an SSH session in Berth's player, or show an exec's command and output."""
+    ws, row = _recording(workspace_id, recording_id)
+    run = None
+    if row.kind == "exec":
+        try:
+            run = json.loads(open(row.path).read())  # noqa: SIM115
+        except FileNotFoundError:
+            abort(410, "The recording's file is gone (retention).")
+    return render_template("dashboard/recording.html", ws=ws, row=row, run=run)
+
+
+@bp.route("/workspaces/<int:workspace_id>/recordings/<int:recording_id>.cast")
+@login_required
+def recording_cast(workspace_id, recording_id):
+    ws, row = _recording(workspace_id, recording_id)
+    try:
+        body = open(row.path, "rb").read()  # noqa: SIM115
+    except FileNotFoundError:
+        abort(410, "The recording's file is gone (retention).")
+    return Response(body, mimetype="application/x-asciicast")

@@ -26,7 +26,16 @@ from app.models import Transition, Workspace, utcnow
 from app.provisioner import tools
 from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
 from app.scheduler import Book, jobs, register, run_recorded
-from app.workspaces import anomalies, ide, lifecycle, pool, service, templates, wakeup
+from app.workspaces import (
+    anomalies,
+    ide,
+    lifecycle,
+    pool,
+    recordings,
+    service,
+    templates,
+    wakeup,
+)
 
 log = logging.getLogger("berth.worker")
 RECONCILE_SECONDS = 30
@@ -321,6 +330,12 @@ class Worker:
             lambda: jobs.enforce_budgets(settings),
             IntervalTrigger(seconds=max(settings.lifecycle_interval, 60)),
             f"every {max(settings.lifecycle_interval, 60)}s",
+        )
+        book.add(
+            "recordings",
+            lambda: f"pruned {recordings.prune(settings.recording_retention_days)} recordings",
+            CronTrigger.from_crontab("40 3 * * *", timezone="UTC"),
+            f"daily 03:40 UTC, keeping {settings.recording_retention_days} days",
         )
         book.add(
             "anomalies",
