@@ -235,3 +235,25 @@ def web_session(url: str, who: str):
     )
     assert done.status_code == 302, done.text
     return session
+
+
+def in_thread(func):
+    """Run ``func`` on a thread of its own and return its result (or raise its error):
+    for asyncio code in tests, since Playwright's sync API keeps an event loop running
+    in the main thread once a browser fixture exists."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = func()
+        except BaseException as exc:  # noqa: BLE001  (handed back to the caller)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")

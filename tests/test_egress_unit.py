@@ -6,6 +6,7 @@ import struct
 import pytest
 
 from app.egress import gateway
+from tests.services import in_thread
 
 
 def test_allowlist_rules():
@@ -73,6 +74,6 @@ def test_the_proxy_refuses_an_unknown_source():
         server.close()
         return answer
 
-    answer = asyncio.run(scenario())
+    answer = in_thread(lambda: asyncio.run(scenario()))
     assert answer.startswith(b"HTTP/1.1 403") and b"not a Berth sandbox" in answer
     assert records[0][0] == "egress.deny" and records[0][1]["host"] == "pypi.org"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.berthapi import Client
 from tests.services import free_port, wait_until
@@ -159,7 +160,16 @@ def sign_in_with_one_time_password(browser, appliance, password: str) -> None:
 def open_ide(browser, appliance, ide_url: str) -> None:
     page = signed_in_page(browser, appliance, NEW_PASSWORD)
     page.wait_for_url(appliance.url + "/")
-    page.goto(appliance.url + "/apps/open?" + requests.compat.urlencode({"to": ide_url}))
+    target = appliance.url + "/apps/open?" + requests.compat.urlencode({"to": ide_url})
+    for attempt in range(3):
+        try:
+            page.goto(target)
+            break
+        except PlaywrightError as exc:
+            # Chromium gives up a navigation when a network interface comes or goes on
+            # the machine (Docker adds and removes them); that is not Berth's answer.
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                raise
     wait_for_workbench(page, timeout=120_000)
     assert page.url.startswith(ide_url)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.services import free_port, wait_until
+from tests.services import free_port, in_thread, wait_until
 
 
 def _data(result) -> object:
@@ -84,7 +84,7 @@ def test_mcp_over_stdio(stack):
         async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
             await _session_work(session, stack)
 
-    anyio.run(main)
+    in_thread(lambda: anyio.run(main))
 
 
 def test_mcp_over_streamable_http(stack):
@@ -112,7 +112,7 @@ def test_mcp_over_streamable_http(stack):
             ):
                 await _session_work(session, stack)
 
-        anyio.run(main)
+        in_thread(lambda: anyio.run(main))
     finally:
         process.terminate()
         process.wait(timeout=10)

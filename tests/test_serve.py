@@ -26,7 +26,7 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     tree = _tree(berth_server.process.pid)
     assert len(tree) >= 5  # supervisor, gunicorn master and worker, berth worker, caddy
     roles = {"caddy" if p.cmdline()[1:2] == ["run"] else p.cmdline()[3] for p in tree[0].children()}
-    assert roles == {"web", "caddy", "worker", "ssh"}
+    assert roles == {"web", "caddy", "worker", "ssh", "egress"}
     assert berth_server.stop() == 0
     gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], [p.cmdline() for p in alive]
@@ -40,7 +40,7 @@ def test_berth_health_checks_each_part(berth_server):
     def health(part: str):
         return berth_server.cli("health", part, env=ports, check=False)
 
-    for part in ("web", "worker", "ssh"):
+    for part in ("web", "worker", "ssh", "egress"):
         wait_until(
             lambda part=part: health(part).returncode == 0,
             timeout=20,
