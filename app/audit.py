@@ -56,21 +56,22 @@ def _key() -> bytes:
     return key
 
 
+def _fields(row: AuditEvent) -> dict:
+    """What a record says (its detail as stored JSON text): what the hash covers."""
+    return {
+        "seq": row.seq,
+        "at": stamp(row.at),
+        "actor": row.actor,
+        "source_ip": row.source_ip,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "detail": row.detail,
+    }
+
+
 def _canonical(row: AuditEvent) -> str:
-    return json.dumps(
-        {
-            "seq": row.seq,
-            "at": stamp(row.at),
-            "actor": row.actor,
-            "source_ip": row.source_ip,
-            "action": row.action,
-            "target": row.target,
-            "outcome": row.outcome,
-            "detail": row.detail,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    return json.dumps(_fields(row), sort_keys=True, separators=(",", ":"))
 
 
 def _digest(key: bytes, prev_hash: str, row: AuditEvent) -> str:
@@ -112,13 +113,7 @@ def record(
 
 def to_dict(row: AuditEvent) -> dict:
     return {
-        "seq": row.seq,
-        "at": stamp(row.at),
-        "actor": row.actor,
-        "source_ip": row.source_ip,
-        "action": row.action,
-        "target": row.target,
-        "outcome": row.outcome,
+        **_fields(row),
         "detail": json.loads(row.detail),
         "prev_hash": row.prev_hash,
         "hash": row.hash,

@@ -620,17 +620,7 @@ def group_create(settings, name, description):
 @instance_command
 def group_add(settings, name, users):
     """Add USERS to the group NAME."""
-    from app import groups
-
-    try:
-        found = groups.find(name)
-    except groups.GroupError as exc:
-        _fail(str(exc))
-    for username in users:
-        if groups.add_member(found, accounts.find_user(username)):
-            audit.record(
-                "group.member.add", actor="cli", target=f"group:{found.name}", user=username
-            )
+    _change_members(name, users, "add")
 
 
 @group.command("remove")
@@ -639,16 +629,21 @@ def group_add(settings, name, users):
 @instance_command
 def group_remove(settings, name, users):
     """Remove USERS from the group NAME."""
+    _change_members(name, users, "remove")
+
+
+def _change_members(name: str, users, how: str) -> None:
     from app import groups
 
     try:
         found = groups.find(name)
     except groups.GroupError as exc:
         _fail(str(exc))
+    change = groups.add_member if how == "add" else groups.remove_member
     for username in users:
-        if groups.remove_member(found, accounts.find_user(username)):
+        if change(found, accounts.find_user(username)):
             audit.record(
-                "group.member.remove", actor="cli", target=f"group:{found.name}", user=username
+                f"group.member.{how}", actor="cli", target=f"group:{found.name}", user=username
             )
 
 

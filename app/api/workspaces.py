@@ -361,27 +361,26 @@ def list_shares(workspace_id):
 @token_required("workspaces:write")
 def add_share(workspace_id, kind, name):
     """Share with a user (``users/<name>``) or a group (``groups/<name>``)."""
-    ws = _workspace(workspace_id, authz.MANAGE)
-    try:
-        sharing.share(
-            ws, kind.removesuffix("s"), name, actor=_user().username, source_ip=request.remote_addr
-        )
-    except sharing.ShareError as exc:
-        raise ApiError(exc.status, "invalid_share", exc.message) from None
+    ws = _change_share(sharing.share, workspace_id, kind, name)
     return jsonify(_shares(ws))
 
 
 @bp.delete("/workspaces/<workspace_id>/shares/<kind>/<name>")
 @token_required("workspaces:write")
 def remove_share(workspace_id, kind, name):
+    _change_share(sharing.unshare, workspace_id, kind, name)
+    return "", 204
+
+
+def _change_share(change, workspace_id, kind: str, name: str):
     ws = _workspace(workspace_id, authz.MANAGE)
     try:
-        sharing.unshare(
+        change(
             ws, kind.removesuffix("s"), name, actor=_user().username, source_ip=request.remote_addr
         )
     except sharing.ShareError as exc:
         raise ApiError(exc.status, "invalid_share", exc.message) from None
-    return "", 204
+    return ws
 
 
 @bp.get("/workspaces/<workspace_id>/egress")
