@@ -42,10 +42,6 @@ def can(user: User, right: str) -> bool:
     return not user.is_disabled and right in ROLE_RIGHTS.get(user.role, frozenset())
 
 
-def group_ids(user: User) -> list[int]:
-    return [m.group_id for m in GroupMember.select().where(GroupMember.user == user)]
-
-
 def shared_with(user: User):
     """The ids of workspaces shared with ``user`` or one of their groups (a subquery)."""
     groups = GroupMember.select(GroupMember.group).where(GroupMember.user == user)

@@ -743,16 +743,12 @@ def audit_verify(settings):
 @instance_command
 def audit_export(settings, since, output):
     """Write the records as JSON lines, oldest first, for a SIEM."""
-    from datetime import UTC, datetime
+    from app.durations import parse_time
 
-    start = None
-    if since:
-        try:
-            start = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            _fail(f"--since: {since!r} is not a time like 2026-11-01 or 2026-11-01T14:30:00Z", 2)
-        if start.tzinfo is not None:
-            start = start.astimezone(UTC).replace(tzinfo=None)
+    try:
+        start = parse_time(since)
+    except ValueError as exc:
+        _fail(f"--since: {exc}", 2)
     count = 0
     for line in audit.export(start):
         output.write(line + "\n")

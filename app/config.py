@@ -273,8 +273,7 @@ class Settings:
 
     @property
     def keepalive_root(self) -> Path:
-        """Host folder for the workspaces' keep-alive files, bind-mounted at /run/berth."""
-        return self.data_dir / "run" / "keepalive"
+        return keepalive_root(self.data_dir)
 
     @property
     def is_sqlite(self) -> bool:
@@ -444,6 +443,12 @@ class Settings:
         """A short id of this instance, on every Docker object it makes, so instances
         sharing one engine never touch each other's workspaces."""
         return _read_or_create_secret(self.data_dir / "instance_id", lambda: secrets.token_hex(2))
+
+
+def keepalive_root(data_dir: Path) -> Path:
+    """Host folder with one sub-folder per workspace, bind-mounted at /run/berth: its
+    keep-alive mark and, in sandboxes, its token."""
+    return Path(data_dir) / "run" / "keepalive"
 
 
 def _read_config_file(environ, data_dir: Path) -> dict:

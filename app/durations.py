@@ -1,7 +1,8 @@
-"""Human durations such as ``30d``, ``4h``, ``90m`` or ``1h30m``, used by the CLI and API."""
+"""Human durations such as ``30d``, ``4h``, ``90m`` or ``1h30m``, and the times people give
+(filters, periods), used by the CLI, the API and the pages."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -32,3 +33,18 @@ def format_duration(value: timedelta) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts) or "0s"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time (``2026-11-01``, ``2026-11-01T14:30``, with ``Z`` or an offset;
+    no zone means UTC) as naive UTC, the form stored; None for empty. ValueError says
+    what is wrong."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time like 2026-11-01, 2026-11-01T14:30 or 2026-11-01T14:30:00Z"
+        ) from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed

@@ -8,7 +8,6 @@ stdio: the token comes from ``--token`` / ``BERTH_TOKEN``. HTTP: every request c
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
@@ -170,9 +169,3 @@ def _accepted(url: str, token: str, known: dict[str, float]) -> bool:
         return False
     known[token] = time.monotonic() + 60
     return True
-
-
-def describe_tools(server: MCPServer) -> str:
-    """For ``berth mcp --list-tools``."""
-    tools = anyio.run(server.list_tools)
-    return json.dumps([{"name": t.name, "description": t.description} for t in tools], indent=2)

@@ -33,11 +33,11 @@ def test_allowlist_rules():
 
 
 def test_proxy_targets():
-    assert gateway._target("CONNECT", "pypi.org:443", []) == ("pypi.org", 443, "")
-    assert gateway._target("GET", "http://h.test/a?b=1", []) == ("h.test", 80, "/a?b=1")
-    assert gateway._target("GET", "http://h.test:8080", []) == ("h.test", 8080, "/")
+    assert gateway._target("CONNECT", "pypi.org:443") == ("pypi.org", 443, "")
+    assert gateway._target("GET", "http://h.test/a?b=1") == ("h.test", 80, "/a?b=1")
+    assert gateway._target("GET", "http://h.test:8080") == ("h.test", 8080, "/")
     with pytest.raises(ValueError, match="only http:// URLs and CONNECT"):
-        gateway._target("GET", "/relative", [])
+        gateway._target("GET", "/relative")
 
 
 def test_dead_dns_refuses_at_once_and_records_the_name():

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Response, jsonify, request
 
-from app import audit
+from app import audit, durations
 from app.api import bp
 from app.api.auth import require_right, token_required
 from app.api.errors import ApiError
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:
-    """An ISO 8601 time (naive UTC, as stored), or None; refuses anything else by name."""
-    if not value:
-        return None
+    """A time from the query (app.durations.parse_time), refused (422) by name."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            422, "invalid_time", f"{name} must be an ISO 8601 time like 2026-11-01T00:00:00Z"
-        ) from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+        return durations.parse_time(value)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_time", f"{name}: {exc}") from None
 
 
 @bp.get("/audit")

@@ -3,6 +3,7 @@ output comes, with stdin and a timeout), files in and out, and "done"."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import posixpath
 import time
@@ -125,7 +126,7 @@ def exec_in_workspace(workspace_id):
     )
     if body.get("stream"):
         first = next(events)  # refusals (not running) come before the 200
-        lines = (json.dumps(event) + "\n" for event in _chain(first, events))
+        lines = (json.dumps(event) + "\n" for event in itertools.chain([first], events))
         return Response(
             stream_with_context(lines),
             mimetype="application/x-ndjson",
@@ -138,11 +139,6 @@ def exec_in_workspace(workspace_id):
         else:
             end = event
     return jsonify({**end, "stdout": "".join(out), "stderr": "".join(err)})
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _path(ws, container, provisioner) -> tuple[str, str]:
@@ -271,9 +267,7 @@ def recording_file(ws, recording_id: int) -> Response:
     row = Recording.get_or_none((Recording.id == recording_id) & (Recording.workspace == ws))
     if row is None:
         raise ApiError(404, "not_found", f"workspace {ws.id} has no recording {recording_id}")
-    try:
-        body = open(row.path, "rb").read()  # noqa: SIM115  (small, and read whole)
-    except FileNotFoundError:
-        raise ApiError(410, "gone", "the recording's file is gone (retention)") from None
-    kind = "application/x-asciicast" if row.kind == "ssh" else "application/json"
-    return Response(body, mimetype=kind)
+    found = recordings.content(row)
+    if found is None:
+        raise ApiError(410, "gone", recordings.GONE)
+    return Response(found[0], mimetype=found[1])

@@ -12,7 +12,6 @@ audit log against the workspace, with host, port, decision and bytes.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import struct
@@ -99,7 +98,7 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
-def _target(method: str, target: str, headers: list[str]) -> tuple[str, int, str]:
+def _target(method: str, target: str) -> tuple[str, int, str]:
     """(host, port, origin-form path) of a proxy request."""
     if method == "CONNECT":
         host, _, port = target.rpartition(":")
@@ -132,7 +131,7 @@ class Proxy:
             head = await asyncio.wait_for(_read_head(reader), 30)
             lines = head.decode("latin-1").split("\r\n")
             method, target, version = lines[0].split(" ", 2)
-            host, port, path = _target(method, target, lines[1:])
+            host, port, path = _target(method, target)
         except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             await self._refuse(writer, 400, "a proxy request (CONNECT host:port or GET http://…)")
             return
@@ -247,14 +246,6 @@ def _query_name(data: bytes) -> str:
         return ".".join(labels)[:253]
     except IndexError:
         return ""
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def serve(

@@ -71,9 +71,10 @@ class Directory:
 
 
 def record(source: gateway.Source | None, action: str, detail: dict) -> None:
-    outcome = "success" if action == "egress.allow" and "error" not in detail else "denied"
-    if action == "egress.allow" and "error" in detail:
-        outcome = "failure"
+    if action != "egress.allow":
+        outcome = "denied"
+    else:  # allowed, but the host may not have answered
+        outcome = "failure" if "error" in detail else "success"
     with short_connection():
         audit.record(
             action,

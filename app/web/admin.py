@@ -25,6 +25,7 @@ from flask_login import current_user, login_required
 from app import accounts, audit, authz, costs, groups
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
+from app.durations import parse_time
 from app.models import ROLES, Budget, Group, Quota, ScheduledJob, Template, User, Workspace, utcnow
 from app.scheduler import register, run_recorded
 from app.scheduler.jobs import nightly_backup
@@ -335,8 +336,8 @@ def audit_log():
     """The audit log, filtered by user, workspace, action and time; with the chain check."""
     args = request.args
     try:
-        since = _form_time(args.get("since"))
-        until = _form_time(args.get("until"))
+        since = parse_time(args.get("since"))
+        until = parse_time(args.get("until"))
     except ValueError as exc:
         flash(str(exc), "error")
         since = until = None
@@ -353,18 +354,6 @@ def audit_log():
         verdict=audit.verify() if args.get("verify") else None,
         filters=args,
     )
-
-
-def _form_time(value: str | None):
-    """A time from the filter form (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)."""
-    if not value:
-        return None
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time like 2026-11-01 or 2026-11-01T14:30") from None
 
 
 @bp.route("/quotas", methods=["POST"])
@@ -391,8 +380,8 @@ def set_quota():
 
 def _period(args):
     now = utcnow()
-    since = _form_time(args.get("since")) or costs.month_start(now)
-    until = _form_time(args.get("until")) or now
+    since = parse_time(args.get("since")) or costs.month_start(now)
+    until = parse_time(args.get("until")) or now
     if until <= since:
         raise ValueError("the period must end after it starts")
     return since, until

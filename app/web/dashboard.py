@@ -23,7 +23,7 @@ from app import authz
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import Recording, StateChange, Template, Transition
-from app.workspaces import apps, logs, service, sharing
+from app.workspaces import apps, logs, recordings, service, sharing
 
 bp = Blueprint("dashboard", __name__)
 ACTIONS = ("start", "stop", "restart", "rebuild", "delete", "backup")
@@ -317,12 +317,10 @@ def _recording(workspace_id: int, recording_id: int):
 def recording(workspace_id, recording_id):
     """Replay an SSH session in Berth's player, or show an exec's command and output."""
     ws, row = _recording(workspace_id, recording_id)
-    run = None
-    if row.kind == "exec":
-        try:
-            run = json.loads(open(row.path).read())  # noqa: SIM115
-        except FileNotFoundError:
-            abort(410, "The recording's file is gone (retention).")
+    found = recordings.content(row)
+    if found is None:
+        abort(410, sentence(recordings.GONE))
+    run = json.loads(found[0]) if row.kind == "exec" else None
     return render_template("dashboard/recording.html", ws=ws, row=row, run=run)
 
 
@@ -330,8 +328,7 @@ def recording(workspace_id, recording_id):
 @login_required
 def recording_cast(workspace_id, recording_id):
     ws, row = _recording(workspace_id, recording_id)
-    try:
-        body = open(row.path, "rb").read()  # noqa: SIM115
-    except FileNotFoundError:
-        abort(410, "The recording's file is gone (retention).")
-    return Response(body, mimetype="application/x-asciicast")
+    found = recordings.content(row)
+    if found is None:
+        abort(410, sentence(recordings.GONE))
+    return Response(found[0], mimetype=found[1])

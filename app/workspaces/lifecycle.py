@@ -248,10 +248,12 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             spec.vscode,
             log,
         )
-    if is_agent(ws) and ws.owner.username != pool.POOL_USER:
+    # Warm-pool members wait, exec-ready, until an API create claims one (and its token
+    # is made then, for its new owner).
+    pooled = ws.owner.username == pool.POOL_USER
+    if is_agent(ws) and not pooled:
         sandboxes.issue(ws, ctx.settings.data_dir)
-    # Warm-pool members wait, exec-ready, until an API create claims one.
-    set_status(ws, "pooled" if ws.owner.username == pool.POOL_USER else "running", transition)
+    set_status(ws, "pooled" if pooled else "running", transition)
 
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:

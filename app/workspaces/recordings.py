@@ -93,6 +93,18 @@ def save_exec(data_dir: Path, ws: Workspace, actor: str, command: list[str], out
     )
 
 
+GONE = "the recording's file is gone (retention)"
+
+
+def content(row: Recording) -> tuple[bytes, str] | None:
+    """The file and its media type, or None when retention removed it."""
+    try:
+        body = Path(row.path).read_bytes()
+    except FileNotFoundError:
+        return None
+    return body, "application/x-asciicast" if row.kind == "ssh" else "application/json"
+
+
 def prune(retention_days: int) -> int:
     """Delete recordings older than the retention (files and rows)."""
     if retention_days <= 0:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from app import accounts
+from app.config import keepalive_root
 from app.models import ApiToken, Workspace, utcnow
 
 TOKEN_FILE = "token"  # noqa: S105  (a file name)
@@ -17,8 +18,7 @@ SCOPES = ["workspaces:read", "workspaces:write", "workspaces:exec"]
 
 
 def _folder(data_dir: Path, ws: Workspace) -> Path:
-    # The same host folder the provisioner binds at /run/berth (Settings.keepalive_root).
-    return Path(data_dir) / "run" / "keepalive" / str(ws.id)
+    return keepalive_root(data_dir) / str(ws.id)
 
 
 def issue(ws: Workspace, data_dir: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -558,8 +559,6 @@ def egress_view(ws: Workspace, limit: int = 50) -> dict:
 def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
     """``ws`` once it is running (ready for exec: its lifecycle commands ran) or failed,
     or as it is after ``seconds``."""
-    import time
-
     deadline = time.monotonic() + seconds
     while True:
         ws = Workspace.get_by_id(ws.id)
