@@ -237,6 +237,10 @@ def test_missing_and_unsupported_features_are_named(tmp_path):
     with pytest.raises(dc.FeatureError, match="legacy bare Feature ids are not supported"):
         plan(dc.load(tmp_path))
     write(tmp_path, '{"image": "x", "features": {"../../outside": {}}}')
+    with pytest.raises(dc.FeatureError, match="leads outside the repository"):
+        plan(dc.load(tmp_path))
+    (tmp_path / "elsewhere").mkdir()
+    write(tmp_path, '{"image": "x", "features": {"../elsewhere": {}}}')
     with pytest.raises(dc.FeatureError, match="must be inside"):
         plan(dc.load(tmp_path))
 

@@ -41,8 +41,17 @@ def allowed_host():
 
 @pytest.fixture(scope="module")
 def sandbox(stack, allowed_host):
-    ann = stack.clients["ann"]
+    ann, boss = stack.clients["ann"], stack.clients["boss"]
     name, port = allowed_host
+    # The stand-in host is on this machine, which the proxy refuses unless an admin
+    # allows the address on the template (tests/security has the refusal).
+    limits = {t["name"]: t for t in boss.call("GET", "/templates", 200).json()}["agent-sandbox"]
+    boss.call(
+        "PATCH",
+        "/templates/agent-sandbox",
+        200,
+        json={"limits": {**limits["limits"], "egress_private": ["127.0.0.0/8"]}},
+    )
     ws = ann.create("egress", template="agent-sandbox", egress=[f"{name}:{port}"])
     done = ann.wait(ws["id"], "running", "failed")
     assert done["status"] == "running", ann.log(ws["id"])
@@ -171,13 +180,22 @@ def test_every_attempt_is_on_record_and_the_owner_changes_the_allowlist(
         bad.status_code == 422
         and "'bad host!' is not a host name" in bad.json()["error"]["message"]
     )
-    ann.call("PUT", f"/workspaces/{sandbox}/egress", 200, json={"allow": [f"localhost:{port}"]})
-    probe = f"curl -s --noproxy '' -x $HTTP_PROXY --max-time 10 http://localhost:{port}/hello"
-    wait_until(
-        lambda: _run(ann, sandbox, probe)["stdout"] == "hello from the allowed host\n",
-        timeout=15,
-        what="the new allowlist in force",
-    )
+    # (localhost itself is refused to the owner: only an admin allows this machine.)
+    local = ann.call("PUT", f"/workspaces/{sandbox}/egress", json={"allow": [f"localhost:{port}"]})
+    assert local.status_code == 422 and "only an admin" in local.json()["error"]["message"]
+    second = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Hello)  # noqa: S104
+    threading.Thread(target=second.serve_forever, daemon=True).start()
+    other = second.server_address[1]
+    ann.call("PUT", f"/workspaces/{sandbox}/egress", 200, json={"allow": [f"{name}:{other}"]})
+    probe = f"curl -s --noproxy '' -x $HTTP_PROXY --max-time 10 http://{name}:{other}/hello"
+    try:
+        wait_until(
+            lambda: _run(ann, sandbox, probe)["stdout"] == "hello from the allowed host\n",
+            timeout=15,
+            what="the new allowlist in force",
+        )
+    finally:
+        second.shutdown()
     # The old entry is gone with the replacement.
     gone = _run(ann, sandbox, f"curl -s --max-time 10 http://{name}:{port}/hello")
     assert "is not in the allowlist" in gone["stdout"]

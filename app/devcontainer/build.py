@@ -13,8 +13,8 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -23,14 +23,17 @@ from pathlib import Path
 
 import docker
 from docker.utils.build import exclude_paths
+from docker.utils.build import tar as build_tar
 
-from app.devcontainer import metadata
+from app.devcontainer import inputs, metadata
 from app.devcontainer.errors import BuildError
 from app.devcontainer.plan import Plan
 
 IMAGE_REPOSITORY = "berth-devcontainer"
 ENGINE_VERSION = "1"  # part of every hash: bump when the generated build changes shape
 FEATURES_DIR = "/tmp/dev-container-features"  # noqa: S108  (the spec's fixed location)
+# The name the Dockerfile travels under in the build context Berth sends.
+CONTEXT_DOCKERFILE = ".berth-build.Dockerfile"
 Log = Callable[[str], None]
 
 
@@ -51,24 +54,20 @@ class BuildResult:
         return metadata.merge(self.label_entries)
 
 
-def _hash_tree(digest, root: Path, files: list[str]) -> None:
-    for name in sorted(files):
-        path = root / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+def _ignore_patterns(plan: Plan) -> list[str]:
+    ignore = plan.build_context / ".dockerignore"
+    if not os.path.lexists(ignore):
+        return []
+    text = inputs.read_text(plan.config.boundary, ignore, "the build context's .dockerignore")
+    return [p.strip() for p in text.splitlines() if p.strip() and not p.startswith("#")]
 
 
-def _context_files(context: Path, dockerfile: Path) -> list[str]:
-    ignore = context / ".dockerignore"
-    patterns = []
-    if ignore.is_file():
-        patterns = [
-            p.strip()
-            for p in ignore.read_text().splitlines()
-            if p.strip() and not p.startswith("#")
-        ]
-    return sorted(exclude_paths(str(context), patterns, dockerfile=str(dockerfile)))
+def _context_files(plan: Plan) -> list[str]:
+    """What goes into the build context: its files less those .dockerignore excludes
+    (docker-py's own matcher, which never follows a link to a folder)."""
+    return sorted(
+        exclude_paths(str(plan.build_context), _ignore_patterns(plan), CONTEXT_DOCKERFILE)
+    )
 
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE | re.MULTILINE)
@@ -115,15 +114,19 @@ def input_hash(plan: Plan, client: docker.DockerClient) -> str:
         ],
     }
     if plan.dockerfile:
-        text = plan.dockerfile.read_text()
+        text = plan.dockerfile_text
         doc["dockerfile"] = text
         doc["from"] = [[ref, _image_id(client, ref)] for ref in _from_images(text, plan.build_args)]
     digest.update(json.dumps(doc, sort_keys=True).encode())
     if plan.build_context:
-        _hash_tree(digest, plan.build_context, _context_files(plan.build_context, plan.dockerfile))
+        inputs.hash_tree(digest, plan.build_context, _context_files(plan))
     for feature in plan.features:
-        files = [str(p.relative_to(feature.folder)) for p in feature.folder.rglob("*")]
-        _hash_tree(digest, feature.folder, files)
+        names = []
+        for folder, dirs, files in os.walk(feature.folder):  # never into linked folders
+            names += [
+                os.path.relpath(os.path.join(folder, n), feature.folder) for n in dirs + files
+            ]
+        inputs.hash_tree(digest, feature.folder, names)
     return digest.hexdigest()[:32]
 
 
@@ -169,12 +172,23 @@ def image_users(client: docker.DockerClient, image: str) -> dict[str, ImageUser]
     return users
 
 
+def _context_archive(plan: Plan):
+    """The build context as a tar made from the checkout: links kept as links (never
+    followed), the Dockerfile as read from inside the checkout under a name of its own."""
+    return build_tar(
+        str(plan.build_context),
+        exclude=_ignore_patterns(plan),
+        dockerfile=(CONTEXT_DOCKERFILE, plan.dockerfile_text),
+    )
+
+
 class _Builder:
     """Runs one classic-builder build, streaming its output and remembering its layers."""
 
-    def __init__(self, client: docker.DockerClient, on_log: Log):
+    def __init__(self, client: docker.DockerClient, on_log: Log, network: str | None = None):
         self.client = client
         self.on_log = on_log
+        self.network = network
         self.log: list[str] = []
         self.layers: list[str] = []
 
@@ -182,6 +196,8 @@ class _Builder:
         step = ""
         image_id = ""
         error = None
+        if self.network:
+            kwargs["network_mode"] = self.network
         stream = self.client.api.build(decode=True, rm=True, forcerm=True, **kwargs)
         for chunk in stream:
             for line in (chunk.get("stream") or "").splitlines():
@@ -223,7 +239,9 @@ def _stage_features(plan: Plan, root: Path, builtin_env: dict[str, str]) -> list
     for number, feature in enumerate(plan.features):
         name = f"{feature.id}_{number}"
         target = root / name
-        shutil.copytree(feature.folder, target)
+        # A local Feature comes from the checkout: links leading out of it are refused.
+        boundary = plan.config.boundary if feature.kind == "local" else feature.folder
+        inputs.copy_tree(feature.folder, target, boundary, f"the Feature {feature.user_id}")
         (target / "devcontainer-features.env").write_text(_env_file(feature.option_env()))
         (target / "devcontainer-features-install.sh").write_text(
             "#!/bin/sh\nset -e\n"
@@ -241,8 +259,14 @@ def _stage_features(plan: Plan, root: Path, builtin_env: dict[str, str]) -> list
     return lines
 
 
-def build(plan: Plan, client: docker.DockerClient, on_log: Log = lambda line: None) -> BuildResult:
-    """Build (or find) the image ``plan`` describes; stream build output to ``on_log``."""
+def build(
+    plan: Plan,
+    client: docker.DockerClient,
+    on_log: Log = lambda line: None,
+    network: str | None = None,
+) -> BuildResult:
+    """Build (or find) the image ``plan`` describes; stream build output to ``on_log``.
+    ``network`` is the network its RUN steps are on (Docker's default bridge if None)."""
     if plan.kind == "image":
         base_ref = plan.image
         try:
@@ -268,18 +292,20 @@ def build(plan: Plan, client: docker.DockerClient, on_log: Log = lambda line: No
     except docker.errors.ImageNotFound:
         pass
 
-    builder = _Builder(client, on_log)
+    builder = _Builder(client, on_log, network)
     try:
         if plan.kind == "dockerfile":
             on_log(f"building {plan.dockerfile.name} in {plan.build_context}")
-            base_ref = builder.run(
-                f"building {plan.dockerfile}",
-                path=str(plan.build_context),
-                dockerfile=str(plan.dockerfile),
-                buildargs=plan.build_args or None,
-                target=plan.target,
-                nocache=plan.no_cache,
-            )
+            with _context_archive(plan) as context:
+                base_ref = builder.run(
+                    f"building {plan.dockerfile}",
+                    fileobj=context,
+                    custom_context=True,
+                    dockerfile=CONTEXT_DOCKERFILE,
+                    buildargs=plan.build_args or None,
+                    target=plan.target,
+                    nocache=plan.no_cache,
+                )
         _extend(plan, client, builder, base_ref, tag)
     except BuildError:
         builder.discard_layers()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import json5
 
+from app.devcontainer import inputs
 from app.devcontainer.errors import ConfigError
 
 LIFECYCLE_HOOKS = (
@@ -105,6 +107,13 @@ class DevcontainerConfig:
     raw: dict
     text: str = ""
     warnings: list[str] = field(default_factory=list)
+    # Where every build input must stay: the repository, or the template folder a
+    # config came from (app.devcontainer.inputs).
+    root: Path | None = None
+
+    @property
+    def boundary(self) -> Path:
+        return self.root or self.workspace
 
     @property
     def folder(self) -> Path:
@@ -140,14 +149,10 @@ def discover(workspace: Path) -> list[Path]:
     return found
 
 
-def read_jsonc(path: Path, what: str = "file") -> tuple[dict, str]:
-    """Parse a JSONC file (comments, trailing commas) into an object; errors name the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} does not exist", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what}: {exc}", file=path) from None
+def read_jsonc(path: Path, what: str = "file", root: Path | None = None) -> tuple[dict, str]:
+    """Parse a JSONC file (comments, trailing commas) into an object; errors name the line.
+    With ``root``, the file must be a regular file inside it (app.devcontainer.inputs)."""
+    text = inputs.read_text(root or path.parent, path, f"the {what}", file=path)
     try:
         value = json5.loads(text)
     except ValueError as exc:
@@ -165,18 +170,20 @@ def read_jsonc(path: Path, what: str = "file") -> tuple[dict, str]:
     return value, text
 
 
-def load(workspace, config_path=None) -> DevcontainerConfig:
+def load(workspace, config_path=None, root=None) -> DevcontainerConfig:
     """Read and validate the devcontainer.json of ``workspace``.
 
     ``config_path`` (relative to the workspace, or absolute) picks one explicitly;
-    otherwise the spec's discovery order applies.
+    otherwise the spec's discovery order applies. ``root`` is the folder every build
+    input must stay in: by default the workspace, or the config's own folder when the
+    config is not in the workspace (a template's).
     """
     workspace = Path(workspace).resolve()
     if not workspace.is_dir():
         raise ConfigError(f"workspace folder {workspace} does not exist")
     if config_path:
         path = Path(config_path)
-        path = (path if path.is_absolute() else workspace / path).resolve()
+        path = path if path.is_absolute() else workspace / path
         if path.name not in ("devcontainer.json", ".devcontainer.json"):
             raise ConfigError(
                 "a config file must be named devcontainer.json or .devcontainer.json", file=path
@@ -189,8 +196,12 @@ def load(workspace, config_path=None) -> DevcontainerConfig:
                 ".devcontainer.json and .devcontainer/<name>/devcontainer.json)"
             )
         path = candidates[0]
-    raw, text = read_jsonc(path, "devcontainer.json")
-    config = DevcontainerConfig(workspace=workspace, path=path, raw=raw, text=text)
+    if root is None:
+        root = workspace if Path(os.path.abspath(path)).is_relative_to(workspace) else path.parent
+    root = Path(os.path.realpath(root))
+    path = inputs.inside(root, path, "the devcontainer.json")
+    raw, text = read_jsonc(path, "devcontainer.json", root)
+    config = DevcontainerConfig(workspace=workspace, path=path, raw=raw, text=text, root=root)
     _migrate_legacy(config)
     _validate(config)
     return config

@@ -9,12 +9,13 @@ options), soft ``installsAfter`` edges (kept only when the Feature is in the set
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.devcontainer import oci
+from app.devcontainer import inputs, oci
 from app.devcontainer.config import move_to_vscode_customizations, read_jsonc
 from app.devcontainer.errors import ConfigError, FeatureError
 
@@ -124,15 +125,26 @@ class Resolver:
         workspace: Path,
         cache_dir: Path,
         fetch: Callable[[str, Path], tuple[Path, str]] = oci.fetch,
+        root: Path | None = None,
     ):
         self.config_folder = config_folder
-        self.devcontainer_folder = (workspace / ".devcontainer").resolve()
         self.cache_dir = cache_dir
         self.fetch = fetch
+        self.root = Path(root or workspace).resolve()  # nothing local is read outside it
+        # The spec keeps a repository's local Features in its .devcontainer folder; a
+        # template's may be anywhere in the template.
+        in_repo = self.root == Path(workspace).resolve()
+        folder = Path(os.path.realpath(self.root / ".devcontainer"))
+        self.devcontainer_folder = folder if in_repo else self.root
 
     def identify(self, user_id: str, options, for_soft_dependency: bool = False) -> Feature:
         if user_id.startswith(("./", "../")):
-            folder = (self.config_folder / user_id).resolve()
+            try:
+                folder = inputs.inside(
+                    self.root, self.config_folder / user_id, f"the local Feature {user_id!r}"
+                )
+            except ConfigError as exc:
+                raise FeatureError(str(exc), property=f"features.{user_id}") from None
             if not folder.is_relative_to(self.devcontainer_folder):
                 raise FeatureError(
                     f"local Feature {user_id!r} must be inside {self.devcontainer_folder}",
@@ -180,8 +192,10 @@ class Resolver:
                 f"Feature {feature.user_id!r} has no install.sh in {feature.folder}",
                 property=f"features.{feature.user_id}",
             )
+        # A local Feature is part of the checkout; a fetched one, of Berth's cache.
+        root = self.root if feature.kind == "local" else feature.folder
         try:
-            metadata, _ = read_jsonc(path, FEATURE_FILE)
+            metadata, _ = read_jsonc(path, FEATURE_FILE, root)
         except ConfigError as exc:
             raise FeatureError(str(exc)) from None
         move_to_vscode_customizations(metadata)

@@ -7,15 +7,18 @@ Feature fetched once keeps working while the registry is unreachable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from app import destinations
 from app.devcontainer.errors import FeatureError
 
 MANIFEST_TYPES = ", ".join(
@@ -24,9 +27,18 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
+# The distribution spec's grammar: a registry host[:port], path components of lowercase
+# letters and digits joined by separators (never "." or ".." alone), a tag or a digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REF = re.compile(
-    r"^(?P<registry>[^/]+)/(?P<path>.+?)(?::(?P<tag>[\w][\w.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?$"
+    r"^(?P<registry>[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::[0-9]{1,5})?)"
+    rf"/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_LAYER_BYTES = 64 * 1024 * 1024  # a Feature is scripts and small files
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -60,25 +72,70 @@ def parse_ref(user_id: str) -> OciRef:
     )
 
 
-def _token(session: requests.Session, challenge: str) -> str | None:
-    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-    realm = params.pop("realm", None)
-    if not realm:
-        return None
-    answer = session.get(realm, params=params, timeout=15)
-    answer.raise_for_status()
-    body = answer.json()
-    return body.get("token") or body.get("access_token")
+class _Fetcher:
+    """Requests to a registry (and to where it points: its token service, a blob's
+    storage) with each destination checked after resolution (app.destinations), https
+    only, redirects followed one checked hop at a time, and answers read up to a bound."""
 
+    def __init__(self, ref: OciRef):
+        self.ref = ref
+        self.session = destinations.checked_session()
 
-def _get(session: requests.Session, url: str, headers: dict) -> requests.Response:
-    answer = session.get(url, headers=headers, timeout=30)
-    if answer.status_code == 401 and "Bearer" in answer.headers.get("WWW-Authenticate", ""):
-        token = _token(session, answer.headers["WWW-Authenticate"])
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-            answer = session.get(url, headers=headers, timeout=30)
-    return answer
+    def get(self, url: str, headers: dict, limit: int) -> tuple[requests.Response, bytes]:
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                answer = self.session.get(
+                    url, headers=headers, timeout=30, stream=True, allow_redirects=False
+                )
+            except destinations.Unresolved as exc:
+                raise requests.ConnectionError(str(exc)) from None  # unreachable, as offline
+            except destinations.DestinationRefused as exc:
+                raise FeatureError(
+                    f"Feature {self.ref.resource}: refused to fetch {urlsplit(url).netloc}: {exc}"
+                ) from None
+            if answer.is_redirect and answer.headers.get("Location"):
+                url = requests.compat.urljoin(url, answer.headers["Location"])
+                answer.close()
+                # Credentials for the registry never go to where it redirects.
+                headers = {k: v for k, v in headers.items() if k != "Authorization"}
+                continue
+            return answer, self._read(answer, limit)
+        raise FeatureError(f"Feature {self.ref.resource}: too many redirects")
+
+    def _read(self, answer: requests.Response, limit: int) -> bytes:
+        body = bytearray()
+        for chunk in answer.iter_content(65536):
+            body += chunk
+            if len(body) > limit:
+                answer.close()
+                raise FeatureError(
+                    f"Feature {self.ref.resource}: the registry sent more than {limit} bytes"
+                )
+        return bytes(body)
+
+    def get_authorized(self, url: str, headers: dict, limit: int):
+        answer, body = self.get(url, headers, limit)
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        if answer.status_code == 401 and challenge.startswith("Bearer"):
+            token = self._token(challenge)
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+                answer, body = self.get(url, headers, limit)
+        return answer, body
+
+    def _token(self, challenge: str) -> str | None:
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            return None
+        answer, body = self.get(realm + "?" + urlencode(params), {}, 64 * 1024)
+        if answer.status_code != 200:
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        return data.get("token") or data.get("access_token") if isinstance(data, dict) else None
 
 
 def fetch(user_id: str, cache_dir: Path) -> tuple[Path, str]:
@@ -87,11 +144,13 @@ def fetch(user_id: str, cache_dir: Path) -> tuple[Path, str]:
     index_file = cache_dir / "oci-index.json"
     index = json.loads(index_file.read_text()) if index_file.exists() else {}
     key = f"{ref.resource}:{ref.reference}"
-    session = requests.Session()
+    fetcher = _Fetcher(ref)
     headers = {"Accept": MANIFEST_TYPES}
     base = f"https://{ref.registry}/v2/{ref.namespace}/{ref.id}"
     try:
-        manifest_answer = _get(session, f"{base}/manifests/{ref.reference}", headers)
+        manifest_answer, manifest_body = fetcher.get_authorized(
+            f"{base}/manifests/{ref.reference}", headers, MAX_MANIFEST_BYTES
+        )
     except requests.RequestException as exc:
         cached = index.get(key)
         if cached and Path(cached["folder"]).is_dir():
@@ -111,22 +170,33 @@ def fetch(user_id: str, cache_dir: Path) -> tuple[Path, str]:
             f"Feature {user_id!r}: {ref.registry} answered {manifest_answer.status_code}",
             property=f"features.{user_id}",
         )
-    manifest = manifest_answer.json()
+    try:
+        manifest = json.loads(manifest_body)
+    except ValueError:
+        raise FeatureError(f"Feature {user_id!r}: the registry's manifest is not JSON") from None
     digest = manifest_answer.headers.get("Docker-Content-Digest") or ref.digest or ""
-    layers = manifest.get("layers") or []
-    if not layers:
+    layers = manifest.get("layers") if isinstance(manifest, dict) else None
+    if not layers or not isinstance(layers[0], dict):
         raise FeatureError(f"Feature {user_id!r}: the manifest has no layer")
-    folder = cache_dir / "oci" / ref.registry / ref.namespace / ref.id / layers[0]["digest"]
+    layer = str(layers[0].get("digest", ""))
+    if not _DIGEST.match(layer):
+        # It names a file in Berth's cache: only a sha256 digest is a name.
+        raise FeatureError(
+            f"Feature {user_id!r}: the layer digest {layer[:80]!r} is not sha256:<hex>"
+        )
+    folder = cache_dir / "oci" / ref.registry / ref.namespace / ref.id / layer
     if not folder.is_dir():
-        blob = _get(session, f"{base}/blobs/{layers[0]['digest']}", headers)
+        blob, content = fetcher.get_authorized(f"{base}/blobs/{layer}", headers, MAX_LAYER_BYTES)
         if blob.status_code != 200:
             raise FeatureError(
                 f"Feature {user_id!r}: downloading its layer failed ({blob.status_code})"
             )
+        if "sha256:" + hashlib.sha256(content).hexdigest() != layer:
+            raise FeatureError(f"Feature {user_id!r}: the layer does not match its digest {layer}")
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
             archive = Path(tmp) / "feature.tgz"
-            archive.write_bytes(blob.content)
+            archive.write_bytes(content)
             extracted = Path(tmp) / "feature"
             with tarfile.open(archive) as tar:
                 tar.extractall(extracted, filter="data")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.devcontainer import features as features_mod
-from app.devcontainer import metadata, policy
+from app.devcontainer import inputs, metadata, policy
 from app.devcontainer.config import DevcontainerConfig
 from app.devcontainer.errors import ConfigError
 from app.devcontainer.variables import Context, devcontainer_id, substitute
@@ -24,6 +24,7 @@ class Plan:
     kind: str  # "image" or "dockerfile"
     image: str = ""
     dockerfile: Path | None = None
+    dockerfile_text: str = ""  # read once, from inside the checkout
     build_context: Path | None = None
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
@@ -136,22 +137,31 @@ def plan(
         result.image = raw["image"]
     else:
         build = raw["build"]
-        result.dockerfile = (config.folder / build["dockerfile"]).resolve()
-        if not result.dockerfile.is_file():
-            raise ConfigError(
-                f"the Dockerfile {result.dockerfile} does not exist",
-                file=config.path,
-                property="build.dockerfile",
-                line=config.line_of("dockerfile"),
-            )
-        result.build_context = (
-            (config.folder / build["context"]).resolve()
-            if "context" in build
-            else result.dockerfile.parent
+        root = config.boundary
+        named = config.folder / build["dockerfile"]
+        where = {
+            "file": config.path,
+            "prop": "build.dockerfile",
+            "line": config.line_of("dockerfile"),
+        }
+        result.dockerfile = inputs.inside(
+            root, named, f"the Dockerfile {build['dockerfile']}", **where
+        )
+        result.dockerfile_text = inputs.read_text(
+            root, result.dockerfile, f"the Dockerfile {build['dockerfile']}", **where
+        )
+        context = config.folder / build["context"] if "context" in build else named.parent
+        result.build_context = inputs.inside(
+            root,
+            context,
+            f"the build context {build.get('context', '.')}",
+            file=config.path,
+            prop="build.context",
+            line=config.line_of("context"),
         )
         if not result.build_context.is_dir():
             raise ConfigError(
-                f"the build context {result.build_context} is not a folder",
+                f"the build context {build.get('context', '.')} is not a folder",
                 file=config.path,
                 property="build.context",
                 line=config.line_of("context"),
@@ -171,6 +181,7 @@ def plan(
         config.workspace,
         feature_cache or DEFAULT_CACHE,
         **({"fetch": fetch} if fetch else {}),
+        root=config.boundary,
     )
     result.features = features_mod.resolve(
         raw.get("features") or {}, resolver, raw.get("overrideFeatureInstallOrder")

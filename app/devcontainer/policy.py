@@ -87,6 +87,14 @@ def check_mount(mount, where: str, approvals: Approvals, file=None) -> None:
         )
     if kind not in ("bind", "volume", "tmpfs"):
         raise PolicyError(where, f"mount type {kind!r} is not allowed", file=file)
+    # A volume driver's options can mount any host path (volume-opt=device=/etc,o=bind).
+    driver = sorted(k for k in fields if k in ("volume-driver", "volume-opt", "volumeOptions"))
+    if driver and not approvals.host_mounts:
+        raise PolicyError(
+            where,
+            f"{driver[0]} can mount host paths; it needs an admin-approved template",
+            file=file,
+        )
 
 
 def check(merged: dict, run_args: list[str], approvals: Approvals, file=None) -> runargs.RunArgs:
@@ -159,8 +167,6 @@ def check(merged: dict, run_args: list[str], approvals: Approvals, file=None) ->
         check_mount(mount, "mounts", approvals, file)
     for mount in parsed.mounts:
         check_mount(mount, "runArgs --mount", approvals, file)
-    for volume in parsed.volumes:
-        source = volume.split(":", 1)[0]
-        kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
-        check_mount({"type": kind, "source": source}, "runArgs --volume", approvals, file)
+    for mount in parsed.volume_mounts:
+        check_mount(mount, "runArgs --volume", approvals, file)
     return parsed

@@ -184,7 +184,9 @@ def run_spec(
         remote_user=remote_user,
         workspace_folder=plan.workspace_folder,
         workspace_mount=workspace_mount,
-        mounts=[parse_mount(m) for m in merged.get("mounts") or []],
+        mounts=[parse_mount(m) for m in merged.get("mounts") or []]
+        + [parse_mount(m) for m in run_args.mounts]
+        + run_args.volume_mounts,
         entrypoint=["/bin/sh"],
         command=command,
         init=bool(merged.get("init") or run_args.init),

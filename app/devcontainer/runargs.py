@@ -69,6 +69,24 @@ class RunArgs:
         return dict(item.split("=", 1) if "=" in item else (item, "") for item in self.env)
 
     @property
+    def volume_mounts(self) -> list[dict]:
+        """``-v``/``--volume`` as mount objects: ``name:/path[:ro]`` a named volume,
+        ``/host:/path`` a bind of a host path, ``/path`` an anonymous volume."""
+        found = []
+        for item in self.volumes:
+            parts = item.split(":")
+            if len(parts) == 1:
+                found.append({"type": "volume", "target": parts[0]})
+                continue
+            source, target, options = parts[0], parts[1], parts[2:]
+            kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+            mount = {"type": kind, "source": source, "target": target}
+            if "ro" in ",".join(options).split(","):
+                mount["readonly"] = "true"
+            found.append(mount)
+        return found
+
+    @property
     def label_dict(self) -> dict[str, str]:
         return dict(item.split("=", 1) if "=" in item else (item, "") for item in self.labels)
 

@@ -7,12 +7,21 @@ its template's ``egress_allow`` and its own (``Workspace.egress_allow``), nothin
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
+from app import destinations
 from app.egress.gateway import AllowlistError, Rule, parse_allowlist
 from app.models import Workspace
 
-__all__ = ["AllowlistError", "controlled", "entries", "rules_for", "validate"]
+__all__ = [
+    "AllowlistError",
+    "controlled",
+    "entries",
+    "private_networks",
+    "rules_for",
+    "validate",
+]
 
 
 def _template_entries(ws: Workspace) -> list[str] | None:
@@ -40,7 +49,34 @@ def rules_for(ws: Workspace) -> list[Rule]:
     return parse_allowlist(found["template"] + found["workspace"])
 
 
+def private_networks(ws: Workspace) -> list:
+    """Private networks an admin allowed on the workspace's template (limits.egress_private)."""
+    if ws.template is None:
+        return []
+    return destinations.parse_networks(
+        json.loads(ws.template.limits or "{}").get("egress_private") or []
+    )
+
+
 def validate(value) -> list[str]:
-    """A workspace allowlist from a request: refused with the bad entry named."""
-    parse_allowlist(value)
+    """A workspace allowlist from a request: refused with the bad entry named. An address
+    that is not public (or localhost) is refused here already; any name is checked again
+    after it resolves, at each connection."""
+    rules = parse_allowlist(value)
+    for rule in rules:
+        host = rule.host.removeprefix("*.")
+        if host == "localhost" or host.endswith(".localhost"):
+            raise AllowlistError(f"{rule.host!r} is this machine; {PRIVATE_RULE}")
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        reason = destinations.why_refused(address)
+        if reason:
+            raise AllowlistError(f"{reason}; {PRIVATE_RULE}")
     return [str(v).strip().lower() for v in value or []]
+
+
+PRIVATE_RULE = (
+    "only an admin may allow a private destination, on a template (limits.egress_private)"
+)

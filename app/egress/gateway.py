@@ -17,7 +17,9 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from app import destinations
 
 log = logging.getLogger("berth.egress")
 
@@ -88,6 +90,9 @@ class Source:
     workspace_id: int
     label: str  # owner.name
     rules: list[Rule]
+    # Private networks an admin allowed on the workspace's template (limits.egress_private);
+    # every other non-public address is refused after resolution, whatever the allowlist.
+    private: list = field(default_factory=list)
 
 
 Lookup = Callable[[str], Source | None]  # source IP -> the sandbox behind it
@@ -148,9 +153,13 @@ class Proxy:
             return
         started = time.monotonic()
         try:
-            upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(self.aliases.get(host, host), port), CONNECT_TIMEOUT
-            )
+            addresses = await self._addresses(source, host, port)
+        except destinations.DestinationRefused as exc:
+            self.record(source, "egress.deny", {**detail, "reason": str(exc)})
+            await self._refuse(writer, 403, f"{host}:{port} is refused: {exc}")
+            return
+        try:
+            upstream_reader, upstream_writer = await self._open(addresses, port)
         except (OSError, TimeoutError) as exc:
             self.record(source, "egress.allow", {**detail, "error": str(exc) or "timeout"})
             await self._refuse(writer, 502, f"{host}:{port} did not answer: {exc}")
@@ -179,6 +188,25 @@ class Proxy:
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
+
+    async def _addresses(self, source: Source, host: str, port: int) -> list[str]:
+        """Where to connect: an alias's own target (Berth itself, set by the operator), or
+        the checked addresses ``host`` resolves to (app.destinations)."""
+        if host in self.aliases:
+            return [self.aliases[host]]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, destinations.resolve, host, port, source.private)
+
+    async def _open(self, addresses: list[str], port: int):
+        error: Exception = OSError("no address")
+        for address in addresses:
+            try:
+                return await asyncio.wait_for(
+                    asyncio.open_connection(address, port), CONNECT_TIMEOUT
+                )
+            except (OSError, TimeoutError) as exc:
+                error = exc
+        raise error
 
     async def _refuse(self, writer: asyncio.StreamWriter, status: int, text: str) -> None:
         reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]

@@ -13,7 +13,7 @@ import docker
 from app import audit
 from app.config import Settings, configure_logging
 from app.db import short_connection
-from app.egress import gateway, rules_for
+from app.egress import gateway, private_networks, rules_for
 from app.models import Template, User, Workspace
 from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
 
@@ -60,13 +60,15 @@ class Directory:
                 if ws is None:
                     return None
                 try:
-                    rules = rules_for(ws)
-                except gateway.AllowlistError as exc:
+                    rules, private = rules_for(ws), private_networks(ws)
+                except (gateway.AllowlistError, ValueError) as exc:
                     log.warning(
                         "egress: %s has a bad allowlist (%s); nothing allowed", ws.name, exc
                     )
-                    rules = []
-                return gateway.Source(ws.id, f"{ws.owner.username}.{ws.name}", rules + self.always)
+                    rules, private = [], []
+                return gateway.Source(
+                    ws.id, f"{ws.owner.username}.{ws.name}", rules + self.always, private
+                )
         return None
 
 
@@ -115,7 +117,8 @@ def run(settings: Settings) -> None:
     address = provisioner.egress_gateway()
     host, port = berth_address(settings)
     directory = Directory(provisioner, [gateway.Rule(sandbox_berth_host(settings), port)])
-    aliases = {gateway.BERTH_ALIAS: host}
+    # Berth itself is reached where its operator put it, a private address included.
+    aliases = {gateway.BERTH_ALIAS: host, sandbox_berth_host(settings): host}
 
     async def main():
         task = asyncio.create_task(

@@ -6,20 +6,64 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from app import destinations
 
 
 class CloneError(Exception):
     """git could not clone or check out; the message carries git's own last line."""
 
 
+# What git says when it could not reach a server: told apart, these would let anyone
+# probe which hosts and ports answer, so they all become one sentence.
+_UNREACHABLE = (
+    "could not resolve host",
+    "failed to connect",
+    "connection refused",
+    "connection timed out",
+    "timed out",
+    "no route to host",
+    "network is unreachable",
+    "connection reset",
+    "ssl",
+    "gnutls",
+    "empty reply",
+    "recv failure",
+)
+
+
+def check_destination(url: str) -> list[str]:
+    """The checked addresses of an https repository's host (app.destinations)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise CloneError(f"repository URL {url!r} must be https://")
+    try:
+        return destinations.resolve(parts.hostname, parts.port or 443)
+    except destinations.DestinationRefused as exc:
+        raise CloneError(f"repository {parts.hostname} is refused: {exc}") from None
+
+
 def clone(url: str, ref: str | None, target: Path) -> None:
-    """Clone ``url`` at ``ref`` into ``target``, all or nothing (no half-cloned folder)."""
+    """Clone ``url`` at ``ref`` into ``target``, all or nothing (no half-cloned folder).
+    An https URL is cloned from the address checked for it (git never resolves the name
+    again) and without following redirects."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     # No prompts (no terminal here) and only plain transports: never ext:: or ssh helpers.
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:http:file"}
-    steps = [["git", "clone", "--quiet", "--", url, str(partial)]]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:file"}
+    pinned = []
+    if url.startswith("https://"):
+        parts = urlsplit(url)
+        address = check_destination(url)[0]
+        port = parts.port or 443
+        pinned = [
+            "-c", f"http.curloptResolve={parts.hostname}:{port}:{address}",
+            "-c", "http.followRedirects=false",
+            "-c", "http.proxy=",
+        ]  # fmt: skip
+    steps = [["git", *pinned, "clone", "--quiet", "--", url, str(partial)]]
     if ref:
         steps.append(["git", "-C", str(partial), "checkout", "--quiet", ref])
     for step in steps:
@@ -27,5 +71,7 @@ def clone(url: str, ref: str | None, target: Path) -> None:
         if done.returncode != 0:
             shutil.rmtree(partial, ignore_errors=True)
             reason = (done.stderr.strip().splitlines() or ["git failed"])[-1]
+            if pinned and any(word in reason.lower() for word in _UNREACHABLE):
+                reason = f"{urlsplit(url).hostname} could not be reached over https"
             raise CloneError(f"cloning {url} failed: {reason}")
     partial.rename(target)
