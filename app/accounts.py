@@ -125,6 +125,14 @@ def set_password(user: User, password: str, one_time: bool = False) -> None:
     user.password_hash = generate_password_hash(validate_password(password))
     user.password_change_required = one_time
     user.save(only=[User.password_hash, User.password_change_required])
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """Sign the person out everywhere: every session (and IDE cookie) signed before
+    carries the old version and is refused from now on."""
+    User.update(session_version=User.session_version + 1).where(User.id == user.id).execute()
+    user.session_version = User.get_by_id(user.id).session_version
 
 
 def one_time_password() -> str:
@@ -197,10 +205,15 @@ def create_token(
     max_lifetime: timedelta | None = None,
     actor: str | None = None,
     source_ip: str | None = None,
+    derive=None,
+    not_after: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token for ``user``; return the row and the plaintext, which is never stored.
     ``scopes`` limits what it may do (default: everything its user may), ``workspace``
-    limits it to that one workspace, ``max_lifetime`` is the instance's ceiling."""
+    limits it to that one workspace, ``max_lifetime`` is the instance's ceiling.
+    ``derive(nonce)``, if given, makes the plaintext from a random nonce kept with the row
+    (a sandbox's token, which Berth must be able to give again). ``not_after`` caps the
+    expiry (a token made by another token ends no later than it)."""
     name = (name or "").strip() or "token"
     if len(name) > 64:
         raise AccountError("the token name must be at most 64 characters")
@@ -212,13 +225,17 @@ def create_token(
             f"tokens may live at most {format_duration(max_lifetime)} on this instance "
             f"(an admin's setting); choose a shorter lifetime"
         )
-    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(30)
+    nonce = secrets.token_urlsafe(24) if derive else None
+    plaintext = derive(nonce) if derive else TOKEN_PREFIX + secrets.token_urlsafe(30)
     row = ApiToken.create(
+        nonce=nonce,
         user=user,
         name=name,
         prefix=plaintext[: len(TOKEN_PREFIX) + 6],
         token_hash=_hash_token(plaintext),
-        expires_at=utcnow() + lifetime if lifetime else None,
+        expires_at=min(
+            (t for t in (utcnow() + lifetime if lifetime else None, not_after) if t), default=None
+        ),
         scopes=" ".join(chosen),
         workspace=workspace,
     )

@@ -272,8 +272,9 @@ class Settings:
         return Path(self.backup_dir)
 
     @property
-    def keepalive_root(self) -> Path:
-        return keepalive_root(self.data_dir)
+    def helper_dir(self) -> Path:
+        """Berth's own folder holding what workspaces mount read-only (berth-keepalive)."""
+        return self.data_dir / "run"
 
     @property
     def is_sqlite(self) -> bool:
@@ -431,6 +432,9 @@ class Settings:
         """Create the data dir and the instance's secret key on first use."""
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            # The database, keys and sockets are the control plane's alone: no other
+            # local user reads or connects to anything in here.
+            self.data_dir.chmod(0o700)
         except OSError as exc:
             raise ConfigError(
                 "BERTH_DATA_DIR", f"cannot create {self.data_dir}: {exc.strerror}"
@@ -443,12 +447,6 @@ class Settings:
         """A short id of this instance, on every Docker object it makes, so instances
         sharing one engine never touch each other's workspaces."""
         return _read_or_create_secret(self.data_dir / "instance_id", lambda: secrets.token_hex(2))
-
-
-def keepalive_root(data_dir: Path) -> Path:
-    """Host folder with one sub-folder per workspace, bind-mounted at /run/berth: its
-    keep-alive mark and, in sandboxes, its token."""
-    return Path(data_dir) / "run" / "keepalive"
 
 
 def _read_config_file(environ, data_dir: Path) -> dict:

@@ -6,6 +6,8 @@ one set of models serves both engines.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
@@ -55,11 +57,20 @@ def open_database(settings: Settings) -> peewee.Database:
             "BERTH_DATABASE_URL", f"cannot connect to the database: {first_line(exc)}"
         ) from None
     db.close()
+    if isinstance(db, peewee.SqliteDatabase):
+        _owner_only(db.database)
     database.initialize(db)
     from app import audit  # here, because every process opens its database here
 
     audit.use_key_file(settings.data_dir / "audit_key")
     return db
+
+
+def _owner_only(path: str) -> None:
+    """The SQLite file and its WAL and shared-memory files, readable by Berth's user only."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path + suffix, 0o600)
 
 
 @contextmanager

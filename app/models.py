@@ -13,7 +13,9 @@ from app.db import database
 # admin: everything; template-admin: templates too; member: their own and shared
 # workspaces; auditor: reads everything, changes nothing (app.authz has the matrix).
 ROLES = ("admin", "template-admin", "member", "auditor")
-TOKEN_SCOPES = ("workspaces:read", "workspaces:write", "workspaces:exec", "admin")
+# What a token may do (docs/security.md has the table of every API route and its scope):
+# account manages its user's SSH keys and API tokens.
+TOKEN_SCOPES = ("workspaces:read", "workspaces:write", "workspaces:exec", "account", "admin")
 
 
 def utcnow() -> datetime:
@@ -40,6 +42,9 @@ class User(BaseModel):
     last_login_at = peewee.DateTimeField(null=True)
     # Set for a one-time password: the next login must choose a new one first.
     password_change_required = peewee.BooleanField(default=False)
+    # Part of every signed-in session; raised at logout and at a password change, it ends
+    # every session signed before (cookies are signed, not stored, so this is the switch).
+    session_version = peewee.IntegerField(default=0)
     # Set once the account signed in through single sign-on: "<issuer>|<sub>" for
     # OpenID Connect, "github|<id>" for GitHub.
     email = peewee.CharField(max_length=254, null=True, unique=True)
@@ -71,6 +76,9 @@ class ApiToken(BaseModel):
     workspace = peewee.DeferredForeignKey(
         "Workspace", null=True, on_delete="CASCADE", backref="scoped_tokens"
     )
+    # A sandbox's token is derived from this and the instance's secret key, so Berth can
+    # hand it to the sandbox's commands again without storing it (app.workspaces.sandboxes).
+    nonce = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "api_tokens"

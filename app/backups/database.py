@@ -32,6 +32,7 @@ def backup_now(settings: Settings, now: datetime | None = None) -> Backup:
     """Write a complete backup of the instance's database; raise BackupError if not."""
     target = folder(settings)
     target.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o700)  # dumps hold every secret in the database
     suffix = ".sqlite3" if settings.is_sqlite else ".pgdump"
     final = target / f"berth-{timestamp(now)}{suffix}"
     partial = final.with_name(final.name + ".partial")

@@ -30,6 +30,7 @@ from app.migrations import (
     m0012_costs,
     m0013_egress,
     m0014_recordings,
+    m0015_security,
 )
 from app.models import utcnow
 
@@ -48,6 +49,7 @@ STEPS = [
     m0012_costs,
     m0013_egress,
     m0014_recordings,
+    m0015_security,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

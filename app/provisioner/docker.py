@@ -7,9 +7,11 @@ Everything it creates carries ``berth.managed=true``, ``berth.workspace=<id>`` a
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import ipaddress
 import os
+import re
 import select
 import shutil
 import signal
@@ -44,8 +46,19 @@ DETACH_KEYS = "ctrl-^,ctrl-@,ctrl-^,ctrl-@"
 # Where the SSH gateway puts forwarded-agent sockets inside a workspace (a read-only bind
 # of a host folder: the workspace can use the sockets, not replace them).
 AGENT_SOCKET_DIR = "/run/berth-agent"
+# The workspace's own small tmpfs (its keep-alive mark, a sandbox's token): Berth reads and
+# writes it only through the engine (exec), never through a host path.
 KEEPALIVE_DIR = "/run/berth"
+KEEPALIVE_MARK = f"{KEEPALIVE_DIR}/keepalive"
 KEEPALIVE_SCRIPT = Path(__file__).with_name("berth-keepalive")
+KEEPALIVE_BIN = "/usr/local/bin/berth-keepalive"
+# Prints the mark's time (seconds since the epoch) and its first 200 bytes, only when it
+# is a regular file; whatever the workspace left there is read by its own user, inside it.
+_READ_MARK = (
+    f'f={KEEPALIVE_MARK}; [ -f "$f" ] && [ ! -h "$f" ] || exit 3; '
+    'date -r "$f" +%s && head -c 200 "$f"'
+)
+_WRITE_FILE = 'umask 077 && cat > "$1.partial" && mv -f "$1.partial" "$1"'
 
 
 class ProvisionError(Exception):
@@ -138,15 +151,15 @@ class Provisioner:
         subnet_pool: str = "10.231.0.0/16",
         subnet_prefix: int = 24,
         agent_socket_root: Path | None = None,
-        keepalive_root: Path | None = None,
+        helper_dir: Path | None = None,
         tools: bool = False,
     ):
         self.client = client
         # Mount the tools bundle (code-server) read-only into new workspace containers.
         self.tools = tools
-        # Host folder with one writable sub-folder per workspace, mounted at /run/berth,
-        # where berth-keepalive leaves its mark; None leaves keep-alive out.
-        self.keepalive_root = keepalive_root
+        # Host folder of Berth's own where berth-keepalive is kept, mounted read-only into
+        # every workspace; None leaves the script out.
+        self.helper_dir = helper_dir
         self.instance = instance
         # Host folder with one sub-folder per workspace for forwarded SSH agent sockets;
         # None leaves agent forwarding out (the folder must be on the engine's host).
@@ -183,6 +196,19 @@ class Provisioner:
             f"{BRIDGE_PREFIX}{self.instance}eg",
             {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_ROLE: "egress"},
             internal=True,
+            icc=False,  # sandboxes sharing the egress network must not reach each other
+        )
+
+    def ensure_build_network(self):
+        """The network image builds run their RUN steps on: a bridge named like the
+        workspaces' (berth*), so the same INPUT rule keeps builds off the host's ports,
+        and with no traffic between the builds on it."""
+        return self._bridge(
+            f"berth-{self.instance}-build",
+            f"{BRIDGE_PREFIX}{self.instance}bd",
+            {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_ROLE: "build"},
+            internal=False,
+            icc=False,
         )
 
     @property
@@ -194,7 +220,7 @@ class Provisioner:
         network.reload()
         return network.attrs["IPAM"]["Config"][0]["Gateway"]
 
-    def _bridge(self, name: str, bridge: str, labels: dict, internal: bool):
+    def _bridge(self, name: str, bridge: str, labels: dict, internal: bool, icc: bool = True):
         with self._network_lock:
             existing = self.client.networks.list(names=[name])
             if existing:
@@ -216,8 +242,7 @@ class Provisioner:
                         labels=labels,
                         options={
                             "com.docker.network.bridge.name": bridge,
-                            # Sandboxes sharing the egress network must not reach each other.
-                            "com.docker.network.bridge.enable_icc": "false" if internal else "true",
+                            "com.docker.network.bridge.enable_icc": "true" if icc else "false",
                         },
                     )
                 except docker.errors.APIError as exc:
@@ -231,10 +256,10 @@ class Provisioner:
         )
 
     def _keepalive_script(self) -> Path:
-        """berth-keepalive beside the keep-alive folders, so the bind source is on the
-        engine's host also where the engine is not this machine's (the appliance shares
-        the data dir with it, not Berth's installed package)."""
-        target = self.keepalive_root.parent / KEEPALIVE_SCRIPT.name
+        """berth-keepalive in Berth's helper folder, so the bind source is on the engine's
+        host also where the engine is not this machine's (the appliance shares the data
+        dir with it, not Berth's installed package)."""
+        target = self.helper_dir / KEEPALIVE_SCRIPT.name
         script = KEEPALIVE_SCRIPT.read_bytes()
         if not target.exists() or target.read_bytes() != script:
             partial = target.with_suffix(f".{os.getpid()}.partial")
@@ -246,11 +271,52 @@ class Provisioner:
     # --- volumes --------------------------------------------------------------------
 
     def ensure_volume(self, ws: WorkspaceRef, role: str):
+        """The workspace's volume ``role``, made by Berth for it (one with that name made
+        by anything else is refused, never mounted)."""
         name = ws.volume_name(role)
         try:
-            return self.client.volumes.get(name)
+            volume = self.client.volumes.get(name)
         except docker.errors.NotFound:
             return self.client.volumes.create(name, labels={**ws.labels, LABEL_ROLE: role})
+        labels = volume.attrs.get("Labels") or {}
+        if any(labels.get(key) != value for key, value in ws.labels.items()):
+            raise ProvisionError(
+                f"the volume {name} exists but was not made by Berth for {ws.name}"
+            )
+        return volume
+
+    def _own_mounts(self, ws: WorkspaceRef, mounts: list[dict], reserved: set[str]) -> list:
+        """The config's mounts (none at or under ``reserved``, Berth's own mount points),
+        each volume replaced by one of the workspace's own: a
+        volume a config names (``source=cache``), or leaves unnamed, becomes
+        ``berth-<instance>-ws-<id>-v-...``, made for this workspace and deleted with it,
+        so no name reaches another workspace's volumes or Berth's. Host paths only come
+        here when an admin approved them (app.devcontainer.policy)."""
+        owned = []
+        for mount in mounts:
+            target, kind = mount["Target"], mount.get("Type", "volume")
+            if target in reserved or any(target.startswith(r + "/") for r in reserved):
+                raise ProvisionError(
+                    f"mounts: {target} is where Berth mounts its own; choose another target"
+                )
+            if kind == "volume":
+                source = mount.get("Source") or ""
+                slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", source)[:40] if source else "anon"
+                digest = hashlib.sha256(f"{source}|{target if not source else ''}".encode())
+                volume = self.ensure_volume(ws, f"v-{slug}-{digest.hexdigest()[:8]}")
+                owned.append(
+                    Mount(
+                        target=target,
+                        source=volume.name,
+                        type="volume",
+                        read_only=bool(mount.get("ReadOnly")),
+                    )
+                )
+            elif kind in ("tmpfs", "bind"):
+                owned.append(mount)
+            else:
+                raise ProvisionError(f"mounts: type {kind!r} is not allowed")
+        return owned
 
     # --- containers -----------------------------------------------------------------
 
@@ -298,25 +364,25 @@ class Provisioner:
             mounts.append(
                 Mount(target=tools.MOUNT_POINT, source=tools.VOLUME, type="volume", read_only=True)
             )
-        if self.keepalive_root is not None:
-            mark_dir = self.keepalive_root / str(ws.id)
-            mark_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-            os.chown(mark_dir, *owner)  # the remote user writes it; nobody else
-            mounts += [
-                Mount(target=KEEPALIVE_DIR, source=str(mark_dir), type="bind"),
+        if self.helper_dir is not None:
+            mounts.append(
                 Mount(
-                    target="/usr/local/bin/berth-keepalive",
+                    target=KEEPALIVE_BIN,
                     source=str(self._keepalive_script()),
                     type="bind",
                     read_only=True,
-                ),
-            ]
-        mounts += [
-            m
-            for m in kwargs.pop("mounts")
-            if m["Target"] not in (spec.workspace_folder, home)
-            and not (spec.workspace_mount and m["Target"] == spec.workspace_mount.target)
-        ]
+                )
+            )
+        mounts += self._own_mounts(
+            ws,
+            [
+                m
+                for m in kwargs.pop("mounts")
+                if m["Target"] not in (spec.workspace_folder, home)
+                and not (spec.workspace_mount and m["Target"] == spec.workspace_mount.target)
+            ],
+            {KEEPALIVE_DIR, AGENT_SOCKET_DIR, tools.MOUNT_POINT, KEEPALIVE_BIN},
+        )
         security_opt = [seccomp.security_opt(agent), *(kwargs.pop("security_opt", None) or [])]
         if agent and "no-new-privileges" not in security_opt:
             security_opt.append("no-new-privileges")
@@ -363,18 +429,33 @@ class Provisioner:
                 "NO_PROXY": "localhost,127.0.0.1",
                 "no_proxy": "localhost,127.0.0.1",
             }
+        # Only the workspace user writes /run/berth, and only in memory.
+        kwargs["tmpfs"] = {
+            KEEPALIVE_DIR: f"rw,nosuid,nodev,noexec,size=1m,mode=0700,uid={owner[0]},gid={owner[1]}"
+        }
         if agent:
             kwargs["read_only"] = True
-            kwargs["tmpfs"] = {
-                "/tmp": "rw,nosuid,nodev,size=256m,mode=1777",  # noqa: S108
-                "/run": "rw,nosuid,nodev,size=16m",
-            }
+            kwargs["tmpfs"].update(
+                {
+                    "/tmp": "rw,nosuid,nodev,size=256m,mode=1777",  # noqa: S108
+                    "/run": "rw,nosuid,nodev,size=16m",
+                }
+            )
         try:
             return self.client.containers.create(**kwargs)
         except docker.errors.APIError as exc:
             raise ProvisionError(
                 f"Docker refused the container: {exc.explanation or exc}"
             ) from None
+
+    @staticmethod
+    def outdated(container) -> bool:
+        """Whether the container was made by an older Berth with a writable host folder
+        at /run/berth (recreated: the workspace could reach host files through it)."""
+        return any(
+            m.get("Destination") == KEEPALIVE_DIR and m.get("Type") == "bind"
+            for m in container.attrs.get("Mounts") or []
+        )
 
     def agent_socket_dir(self, ws_id: int) -> Path | None:
         return self.agent_socket_root / str(ws_id) if self.agent_socket_root else None
@@ -552,18 +633,57 @@ class Provisioner:
                 raw.close()
                 self.end_exec(exec_id, grace_seconds=0)
 
-    def exec(self, container_id: str, argv: list[str], **kwargs) -> ExecOutput:
+    def exec(
+        self, container_id: str, argv: list[str], max_output: int | None = None, **kwargs
+    ) -> ExecOutput:
         """Run a command, collecting stdout and stderr separately, within ``timeout`` seconds
-        (the keyword arguments of ``exec_stream``)."""
+        (the keyword arguments of ``exec_stream``). With ``max_output``, a command that
+        prints more bytes than that is ended and reported as timed out."""
         out, err, end = bytearray(), bytearray(), None
-        for item in self.exec_stream(container_id, argv, **kwargs):
+        stream = self.exec_stream(container_id, argv, **kwargs)
+        for item in stream:
             if isinstance(item, ExecEnd):
                 end = item
             else:
                 (out if item[0] == "stdout" else err).extend(item[1])
+                if max_output is not None and len(out) + len(err) > max_output:
+                    stream.close()  # ends the command
+                    end = ExecEnd(-1, True)
+                    break
         return ExecOutput(
             end.exit_code, out.decode(errors="replace"), err.decode(errors="replace"), end.timed_out
         )
+
+    def read_keepalive(self, container_id: str, user: str) -> tuple[float, str] | None:
+        """The keep-alive mark berth-keepalive left in the workspace: (its time as seconds
+        since the epoch, its first line), or None when there is none. Read inside the
+        workspace as its own user, with a deadline and a bound on what comes back: what
+        the workspace put there is never opened by Berth itself."""
+        try:
+            done = self.exec(
+                container_id, ["/bin/sh", "-c", _READ_MARK], user=user, timeout=5, max_output=512
+            )
+        except docker.errors.APIError:
+            return None
+        first, _, rest = done.stdout.partition("\n")
+        if done.exit_code != 0 or not first.strip().isdigit():
+            return None
+        detail = rest.strip().splitlines()
+        return float(first.strip()), (detail[0] if detail else "")
+
+    def write_file(self, container_id: str, path: str, content: bytes, user: str) -> None:
+        """Write a small file inside the workspace as ``user`` (mode 0600, replaced whole),
+        through the engine: no host path is involved."""
+        done = self.exec(
+            container_id,
+            ["/bin/sh", "-c", _WRITE_FILE, "sh", path],
+            user=user,
+            stdin=content,
+            timeout=15,
+            max_output=4096,
+        )
+        if done.exit_code != 0:
+            raise ProvisionError(f"could not write {path} in the workspace: {done.stderr.strip()}")
 
     def exec_exit_code(self, exec_id: str, wait_seconds: float = 5.0) -> int | None:
         """The exit code once the command has ended. Read it after its output reached
@@ -662,9 +782,8 @@ class Provisioner:
         if not keep_volumes:
             for volume in self.managed("volumes", ws_id):
                 volume.remove(force=True)
-        for root in (self.agent_socket_root, self.keepalive_root):
-            if root is not None:
-                shutil.rmtree(root / str(ws_id), ignore_errors=True)
+        if self.agent_socket_root is not None:
+            shutil.rmtree(self.agent_socket_root / str(ws_id), ignore_errors=True)
 
     def remove_image_if_unused(self, image: str, protected: set[str]) -> bool:
         """Remove a built workspace image that no container and no live workspace uses."""
@@ -681,44 +800,55 @@ class Provisioner:
     # --- host firewall ---------------------------------------------------------------
 
     def ensure_isolation_rules(self, egress_port: int | None = None) -> str:
-        """Stop workspaces from reaching the host's own ports (the control plane) through
-        their bridge: an INPUT rule on berth* interfaces; replies to connections the host
-        opened stay allowed. From the egress network, only the egress proxy's port and
-        DNS are open. Returns what was done, for the log."""
+        """Stop workspaces and builds from reaching the host's own ports (the control
+        plane) through their bridges: an INPUT rule on berth* interfaces; replies to
+        connections the host opened stay allowed. From the egress network, only this
+        instance's egress proxy and DNS are open. And stop other local users of the host
+        from opening connections into workspaces (an IDE or a port reached around
+        Berth's login): only Berth's own user may. Returns what was done, for the log."""
         iptables = shutil.which("iptables")
         if not iptables:
             return "iptables is not installed: workspaces can reach ports on the host"
         egress_bridge = f"{BRIDGE_PREFIX}{self.instance}eg"
+        bridges = f"{BRIDGE_PREFIX}+"
+        proxy = ["-i", egress_bridge, "-p", "tcp", "--dport", str(egress_port)]
+        # Only this instance's gateway address: another Berth on the engine may run its
+        # proxy on the same port of its own gateway.
+        gateway = ["-d", self.egress_gateway()] if egress_port else []
         rules = [
             *(
                 [
-                    ["-i", egress_bridge, "-p", "tcp", "--dport", str(egress_port), "-j", "ACCEPT"],
-                    ["-i", egress_bridge, "-p", "udp", "--dport", "53", "-j", "ACCEPT"],
+                    ("INPUT", [*proxy[:2], *gateway, *proxy[2:], "-j", "ACCEPT"]),
+                    ("INPUT", ["-i", egress_bridge, *gateway]
+                     + ["-p", "udp", "--dport", "53", "-j", "ACCEPT"]),
                 ]
                 if egress_port
                 else []
             ),
-            [
-                "-i",
-                f"{BRIDGE_PREFIX}+",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ],
-            ["-i", f"{BRIDGE_PREFIX}+", "-j", "DROP"],
-        ]
+            ("INPUT", ["-i", bridges, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED"]
+             + ["-j", "ACCEPT"]),
+            ("INPUT", ["-i", bridges, "-j", "DROP"]),
+            ("OUTPUT", ["-o", bridges, "-m", "conntrack", "--ctstate", "NEW", "-m", "owner"]
+             + ["!", "--uid-owner", str(os.getuid()), "-j", "REJECT"]),
+        ]  # fmt: skip
+        # Earlier Berths opened the proxy port on every address of the egress bridge.
+        legacy = [("INPUT", [*proxy, "-j", "ACCEPT"])] if egress_port else []
         done = []
-        for position, rule in enumerate(rules, start=1):
-            exists = subprocess.run([iptables, "-C", "INPUT", *rule], capture_output=True)
+        for chain, rule in legacy:
+            while (
+                subprocess.run([iptables, "-D", chain, *rule], capture_output=True).returncode == 0
+            ):
+                done.append(f"removed {chain} {' '.join(rule)}")
+        positions: dict[str, int] = {}
+        for chain, rule in rules:
+            position = positions[chain] = positions.get(chain, 0) + 1
+            exists = subprocess.run([iptables, "-C", chain, *rule], capture_output=True)
             if exists.returncode == 0:
                 continue
             added = subprocess.run(
-                [iptables, "-I", "INPUT", str(position), *rule], capture_output=True, text=True
+                [iptables, "-I", chain, str(position), *rule], capture_output=True, text=True
             )
             if added.returncode != 0:
-                return f"could not add the INPUT rule: {added.stderr.strip()}"
-            done.append(" ".join(rule))
+                return f"could not add the {chain} rule: {added.stderr.strip()}"
+            done.append(f"{chain} {' '.join(rule)}")
         return "added: " + "; ".join(done) if done else "firewall rules already in place"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from app import audit, costs
 from app.backups import database as db_backups
 from app.config import Settings
+from app.messages import first_line
 from app.models import Budget, Group, GroupMember, Transition, Workspace, utcnow
 from app.provisioner.docker import Provisioner
 from app.workspaces import activity, ide, policy, service
@@ -22,26 +23,25 @@ log = logging.getLogger("berth.scheduler")
 # An automatic action that failed (a backup before deletion, say) is retried at most
 # this often, not on every sweep.
 RETRY_AFTER = timedelta(hours=1)
-KEEPALIVE_FILE = "keepalive"
 
 
-def read_keepalive(settings: Settings, ws: Workspace) -> bool:
-    """Turn a touch of ``/run/berth/keepalive`` (``berth-keepalive``) into activity."""
-    path = settings.keepalive_root / str(ws.id) / KEEPALIVE_FILE
-    try:
-        stat = path.stat()
-    except OSError:
+def read_keepalive(provisioner: Provisioner, ws: Workspace, now: datetime) -> bool:
+    """Turn the mark ``berth-keepalive`` leaves at /run/berth/keepalive into activity.
+    It is read inside the workspace through the engine (a workspace cannot point Berth at
+    a host file), and a time in the future counts as now."""
+    container = provisioner.find_container(ws.id)
+    if container is None:
         return False
-    touched = datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None)
+    user, _ = provisioner.identity(container)
+    mark = provisioner.read_keepalive(container.id, user)
+    if mark is None:
+        return False
+    touched = min(datetime.fromtimestamp(mark[0], UTC).replace(tzinfo=None), now)
     known = [u.at for u in activity.uses(ws.id) if u.source == "keepalive"]
     if known and touched <= known[0]:
         return False
-    try:
-        detail = path.read_text(errors="replace")[:200].strip().splitlines()
-    except OSError:
-        detail = []
     return activity.record(
-        ws.id, "keepalive", detail[0] if detail else "berth-keepalive", force=True, at=touched
+        ws.id, "keepalive", mark[1][:200] or "berth-keepalive", force=True, at=touched
     )
 
 
@@ -72,42 +72,63 @@ def read_ide_heartbeat(provisioner: Provisioner, ws: Workspace) -> bool:
 def sweep(
     settings: Settings, provisioner: Provisioner | None = None, now: datetime | None = None
 ) -> str:
-    """Request every automatic stop or deletion that is due; return what was requested."""
+    """Request every automatic stop or deletion that is due; return what was requested.
+    Each workspace is handled on its own: one that fails is logged and the rest go on."""
     now = now or utcnow()
-    requested = []
+    requested, failed = [], []
     candidates = Workspace.select().where(Workspace.status.in_(("running", "stopped", "failed")))
-    for ws in candidates:
-        if ws.status == "running":
-            read_keepalive(settings, ws)
-            if provisioner is not None:
-                read_ide_heartbeat(provisioner, ws)
-        look = service.outlook(ws, now)
-        if look.due is None or service.active_job(ws) is not None:
-            continue
-        kind, rule, reason = look.due
-        if _failed_recently(ws, rule, now):
-            continue
-        rules = policy.policy_for(ws.template, json.loads(ws.parameters))
-        options = {}
-        if kind == "delete" and rule != "ttl" and rules.dormant_backup:
-            options["backup_first"] = True
+    for ws in list(candidates):
         try:
-            service.request(
-                ws,
-                kind,
-                cause="schedule",
-                actor=rule,
-                reason=reason,
-                options=options,
-                data_dir=settings.data_dir,
-            )
-        except service.WorkspaceError as exc:
-            log.info("%s: %s not requested: %s", ws.name, kind, exc.message)
+            line = _sweep_one(settings, provisioner, ws, now)
+        except Exception as exc:  # noqa: BLE001  (one workspace must not stop the sweep)
+            log.exception("lifecycle: %s/%s could not be checked", ws.owner.username, ws.name)
+            failed.append(f"{ws.owner.username}/{ws.name}: {first_line(exc)}")
             continue
-        line = f"{ws.owner.username}/{ws.name}: {kind} ({rule}): {reason}"
-        log.info("lifecycle: %s", line)
-        requested.append(line)
+        if line:
+            requested.append(line)
+    if failed:
+        raise SweepIncomplete("; ".join(requested + [f"not checked: {f}" for f in failed]))
     return "; ".join(requested) or "nothing due"
+
+
+class SweepIncomplete(Exception):
+    """Some workspaces could not be checked (the others were); the message lists both."""
+
+
+def _sweep_one(
+    settings: Settings, provisioner: Provisioner | None, ws: Workspace, now: datetime
+) -> str | None:
+    look = service.outlook(ws, now)
+    # Signs of use Berth has to go and look for are read only when they could change
+    # the answer: a mark from berth-keepalive, an open IDE tab.
+    idle = look.due is not None and look.due[1] == "idle" and provisioner is not None
+    if idle and (read_keepalive(provisioner, ws, now) or read_ide_heartbeat(provisioner, ws)):
+        look = service.outlook(Workspace.get_by_id(ws.id), now)
+    if look.due is None or service.active_job(ws) is not None:
+        return None
+    kind, rule, reason = look.due
+    if _failed_recently(ws, rule, now):
+        return None
+    rules = policy.policy_for(ws.template, json.loads(ws.parameters))
+    options = {}
+    if kind == "delete" and rule != "ttl" and rules.dormant_backup:
+        options["backup_first"] = True
+    try:
+        service.request(
+            ws,
+            kind,
+            cause="schedule",
+            actor=rule,
+            reason=reason,
+            options=options,
+            data_dir=settings.data_dir,
+        )
+    except service.WorkspaceError as exc:
+        log.info("%s: %s not requested: %s", ws.name, kind, exc.message)
+        return None
+    line = f"{ws.owner.username}/{ws.name}: {kind} ({rule}): {reason}"
+    log.info("lifecycle: %s", line)
+    return line
 
 
 def enforce_budgets(settings: Settings, now: datetime | None = None) -> str:

@@ -1,10 +1,15 @@
 """code-server in a workspace: started as the workspace's remote user in its folder,
 with the devcontainer's VS Code settings and extensions, from the read-only tools bundle
-at /opt/berth. It listens on the container's network with no password of its own: the
-only way in is Caddy, after Berth's forward_auth."""
+at /opt/berth. It listens on the container's network and lets in only requests carrying
+the workspace's IDE secret as its session cookie, which Caddy adds after Berth's
+forward_auth said yes: nobody reaches the IDE around Berth's login, a local user of the
+host included. The secret is derived from the instance's key and the container, so it
+is never stored, and is new with every container."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 import urllib.request
@@ -34,17 +39,33 @@ for extension in ${{BERTH_VSCODE_EXTENSIONS:-}}; do
     fi
 done
 # The pid file outlives the container (it is in the home volume): check what runs.
+# One started by an older Berth without a password is replaced.
 pid=$(cat "$data/berth.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && grep -q code-server "/proc/$pid/cmdline" 2>/dev/null; then
-    echo "code-server already runs"; exit 0
+    if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--auth password"; then
+        echo "code-server already runs"; exit 0
+    fi
+    kill "$pid" 2>/dev/null; sleep 1
 fi
-nohup setsid {CODE_SERVER} --bind-addr 0.0.0.0:{CODE_SERVER_PORT} --auth none \
+HASHED_PASSWORD="$BERTH_IDE_SECRET" nohup setsid {CODE_SERVER} \
+    --bind-addr 0.0.0.0:{CODE_SERVER_PORT} --auth password \
     --disable-telemetry --disable-update-check --disable-workspace-trust \
     --disable-getting-started-override --ignore-last-opened \
     "$BERTH_FOLDER" > "$data/berth.log" 2>&1 < /dev/null &
 echo $! > "$data/berth.pid"
 echo "code-server started"
 """
+
+
+SESSION_COOKIE = "code-server-session"
+
+
+def secret(secret_key: str, ws_id: int, container_id: str) -> str:
+    """The IDE's password of this container (code-server compares its session cookie
+    with it; 64 hex digits is its "SHA256" form)."""
+    return hmac.new(
+        secret_key.encode(), f"berth-ide|{ws_id}|{container_id}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def healthz(address: str, timeout: float = 2.0) -> dict | None:
@@ -66,6 +87,7 @@ def start(
     folder: str,
     vscode: dict,
     log: Callable[[str], None],
+    secret_key: str,
 ) -> bool:
     """Start code-server (idempotent) and wait until it answers; False if it cannot."""
     settings = vscode.get("settings") or {}
@@ -78,6 +100,7 @@ def start(
             "BERTH_FOLDER": folder,
             "BERTH_VSCODE_SETTINGS": json.dumps(settings) if settings else "",
             "BERTH_VSCODE_EXTENSIONS": " ".join(extensions),
+            "BERTH_IDE_SECRET": secret(secret_key, ws_id, container_id),
         },
         timeout=60 + 70 * len(extensions),
     )

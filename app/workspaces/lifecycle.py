@@ -131,28 +131,34 @@ def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
     return folder
 
 
-def _load_config(ctx: Context, ws: Workspace, folder: Path, log: JobLog) -> dc.DevcontainerConfig:
+def _load_config(
+    ctx: Context, ws: Workspace, folder: Path, log: JobLog
+) -> tuple[dc.DevcontainerConfig, dc.Approvals]:
+    """The config to build and the approvals it runs with: a template's own config has
+    its template's; a repository's own config has none, whatever template was named."""
     if ws.repo_url and dc.discover(folder):
         log("using the repository's own devcontainer.json")
-        return dc.load(folder)
+        return dc.load(folder), dc.Approvals()
     if ws.template is None:
         raise JobFailed("the repository has no devcontainer.json and no template was chosen")
     try:
-        return dc.load(folder, templates.config_path(ws.template, ctx.data_dir))
+        path, root = templates.config_path(ws.template, ctx.data_dir)
+        return dc.load(folder, path, root=root), templates.approvals(ws.template)
     except git.CloneError as exc:
         raise JobFailed(f"template {ws.template.name}: {exc}") from None
 
 
 def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     folder = _prepare_source(ctx, ws, log)
-    config = _load_config(ctx, ws, folder, log)
-    approvals = templates.approvals(ws.template)
+    config, approvals = _load_config(ctx, ws, folder, log)
     plan = dc.plan(
         config, local_env={}, approvals=approvals, feature_cache=ctx.data_dir / "cache" / "features"
     )
     for warning in plan.warnings:
         log(f"warning: {warning}")
-    result = dc.build(plan, ctx.client, on_log=log)
+    # RUN steps sit behind the same firewall as workspaces (app.provisioner.docker).
+    network = ctx.provisioner.ensure_build_network().name
+    result = dc.build(plan, ctx.client, on_log=log, network=network)
     ws.image = result.image
     ws.save(only=[Workspace.image])
     return plan, result, approvals
@@ -184,6 +190,10 @@ def is_agent(ws: Workspace) -> bool:
 def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
     """Build (or reuse) the image, create the container if missing, start it, set it up."""
     container = ctx.provisioner.find_container(ws.id)
+    if container is not None and ctx.provisioner.outdated(container):
+        log("recreating the container: it has a writable host folder at /run/berth (volumes stay)")
+        container.remove(force=True)
+        container = None
     fresh = container is None
     # An existing container only needs its run spec (the build is a cache lookup then).
     set_status(ws, "building" if fresh else "starting", transition)
@@ -230,9 +240,14 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         )
         ws.container_id = container.id
         ws.save(only=[Workspace.container_id])
+    # Warm-pool members wait, exec-ready, until an API create claims one (and its token
+    # is made then, for its new owner).
+    pooled = ws.owner.username == pool.POOL_USER
     try:
         ctx.provisioner.start(container)
         dc.run_lifecycle(ctx.client, container.id, spec, on_log=log)
+        if is_agent(ws) and not pooled:
+            hand_token(ctx.provisioner, ws, container.id, spec.remote_user, ctx.settings.secret_key)
     except (dc.LifecycleError, ProvisionError) as exc:
         # Keep volumes (they may hold work); drop the container so a retry starts clean.
         container.remove(force=True)
@@ -247,12 +262,8 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             spec.workspace_folder,
             spec.vscode,
             log,
+            ctx.settings.secret_key,
         )
-    # Warm-pool members wait, exec-ready, until an API create claims one (and its token
-    # is made then, for its new owner).
-    pooled = ws.owner.username == pool.POOL_USER
-    if is_agent(ws) and not pooled:
-        sandboxes.issue(ws, ctx.settings.data_dir)
     set_status(ws, "pooled" if pooled else "running", transition)
 
 
@@ -289,13 +300,21 @@ def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -
         _discard_image(ctx, ws, old_image)
 
 
+def hand_token(
+    provisioner: Provisioner, ws: Workspace, container_id: str, user: str, secret_key: str
+) -> None:
+    """Make the sandbox a fresh token and write it to /run/berth/token inside it."""
+    token = sandboxes.issue(ws, secret_key)
+    provisioner.write_file(container_id, sandboxes.TOKEN_PATH, (token + "\n").encode(), user)
+
+
 def _sandbox_env(ctx: Context, ws: Workspace) -> dict[str, str]:
     """What the agent inside needs to talk to Berth about its own sandbox (its token is
     the file /run/berth/token and BERTH_TOKEN in API execs: app.workspaces.sandboxes)."""
     return {
         "BERTH_URL": egress_service.sandbox_berth_url(ctx.settings),
         "BERTH_WORKSPACE_ID": str(ws.id),
-        "BERTH_TOKEN_FILE": "/run/berth/token",
+        "BERTH_TOKEN_FILE": sandboxes.TOKEN_PATH,
     }
 
 

@@ -15,6 +15,14 @@ from pathlib import Path
 from app.models import Recording, Workspace, utcnow
 
 
+def may_read(user, ws: Workspace) -> bool:
+    """What was typed and printed in a workspace is its owner's: those it is shared with
+    do not read it; admins and auditors do."""
+    from app import authz
+
+    return authz.allows(user, ws, authz.MANAGE) or authz.can(user, "audit.read")
+
+
 def wanted(ws: Workspace) -> bool:
     return bool(ws.template and json.loads(ws.template.limits or "{}").get("record_sessions"))
 

@@ -1,28 +1,35 @@
 """A sandbox's own API token: made for its owner, limited to it, and handed to it as the
-file ``/run/berth/token`` (the workspace's keep-alive folder, which only its user reads)
-and as ``BERTH_TOKEN`` in every API exec. A token made when the sandbox is created or
-claimed from the warm pool; the older ones are revoked; all of them at deletion."""
+file ``/run/berth/token`` (written through the engine into the sandbox's own tmpfs, which
+only its user reads) and as ``BERTH_TOKEN`` in every API exec. A token is made when the
+sandbox is created, started or claimed from the warm pool; the older ones are revoked;
+all of them at deletion.
+
+The token is derived from a nonce kept with its row and the instance's secret key, so
+the web app can give it to each exec again while only its hash is stored."""
 
 from __future__ import annotations
 
-import os
+import base64
+import hashlib
+import hmac
 from datetime import timedelta
-from pathlib import Path
 
 from app import accounts
-from app.config import keepalive_root
 from app.models import ApiToken, Workspace, utcnow
 
-TOKEN_FILE = "token"  # noqa: S105  (a file name)
+TOKEN_PATH = "/run/berth/token"  # noqa: S105  (a file name)
 SCOPES = ["workspaces:read", "workspaces:write", "workspaces:exec"]
 
 
-def _folder(data_dir: Path, ws: Workspace) -> Path:
-    return keepalive_root(data_dir) / str(ws.id)
+def _derive(secret_key: str, ws_id: int, nonce: str) -> str:
+    mac = hmac.new(
+        secret_key.encode(), f"berth-sandbox-token|{ws_id}|{nonce}".encode(), hashlib.sha256
+    ).digest()
+    return accounts.TOKEN_PREFIX + base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def issue(ws: Workspace, data_dir: Path) -> str:
-    """A fresh token for the sandbox, written where it reads it; returns it."""
+def issue(ws: Workspace, secret_key: str) -> str:
+    """A fresh token for the sandbox (the older ones revoked); returns it."""
     revoke(ws)
     lifetime = (
         ws.ttl_expires_at - utcnow() + timedelta(minutes=5)
@@ -36,16 +43,8 @@ def issue(ws: Workspace, data_dir: Path) -> str:
         scopes=SCOPES,
         workspace=ws,
         actor="system",
+        derive=lambda nonce: _derive(secret_key, ws.id, nonce),
     )
-    folder = _folder(data_dir, ws)
-    folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-    owner = folder.stat()
-    partial = folder / f".{TOKEN_FILE}.partial"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    os.chown(partial, owner.st_uid, owner.st_gid)  # the workspace user, nobody else
-    partial.replace(folder / TOKEN_FILE)
     return token
 
 
@@ -56,10 +55,18 @@ def revoke(ws: Workspace) -> None:
         accounts.revoke_token(token, actor="system")
 
 
-def exec_env(ws: Workspace, data_dir: Path) -> dict[str, str]:
+def exec_env(ws: Workspace, secret_key: str) -> dict[str, str]:
     """BERTH_TOKEN for a command run in the sandbox (empty when it has none)."""
-    try:
-        token = (_folder(data_dir, ws) / TOKEN_FILE).read_text().strip()
-    except OSError:
+    row = (
+        ApiToken.select()
+        .where(
+            (ApiToken.workspace == ws)
+            & ApiToken.revoked_at.is_null()
+            & ApiToken.nonce.is_null(False)
+        )
+        .order_by(ApiToken.id.desc())
+        .first()
+    )
+    if row is None or row.status() != "active":
         return {}
-    return {"BERTH_TOKEN": token} if token else {}
+    return {"BERTH_TOKEN": _derive(secret_key, ws.id, row.nonce)}

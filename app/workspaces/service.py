@@ -23,10 +23,10 @@ from app.models import AuditEvent, StateChange, Template, Transition, User, Work
 from app.workspaces import (
     activity,
     apps,
+    git,
     policy,
     pool,
     quotas,
-    sandboxes,
     templates,
     wakeup,
 )
@@ -78,8 +78,19 @@ def validate_repo(repo, local_roots: list[Path]) -> tuple[str, str | None]:
         raise WorkspaceError(
             422, "invalid_repo", f"repo ref {ref!r} is not a branch, tag or commit"
         )
-    scheme = urlsplit(url).scheme
-    if scheme in ("https", "http"):
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme == "https":
+        if parts.username or parts.password:
+            raise WorkspaceError(
+                422,
+                "invalid_repo",
+                "repository URLs may not carry credentials (they would be stored and logged)",
+            )
+        try:
+            git.check_destination(url)
+        except git.CloneError as exc:
+            raise WorkspaceError(422, "invalid_repo", str(exc)) from None
         return url, ref
     if scheme in ("file", "") and (scheme == "file" or url.startswith("/")):
         path = Path(urlsplit(url).path if scheme == "file" else url).resolve()
@@ -212,7 +223,8 @@ def create(
                 source_ip=source_ip,
             )
             if claimed is not None:
-                sandboxes.issue(claimed, data_dir)
+                # Its token is made and handed in by the caller (app.api.workspaces),
+                # which reaches the engine; this records only.
                 wakeup.notify(data_dir)
                 return claimed
         ws = Workspace.create(

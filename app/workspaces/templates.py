@@ -69,14 +69,15 @@ def sync_builtin() -> list[str]:
     return names
 
 
-def config_path(template: Template, data_dir: Path) -> Path:
-    """The template's devcontainer.json; a git template is cloned (once per ref) first."""
+def config_path(template: Template, data_dir: Path) -> tuple[Path, Path]:
+    """The template's devcontainer.json and the folder its build inputs must stay in;
+    a git template is cloned (once per ref) first."""
     folder = Path(template.source)
     if template.source_kind == "git":
         folder = data_dir / "templates" / f"{template.id}-{template.updated_at:%Y%m%d%H%M%S}"
         if not folder.exists():
             git.clone(template.source, template.git_ref, folder)
-    return folder / (template.git_path or "") / CONFIG_FILE
+    return folder / (template.git_path or "") / CONFIG_FILE, folder
 
 
 def approvals(template: Template | None) -> Approvals:
@@ -184,6 +185,32 @@ class TemplateError(Exception):
     """A template cannot be added or changed; the message names the field."""
 
 
+class GrantRefused(TemplateError):
+    """The caller may not grant this approval (it amounts to root on the host)."""
+
+
+# Approvals that give a workspace root on the host whatever else holds: only admins
+# grant them (authz right templates.approve_host).
+HOST_ROOT_APPROVALS = ("privileged", "docker_socket", "host_mounts", "host_namespaces", "devices")
+# Capabilities a template admin may grant: they act within the workspace's own
+# namespaces and cgroup. Any other is the kernel's or the host's and needs an admin.
+CONTAINED_CAPABILITIES = frozenset(
+    {"NET_ADMIN", "NET_RAW", "SYS_PTRACE", "SYS_NICE", "IPC_LOCK", "MKNOD"}
+)
+
+
+def host_root_grants(approvals: dict) -> set[str]:
+    """The grants in ``approvals`` only an admin may give, named as in the refusal."""
+    found = {key for key in HOST_ROOT_APPROVALS if approvals.get(key)}
+    for cap in approvals.get("capabilities") or []:
+        name = str(cap).strip().upper().removeprefix("CAP_")
+        if name not in CONTAINED_CAPABILITIES:
+            found.add(f"capability {name}")
+    for opt in approvals.get("security_opts") or []:
+        found.add(f"security option {opt}")
+    return found
+
+
 APPROVAL_KEYS = {
     "privileged",
     "capabilities",
@@ -211,8 +238,11 @@ def update(
     approvals: dict | None = None,
     enabled: bool | None = None,
     pricing: dict | None = None,
+    may_grant_host: bool = False,
 ) -> Template:
-    """Change what an admin may change; anything invalid is refused before any change."""
+    """Change what an admin may change; anything invalid is refused before any change.
+    Without ``may_grant_host`` (an admin's right), approvals amounting to root on the host
+    that the template does not already have are refused."""
     if pricing is not None:
         from app.costs import CostError, validate_pricing
 
@@ -239,6 +269,34 @@ def update(
         raise TemplateError(
             f"unknown approval {sorted(unknown)[0]!r}; use {', '.join(sorted(APPROVAL_KEYS))}"
         )
+    for key in ("capabilities", "security_opts"):
+        value = (approvals or {}).get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise TemplateError(f"approvals.{key} must be a list of names")
+    private = (limits or {}).get("egress_private")
+    if private is not None:
+        from app import destinations
+
+        if not isinstance(private, list):
+            raise TemplateError("limits.egress_private must be a list of addresses or networks")
+        try:
+            destinations.parse_networks(private)
+        except ValueError as exc:
+            raise TemplateError(f"limits.egress_private: {exc}") from None
+        had = set(json.loads(template.limits or "{}").get("egress_private") or [])
+        if set(map(str, private)) - had and not may_grant_host:
+            raise GrantRefused(
+                "only admins may allow private destinations (limits.egress_private): they "
+                "reach this host's and its network's own services"
+            )
+    if approvals is not None and not may_grant_host:
+        new = host_root_grants(approvals) - host_root_grants(json.loads(template.approvals))
+        if new:
+            raise GrantRefused(
+                f"only admins may approve {', '.join(sorted(new))}: it amounts to root on the host"
+            )
     if enabled is not None and not isinstance(enabled, bool):
         raise TemplateError("enabled must be true or false")
     for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):

@@ -109,7 +109,7 @@ class Worker:
             settings.instance,
             settings.subnet_pool,
             agent_socket_root=settings.agent_socket_root,
-            keepalive_root=settings.keepalive_root,
+            helper_dir=settings.helper_dir,
             tools=True,
         )
         self.ctx = lifecycle.Context(self.client, self.provisioner, settings)
@@ -191,8 +191,8 @@ class Worker:
                     container.remove(force=True)
                     repaired.append(f"removed orphaned container {container.name}")
             for network in self.provisioner.managed("networks"):
-                if network.attrs["Labels"].get(LABEL_ROLE) == "egress":
-                    continue  # shared by the sandboxes, never orphaned
+                if network.attrs["Labels"].get(LABEL_ROLE) in ("egress", "build"):
+                    continue  # shared by sandboxes or by builds, never orphaned
                 ws_id = int(network.attrs["Labels"].get(LABEL_WORKSPACE, "0") or 0)
                 if ws_id not in live and ws_id not in busy and ws_id not in pending:
                     network.remove()
@@ -286,7 +286,16 @@ class Worker:
             if ide.healthz(self.provisioner.container_address(ws.id) or "", 1.0) is not None:
                 continue
             user, folder = self.provisioner.identity(container)
-            if ide.start(self.provisioner, container.id, ws.id, user, folder or "/", {}, log.info):
+            if ide.start(
+                self.provisioner,
+                container.id,
+                ws.id,
+                user,
+                folder or "/",
+                {},
+                log.info,
+                self.settings.secret_key,
+            ):
                 started.append(ws.name)
         return f"code-server {tools.CODE_SERVER_VERSION} ready" + (
             f"; IDE started in {', '.join(started)}" if started else ""
