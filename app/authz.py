@@ -19,6 +19,9 @@ ROLE_RIGHTS: dict[str, frozenset[str]] = {
         {
             "users.manage",
             "templates.manage",
+            # Approvals that amount to root on the host (privileged, the Docker socket,
+            # host paths, host namespaces, devices, kernel-level capabilities).
+            "templates.approve_host",
             "settings.manage",
             "audit.read",
             "workspaces.create",

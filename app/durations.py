@@ -4,8 +4,9 @@
 import re
 from datetime import UTC, datetime, timedelta
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_PART = re.compile(r"(\d+)([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PART = re.compile(r"(\d{1,18})([smhdw])")
+LONGEST = timedelta(days=100 * 365)  # any duration past this is a typo, not a plan
 
 
 def parse_duration(text: str) -> timedelta:
@@ -16,12 +17,12 @@ def parse_duration(text: str) -> timedelta:
             f"{text!r} is not a duration; use a number with a unit s, m, h, d or w, "
             "for example 30d, 4h or 1h30m"
         )
-    total = timedelta()
-    for amount, unit in _PART.findall(cleaned):
-        total += timedelta(**{_UNITS[unit]: int(amount)})
-    if total <= timedelta():
+    seconds = sum(int(amount) * _SECONDS[unit] for amount, unit in _PART.findall(cleaned))
+    if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
-    return total
+    if seconds > LONGEST.total_seconds():
+        raise ValueError(f"{text!r} is longer than {LONGEST.days // 365} years")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

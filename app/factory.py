@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,6 +16,31 @@ from app import __version__, authz
 from app.config import Settings
 from app.db import open_database
 from app.web import extensions
+
+
+def _not_a_number(text: str):
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+class _StrictJSON(DefaultJSONProvider):
+    """JSON as the standard has it, both ways: NaN, Infinity and numbers too large for a
+    float are refused in requests (Python's json takes them), never written in answers."""
+
+    def loads(self, s, **kwargs):
+        kwargs.setdefault("parse_constant", _not_a_number)
+        kwargs.setdefault("parse_float", _finite)
+        return super().loads(s, **kwargs)
+
+    def dumps(self, obj, **kwargs):
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
 
 
 class _TlsAwareSessions(SecureCookieSessionInterface):
@@ -35,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Rooted at app/web so templates/ and static/ sit beside the views that use them.
     app = Flask("app.web")
+    app.json = _StrictJSON(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="berth_session",
@@ -65,6 +93,16 @@ def create_app(settings: Settings | None = None) -> Flask:
             db.close()
 
     extensions.init_app(app, settings)
+
+    @app.after_request
+    def _headers(response):
+        # Berth's pages are never framed (clickjacking), never sniffed into another type,
+        # and never tell another site which page linked to it.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     from app.api import bp as api_bp
     from app.web import account, admin, apps, auth, dashboard, errors, health, metrics, sso

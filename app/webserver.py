@@ -15,6 +15,9 @@ class _Gunicorn(BaseApplication):
         # One process with threads: the login rate limiter keeps its counters in memory,
         # and a small team's traffic does not need more than one process.
         self.cfg.set("bind", [self.bind])
+        # A unix socket only Berth's own user may connect to: anyone else could skip Caddy
+        # and say what X-Forwarded-For they like.
+        self.cfg.set("umask", 0o177)
         self.cfg.set("workers", 1)
         self.cfg.set("worker_class", "gthread")
         self.cfg.set("threads", self.settings.web_threads)

@@ -10,7 +10,7 @@ from app import accounts, audit, groups, migrations
 from app.config import Settings
 from app.db import database
 from app.factory import create_app
-from app.models import AuditEvent, Workspace
+from app.models import AuditEvent, Workspace, stamp
 from app.web.extensions import limiter
 from app.workspaces import templates
 from tests.test_web import form_post, login
@@ -252,12 +252,31 @@ def test_token_scopes(app, tokens, shared_ws):
         refused = call(client, reader, method, f"/workspaces/{shared_ws}{suffix}", json=body)
         assert refused.status_code == 403, suffix
         assert refused.get_json()["error"]["code"] == "insufficient_scope"
-    # A narrow token cannot mint a wider one.
-    wider = call(client, reader, "POST", "/users/me/tokens", json={"scopes": ["workspaces:write"]})
+    # Making tokens takes the account scope; a narrow token cannot mint a wider one.
+    wider = call(client, reader, "POST", "/users/me/tokens", json={"scopes": ["workspaces:read"]})
+    assert wider.status_code == 403 and "lacks the scope 'account'" in wider.text
+    minter = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/users/me/tokens",
+        json={"scopes": ["workspaces:read", "account"], "lifetime": "1h"},
+    ).get_json()["token"]
+    wider = call(client, minter, "POST", "/users/me/tokens", json={"scopes": ["workspaces:write"]})
     assert wider.status_code == 403 and "cannot grant the scope 'workspaces:write'" in wider.text
-    # The admin's maximum lifetime (30d here).
+    # A token never makes one that outlives it (these live a day); without a lifetime,
+    # the new one ends with it.
+    long = call(client, tokens["mia"], "POST", "/users/me/tokens", json={"lifetime": "2d"})
+    assert long.status_code == 403 and long.get_json()["error"]["code"] == "token_outlives_caller"
+    same = call(client, tokens["mia"], "POST", "/users/me/tokens", json={}).get_json()
+    with database.connection_context():
+        parent = accounts.verify_token(tokens["mia"])
+    assert same["expires_at"] == stamp(parent.expires_at)
+    # The admin's maximum lifetime (30d here), for a token that may outlive it.
+    with database.connection_context():
+        forever = accounts.create_token(accounts.find_user("mia"), "forever")[1]
     for lifetime in ("31d", None):
-        long = call(client, tokens["mia"], "POST", "/users/me/tokens", json={"lifetime": lifetime})
+        long = call(client, forever, "POST", "/users/me/tokens", json={"lifetime": lifetime})
         assert long.status_code == 422 and "at most 30d" in long.get_json()["error"]["message"]
     unknown = call(client, tokens["mia"], "POST", "/users/me/tokens", json={"scopes": ["root"]})
     assert unknown.status_code == 422 and "scope 'root' does not exist" in unknown.text

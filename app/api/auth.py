@@ -54,6 +54,9 @@ def token_required(scope: str | None = None, *, any_workspace: bool = True):
                 )
             return view(*args, **kwargs)
 
+        # What the route needs, read by the test that checks docs/security.md's table.
+        wrapper.berth_scope = scope
+        wrapper.berth_any_workspace = any_workspace
         return wrapper
 
     return decorate

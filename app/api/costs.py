@@ -12,7 +12,7 @@ from app import authz, costs
 from app.api import bp
 from app.api.audit import parse_time
 from app.api.auth import current_token, require_right, token_required
-from app.api.errors import ApiError
+from app.api.errors import ApiError, json_body
 from app.models import Budget, Group, utcnow
 from app.web import auditing
 
@@ -72,7 +72,7 @@ def set_budget(name):
     group = Group.get_or_none(Group.name == name)
     if group is None:
         raise ApiError(404, "not_found", f"there is no group named {name!r}")
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"monthly", "hard_stop"}:
         raise ApiError(422, "invalid_budget", 'send {"monthly": 100, "hard_stop": false}')
     try:

@@ -19,3 +19,25 @@ def api_error(status: int, code: str, message: str):
 
 def is_api_request() -> bool:
     return request.path == "/api/v2" or request.path.startswith("/api/v2/")
+
+
+def json_body(optional: bool = False) -> dict:
+    """The request's JSON object, or a 400 that says what is wrong with it. ``optional``:
+    an empty body is ``{}``."""
+    if optional and not request.get_data(cache=True):
+        return {}
+    try:
+        body = request.get_json(force=True)
+    except Exception as exc:  # noqa: BLE001  (werkzeug's BadRequest, or the parser's own)
+        reason = getattr(exc, "__cause__", None) or exc
+        raise ApiError(
+            400, "invalid_json", f"the request body is not valid JSON ({_short(reason)})"
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return body
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

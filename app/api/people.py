@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
 from app import accounts, groups
 from app.api import bp
 from app.api.auth import current_token, require_right, token_required
-from app.api.errors import ApiError
+from app.api.errors import ApiError, json_body
 from app.models import Group, User, stamp
 from app.web import auditing
 from app.workspaces import quotas
@@ -61,7 +61,7 @@ def update_user(name):
     """{"role": ...}"""
     require_right("users.manage", "change people")
     user = _find_user(name)
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"role", "email"}:
         raise ApiError(
             422, "invalid_user", 'send {"role": "admin|template-admin|member|auditor", "email": …}'
@@ -92,7 +92,7 @@ def list_groups():
 @token_required("admin", any_workspace=False)
 def create_group():
     require_right("users.manage", "create groups")
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise ApiError(422, "invalid_group", 'send {"name": "...", "description": "..."}')
     try:
@@ -150,9 +150,7 @@ def set_quota(kind, name):
     """{"max_workspaces", "max_running", "max_cpu", "max_memory_mb"}: numbers or null."""
     require_right("users.manage", "set quotas")
     subject = _subject(kind, name)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    body = json_body()
     try:
         quotas.set_quota(subject, body)
     except quotas.QuotaError as exc:

@@ -14,7 +14,7 @@ from flask import Response, jsonify, request, stream_with_context
 from app import authz
 from app.api import bp
 from app.api.auth import token_required
-from app.api.errors import ApiError
+from app.api.errors import ApiError, json_body
 from app.api.workspaces import _body, _settings, _user, _workspace
 from app.models import Recording, stamp, utcnow
 from app.provisioner.docker import ExecEnd, Provisioner
@@ -24,7 +24,7 @@ from app.workspaces import activity, recordings, sandboxes, service
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
-def _running(ws, timeout: float):
+def running_container(ws, timeout: float):
     """The provisioner and the running container of ``ws``, or 409."""
     if ws.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
@@ -41,9 +41,9 @@ def _exec_events(
 ):
     """Output events as they come, then the end; activity and the audit record whatever
     happens (the client may leave half-way)."""
-    provisioner, container = _running(ws, timeout)
+    provisioner, container = running_container(ws, timeout)
     user, workdir = provisioner.identity(container)
-    env = sandboxes.exec_env(ws, _settings().data_dir)
+    env = sandboxes.exec_env(ws, _settings().secret_key)
     detail = " ".join(command)[:200]
     target = f"workspace:{ws.owner.username}.{ws.name}"
     actor_id = _user().id
@@ -153,7 +153,7 @@ def _path(ws, container, provisioner) -> tuple[str, str]:
 
 
 @bp.put("/workspaces/<workspace_id>/files")
-@token_required("workspaces:write")
+@token_required("workspaces:exec")
 def put_file(workspace_id):
     """Write the request body to ?path= as the workspace user (parents made); what the
     user may not write (the read-only root of a sandbox) is refused with the reason."""
@@ -161,7 +161,7 @@ def put_file(workspace_id):
     data = request.get_data(cache=False)
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(413, "too_large", f"files are limited to {MAX_FILE_BYTES} bytes")
-    provisioner, container = _running(ws, 120)
+    provisioner, container = running_container(ws, 120)
     path, user = _path(ws, container, provisioner)
     script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
     result = provisioner.exec(
@@ -176,11 +176,11 @@ def put_file(workspace_id):
 
 
 @bp.get("/workspaces/<workspace_id>/files")
-@token_required("workspaces:read")
+@token_required("workspaces:exec")
 def get_file(workspace_id):
     """The file at ?path=, or a tar of the directory there, as the workspace user sees it."""
     ws = _workspace(workspace_id, authz.USE)
-    provisioner, container = _running(ws, 120)
+    provisioner, container = running_container(ws, 120)
     path, user = _path(ws, container, provisioner)
     kind = provisioner.exec(
         container.id,
@@ -221,7 +221,7 @@ def report_done(workspace_id):
     ws = _workspace(workspace_id, authz.MANAGE)
     if not (ws.template and ws.template.profile == "agent"):
         raise ApiError(409, "not_a_sandbox", "only agent sandboxes report done; delete it instead")
-    body = request.get_json(silent=True) or {}
+    body = json_body(optional=True)
     outcome = body.get("outcome", "success")
     summary = body.get("summary")
     if outcome not in ("success", "failure") or (
@@ -249,8 +249,9 @@ def report_done(workspace_id):
 @bp.get("/workspaces/<workspace_id>/recordings")
 @token_required("workspaces:read")
 def list_recordings(workspace_id):
-    """Recorded SSH sessions and execs, newest first (also of deleted workspaces)."""
-    ws = _workspace(workspace_id, include_deleted=True)
+    """Recorded SSH sessions and execs, newest first (also of deleted workspaces). What
+    people typed is the owner's: those it is shared with do not read it."""
+    ws = _recorded_workspace(workspace_id)
     rows = ws.recordings.order_by(Recording.id.desc())
     return jsonify([recordings.to_dict(r) for r in rows])
 
@@ -259,8 +260,17 @@ def list_recordings(workspace_id):
 @token_required("workspaces:read")
 def get_recording(workspace_id, recording_id):
     """The recording itself: asciicast v2 for SSH, JSON for an exec."""
-    ws = _workspace(workspace_id, include_deleted=True)
+    ws = _recorded_workspace(workspace_id)
     return recording_file(ws, recording_id)
+
+
+def _recorded_workspace(workspace_id):
+    ws = _workspace(workspace_id, include_deleted=True)
+    if not recordings.may_read(_user(), ws):
+        raise ApiError(
+            403, "forbidden", "recordings are read by the owner, admins and auditors only"
+        )
+    return ws
 
 
 def recording_file(ws, recording_id: int) -> Response:

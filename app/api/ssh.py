@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 
 from app.api import bp
 from app.api.auth import current_token, token_required
-from app.api.errors import ApiError
+from app.api.errors import ApiError, json_body
 from app.ssh import hostkey, keys
 
 
@@ -15,15 +15,15 @@ def _user():
 
 
 @bp.get("/users/me/keys")
-@token_required("workspaces:read", any_workspace=False)
+@token_required("account", any_workspace=False)
 def list_keys():
     return jsonify([keys.to_dict(k) for k in keys.keys_of(_user())])
 
 
 @bp.post("/users/me/keys")
-@token_required("workspaces:write", any_workspace=False)
+@token_required("account", any_workspace=False)
 def add_key():
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("public_key"), str):
         raise ApiError(422, "invalid_key", 'send {"public_key": "ssh-ed25519 AAAA…"}')
     name = body.get("name")
@@ -37,7 +37,7 @@ def add_key():
 
 
 @bp.delete("/users/me/keys/<key_id>")
-@token_required("workspaces:write", any_workspace=False)
+@token_required("account", any_workspace=False)
 def remove_key(key_id):
     try:
         keys.remove(_user(), key_id)

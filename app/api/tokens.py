@@ -11,9 +11,9 @@ from flask import current_app, jsonify, request
 from app import accounts, authz
 from app.api import bp
 from app.api.auth import current_token, token_required
-from app.api.errors import ApiError
+from app.api.errors import ApiError, json_body
 from app.durations import parse_duration
-from app.models import ApiToken, stamp
+from app.models import ApiToken, stamp, utcnow
 from app.workspaces import service
 
 
@@ -32,18 +32,16 @@ def token_dict(row: ApiToken) -> dict:
 
 
 @bp.get("/users/me/tokens")
-@token_required(any_workspace=False)
+@token_required("account", any_workspace=False)
 def list_tokens():
     return jsonify([token_dict(t) for t in accounts.tokens_of(current_token().user)])
 
 
 @bp.post("/users/me/tokens")
-@token_required(any_workspace=False)
+@token_required("account", any_workspace=False)
 def create_token():
     """{"name", "scopes": [...], "lifetime": "4h" | null, "workspace": id}."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    body = json_body()
     unknown = sorted(set(body) - {"name", "scopes", "lifetime", "workspace"})
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
@@ -58,6 +56,18 @@ def create_token():
         raise ApiError(
             403, "insufficient_scope", f"this token cannot grant the scope {wider[0]!r} it lacks"
         )
+    if caller.expires_at is not None:
+        # A token never makes one that outlives it; without a lifetime, they end together.
+        remaining = caller.expires_at - utcnow()
+        if lifetime is None:
+            lifetime = remaining
+        elif lifetime > remaining:
+            raise ApiError(
+                403,
+                "token_outlives_caller",
+                f"a token cannot make one that outlives it (this one expires at "
+                f"{caller.expires_at:%Y-%m-%d %H:%M} UTC)",
+            )
     workspace = None
     if body.get("workspace") is not None:
         try:
@@ -73,6 +83,7 @@ def create_token():
             workspace=workspace,
             max_lifetime=current_app.config["BERTH_SETTINGS"].max_token_lifetime,
             source_ip=request.remote_addr,
+            not_after=caller.expires_at,
         )
     except accounts.AccountError as exc:
         raise ApiError(422, "invalid_token_request", str(exc)) from None
@@ -80,7 +91,7 @@ def create_token():
 
 
 @bp.delete("/users/me/tokens/<int:token_id>")
-@token_required(any_workspace=False)
+@token_required("account", any_workspace=False)
 def revoke_token(token_id):
     row = ApiToken.get_or_none((ApiToken.id == token_id) & (ApiToken.user == current_token().user))
     if row is None:

@@ -9,7 +9,7 @@ from flask import Response, current_app, jsonify, request, stream_with_context
 from app import authz
 from app.api import bp
 from app.api.auth import current_token, require_right, token_required
-from app.api.errors import ApiError
+from app.api.errors import ApiError, json_body
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
 from app.models import StateChange, Template, Transition, Workspace, stamp
@@ -26,10 +26,7 @@ def _user():
 
 
 def _body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    return body
+    return json_body()
 
 
 def _dict(ws) -> dict:
@@ -85,8 +82,12 @@ def update_template(name):
     unknown = sorted(set(body) - {"parameters", "limits", "approvals", "enabled", "pricing"})
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    may_grant_host = authz.can(_user(), "templates.approve_host")
     try:
-        templates.update(template, **body)
+        templates.update(template, **body, may_grant_host=may_grant_host)
+    except templates.GrantRefused as exc:
+        auditing.record("template.update", f"template:{template.name}", "denied", error=str(exc))
+        raise ApiError(403, "approval_needs_admin", str(exc)) from None
     except templates.TemplateError as exc:
         raise ApiError(422, "invalid_template", str(exc)) from None
     auditing.record("template.update", f"template:{template.name}", **body)
@@ -127,9 +128,20 @@ def create_workspace():
         egress_allow=body.get("egress"),
         allow_pool=True,
     )
+    if ws.status == "running":  # claimed from the warm pool: ready, but without its token
+        _hand_pool_token(ws)
     if wait:
         ws = service.wait_until_settled(ws, float(wait))
     return jsonify(_dict(ws)), 201
+
+
+def _hand_pool_token(ws) -> None:
+    from app.api.sandbox import running_container
+    from app.workspaces.lifecycle import hand_token
+
+    provisioner, container = running_container(ws, 30)
+    user, _ = provisioner.identity(container)
+    hand_token(provisioner, ws, container.id, user, _settings().secret_key)
 
 
 @bp.get("/workspaces")
@@ -191,7 +203,7 @@ def workspace_history(workspace_id):
 def keep_alive(workspace_id):
     """An explicit keep-alive: counts as use for the idle auto-stop."""
     ws = _workspace(workspace_id, authz.USE)
-    body = request.get_json(silent=True) or {}
+    body = json_body(optional=True)
     detail = body.get("detail") if isinstance(body, dict) else None
     if detail is not None and not isinstance(detail, str):
         raise ApiError(422, "invalid_detail", "detail must be text")
@@ -244,9 +256,14 @@ def list_ports(workspace_id):
 def open_port(workspace_id, port):
     """Open a port in the browser (or change it): {"shared": bool, "label": text}."""
     ws = _workspace(workspace_id, authz.MANAGE)
-    body = request.get_json(silent=True) or {}
+    body = json_body(optional=True)
     if not isinstance(body, dict) or not isinstance(body.get("shared", False), bool):
         raise ApiError(422, "invalid_port", 'send {"shared": true|false, "label": "..."}')
+    if body.get("shared") and current_token().workspace_id is not None:
+        # Like sharing the workspace itself: not for a token that lives inside it.
+        raise ApiError(
+            403, "token_limited", "a token limited to one workspace cannot share its ports"
+        )
     try:
         row = apps.open_port(
             ws,
@@ -358,7 +375,7 @@ def list_shares(workspace_id):
 
 
 @bp.put("/workspaces/<workspace_id>/shares/<kind>/<name>")
-@token_required("workspaces:write")
+@token_required("workspaces:write", any_workspace=False)
 def add_share(workspace_id, kind, name):
     """Share with a user (``users/<name>``) or a group (``groups/<name>``)."""
     ws = _change_share(sharing.share, workspace_id, kind, name)
@@ -366,7 +383,7 @@ def add_share(workspace_id, kind, name):
 
 
 @bp.delete("/workspaces/<workspace_id>/shares/<kind>/<name>")
-@token_required("workspaces:write")
+@token_required("workspaces:write", any_workspace=False)
 def remove_share(workspace_id, kind, name):
     _change_share(sharing.unshare, workspace_id, kind, name)
     return "", 204

@@ -102,8 +102,16 @@ class AgentForward:
     that reaches the SSH client's agent: each connection opens an
     auth-agent@openssh.com channel back to the client."""
 
-    def __init__(self, transport: paramiko.Transport, host_dir: Path, uid: int, gid: int):
+    def __init__(
+        self,
+        transport: paramiko.Transport,
+        host_dir: Path,
+        uid: int,
+        gid: int,
+        allowed: Callable[[], bool] = lambda: True,
+    ):
         self.transport = transport
+        self.allowed = allowed
         self.name = f"agent-{secrets.token_hex(6)}.sock"
         self.path = host_dir / self.name
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -119,6 +127,10 @@ class AgentForward:
                 conn, _ = self.listener.accept()
             except OSError:
                 return  # closed
+            if not self.allowed():
+                log.info("ssh: agent use refused in a workspace that is now shared")
+                conn.close()
+                continue
             try:
                 channel = self.transport.open_forward_agent_channel()
             except paramiko.SSHException as exc:

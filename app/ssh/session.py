@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
-from app.models import stamp, utcnow
+from app.db import short_connection
+from app.models import Workspace, stamp, utcnow
 from app.provisioner.docker import AGENT_SOCKET_DIR, Frames
 from app.ssh.relay import CHUNK, AgentForward
+from app.workspaces import sharing
 
 if TYPE_CHECKING:
     from app.ssh.gateway import Connection
@@ -207,6 +209,12 @@ class Session:
             self.cast = None
 
     def _forward_agent(self, container, account) -> AgentForward | None:
+        conn = self.connection
+        refusal = agent_refusal(conn.user, conn.workspace_id)
+        if refusal:
+            self._say(f"berth: agent forwarding is off here: {refusal}")
+            conn.audit("ssh.agent", outcome="denied", reason=refusal)
+            return None
         host_dir = self.connection.gateway.provisioner.agent_socket_dir(
             self.connection.workspace_id
         )
@@ -217,7 +225,14 @@ class Session:
                 "(created before it was supported; rebuild it to enable)"
             )
             return None
-        return AgentForward(self.connection.transport, host_dir, account.uid, account.gid)
+        return AgentForward(
+            self.connection.transport,
+            host_dir,
+            account.uid,
+            account.gid,
+            # Checked again at each use: a share added later closes the way to the agent.
+            allowed=lambda: agent_refusal(conn.user, conn.workspace_id) is None,
+        )
 
     def _pump(self, sock: socket.socket, tty: bool) -> bool:
         """Relay until the command ends (True) or the client goes away (False)."""
@@ -257,6 +272,19 @@ class Session:
                                 channel.sendall(data)
             except OSError:
                 return False
+
+
+def agent_refusal(user, workspace_id: int) -> str | None:
+    """Why a forwarded SSH agent may not reach this workspace, or None. Everyone who may
+    use a workspace runs as its one user and could use any agent socket in it, so an
+    agent goes only into a workspace its owner alone uses."""
+    with short_connection():
+        ws = Workspace.get_or_none(Workspace.id == workspace_id)
+        if ws is None or ws.owner_id != user.id:
+            return "your keys would be usable by the owner of this workspace"
+        if sharing.shares_of(ws):
+            return "this workspace is shared, and those it is shared with could use your keys"
+    return None
 
 
 class SessionRefused(Exception):

@@ -10,12 +10,13 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 
 from app import accounts, authz
 from app.durations import parse_duration
 from app.models import TOKEN_SCOPES, ApiToken
 from app.ssh import keys as ssh_keys
+from app.web.extensions import LoginUser
 from app.workspaces import service
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -94,7 +95,9 @@ def change_password():
     except accounts.AccountError as refusal:
         flash(f"Password not changed: {refusal}", "error")
     else:
-        flash("Your password was changed.", "success")
+        # Every other session ended with the change; this one goes on under the new version.
+        login_user(LoginUser(current_user.row))
+        flash("Your password was changed. Your other sessions are signed out.", "success")
     return redirect(url_for("account.index"))
 
 

@@ -207,7 +207,12 @@ def update_template(template_id):
             approvals=_json_field("approvals", request.form.get("approvals")),
             enabled=request.form.get("enabled") == "on",
             pricing=_json_field("pricing", request.form.get("pricing")),
+            may_grant_host=authz.can(current_user.row, "templates.approve_host"),
         )
+    except templates.GrantRefused as exc:
+        auditing.record("template.update", f"template:{template.name}", "denied", error=str(exc))
+        flash(f"Template {template.name} not changed: {exc}.", "error")
+        return redirect(url_for("admin.index"))
     except (ValueError, templates.TemplateError) as exc:
         flash(f"Template {template.name} not changed: {exc}.", "error")
         return redirect(url_for("admin.index"))

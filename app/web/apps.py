@@ -26,14 +26,15 @@ from app.provisioner.docker import Provisioner
 from app.provisioner.tools import CODE_SERVER_PORT
 from app.web import auditing
 from app.web.extensions import limiter
-from app.workspaces import activity, apps, service
+from app.workspaces import activity, apps, ide, service
 
 bp = Blueprint("apps", __name__)
 COOKIE = "berth_app"
 TICKET = "berth_ticket"
 TICKET_SECONDS = 60
 COOKIE_SECONDS = 8 * 3600
-NOT_FORWARDED = {"berth_session", COOKIE}  # Berth's own cookies stay out of workspaces
+# Berth's own cookies stay out of workspaces; the IDE's session cookie is Berth's to set.
+NOT_FORWARDED = {"berth_session", COOKIE, ide.SESSION_COOKIE}
 ADDRESS_SECONDS = 30.0
 GRANT_SECONDS = 2.0
 
@@ -83,7 +84,8 @@ def open_app():
     auditing.record(action, where, port=target.port, shared=ws.owner_id != current_user.row.id)
     if target.port and apps.port_row(ws, target.port) is None:
         abort(404, f"Port {target.port} is not open in {ws.name}; open it on its page first.")
-    ticket = _signer("ticket").dumps({"u": current_user.row.id, "t": target.label})
+    row = current_user.row
+    ticket = _signer("ticket").dumps({"u": row.id, "v": row.session_version, "t": target.label})
     return redirect(to + ("&" if "?" in to else "?") + urlencode({TICKET: ticket}))
 
 
@@ -127,7 +129,11 @@ def _cookie_user(target: apps.Target) -> User | None:
         return None
     if data.get("t") != target.label:
         return None
-    return User.get_or_none(User.id == data.get("u"))
+    user = User.get_or_none(User.id == data.get("u"))
+    # Signed out (or a new password) on the main origin: the IDE's cookie ends with it.
+    if user is None or user.session_version != data.get("v"):
+        return None
+    return user
 
 
 def _forwarded_cookies() -> str:
@@ -162,6 +168,7 @@ class Grant:
     ws_id: int
     username: str
     address: str
+    ide_secret: str
     expires: float
 
 
@@ -205,7 +212,9 @@ def authorize():
         {
             "X-Berth-Upstream": f"{grant.address}:{CODE_SERVER_PORT}",
             "X-Berth-Uri": apps.upstream_path(target, safe),
-            "X-Berth-Cookie": _forwarded_cookies(),
+            "X-Berth-Cookie": "; ".join(
+                c for c in (_forwarded_cookies(), f"{ide.SESSION_COOKIE}={grant.ide_secret}") if c
+            ),
         },
     )
 
@@ -239,7 +248,8 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
     address = _address(ws) if ws.status == "running" else None
     if address is None:
         return _starting(ws, user)
-    return Grant(ws.id, user.username, address, time.monotonic() + GRANT_SECONDS)
+    secret = ide.secret(_settings().secret_key, ws.id, ws.container_id or "")
+    return Grant(ws.id, user.username, address, secret, time.monotonic() + GRANT_SECONDS)
 
 
 def _trade_ticket(ticket: str, target: apps.Target, uri: str, secure: bool):
@@ -254,7 +264,7 @@ def _trade_ticket(ticket: str, target: apps.Target, uri: str, secure: bool):
     response = redirect(_without_ticket(uri), 302)
     response.set_cookie(
         COOKIE,
-        _signer("cookie").dumps({"u": data["u"], "t": target.label}),
+        _signer("cookie").dumps({"u": data["u"], "v": data.get("v"), "t": target.label}),
         max_age=COOKIE_SECONDS,
         path=target.prefix + "/" if _settings().apps_domain == "none" else "/",
         secure=secure,

@@ -1,7 +1,10 @@
 """Login and logout."""
 
+import secrets
+
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app import accounts, audit
 from app.web.extensions import LoginUser, limiter
@@ -14,8 +17,32 @@ def _limit(name: str):
     return lambda: getattr(current_app.config["BERTH_SETTINGS"], name)
 
 
+DEVICE_COOKIE = "berth_device"
+DEVICE_DAYS = 90
+
+
+def _device_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="berth-login-device")
+
+
+def _known_device(username: str) -> str | None:
+    """The id of this browser if it signed in as ``username`` before (a signed cookie)."""
+    try:
+        data = _device_signer().loads(
+            request.cookies.get(DEVICE_COOKIE, ""), max_age=DEVICE_DAYS * 86400
+        )
+    except BadSignature:
+        return None
+    return data.get("d") if isinstance(data, dict) and data.get("u") == username else None
+
+
 def _account_key() -> str:
-    return "login-account:" + request.form.get("username", "").strip().lower()
+    """Failed logins of an account count together, except from a browser that signed in
+    to it before: that one has a count of its own, so a stranger guessing an account's
+    password cannot lock its owner out (OWASP's device cookies)."""
+    username = request.form.get("username", "").strip().lower()
+    device = _known_device(username)
+    return f"login-device:{username}:{device}" if device else f"login-account:{username}"
 
 
 def _failed(response) -> bool:
@@ -73,12 +100,25 @@ def login():
     login_user(LoginUser(user))
     current_app.logger.info("login of %s from %s", user.username, request.remote_addr)
     audit.record("login", actor=user.username, source_ip=request.remote_addr, method="password")
-    return redirect(next_url)
+    response = redirect(next_url)
+    device = _known_device(user.username) or secrets.token_urlsafe(12)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        _device_signer().dumps({"u": user.username, "d": device}),
+        max_age=DEVICE_DAYS * 86400,
+        path=url_for("auth.login"),
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
         audit.record("logout", actor=current_user.username, source_ip=request.remote_addr)
+        # The cookie is signed, not stored: a copy of it would still work without this.
+        accounts.end_sessions(current_user.row)
     logout_user()
     return redirect(url_for("auth.login"))

@@ -152,7 +152,9 @@ def workspace(workspace_id):
         idle_timeout=service.idle_timeout_text(ws),
         access=authz.level(current_user.row, ws),
         egress=service.egress_view(ws, limit=30),
-        recordings=list(ws.recordings.order_by(Recording.id.desc()).limit(50)),
+        recordings=list(ws.recordings.order_by(Recording.id.desc()).limit(50))
+        if recordings.may_read(current_user.row, ws)
+        else [],
         shares=sharing.shares_of(ws),
         backups=[
             b
@@ -306,6 +308,8 @@ def _recording(workspace_id: int, recording_id: int):
         ws = service.get_visible(current_user.row, workspace_id, include_deleted=True)
     except service.WorkspaceError as exc:
         abort(exc.status, sentence(exc.message))
+    if not recordings.may_read(current_user.row, ws):
+        abort(403, "Recordings are read by the workspace's owner, admins and auditors only.")
     row = Recording.get_or_none((Recording.id == recording_id) & (Recording.workspace == ws))
     if row is None:
         abort(404, "There is no such recording.")

@@ -29,16 +29,21 @@ class LoginUser:
         return not self.row.is_disabled
 
     def get_id(self) -> str:
-        return str(self.row.id)
+        # The session version goes into the signed cookie: raised at logout and password
+        # change, it ends every session signed before (app.accounts.end_sessions).
+        return f"{self.row.id}.{self.row.session_version}"
 
     def __getattr__(self, name):
         return getattr(self.row, name)
 
 
 @login_manager.user_loader
-def _load_user(user_id: str):
-    user = User.get_or_none(User.id == int(user_id)) if user_id.isdigit() else None
-    if user is None or user.is_disabled:
+def _load_user(session_id: str):
+    user_id, _, version = session_id.partition(".")
+    if not user_id.isdigit() or not version.isdigit():
+        return None  # a cookie from before session versions: sign in again
+    user = User.get_or_none(User.id == int(user_id))
+    if user is None or user.is_disabled or user.session_version != int(version):
         return None
     return LoginUser(user)
 
