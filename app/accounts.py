@@ -214,6 +214,8 @@ def create_token(
     ``derive(nonce)``, if given, makes the plaintext from a random nonce kept with the row
     (a sandbox's token, which Berth must be able to give again). ``not_after`` caps the
     expiry (a token made by another token ends no later than it)."""
+    if name is not None and not isinstance(name, str):
+        raise AccountError("the token name must be text")
     name = (name or "").strip() or "token"
     if len(name) > 64:
         raise AccountError("the token name must be at most 64 characters")

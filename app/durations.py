@@ -11,6 +11,8 @@ LONGEST = timedelta(days=100 * 365)  # any duration past this is a typo, not a p
 
 def parse_duration(text: str) -> timedelta:
     """Return the timedelta that ``text`` names, or raise ValueError saying what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f'{text!r} is not a duration; write it as text, for example "4h"')
     cleaned = text.strip().lower()
     if not cleaned or _PART.sub("", cleaned) != "":
         raise ValueError(

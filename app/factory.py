@@ -11,10 +11,12 @@ from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from app import __version__, authz
 from app.config import Settings
 from app.db import open_database
+from app.models import MAX_ROW_ID
 from app.web import extensions
 
 
@@ -43,6 +45,15 @@ class _StrictJSON(DefaultJSONProvider):
         return super().dumps(obj, **kwargs)
 
 
+class _RowIdConverter(IntegerConverter):
+    """``<int:...>`` in every route: a number too large for a database id is no match
+    (a 404), not an overflow deep in the database driver."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
 class _TlsAwareSessions(SecureCookieSessionInterface):
     """Marks the session cookie Secure whenever the request arrived over TLS."""
 
@@ -63,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Rooted at app/web so templates/ and static/ sit beside the views that use them.
     app = Flask("app.web")
     app.json = _StrictJSON(app)
+    app.url_map.converters["int"] = _RowIdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="berth_session",

@@ -23,6 +23,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest id a BIGINT (and SQLite's INTEGER) holds
+
+
+def row_id(value) -> int | None:
+    """A database id from a request (``"42"``), or None for anything that cannot be one:
+    not a plain number, or too large for the column."""
+    text = str(value)
+    if not text.isdigit() or len(text) > 19 or int(text) > MAX_ROW_ID:
+        return None
+    return int(text)
+
+
 def stamp(value: datetime | None) -> str | None:
     """A stored (naive UTC) time as ISO 8601 with its zone, for the API."""
     return value.isoformat() + "Z" if value else None

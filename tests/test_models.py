@@ -47,11 +47,21 @@ def test_upgrade_from_an_older_schema_keeps_the_data(database_url, start):
             f"INSERT INTO users (username, password_hash, role, created_at{extra[0]}) "  # noqa: S608  (constants)
             f"VALUES ('old-timer', NULL, 'admin', '2025-01-02 03:04:05'{extra[1]})"
         )
+        if start >= 2:  # and a token of theirs: rows that refer to a user survive too
+            scopes = ("", "") if start < 8 else (", scopes", ", 'workspaces:read'")
+            columns = f"user_id, name, prefix, token_hash, created_at{scopes[0]}"
+            db.execute_sql(
+                f"INSERT INTO api_tokens ({columns}) "  # noqa: S608  (constants)
+                "SELECT id, 'kept', 'berth_', 'hash-of-kept', '2025-01-02 03:04:05'"
+                f"{scopes[1]} FROM users WHERE username = 'old-timer'"
+            )
         applied = migrations.upgrade(db)
         assert [step.version for step in applied] == list(range(start + 1, migrations.LATEST + 1))
         assert migrations.upgrade(db) == []  # idempotent
         user = User.get(User.username == "old-timer")
         assert user.role == "admin" and user.created_at.year == 2025 and user.last_login_at is None
+        if start >= 2:
+            assert [t.name for t in ApiToken.select().where(ApiToken.user == user)] == ["kept"]
         row, _ = accounts.create_token(user, "after-upgrade")
         assert row.user.username == "old-timer"
     finally:

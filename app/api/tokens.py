@@ -47,7 +47,8 @@ def create_token():
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
     caller, user = current_token(), current_token().user
     try:
-        scopes = accounts.validate_scopes(body.get("scopes"))
+        # Without scopes, the new token gets the caller's own: never more.
+        scopes = accounts.validate_scopes(body.get("scopes") or sorted(caller.scope_set))
         lifetime = parse_duration(body["lifetime"]) if body.get("lifetime") else None
     except (accounts.AccountError, ValueError, TypeError) as exc:
         raise ApiError(422, "invalid_token_request", str(exc)) from None

@@ -71,7 +71,7 @@ def list_templates():
 
 
 @bp.patch("/templates/<name>")
-@token_required("admin")
+@token_required("admin", any_workspace=False)
 def update_template(name):
     """Admins change a template's parameters, limits (lifecycle too), approvals, enabled."""
     require_right("templates.manage", "change templates")
@@ -214,7 +214,7 @@ def keep_alive(workspace_id):
 
 
 @bp.put("/workspaces/<workspace_id>/ttl")
-@token_required("workspaces:write")
+@token_required("workspaces:write", any_workspace=False)
 def set_ttl(workspace_id):
     ws = service.set_ttl(
         _workspace(workspace_id, authz.MANAGE), _body(), actor=_user().username, cause="api"
@@ -223,7 +223,7 @@ def set_ttl(workspace_id):
 
 
 @bp.put("/workspaces/<workspace_id>/idle-timeout")
-@token_required("workspaces:write")
+@token_required("workspaces:write", any_workspace=False)
 def set_idle_timeout(workspace_id):
     ws = service.set_idle_timeout(
         _workspace(workspace_id, authz.MANAGE),

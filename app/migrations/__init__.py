@@ -117,6 +117,20 @@ def upgrade(
     with _exclusive(db):
         db.create_tables([schema], safe=True)
     migrator = SchemaMigrator.from_database(db)
+    sqlite = isinstance(db, peewee.SqliteDatabase)
+    if sqlite:
+        # Adding a NOT NULL column rebuilds the table on SQLite (copy, drop, rename); with
+        # foreign keys on, the drop would delete every row that refers to it (cascades).
+        # The pragma only takes effect outside a transaction, so it is set here.
+        db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        return _apply(db, schema, migrator, target, on_step)
+    finally:
+        if sqlite:
+            db.execute_sql("PRAGMA foreign_keys = ON")
+
+
+def _apply(db, schema, migrator, target: int, on_step) -> list[Applied]:
     applied = []
     for step in STEPS:
         if target < step.VERSION:

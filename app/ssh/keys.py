@@ -10,7 +10,7 @@ import paramiko
 
 from app.accounts import AccountError
 from app.db import write_transaction
-from app.models import SshKey, User, stamp, utcnow
+from app.models import SshKey, User, row_id, stamp, utcnow
 
 # What the gateway's paramiko can verify. Security-key (sk-*) types and DSA are refused
 # with a message that says so, rather than stored and silently never matching.
@@ -86,8 +86,8 @@ def keys_of(user: User) -> list[SshKey]:
 
 def remove(user: User, key_id) -> SshKey:
     key = None
-    if str(key_id).isdigit():
-        key = SshKey.get_or_none((SshKey.id == int(key_id)) & (SshKey.user == user))
+    if row_id(key_id) is not None:
+        key = SshKey.get_or_none((SshKey.id == row_id(key_id)) & (SshKey.user == user))
     if key is None:
         raise SshKeyError(f"you have no SSH key {key_id}")
     key.delete_instance()

@@ -45,6 +45,15 @@ def _account_key() -> str:
     return f"login-device:{username}:{device}" if device else f"login-account:{username}"
 
 
+def _address_key() -> str:
+    """Failed logins from one address count together (a guesser there is slowed down for
+    every account), but a browser that signed in to the account before counts apart: a
+    guesser behind the same address does not lock its owner out."""
+    username = request.form.get("username", "").strip().lower()
+    device = _known_device(username)
+    return f"login-device:{username}:{device}" if device else f"login-ip:{request.remote_addr}"
+
+
 def _failed(response) -> bool:
     # Only failed attempts count towards the limits; a successful login redirects.
     return response.status_code != 302
@@ -61,6 +70,7 @@ def _failed(response) -> bool:
 )
 @limiter.limit(
     _limit("login_limit_ip"),
+    key_func=_address_key,
     methods=["POST"],
     deduct_when=_failed,
     error_message="Too many failed login attempts from your address. "

@@ -19,7 +19,17 @@ from app.backups import Backup, BackupError
 from app.backups import workspaces as volume_backups
 from app.db import database, write_transaction
 from app.durations import format_duration, parse_duration
-from app.models import AuditEvent, StateChange, Template, Transition, User, Workspace, stamp, utcnow
+from app.models import (
+    AuditEvent,
+    StateChange,
+    Template,
+    Transition,
+    User,
+    Workspace,
+    row_id,
+    stamp,
+    utcnow,
+)
 from app.workspaces import (
     activity,
     apps,
@@ -174,6 +184,8 @@ def create(
         if parameters is None:
             parameters = about.get("parameters")
     template = None
+    if template_name is not None and not isinstance(template_name, str):
+        raise WorkspaceError(422, "unknown_template", "template must be a template's name (text)")
     if template_name is not None:
         template = Template.get_or_none((Template.name == template_name) & Template.enabled)
         if template is None:
@@ -359,8 +371,8 @@ def get_visible(
     the ``needed`` right on it (else 403 naming what they may do). Deleted ones only
     with ``include_deleted`` (their history stays readable)."""
     ws = None
-    if str(workspace_id).isdigit():
-        ws = visible_to(user, include_deleted).where(Workspace.id == int(workspace_id)).first()
+    if row_id(workspace_id) is not None:
+        ws = visible_to(user, include_deleted).where(Workspace.id == row_id(workspace_id)).first()
     if ws is None:
         raise WorkspaceError(404, "not_found", f"there is no workspace {workspace_id}")
     require(user, ws, needed)

@@ -1,0 +1,144 @@
+"""Finding 11 (bad input): every API route, given hostile JSON and hostile path values,
+answers with a clear 4xx in the API's error shape, never a 500 and never invalid JSON,
+and a refused request creates nothing."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+
+from app.db import database
+from app.models import ApiToken, Transition, Workspace
+from tests.security.conftest import call
+from tests.security.test_api_scopes import documented
+
+FIELDS = (
+    "name", "template", "repo", "parameters", "ttl", "restore", "egress", "wait",
+    "command", "timeout", "stdin", "stream", "public_key", "scopes", "lifetime",
+    "workspace", "role", "email", "description", "monthly", "hard_stop", "shared",
+    "label", "idle_timeout", "expires_at", "allow", "outcome", "summary", "detail",
+    "limits", "approvals", "enabled", "pricing", "max_workspaces", "max_cpu",
+)  # fmt: skip
+HOSTILE = (
+    None, True, -1, 0, 1e308, 10**30, "", "x" * 5000, "../../etc/passwd", "\x00",
+    [], ["base"], {}, {"cpu": 1e308}, [{"a": [{"b": None}]}],
+)  # fmt: skip
+RAW = (
+    b"NaN", b'{"parameters": {"cpu": NaN}}', b'{"name": Infinity}', b'{"ttl": -Infinity}',
+    b'{"timeout": 1e999}', b"[", b'"text"', b"[1, 2]", b"\xff\xfe", b'{"a": 1' + b"]" * 10,
+)  # fmt: skip
+PATH_VALUES = ("0", "-1", "abc", "9" * 30, "1 OR 1=1", "%2e%2e", "x" * 300)
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise AssertionError(f"the answer holds {constant}, which is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _urls(path: str, ws_id: int) -> list[str]:
+    base = {
+        "workspace_id": str(ws_id), "name": "base", "user": "olga", "kind": "users",
+        "key_id": "1", "token_id": "1", "port": "8000", "recording_id": "1",
+    }  # fmt: skip
+    # A followed log stream never ends by itself; its hostile inputs are the same.
+    query = "?follow=false" if path.endswith("/logs") else ""
+    urls = [re.sub(r"\{(\w+)\}", lambda m: base[m.group(1)], path) + query]
+    for param in re.findall(r"\{(\w+)\}", path):
+        for value in PATH_VALUES:
+            values = {**base, param: value}
+            urls.append(re.sub(r"\{(\w+)\}", lambda m, v=values: v[m.group(1)], path) + query)
+    return urls
+
+
+def _counts():
+    with database.connection_context():
+        return (Workspace.select().count(), Transition.select().count(), ApiToken.select().count())
+
+
+def _fields(flask_app, path: str, method: str) -> list[str]:
+    """The body fields a route reads: those its view's source names (every view lists
+    the fields it takes), or a few when it names none."""
+    for rule in flask_app.url_map.iter_rules():
+        shown = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule[len("/api/v2") :])
+        if shown == path and method in rule.methods:
+            source = inspect.getsource(flask_app.view_functions[rule.endpoint])
+            return [f for f in FIELDS if f'"{f}"' in source] or list(FIELDS[:3])
+    raise AssertionError(f"{method} {path} is not a route")
+
+
+def test_hostile_json_and_paths_on_every_route_give_clear_errors(app, tokens, shared_ws):
+    client = app.test_client()
+    problems = []
+    for (path, method), (scope, _) in sorted(documented().items()):
+        token = tokens["root"] if scope == "admin" else tokens["mia"]
+        fields = _fields(app, path, method)
+        for url in _urls(path, shared_ws):
+            bodies = [{"data": raw, "content_type": "application/json"} for raw in RAW]
+            bodies += [{"json": {field: value}} for field in fields for value in HOSTILE]
+            for body in bodies if url == _urls(path, shared_ws)[0] else bodies[:3]:
+                answer = call(client, token, method, url, **body)
+                text = answer.get_data(as_text=True)
+                where = (method, url[:80], str(body)[:120], answer.status_code)
+                if answer.status_code >= 500:
+                    problems.append((*where, text[:200]))
+                    continue
+                if answer.mimetype == "application/json":
+                    try:
+                        found = _strict(text)
+                    except (ValueError, AssertionError) as exc:
+                        problems.append((*where, f"invalid JSON: {exc}"))
+                        continue
+                    if answer.status_code >= 400 and not (
+                        isinstance(found, dict) and found.get("error", {}).get("message")
+                    ):
+                        problems.append((*where, "an error without a message"))
+    assert problems == []
+
+
+def test_the_cases_of_finding_11_are_refused_by_name_and_create_nothing(app, tokens):
+    client = app.test_client()
+    before = _counts()
+    nan = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        data=b'{"name": "nn", "template": "base", "parameters": {"cpu": NaN}}',
+        content_type="application/json",
+    )
+    assert (
+        nan.status_code == 400 and "NaN is not a JSON number" in nan.get_json()["error"]["message"]
+    )
+    ttl = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        json={"name": "tt", "template": "base", "ttl": "99999999999999d"},
+    )
+    assert ttl.status_code == 422 and "longer than 100 years" in ttl.get_json()["error"]["message"]
+    listed = call(
+        client, tokens["mia"], "POST", "/workspaces", json={"name": "ll", "template": ["base"]}
+    )
+    assert listed.status_code == 422 and "template" in listed.get_json()["error"]["message"]
+    huge = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        json={"name": "hh", "template": "base", "parameters": {"cpu": 1e308}},
+    )
+    assert huge.status_code == 422 and "cpu" in huge.get_json()["error"]["message"]
+    assert _counts() == before
+    # The same requests, well formed, are taken.
+    made = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        json={"name": "fine", "template": "base", "ttl": "4h", "parameters": {"cpu": 1}},
+    )
+    assert made.status_code == 201 and made.get_json()["ttl_expires_at"]
