@@ -1,6 +1,8 @@
 """The API's error shape: ``{"error": {"code": ..., "message": ...}}`` with the right status."""
 
-from flask import jsonify, request
+from flask import g, jsonify, request
+
+from app import audit
 
 
 class ApiError(Exception):
@@ -10,6 +12,8 @@ class ApiError(Exception):
 
 
 def api_error(status: int, code: str, message: str):
+    if status == 403:
+        _audit_refusal(code, message)
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     if status == 401:
@@ -41,3 +45,18 @@ def json_body(optional: bool = False) -> dict:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160]
+
+
+def _audit_refusal(code: str, message: str) -> None:
+    """Every request a rule refused (scope, role, share, approval) is on record."""
+    token = g.get("api_token")
+    audit.record(
+        "api.denied",
+        actor=token.user.username if token is not None else "anonymous",
+        source_ip=request.remote_addr,
+        target=f"{request.method} {request.path}"[:160],
+        outcome="denied",
+        code=code,
+        reason=message[:300],
+        token=token.id if token is not None else None,
+    )

@@ -4,13 +4,14 @@ where the table says so. The table is checked against the routes both ways."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
 
 from app import accounts
 from app.db import database
-from app.models import TOKEN_SCOPES, Workspace
+from app.models import TOKEN_SCOPES, AuditEvent, Workspace
 from tests.security.conftest import call
 
 TABLE = Path(__file__).resolve().parents[2] / "docs" / "security.md"
@@ -143,6 +144,11 @@ def test_the_escalations_of_finding_9_fail_and_the_right_scope_works(app, tokens
     assert port.status_code == 403 and port.get_json()["error"]["code"] == "token_limited"
     longer = call(client, agent, "PUT", f"/workspaces/{shared_ws}/ttl", json={"ttl": "30d"})
     assert longer.status_code == 403
+    # Each refusal is on record, with the rule that refused it.
+    with database.connection_context():
+        denied = AuditEvent.select().where(AuditEvent.action == "api.denied")
+        codes = {json.loads(e.detail)["code"] for e in denied}
+    assert {"insufficient_scope", "token_limited"} <= codes
     # The right scope does each of these.
     account = _token("mia", ["account"])
     added = call(client, account, "POST", "/users/me/keys", json={"public_key": key})
