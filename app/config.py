@@ -51,6 +51,17 @@ def _as_positive_int(setting: str, value) -> int:
     return number
 
 
+def _as_networks(setting: str, value) -> str:
+    from app.destinations import parse_networks
+
+    text = str(value or "")
+    try:
+        parse_networks(p for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise ConfigError(setting, str(exc)) from None
+    return text
+
+
 def _as_rate_limit(setting: str, value) -> str:
     try:
         parse_rate_limit(str(value))
@@ -187,6 +198,10 @@ class Settings:
     log_level: str = "info"
     subnet_pool: str = "10.231.0.0/16"
     local_repo_roots: str = ""
+    # Private networks Berth may fetch from for people: git hosts, registries and Feature
+    # registries on the team's own network (comma-separated, e.g. 10.0.0.0/8); any other
+    # loopback, private or link-local destination is refused (docs/security.md).
+    private_destinations: str = ""
     lifecycle_interval: int = 30  # seconds between idle/runtime/TTL/dormancy checks
     activity_interval: int = 30  # at most one activity write per workspace and source
     backup_dir: str = ""  # <data dir>/backups by default
@@ -245,6 +260,13 @@ class Settings:
     def repo_roots(self) -> list[Path]:
         """Server folders whose git repositories workspaces may be created from."""
         return [Path(p).resolve() for p in self.local_repo_roots.split(":") if p]
+
+    @property
+    def private_networks(self) -> list:
+        """The networks of ``private_destinations`` (app.destinations)."""
+        from app.destinations import parse_networks
+
+        return parse_networks(p for p in self.private_destinations.split(",") if p.strip())
 
     @property
     def agent_socket_root(self) -> Path:
@@ -364,6 +386,9 @@ class Settings:
             log_level=log_level,
             subnet_pool=_as_subnet("BERTH_SUBNET_POOL", pick("subnet_pool", "10.231.0.0/16")),
             local_repo_roots=str(pick("local_repo_roots", "")),
+            private_destinations=_as_networks(
+                "BERTH_PRIVATE_DESTINATIONS", pick("private_destinations", "")
+            ),
             lifecycle_interval=_as_positive_int(
                 "BERTH_LIFECYCLE_INTERVAL", pick("lifecycle_interval", 30)
             )

@@ -27,6 +27,7 @@ from app.models import (
     Workspace,
     utcnow,
 )
+from app.numbers import bounded
 from app.workspaces import templates
 
 PRICE_KEYS = ("per_hour", "per_cpu_hour", "per_gb_hour")
@@ -43,10 +44,10 @@ def validate_pricing(value) -> dict:
     unknown = sorted(set(value) - set(PRICE_KEYS))
     if unknown:
         raise CostError(f"unknown price {unknown[0]!r}; use {', '.join(PRICE_KEYS)}")
-    for key, price in value.items():
-        if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
-            raise CostError(f"pricing.{key} must be a non-negative number, not {price!r}")
-    return {k: float(v) for k, v in value.items()}
+    try:
+        return {key: bounded(price, f"pricing.{key}") for key, price in value.items()}
+    except ValueError as exc:
+        raise CostError(str(exc)) from None
 
 
 def hourly_rate(pricing: dict, parameter_values: dict) -> float:
@@ -202,8 +203,10 @@ def set_budget(group: Group, monthly, hard_stop: bool = False) -> Budget | None:
     if monthly is None:
         Budget.delete().where(Budget.group == group).execute()
         return None
-    if isinstance(monthly, bool) or not isinstance(monthly, int | float) or monthly < 0:
-        raise CostError(f"the monthly budget must be a non-negative number, not {monthly!r}")
+    try:
+        monthly = bounded(monthly, "the monthly budget")
+    except ValueError as exc:
+        raise CostError(str(exc)) from None
     if not isinstance(hard_stop, bool):
         raise CostError("hard_stop must be true or false")
     budget = Budget.get_or_none(Budget.group == group) or Budget(group=group)

@@ -11,8 +11,10 @@ again, so the answer cannot change in between (DNS rebinding).
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
@@ -22,6 +24,8 @@ from urllib3.connectionpool import HTTPSConnectionPool
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+# Deprecated ranges Python still calls global: 6to4 relays' anycast, IPv6 site-local.
+_DEPRECATED = (ipaddress.ip_network("192.88.99.0/24"), ipaddress.ip_network("fec0::/10"))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -62,6 +66,10 @@ def why_refused(address: Address, allowed: Iterable[Network] = ()) -> str | None
             (candidate.version == 4 and candidate in _SHARED, "shared (carrier-grade NAT)"),
             (candidate.is_private, "private"),
             (candidate.is_reserved, "reserved"),
+            (
+                any(candidate.version == n.version and candidate in n for n in _DEPRECATED),
+                "deprecated",
+            ),
             (not candidate.is_global, "not public"),
         ):
             if test:
@@ -141,12 +149,34 @@ class _PlainRefused(BaseAdapter):
         pass
 
 
+class _ProxiedCheckedAdapter(HTTPAdapter):
+    """Through the operator's proxy: the proxy resolves the name, so Berth checks what
+    it resolves to first (without pinning it: the proxy is trusted with the rest)."""
+
+    def __init__(self, allowed: tuple):
+        self.allowed = allowed
+        super().__init__()
+
+    def send(self, request, **kwargs):
+        parts = urlsplit(request.url)
+        resolve(parts.hostname or "", parts.port or 443, self.allowed)
+        return super().send(request, **kwargs)
+
+
+def outbound_proxy() -> str | None:
+    """The https proxy the operator set for Berth's processes, if any."""
+    return os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or None
+
+
 def checked_session(allowed: Iterable[Network] = ()) -> requests.Session:
-    """A requests Session for https only (no proxy from the environment) whose every
-    connection goes to a checked address: the check and the connection share one
-    resolution."""
+    """A requests Session for https only whose every connection goes to a checked
+    address: the check and the connection share one resolution. Where the operator set
+    an https proxy, requests go through it, their host checked first."""
     session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", _CheckedAdapter(tuple(allowed)))
+    if outbound_proxy():
+        session.mount("https://", _ProxiedCheckedAdapter(tuple(allowed)))
+    else:
+        session.trust_env = False
+        session.mount("https://", _CheckedAdapter(tuple(allowed)))
     session.mount("http://", _PlainRefused())
     return session

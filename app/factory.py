@@ -83,6 +83,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.uses_tls,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session that holds it
+        # No request body is read past this (a file upload's limit, 256 MB, and a little):
+        # larger ones are refused before any of it is held in memory.
+        MAX_CONTENT_LENGTH=257 * 1024 * 1024,
         BERTH_SETTINGS=settings,
     )
     app.session_interface = _TlsAwareSessions()

@@ -30,7 +30,7 @@ def row_id(value) -> int | None:
     """A database id from a request (``"42"``), or None for anything that cannot be one:
     not a plain number, or too large for the column."""
     text = str(value)
-    if not text.isdigit() or len(text) > 19 or int(text) > MAX_ROW_ID:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_ROW_ID:
         return None
     return int(text)
 

@@ -15,11 +15,13 @@ test-artifacts/install-time.txt.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
 import ssl
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -257,6 +259,9 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     )
     assert ssh.stdout == "kept-across-upgrades\ndemo\n"
 
+    # --- the security boundaries hold in the appliance (docs/security.md 1, 2 and 6) ---------
+    check_boundaries(appliance, api, ws)
+
     # --- the nightly backup job, and its dump restored -------------------------------------
     appliance.exec("worker", "berth", "backup", "now")
     dumps = sorted((appliance.folder / "backups" / "database").glob("*.pgdump"))
@@ -331,3 +336,94 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     assert (appliance.folder / ".env").exists()
     with pytest.raises(requests.ConnectionError):
         requests.get(appliance.url + "/healthz", verify=appliance.ca, timeout=5)
+
+
+def _in_engine(appliance, *argv: str) -> str:
+    return run("docker", "exec", appliance.container("engine"), *argv).stdout
+
+
+def _workspace_container(appliance, ws_id: int) -> dict:
+    names = _in_engine(
+        appliance, "docker", "ps", "-q", "--filter", f"label=berth.workspace={ws_id}",
+        "--filter", "label=berth.role=workspace",
+    ).split()  # fmt: skip
+    assert len(names) == 1, names
+    return json.loads(_in_engine(appliance, "docker", "inspect", names[0]))[0]
+
+
+def check_boundaries(appliance, api, ws) -> None:
+    """/run/berth is the workspace's own memory; a template's config cannot mount another
+    workspace's volume or the IDE bundle; the egress proxy refuses the engine's loopback,
+    where PostgreSQL and the web app listen."""
+    demo = _workspace_container(appliance, ws["id"])
+    assert [m for m in demo["Mounts"] if m["Type"] == "bind" and m["RW"]] == []
+    assert "/run/berth" in demo["HostConfig"]["Tmpfs"]
+    planted = "ln -sf /var/lib/berth/secret_key /run/berth/keepalive; stat -f -c %T /run/berth"
+    assert api.sh(ws["id"], planted) == "tmpfs\n"
+
+    # A template (uploaded by an admin: the same mapping as a repository's config).
+    victim = demo["Name"].lstrip("/") + "-home"
+    config = {
+        "image": "berth-base:bookworm",
+        "mounts": [
+            f"source={victim},target=/steal,type=volume",
+            "source=berth-tools,target=/tools,type=volume",
+        ],
+    }
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = json.dumps(config).encode()
+        info = tarfile.TarInfo("devcontainer.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    admin = requests.Session()
+    admin.verify, admin.trust_env = appliance.ca, False
+    admin.headers["Referer"] = appliance.url + "/"  # CSRF over https checks the referrer
+    page = admin.get(appliance.url + "/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+    admin.post(
+        appliance.url + "/login",
+        data={"username": "admin", "password": NEW_PASSWORD, "csrf_token": csrf},
+    )
+    csrf = re.search(
+        r'name="csrf_token" value="([^"]+)"', admin.get(appliance.url + "/admin/").text
+    )[1]
+    added = admin.post(
+        appliance.url + "/admin/templates",
+        data={"csrf_token": csrf, "name": "thief"},
+        files={"archive": ("thief.tar.gz", archive.getvalue())},
+    )
+    assert "Template thief added." in added.text
+    thief = api.wait(api.create("thief", template="thief")["id"], "running", "failed", timeout=600)
+    assert thief["status"] == "running", api.log(thief["id"])
+    seen = api.sh(thief["id"], "cat /steal/note.txt 2>&1; touch /tools/backdoor; echo done")
+    assert "kept-across-upgrades" not in seen and seen.endswith("done\n")
+    own = f"{_workspace_container(appliance, thief['id'])['Name'].lstrip('/')}-"
+    for mount in _workspace_container(appliance, thief["id"])["Mounts"]:
+        if mount["Type"] == "volume":
+            assert mount["Name"].startswith(own) or (
+                mount["Name"] == "berth-tools" and not mount["RW"]
+            ), mount
+    api.delete(thief["id"])
+
+    # The egress proxy, even with the engine's loopback on a template's allowlist.
+    templates = {t["name"]: t for t in api.call("GET", "/templates", 200).json()}
+    limits = templates["agent-sandbox"]["limits"]
+    allow = ["127.0.0.1:5432", "localhost:8000", "127.0.0.1:8000"]
+    api.call(
+        "PATCH", "/templates/agent-sandbox", 200, json={"limits": {**limits, "egress_allow": allow}}
+    )
+    try:
+        probe = api.wait(
+            api.create("probe", template="agent-sandbox")["id"], "running", "failed", timeout=900
+        )
+        assert probe["status"] == "running", api.log(probe["id"])
+        for target in allow:
+            out = api.exec(probe["id"], ["sh", "-c", f"curl -s --max-time 10 http://{target}/"])[
+                "stdout"
+            ]
+            assert "is refused" in out and "loopback" in out, (target, out)
+        api.delete(probe["id"])
+    finally:
+        api.call("PATCH", "/templates/agent-sandbox", 200, json={"limits": limits})
+    api.wait(thief["id"], "deleted", timeout=120)

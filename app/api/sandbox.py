@@ -22,6 +22,7 @@ from app.web import auditing
 from app.workspaces import activity, recordings, sandboxes, service
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_COLLECTED_CHARS = 32 * 1024 * 1024  # of an exec's output held in memory at once
 
 
 def running_container(ws, timeout: float):
@@ -43,13 +44,15 @@ def _exec_events(
     happens (the client may leave half-way)."""
     provisioner, container = running_container(ws, timeout)
     user, workdir = provisioner.identity(container)
-    env = sandboxes.exec_env(ws, _settings().secret_key)
+    # The sandbox's token is its owner's: only the owner's own commands get it.
+    env = sandboxes.exec_env(ws, _settings().secret_key) if ws.owner_id == _user().id else {}
     detail = " ".join(command)[:200]
     target = f"workspace:{ws.owner.username}.{ws.name}"
     actor_id = _user().id
     activity.record(ws.id, "exec", detail, sessions=1)
     started, end = utcnow(), None
     output = [] if recordings.wanted(ws) else None
+    recorded = 0
     clock = time.monotonic()
     try:
         for item in provisioner.exec_stream(
@@ -67,7 +70,9 @@ def _exec_events(
             else:
                 text = item[1].decode(errors="replace")
                 if output is not None:
-                    output.append([item[0], text, round(time.monotonic() - clock, 3)])
+                    recorded += len(text)
+                    if recorded <= MAX_COLLECTED_CHARS:  # the recording keeps the start
+                        output.append([item[0], text, round(time.monotonic() - clock, 3)])
                 yield {"stream": item[0], "data": text}
     finally:
         activity.record(ws.id, "exec", detail, sessions=-1)
@@ -132,13 +137,18 @@ def exec_in_workspace(workspace_id):
             mimetype="application/x-ndjson",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    out, err, end = [], [], {}
+    out, err, end, size = [], [], {}, 0
     for event in events:
         if "stream" in event:
-            (out if event["stream"] == "stdout" else err).append(event["data"])
+            size += len(event["data"])
+            if size <= MAX_COLLECTED_CHARS:
+                (out if event["stream"] == "stdout" else err).append(event["data"])
         else:
             end = event
-    return jsonify({**end, "stdout": "".join(out), "stderr": "".join(err)})
+    # Past the bound the command runs on, its output is counted, not kept: use
+    # "stream": true to read all of it.
+    truncated = size > MAX_COLLECTED_CHARS
+    return jsonify({**end, "stdout": "".join(out), "stderr": "".join(err), "truncated": truncated})
 
 
 def _path(ws, container, provisioner) -> tuple[str, str]:

@@ -130,6 +130,19 @@ def input_hash(plan: Plan, client: docker.DockerClient) -> str:
     return digest.hexdigest()[:32]
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _env(key: str, value: str, escape_dollar: bool, where: str) -> str:
+    """``KEY="value"`` for a generated Dockerfile or env file: a name or value that could
+    end the line (and start an instruction of its own) is refused."""
+    if not _ENV_NAME.match(str(key)):
+        raise BuildError(f"{where}: {key!r} is not an environment variable name")
+    if any(c in str(value) for c in "\n\r\0"):
+        raise BuildError(f"{where}.{key}: a value may not hold a line break or NUL")
+    return f"{key}={_env_line(str(value), escape_dollar)}"
+
+
 def _env_line(value: str, escape_dollar: bool) -> str:
     value = value.replace("\\", "\\\\").replace('"', '\\"')
     if escape_dollar:
@@ -138,7 +151,7 @@ def _env_line(value: str, escape_dollar: bool) -> str:
 
 
 def _env_file(values: dict[str, str]) -> str:
-    return "".join(f"{key}={_env_line(value, True)}\n" for key, value in values.items())
+    return "".join(_env(key, value, True, "options") + "\n" for key, value in values.items())
 
 
 @dataclass(frozen=True)
@@ -250,7 +263,7 @@ def _stage_features(plan: Plan, root: Path, builtin_env: dict[str, str]) -> list
             "set +a\nchmod +x ./install.sh\n./install.sh\n"
         )
         for key, value in (feature.metadata.get("containerEnv") or {}).items():
-            lines.append(f"ENV {key}={_env_line(value, escape_dollar=False)}")
+            lines.append("ENV " + _env(key, value, False, f"{feature.user_id} containerEnv"))
         lines.append(f"COPY {name} {FEATURES_DIR}/{name}")
         lines.append(
             f"RUN cd {FEATURES_DIR}/{name} && chmod +x ./devcontainer-features-install.sh "
@@ -346,7 +359,7 @@ def _extend(plan: Plan, client, builder: _Builder, base_ref: str, tag: str) -> N
             lines += _stage_features(plan, root, builtin_env)
             lines.append(f"USER {image_user or 'root'}")
         for key, value in (plan.raw.get("containerEnv") or {}).items():
-            lines.append(f"ENV {key}={_env_line(value, escape_dollar=True)}")
+            lines.append("ENV " + _env(key, value, True, "containerEnv"))
         (root / "Dockerfile").write_text("\n".join(lines) + "\n")
         builder.run(
             "installing Features" if plan.features else "labelling the image",

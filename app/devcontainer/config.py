@@ -77,6 +77,7 @@ BUILD_PROPERTIES = {
     "options": (_ARRAY,),
     "cacheFrom": (_STRING, _ARRAY),
 }
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 ENUMS = {
     "userEnvProbe": ("none", "loginShell", "interactiveShell", "loginInteractiveShell"),
     "shutdownAction": ("none", "stopContainer", "stopCompose"),
@@ -261,6 +262,10 @@ def _validate(config: DevcontainerConfig) -> None:
         for key, value in (holder.get(prop.split(".")[-1]) or {}).items():
             if not isinstance(value, str):
                 _fail(config, f"{prop}.{key}", f"must be a string, not {json_type(value)}")
+            if prop == "containerEnv" and not ENV_NAME.match(key):
+                _fail(config, prop, f"{key!r} is not an environment variable name")
+            if prop == "containerEnv" and any(c in value for c in "\n\r\0"):
+                _fail(config, f"{prop}.{key}", "a value may not hold a line break")
     for key, value in (raw.get("remoteEnv") or {}).items():
         if value is not None and not isinstance(value, str):
             _fail(config, f"remoteEnv.{key}", f"must be a string or null, not {json_type(value)}")

@@ -77,9 +77,9 @@ class _Fetcher:
     storage) with each destination checked after resolution (app.destinations), https
     only, redirects followed one checked hop at a time, and answers read up to a bound."""
 
-    def __init__(self, ref: OciRef):
+    def __init__(self, ref: OciRef, allowed=()):
         self.ref = ref
-        self.session = destinations.checked_session()
+        self.session = destinations.checked_session(allowed)
 
     def get(self, url: str, headers: dict, limit: int) -> tuple[requests.Response, bytes]:
         for _ in range(MAX_REDIRECTS + 1):
@@ -138,13 +138,14 @@ class _Fetcher:
         return data.get("token") or data.get("access_token") if isinstance(data, dict) else None
 
 
-def fetch(user_id: str, cache_dir: Path) -> tuple[Path, str]:
-    """Return (folder, manifest digest) of the Feature ``user_id``, downloading it if needed."""
+def fetch(user_id: str, cache_dir: Path, allowed=()) -> tuple[Path, str]:
+    """Return (folder, manifest digest) of the Feature ``user_id``, downloading it if
+    needed; ``allowed``: private networks an admin lets Berth fetch from."""
     ref = parse_ref(user_id)
     index_file = cache_dir / "oci-index.json"
     index = json.loads(index_file.read_text()) if index_file.exists() else {}
     key = f"{ref.resource}:{ref.reference}"
-    fetcher = _Fetcher(ref)
+    fetcher = _Fetcher(ref, allowed)
     headers = {"Accept": MANIFEST_TYPES}
     base = f"https://{ref.registry}/v2/{ref.namespace}/{ref.id}"
     try:

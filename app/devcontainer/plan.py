@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.devcontainer import features as features_mod
-from app.devcontainer import inputs, metadata, policy
+from app.devcontainer import inputs, metadata, oci, policy
 from app.devcontainer.config import DevcontainerConfig
 from app.devcontainer.errors import ConfigError
 from app.devcontainer.variables import Context, devcontainer_id, substitute
@@ -89,11 +90,13 @@ def plan(
     approvals: policy.Approvals | None = None,
     feature_cache: Path | None = None,
     fetch=None,
+    private=(),
 ) -> Plan:
     """Resolve what ``config`` builds: base image or Dockerfile, Features in install order.
 
     ``local_env`` is the only source for ``${localEnv:...}``; Berth passes the workspace
-    owner's variables, never its own environment.
+    owner's variables, never its own environment. ``private``: networks an admin allowed
+    the engine to pull or fetch from (everything else non-public is refused).
     """
     local_env = dict(local_env or {})
     workspace = str(config.workspace)
@@ -135,6 +138,7 @@ def plan(
         )
     if result.kind == "image":
         result.image = raw["image"]
+        policy.check_pull(result.image, "image", private, config.path)
     else:
         build = raw["build"]
         root = config.boundary
@@ -169,6 +173,7 @@ def plan(
         result.build_args = {k: str(v) for k, v in (build.get("args") or {}).items()}
         result.target = build.get("target")
         _parse_build_options(config, build.get("options") or [], result)
+        policy.check_fetches(result.dockerfile_text, result.build_args, private, result.dockerfile)
 
     policy.check(
         metadata.merge([metadata.config_entry(raw)]),
@@ -180,7 +185,7 @@ def plan(
         config.folder,
         config.workspace,
         feature_cache or DEFAULT_CACHE,
-        **({"fetch": fetch} if fetch else {}),
+        fetch or functools.partial(oci.fetch, allowed=private),
         root=config.boundary,
     )
     result.features = features_mod.resolve(

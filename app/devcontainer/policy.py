@@ -6,8 +6,16 @@ template for that exception. Each refusal names the property and the rule.
 
 from __future__ import annotations
 
+import io
+import json
+import re
+import shlex
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
+from dockerfile_parse import DockerfileParser
+
+from app import destinations
 from app.devcontainer import runargs
 from app.devcontainer.errors import PolicyError
 
@@ -170,3 +178,97 @@ def check(merged: dict, run_args: list[str], approvals: Approvals, file=None) ->
     for mount in parsed.volume_mounts:
         check_mount(mount, "runArgs --volume", approvals, file)
     return parsed
+
+
+# --- what the Docker engine itself fetches ---------------------------------------------------
+# Pulls (FROM, COPY --from, "image") and ADD <url> are made by the engine from the host's
+# own network, not from the build's: each destination is checked like any other Berth
+# connects to (app.destinations), so a config cannot point the engine at the host's
+# loopback, a cloud's metadata service or a private network.
+
+_IMAGE_PROPERTY = "build.dockerfile"
+
+
+def registry_of(reference: str) -> tuple[str, int] | None:
+    """The registry (host, port) an image reference names, or None for a plain name
+    (Docker Hub, or the engine's own mirror: the operator's choice, not the config's)."""
+    name = reference.split("@", 1)[0]
+    first, sep, _ = name.partition("/")
+    if not sep or not ("." in first or ":" in first or first == "localhost"):
+        return None
+    if first.startswith("["):
+        host, _, rest = first[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = first.partition(":")
+    return host, int(port) if port.isascii() and port.isdigit() else 443
+
+
+def check_pull(reference: str, where: str, allowed=(), file=None) -> None:
+    registry = registry_of(reference)
+    if registry is not None:
+        _check_destination(*registry, where, f"pulling {reference}", allowed, file)
+
+
+def _check_destination(host: str, port: int, where: str, what: str, allowed, file) -> None:
+    try:
+        destinations.resolve(host, port, allowed)
+    except destinations.Unresolved:
+        return  # the engine cannot reach it either; its own error says so
+    except destinations.DestinationRefused as exc:
+        raise PolicyError(
+            where, f"{what} would make the Docker engine connect to {host}: {exc}", file=file
+        ) from None
+
+
+def check_fetches(dockerfile_text: str, build_args: dict, allowed=(), file=None) -> None:
+    """Refuse a Dockerfile whose FROM, COPY --from or ADD <url> has the engine fetch from
+    a destination Berth would not connect to (or one it cannot check)."""
+    parser = DockerfileParser(fileobj=io.BytesIO(dockerfile_text.encode()), build_args=build_args)
+    stages = set()
+    for item in parser.structure:
+        parts = item["value"].split()
+        if item["instruction"] == "FROM" and len(parts) >= 3 and parts[-2].lower() == "as":
+            stages.add(parts[-1].lower())
+    for reference in parser.parent_images:
+        if reference.lower() not in stages:
+            check_pull(reference, _IMAGE_PROPERTY, allowed, file)
+    for item in parser.structure:
+        instruction, value = item["instruction"], item["value"]
+        if instruction == "COPY":
+            for source in re.findall(r"--from=(\S+)", value):
+                if source.lower() in stages or source.isdigit():
+                    continue
+                if "$" in source:
+                    raise PolicyError(
+                        _IMAGE_PROPERTY,
+                        f"COPY --from={source}: an image named by a variable cannot be checked",
+                        file=file,
+                    )
+                check_pull(source, _IMAGE_PROPERTY, allowed, file)
+        elif instruction == "ADD":
+            for source in _add_sources(value):
+                if "://" not in source:
+                    continue
+                parts = urlsplit(source)
+                if "$" in source or not parts.hostname:
+                    raise PolicyError(
+                        _IMAGE_PROPERTY,
+                        f"ADD {source}: a URL built from variables cannot be checked; "
+                        "download it in a RUN step (RUN steps run behind Berth's firewall)",
+                        file=file,
+                    )
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                _check_destination(
+                    parts.hostname, port, _IMAGE_PROPERTY, f"ADD {source}", allowed, file
+                )
+
+
+def _add_sources(value: str) -> list[str]:
+    text = value.strip()
+    try:
+        words = json.loads(text) if text.startswith("[") else shlex.split(text, posix=False)
+    except ValueError:
+        words = text.split()
+    words = [str(w) for w in words if not str(w).startswith("--")]
+    return words[:-1]  # the last is the destination

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 
 from app import destinations
+from app.egress import gateway
 from app.egress.gateway import AllowlistError, Rule, parse_allowlist
 from app.models import Workspace
 
@@ -20,6 +22,7 @@ __all__ = [
     "entries",
     "private_networks",
     "rules_for",
+    "template_networks",
     "validate",
 ]
 
@@ -51,30 +54,49 @@ def rules_for(ws: Workspace) -> list[Rule]:
 
 def private_networks(ws: Workspace) -> list:
     """Private networks an admin allowed on the workspace's template (limits.egress_private)."""
-    if ws.template is None:
+    return template_networks(ws.template)
+
+
+def template_networks(template) -> list:
+    if template is None:
         return []
     return destinations.parse_networks(
-        json.loads(ws.template.limits or "{}").get("egress_private") or []
+        json.loads(template.limits or "{}").get("egress_private") or []
     )
 
 
-def validate(value) -> list[str]:
+def validate(value, allowed=()) -> list[str]:
     """A workspace allowlist from a request: refused with the bad entry named. An address
-    that is not public (or localhost) is refused here already; any name is checked again
-    after it resolves, at each connection."""
+    that is not public (or localhost), unless in the template's ``allowed`` private
+    networks, is refused here already; any name is checked again after it resolves, at
+    each connection."""
     rules = parse_allowlist(value)
     for rule in rules:
         host = rule.host.removeprefix("*.")
         if host == "localhost" or host.endswith(".localhost"):
             raise AllowlistError(f"{rule.host!r} is this machine; {PRIVATE_RULE}")
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        if host == gateway.BERTH_ALIAS:
+            raise AllowlistError(f"{host!r} is Berth itself, which a sandbox always reaches")
+        address = _numeric_address(host)
+        if address is None:
             continue
-        reason = destinations.why_refused(address)
+        reason = destinations.why_refused(address, allowed)
         if reason:
             raise AllowlistError(f"{reason}; {PRIVATE_RULE}")
     return [str(v).strip().lower() for v in value or []]
+
+
+def _numeric_address(host: str):
+    """An address written with digits in any form the resolver takes (127.1, 2130706433,
+    0x7f.0.0.1, IPv6), or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 PRIVATE_RULE = (

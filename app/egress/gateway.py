@@ -124,9 +124,16 @@ BERTH_ALIAS = "berth.internal"
 
 
 class Proxy:
-    def __init__(self, lookup: Lookup, record: Record, aliases: dict[str, str] | None = None):
+    def __init__(
+        self,
+        lookup: Lookup,
+        record: Record,
+        aliases: dict[tuple[str, int], str] | None = None,
+    ):
         self.lookup, self.record = lookup, record
-        self.aliases = aliases or {}  # host name -> where the proxy connects instead
+        # (host name, port) -> where the proxy connects instead: Berth itself, exactly
+        # there; the same name on any other port is checked like any destination.
+        self.aliases = aliases or {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         peer = writer.get_extra_info("peername")[0]
@@ -192,8 +199,8 @@ class Proxy:
     async def _addresses(self, source: Source, host: str, port: int) -> list[str]:
         """Where to connect: an alias's own target (Berth itself, set by the operator), or
         the checked addresses ``host`` resolves to (app.destinations)."""
-        if host in self.aliases:
-            return [self.aliases[host]]
+        if (host.lower().rstrip("."), port) in self.aliases:
+            return [self.aliases[(host.lower().rstrip("."), port)]]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, destinations.resolve, host, port, source.private)
 
@@ -281,7 +288,7 @@ async def serve(
     proxy_port: int,
     lookup: Lookup,
     record: Record,
-    aliases: dict[str, str] | None = None,
+    aliases: dict[tuple[str, int], str] | None = None,
 ):
     """Run the proxy and the DNS server on ``address`` until cancelled."""
     proxy = Proxy(lookup, record, aliases)

@@ -118,7 +118,7 @@ def run(settings: Settings) -> None:
     host, port = berth_address(settings)
     directory = Directory(provisioner, [gateway.Rule(sandbox_berth_host(settings), port)])
     # Berth itself is reached where its operator put it, a private address included.
-    aliases = {gateway.BERTH_ALIAS: host, sandbox_berth_host(settings): host}
+    aliases = {(gateway.BERTH_ALIAS, port): host, (sandbox_berth_host(settings), port): host}
 
     async def main():
         task = asyncio.create_task(

@@ -11,6 +11,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import posixpath
 import re
 import select
 import shutil
@@ -294,7 +295,8 @@ class Provisioner:
         here when an admin approved them (app.devcontainer.policy)."""
         owned = []
         for mount in mounts:
-            target, kind = mount["Target"], mount.get("Type", "volume")
+            target, kind = posixpath.normpath(mount["Target"]), mount.get("Type", "volume")
+            target = "/" + target.lstrip("/")  # normpath keeps a leading //
             if target in reserved or any(target.startswith(r + "/") for r in reserved):
                 raise ProvisionError(
                     f"mounts: {target} is where Berth mounts its own; choose another target"
@@ -666,7 +668,10 @@ class Provisioner:
         except docker.errors.APIError:
             return None
         first, _, rest = done.stdout.partition("\n")
-        if done.exit_code != 0 or not first.strip().isdigit():
+        # Seconds since the epoch, as date prints them: a workspace cannot hand Berth a
+        # number too large for a date.
+        digits = first.strip()
+        if done.exit_code != 0 or not (digits.isascii() and digits.isdigit()) or len(digits) > 11:
             return None
         detail = rest.strip().splitlines()
         return float(first.strip()), (detail[0] if detail else "")
@@ -831,6 +836,10 @@ class Provisioner:
             ("OUTPUT", ["-o", bridges, "-m", "conntrack", "--ctstate", "NEW", "-m", "owner"]
              + ["!", "--uid-owner", str(os.getuid()), "-j", "REJECT"]),
         ]  # fmt: skip
+        # Workspaces and builds keep their way to the network, but never to a cloud's
+        # metadata service (link-local), whose answers are the host's credentials.
+        if subprocess.run([iptables, "-S", "DOCKER-USER"], capture_output=True).returncode == 0:
+            rules.append(("DOCKER-USER", ["-i", bridges, "-d", "169.254.0.0/16", "-j", "REJECT"]))
         # Earlier Berths opened the proxy port on every address of the egress bridge.
         legacy = [("INPUT", [*proxy, "-j", "ACCEPT"])] if egress_port else []
         done = []

@@ -145,7 +145,9 @@ def add_template():
                 raise
         else:
             url, _ = service.validate_repo(
-                {"url": form.get("git_url", "").strip()}, settings.repo_roots
+                {"url": form.get("git_url", "").strip()},
+                settings.repo_roots,
+                settings.private_networks,
             )
             template = templates.add(
                 name,

@@ -120,6 +120,7 @@ def create():
             actor=current_user.username,
             data_dir=_settings().data_dir,
             local_roots=_settings().repo_roots,
+            private_networks=_settings().private_networks,
             restore=service.backup_for(current_user.row, restore, _settings()) if restore else None,
             source_ip=request.remote_addr,
         )

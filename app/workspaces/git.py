@@ -12,7 +12,10 @@ from app import destinations
 
 
 class CloneError(Exception):
-    """git could not clone or check out; the message carries git's own last line."""
+    """git could not clone or check out; the message carries git's own last line.
+    ``unresolved``: the host's name did not resolve (it may later)."""
+
+    unresolved = False
 
 
 # What git says when it could not reach a server: told apart, these would let anyone
@@ -33,18 +36,27 @@ _UNREACHABLE = (
 )
 
 
-def check_destination(url: str) -> list[str]:
-    """The checked addresses of an https repository's host (app.destinations)."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
+def check_destination(url: str, allowed=()) -> list[str]:
+    """The checked addresses of an https repository's host (app.destinations);
+    ``allowed``: private networks an admin lets Berth clone from."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or 443
+    except ValueError as exc:
+        raise CloneError(f"repository URL {url!r} is not a URL ({exc})") from None
+    if parts.scheme != "https" or not host:
         raise CloneError(f"repository URL {url!r} must be https://")
     try:
-        return destinations.resolve(parts.hostname, parts.port or 443)
+        return destinations.resolve(host, port, allowed)
+    except destinations.Unresolved as exc:
+        error = CloneError(f"repository {host} cannot be reached: {exc}")
+        error.unresolved = True
+        raise error from None
     except destinations.DestinationRefused as exc:
-        raise CloneError(f"repository {parts.hostname} is refused: {exc}") from None
+        raise CloneError(f"repository {host} is refused: {exc}") from None
 
 
-def clone(url: str, ref: str | None, target: Path) -> None:
+def clone(url: str, ref: str | None, target: Path, allowed=()) -> None:
     """Clone ``url`` at ``ref`` into ``target``, all or nothing (no half-cloned folder).
     An https URL is cloned from the address checked for it (git never resolves the name
     again) and without following redirects."""
@@ -56,13 +68,10 @@ def clone(url: str, ref: str | None, target: Path) -> None:
     pinned = []
     if url.startswith("https://"):
         parts = urlsplit(url)
-        address = check_destination(url)[0]
-        port = parts.port or 443
-        pinned = [
-            "-c", f"http.curloptResolve={parts.hostname}:{port}:{address}",
-            "-c", "http.followRedirects=false",
-            "-c", "http.proxy=",
-        ]  # fmt: skip
+        address = check_destination(url, allowed)[0]
+        pinned = ["-c", "http.followRedirects=false"]
+        if not destinations.outbound_proxy():  # through a proxy, the proxy resolves
+            pinned += ["-c", f"http.curloptResolve={parts.hostname}:{parts.port or 443}:{address}"]
     steps = [["git", *pinned, "clone", "--quiet", "--", url, str(partial)]]
     if ref:
         steps.append(["git", "-C", str(partial), "checkout", "--quiet", ref])

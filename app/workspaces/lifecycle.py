@@ -125,7 +125,7 @@ def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
         return folder
     log(f"cloning {ws.repo_url}" + (f" at {ws.repo_ref}" if ws.repo_ref else ""))
     try:
-        git.clone(ws.repo_url, ws.repo_ref, folder)
+        git.clone(ws.repo_url, ws.repo_ref, folder, ctx.settings.private_networks)
     except git.CloneError as exc:
         raise JobFailed(str(exc)) from None
     return folder
@@ -142,7 +142,7 @@ def _load_config(
     if ws.template is None:
         raise JobFailed("the repository has no devcontainer.json and no template was chosen")
     try:
-        path, root = templates.config_path(ws.template, ctx.data_dir)
+        path, root = templates.config_path(ws.template, ctx.data_dir, ctx.settings.private_networks)
         return dc.load(folder, path, root=root), templates.approvals(ws.template)
     except git.CloneError as exc:
         raise JobFailed(f"template {ws.template.name}: {exc}") from None
@@ -152,7 +152,11 @@ def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     folder = _prepare_source(ctx, ws, log)
     config, approvals = _load_config(ctx, ws, folder, log)
     plan = dc.plan(
-        config, local_env={}, approvals=approvals, feature_cache=ctx.data_dir / "cache" / "features"
+        config,
+        local_env={},
+        approvals=approvals,
+        feature_cache=ctx.data_dir / "cache" / "features",
+        private=ctx.settings.private_networks,
     )
     for warning in plan.warnings:
         log(f"warning: {warning}")

@@ -80,7 +80,7 @@ def validate_name(name) -> str:
     return name
 
 
-def validate_repo(repo, local_roots: list[Path]) -> tuple[str, str | None]:
+def validate_repo(repo, local_roots: list[Path], allowed=()) -> tuple[str, str | None]:
     if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not repo["url"]:
         raise WorkspaceError(422, "invalid_repo", "repo must be an object with a 'url'")
     url, ref = repo["url"].strip(), repo.get("ref")
@@ -88,7 +88,11 @@ def validate_repo(repo, local_roots: list[Path]) -> tuple[str, str | None]:
         raise WorkspaceError(
             422, "invalid_repo", f"repo ref {ref!r} is not a branch, tag or commit"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+    except ValueError as exc:
+        raise WorkspaceError(422, "invalid_repo", f"repository URL {url!r}: {exc}") from None
     scheme = parts.scheme
     if scheme == "https":
         if parts.username or parts.password:
@@ -98,9 +102,11 @@ def validate_repo(repo, local_roots: list[Path]) -> tuple[str, str | None]:
                 "repository URLs may not carry credentials (they would be stored and logged)",
             )
         try:
-            git.check_destination(url)
+            git.check_destination(url, allowed)
         except git.CloneError as exc:
-            raise WorkspaceError(422, "invalid_repo", str(exc)) from None
+            # A name that does not resolve now may later; the clone checks it again.
+            if not exc.unresolved:
+                raise WorkspaceError(422, "invalid_repo", str(exc)) from None
         return url, ref
     if scheme in ("file", "") and (scheme == "file" or url.startswith("/")):
         path = Path(urlsplit(url).path if scheme == "file" else url).resolve()
@@ -169,6 +175,7 @@ def create(
     actor: str | None = None,
     data_dir: Path,
     local_roots: list[Path] = (),
+    private_networks=(),
     restore: Backup | None = None,
     source_ip: str | None = None,
     egress_allow: list[str] | None = None,
@@ -200,7 +207,7 @@ def create(
             )
     repo_url = repo_ref = None
     if repo is not None:
-        repo_url, repo_ref = validate_repo(repo, list(local_roots))
+        repo_url, repo_ref = validate_repo(repo, list(local_roots), private_networks)
     if template is None and repo_url is None:
         raise WorkspaceError(422, "missing_source", "give a 'template' or a 'repo' to build from")
     if parameters is not None and not isinstance(parameters, dict):
@@ -212,7 +219,7 @@ def create(
     lifetime = _ttl(ttl if ttl is not None else resolved.values.get("ttl"), template)
     if egress_allow is not None:
         try:
-            egress_allow = egress.validate(egress_allow)
+            egress_allow = egress.validate(egress_allow, egress.template_networks(template))
         except egress.AllowlistError as exc:
             raise WorkspaceError(422, "invalid_egress", f"egress: {exc}") from None
     with write_transaction():
@@ -552,7 +559,7 @@ def to_dict(ws: Workspace, viewer: User | None = None, settings=None) -> dict:
 def set_egress(ws: Workspace, allow, *, actor: str, source_ip: str | None = None) -> None:
     """Replace the workspace's own allowlist entries (its template's stay)."""
     try:
-        entries = egress.validate(allow)
+        entries = egress.validate(allow, egress.private_networks(ws))
     except egress.AllowlistError as exc:
         raise WorkspaceError(422, "invalid_egress", f"egress: {exc}") from None
     ws.egress_allow = json.dumps(entries) if entries else None

@@ -43,6 +43,10 @@ def share(
     grantee = _grantee(kind, name)
     if isinstance(grantee, User) and grantee.id == ws.owner_id:
         raise ShareError(422, f"{grantee.username} owns this workspace already")
+    if ws.template is not None and ws.template.profile == "agent":
+        # A sandbox holds its owner's token (/run/berth/token): whoever shares its shell
+        # holds the token.
+        raise ShareError(409, "agent sandboxes are not shared: a sandbox holds its owner's token")
     with write_transaction():
         row = WorkspaceShare.get_or_none(_where(ws, grantee))
         if row is None:

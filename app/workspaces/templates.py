@@ -13,6 +13,7 @@ from app.devcontainer import Approvals
 from app.devcontainer.config import read_jsonc
 from app.durations import parse_duration
 from app.models import Template, utcnow
+from app.numbers import LARGEST, bounded
 from app.workspaces import git
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "devcontainers"
@@ -69,14 +70,14 @@ def sync_builtin() -> list[str]:
     return names
 
 
-def config_path(template: Template, data_dir: Path) -> tuple[Path, Path]:
+def config_path(template: Template, data_dir: Path, allowed=()) -> tuple[Path, Path]:
     """The template's devcontainer.json and the folder its build inputs must stay in;
     a git template is cloned (once per ref) first."""
     folder = Path(template.source)
     if template.source_kind == "git":
         folder = data_dir / "templates" / f"{template.id}-{template.updated_at:%Y%m%d%H%M%S}"
         if not folder.exists():
-            git.clone(template.source, template.git_ref, folder)
+            git.clone(template.source, template.git_ref, folder, allowed)
     return folder / (template.git_path or "") / CONFIG_FILE, folder
 
 
@@ -97,8 +98,10 @@ def check_parameter(name: str, spec: dict, value):
     kind = spec.get("type", "string")
     unit = f" {spec['unit']}" if spec.get("unit") else ""
     if kind in ("number", "integer"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ParameterError(f"parameter {name!r} must be a number, not {value!r}")
+        try:
+            bounded(value, f"parameter {name!r}", low=-LARGEST)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
         if kind == "integer" and int(value) != value:
             raise ParameterError(f"parameter {name!r} must be a whole number, not {value!r}")
         if "min" in spec and value < spec["min"]:
@@ -230,6 +233,31 @@ LIMIT_DURATIONS = (
 )
 
 
+LIMIT_NUMBERS = ("max_cpu", "max_memory_mb", "pids", "max_ttl_hours")
+
+
+def _check_schema(parameters: dict) -> None:
+    """A template's parameters: known types, and numbers, bounds and defaults a workspace
+    can be made with (a default past what Berth can compute with would fail every create)."""
+    for name, spec in parameters.items():
+        if not isinstance(spec, dict):
+            raise TemplateError(f"parameters.{name} must be an object")
+        kind = spec.get("type", "string")
+        if kind not in PARAMETER_TYPES:
+            raise TemplateError(
+                f"parameters.{name}.type {kind!r} is not one of {', '.join(PARAMETER_TYPES)}"
+            )
+        try:
+            if kind in ("number", "integer"):
+                for bound in ("min", "max"):
+                    if bound in spec:
+                        bounded(spec[bound], f"parameters.{name}.{bound}")
+            if "default" in spec:
+                check_parameter(name, spec, spec["default"])
+        except (ValueError, ParameterError) as exc:
+            raise TemplateError(f"parameters.{name}: {exc}") from None
+
+
 def update(
     template: Template,
     *,
@@ -253,6 +281,14 @@ def update(
     for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):
         if value is not None and not isinstance(value, dict):
             raise TemplateError(f"{name} must be a JSON object")
+    if parameters is not None:
+        _check_schema(parameters)
+    for key in LIMIT_NUMBERS:
+        if (limits or {}).get(key) is not None:
+            try:
+                bounded(limits[key], f"limits.{key}", low=0)
+            except ValueError as exc:
+                raise TemplateError(str(exc)) from None
     pool_size = (limits or {}).get("pool_size")
     if pool_size is not None and (
         isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 0 <= pool_size <= 100

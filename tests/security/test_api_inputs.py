@@ -142,3 +142,42 @@ def test_the_cases_of_finding_11_are_refused_by_name_and_create_nothing(app, tok
         json={"name": "fine", "template": "base", "ttl": "4h", "parameters": {"cpu": 1}},
     )
     assert made.status_code == 201 and made.get_json()["ttl_expires_at"]
+
+
+def test_more_inputs_that_once_reached_a_500(app, tokens, shared_ws):
+    client = app.test_client()
+    for path in ("/workspaces/%C2%B2", "/users/me/keys/%C2%B2", "/workspaces/%C2%B2/recordings"):
+        method = "DELETE" if "keys" in path else "GET"
+        assert call(client, tokens["mia"], method, path).status_code == 404, path
+    for url in ("https://h:99999/x", "https://h:abc/x", "https://[::1/x"):
+        bad = call(
+            client, tokens["mia"], "POST", "/workspaces", json={"name": "rr", "repo": {"url": url}}
+        )
+        assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "invalid_repo", url
+    huge = int("9" * 400)
+    budget = call(client, tokens["root"], "PUT", "/budgets/team", json={"monthly": huge})
+    assert budget.status_code == 422
+    default = call(
+        client,
+        tokens["tina"],
+        "PATCH",
+        "/templates/base",
+        json={"parameters": {"cpu": {"type": "number", "default": huge}}},
+    )
+    assert default.status_code == 422 and "parameters.cpu" in default.get_json()["error"]["message"]
+    made = call(
+        client, tokens["mia"], "POST", "/workspaces", json={"name": "ok", "template": "base"}
+    )
+    assert made.status_code == 201
+
+
+def test_a_body_larger_than_any_request_needs_is_refused_unread(app, tokens, shared_ws):
+    client = app.test_client()
+    answer = call(
+        client,
+        tokens["mia"],
+        "PUT",
+        f"/workspaces/{shared_ws}/files?path=x",
+        data=b"x" * (258 * 1024 * 1024),
+    )
+    assert answer.status_code == 413

@@ -185,3 +185,30 @@ def test_a_token_never_mints_one_that_outlives_it(app):
         json={"scopes": ["workspaces:read"], "lifetime": "30m"},
     )
     assert shorter.status_code == 201
+
+
+def test_agent_sandboxes_are_not_shared_and_their_tokens_manage_nothing(app, tokens):
+    client = app.test_client()
+    made = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        json={"name": "sandbox", "template": "agent-sandbox"},
+    ).get_json()
+    refused = call(client, tokens["mia"], "PUT", f"/workspaces/{made['id']}/shares/users/sam")
+    assert refused.status_code == 409 and "not shared" in refused.get_json()["error"]["message"]
+    agent = _token("mia", list(TOKEN_SCOPES), workspace=made["id"])
+    for method, suffix in (
+        ("POST", "/stop"),
+        ("POST", "/rebuild"),
+        ("DELETE", ""),
+        ("POST", "/backup"),
+    ):
+        answer = call(client, agent, method, f"/workspaces/{made['id']}{suffix}")
+        assert answer.status_code == 403 and _code(answer) == "token_limited", suffix
+    # Its own end, though, an agent reports.
+    done = call(
+        client, agent, "POST", f"/workspaces/{made['id']}/done", json={"outcome": "success"}
+    )
+    assert done.status_code in (202, 409), done.get_json()

@@ -271,3 +271,114 @@ def test_an_unreachable_repository_says_the_same_whatever_the_reason(tmp_path, m
         reasons.append(str(error.value))
     assert len(set(reasons)) == 1 and "could not be reached over https" in reasons[0]
     assert ipaddress.ip_address("192.0.2.1")  # documentation range: never contacted here
+
+
+# --- the egress proxy's alias for Berth itself -------------------------------------------
+
+
+def test_the_alias_for_berth_reaches_berth_only_on_berths_port():
+    """berth.internal is Berth's own address for sandboxes, on Berth's port only: the same
+    name on another port (a database on the host's loopback) is checked like any name."""
+    import asyncio
+
+    from app.egress import gateway
+
+    async def scenario():
+        async def answer(reader, writer):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nberth")
+            await writer.drain()
+            writer.close()
+
+        berth = await asyncio.start_server(answer, "127.0.0.1", 0)
+        other = await asyncio.start_server(answer, "127.0.0.1", 0)
+        berth_port = berth.sockets[0].getsockname()[1]
+        other_port = other.sockets[0].getsockname()[1]
+        source = gateway.Source(1, "ann.sandbox", [gateway.Rule(gateway.BERTH_ALIAS, None)])
+        source.rules.append(gateway.Rule(gateway.BERTH_ALIAS, other_port))
+        source.rules.append(gateway.Rule(gateway.BERTH_ALIAS, berth_port))
+        proxy = gateway.Proxy(
+            lambda peer: source,
+            lambda *args: None,
+            {(gateway.BERTH_ALIAS, berth_port): "127.0.0.1"},
+        )
+        server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def connect(target_port: int) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"CONNECT {gateway.BERTH_ALIAS}:{target_port} HTTP/1.1\r\n\r\n".encode())
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(200), 10)
+            writer.close()
+            return answer
+
+        try:
+            return await connect(berth_port), await connect(other_port)
+        finally:
+            for each in (server, berth, other):
+                each.close()
+
+    to_berth, to_other = asyncio.run(scenario())
+    assert to_berth.startswith(b"HTTP/1.1 200 Connection established")
+    assert to_other.startswith(b"HTTP/1.1 403") and b"refused" in to_other
+
+
+# --- what a Dockerfile makes the engine fetch ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dockerfile, words",
+    [
+        ("FROM localhost:5000/image\n", "localhost"),
+        ("FROM 127.0.0.1:5000/image\n", "127.0.0.1"),
+        ("ARG REGISTRY=10.0.0.9:5000\nFROM ${REGISTRY}/image\n", "10.0.0.9"),
+        ("FROM debian AS base\nCOPY --from=127.0.0.1:5000/tools /x /y\n", "127.0.0.1"),
+        ("FROM debian\nADD http://169.254.169.254/latest/meta-data/ /x\n", "169.254.169.254"),
+        ("FROM debian\nADD --chown=1:1 https://127.0.0.1:8000/x /y\n", "127.0.0.1"),
+        ('FROM debian\nADD ["http://[::1]:2375/containers/json", "/x"]\n', "::1"),
+        ("FROM debian\nARG HOST\nADD http://${HOST}/x /y\n", "built from variables"),
+    ],
+)
+def test_a_dockerfile_cannot_point_the_engine_at_this_machine(tmp_path, dockerfile, words):
+    from app import devcontainer as dc
+    from tests.dcfiles import write
+
+    (tmp_path / ".devcontainer").mkdir()
+    (tmp_path / ".devcontainer" / "Dockerfile").write_text(dockerfile)
+    write(tmp_path, json.dumps({"build": {"dockerfile": "Dockerfile"}}))
+    with pytest.raises(dc.PolicyError) as error:
+        dc.plan(dc.load(tmp_path), feature_cache=tmp_path / "cache")
+    assert words in str(error.value), str(error.value)
+
+
+def test_public_and_local_images_still_build_from_where_they_are(tmp_path):
+    from app import devcontainer as dc
+    from tests.dcfiles import write
+
+    (tmp_path / ".devcontainer").mkdir()
+    (tmp_path / ".devcontainer" / "Dockerfile").write_text(
+        "FROM berth-base:bookworm AS base\nFROM base\nCOPY --from=base /etc/hostname /x\n"
+        "ADD local.txt /y\n"
+    )
+    write(tmp_path, json.dumps({"build": {"dockerfile": "Dockerfile"}}))
+    dc.plan(dc.load(tmp_path), feature_cache=tmp_path / "cache")
+    write(tmp_path, json.dumps({"image": "localhost:5000/team/image"}))
+    with pytest.raises(dc.PolicyError, match="image"):
+        dc.plan(dc.load(tmp_path), feature_cache=tmp_path / "cache")
+    allowed = destinations.parse_networks(["127.0.0.0/8"])
+    dc.plan(dc.load(tmp_path), feature_cache=tmp_path / "cache", private=allowed)
+
+
+def test_an_environment_line_never_becomes_an_instruction(tmp_path):
+    from app import devcontainer as dc
+    from app.devcontainer.build import _env
+    from app.devcontainer.errors import BuildError
+    from tests.dcfiles import write
+
+    for env in ({"A=1\nADD http://127.0.0.1/x /y\n#": "v"}, {"A": "1\nADD http://x/y /z"}):
+        write(tmp_path, json.dumps({"image": "berth-base:bookworm", "containerEnv": env}))
+        with pytest.raises(dc.ConfigError, match="containerEnv"):
+            dc.load(tmp_path)
+    with pytest.raises(BuildError, match="line break"):
+        _env("FROM_FEATURE", "1\nRUN id", False, "a Feature's containerEnv")
+    assert _env("PATH", 'a "b" $c', True, "containerEnv") == 'PATH="a \\"b\\" \\$c"'
