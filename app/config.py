@@ -191,7 +191,11 @@ class Settings:
     ssh_fail_limit: int = 10  # failed SSH connections per address per 5 minutes
     public_url: str = ""
     docker_host: str = "unix:///var/run/docker.sock"
-    web_threads: int = 8
+    web_threads: int = 8  # for pages, short API calls and the IDE's forward_auth
+    # Long-lived requests (exec, followed logs, create-and-wait, files) have threads of
+    # their own (app.slots): at most this many at once, and this many for one person.
+    web_long_requests: int = 256
+    web_long_per_user: int = 64
     proxy_hops: int = 0
     login_limit_account: str = "5 per 5 minutes"
     login_limit_ip: str = "20 per 5 minutes"
@@ -376,6 +380,14 @@ class Settings:
                 pick("docker_host", environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
             ),
             web_threads=_as_positive_int("BERTH_WEB_THREADS", pick("web_threads", 8)) or 1,
+            web_long_requests=_as_positive_int(
+                "BERTH_WEB_LONG_REQUESTS", pick("web_long_requests", 256)
+            )
+            or 1,
+            web_long_per_user=_as_positive_int(
+                "BERTH_WEB_LONG_PER_USER", pick("web_long_per_user", 64)
+            )
+            or 1,
             proxy_hops=_as_positive_int("BERTH_PROXY_HOPS", pick("proxy_hops", 0)),
             login_limit_account=_as_rate_limit(
                 "BERTH_LOGIN_LIMIT_ACCOUNT", pick("login_limit_account", "5 per 5 minutes")

@@ -13,7 +13,7 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from app import __version__, authz
+from app import __version__, authz, slots
 from app.config import Settings
 from app.db import open_database
 from app.models import MAX_ROW_ID
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             db.close()
 
     extensions.init_app(app, settings)
+    slots.init_app(app, settings)
 
     @app.after_request
     def _headers(response):

@@ -160,7 +160,7 @@ class Workspace(BaseModel):
     repo_url = peewee.TextField(null=True)
     repo_ref = peewee.CharField(max_length=255, null=True)
     parameters = peewee.TextField(default="{}")
-    status = peewee.CharField(max_length=16, default="pending")
+    status = peewee.CharField(max_length=16, default="pending", index=True)
     error = peewee.TextField(null=True)
     image = peewee.CharField(max_length=255, null=True)
     container_id = peewee.CharField(max_length=80, null=True)
@@ -185,7 +185,8 @@ class Transition(BaseModel):
 
     workspace = peewee.ForeignKeyField(Workspace, backref="transitions", on_delete="CASCADE")
     kind = peewee.CharField(max_length=16)
-    status = peewee.CharField(max_length=16, default="pending")  # pending running succeeded failed
+    # pending running succeeded failed
+    status = peewee.CharField(max_length=16, default="pending", index=True)
     cause = peewee.CharField(max_length=16, default="user")
     actor = peewee.CharField(max_length=64, null=True)
     options = peewee.TextField(default="{}")
@@ -195,6 +196,9 @@ class Transition(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)
+    # How many times a worker took it up; a job that was running when the worker died
+    # twice is failed, not tried again (it is what killed it).
+    attempts = peewee.IntegerField(default=0)
 
     class Meta:
         table_name = "transitions"

@@ -20,7 +20,9 @@ class _Gunicorn(BaseApplication):
         self.cfg.set("umask", 0o177)
         self.cfg.set("workers", 1)
         self.cfg.set("worker_class", "gthread")
-        self.cfg.set("threads", self.settings.web_threads)
+        # The short requests' threads, and the long-lived ones' own (app.slots): those can
+        # never take the threads pages and forward_auth need.
+        self.cfg.set("threads", self.settings.web_threads + self.settings.web_long_requests)
         self.cfg.set("graceful_timeout", 10)
         # Longer than Caddy keeps an idle connection to us (30 s), so Caddy, not
         # gunicorn, closes it: a POST written into a connection gunicorn had just closed

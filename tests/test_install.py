@@ -393,7 +393,8 @@ def check_boundaries(appliance, api, ws) -> None:
         data={"csrf_token": csrf, "name": "thief"},
         files={"archive": ("thief.tar.gz", archive.getvalue())},
     )
-    assert "Template thief added." in added.text
+    web_log = run("docker", "logs", "--tail", "60", appliance.container("web"), check=False)
+    assert "Template thief added." in added.text, (added.status_code, web_log.stderr[-3000:])
     thief = api.wait(api.create("thief", template="thief")["id"], "running", "failed", timeout=600)
     assert thief["status"] == "running", api.log(thief["id"])
     seen = api.sh(thief["id"], "cat /steal/note.txt 2>&1; touch /tools/backdoor; echo done")

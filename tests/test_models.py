@@ -43,6 +43,8 @@ def test_upgrade_from_an_older_schema_keeps_the_data(database_url, start):
         assert migrations.upgrade(db, target=start)[-1].version == start
         # A user written by the older release, with the columns that release had.
         extra = ("", "") if start < 7 else (", password_change_required", ", false")
+        if start >= 15:
+            extra = (extra[0] + ", session_version", extra[1] + ", 0")
         db.execute_sql(
             f"INSERT INTO users (username, password_hash, role, created_at{extra[0]}) "  # noqa: S608  (constants)
             f"VALUES ('old-timer', NULL, 'admin', '2025-01-02 03:04:05'{extra[1]})"

@@ -1,6 +1,7 @@
 """Pieces of the SSH gateway that need no server."""
 
 import base64
+import threading
 
 import pytest
 
@@ -55,3 +56,39 @@ def test_limiter_blocks_after_the_limit_and_forgives():
     assert limiter.blocked("1.2.3.4") and not limiter.blocked("5.6.7.8")
     limiter.forgive("1.2.3.4")
     assert not limiter.blocked("1.2.3.4")
+
+
+def test_the_limiter_forgets_addresses_and_holds_a_bounded_number(monkeypatch):
+    from app.ssh import gateway
+
+    now = [1000.0]
+    monkeypatch.setattr(gateway.time, "monotonic", lambda: now[0])
+    limiter = FailureLimiter(3, window=60)
+    limiter.fail("10.0.0.1")
+    now[0] += 61  # the window has passed: nothing to hold for that address
+    assert not limiter.blocked("10.0.0.1") and "10.0.0.1" not in limiter._failures
+    monkeypatch.setattr(gateway, "MAX_TRACKED_ADDRESSES", 100)
+    for n in range(500):
+        now[0] += 0.001
+        limiter.fail(f"192.0.2.{n % 250}-{n}")
+    assert len(limiter._failures) <= 100
+    for _ in range(3):
+        limiter.fail("203.0.113.9")
+    assert limiter.blocked("203.0.113.9")  # the newest are the ones kept
+
+
+def test_connections_waiting_to_sign_in_are_capped(monkeypatch):
+    from app.ssh import gateway
+
+    gw = gateway.Gateway.__new__(gateway.Gateway)  # only the admission counters
+    gw._waiting, gw._waiting_lock = {}, threading.Lock()
+    admitted = [
+        gw.admit("198.51.100.1") for _ in range(gateway.MAX_UNAUTHENTICATED_PER_ADDRESS + 3)
+    ]
+    assert admitted.count(True) == gateway.MAX_UNAUTHENTICATED_PER_ADDRESS
+    assert all(gw.admit(f"198.51.100.{n}") for n in range(2, 50))
+    others = [gw.admit(f"203.0.113.{n}") for n in range(100)]
+    assert sum(gw._waiting.values()) == gateway.MAX_UNAUTHENTICATED
+    assert not all(others)
+    gw.signed_in_or_gone("198.51.100.1")  # one signed in: room for one more from there
+    assert gw.admit("198.51.100.1")

@@ -179,3 +179,49 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
         assert (change.to_status, change.cause) == ("failed", "reconcile")
         assert "start the workspace to recreate it" in Workspace.get_by_id(ws.id).error
     assert w.reconcile() == []  # nothing left to repair
+
+
+def test_a_job_the_worker_died_in_twice_is_failed_not_tried_forever(instance_dir, tmp_path):
+    """A job running when the worker died is tried again, once: the second time the
+    worker dies in it, it is what kills the worker, so it is failed with that reason and
+    the jobs of other workspaces go on."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        poison = service.create(
+            owner, "poison", template_name="base", data_dir=instance_dir.data_dir
+        )
+        again = service.create(owner, "again", template_name="base", data_dir=instance_dir.data_dir)
+        for ws, attempts in ((poison, 2), (again, 1)):
+            Transition.update(status="running", attempts=attempts).where(
+                Transition.workspace == ws.id
+            ).execute()
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = start_worker(instance_dir, log)
+    try:
+        wait_until(lambda: status_of(poison.id) == "failed", 60, what="the poison job failed")
+        wait_until(lambda: status_of(again.id) == "running", 300, what="the other one ran")
+        with database.connection_context():
+            job = Transition.get(Transition.workspace == poison.id)
+            assert job.status == "failed" and "stopped 2 times" in job.error
+            assert "not tried again" in Workspace.get_by_id(poison.id).error
+            assert Transition.get(Transition.workspace == again.id).attempts == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def test_reconcile_leaves_a_workspace_alone_while_its_job_is_in_flight(instance_dir, docker_client):
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "midjob", template_name="base", data_dir=instance_dir.data_dir)
+        # As inside a rebuild: the container is gone and the job has not made a new one.
+        Workspace.update(status="running").where(Workspace.id == ws.id).execute()
+    w = worker.Worker(instance_dir, docker_client)
+    assert w.reconcile() == []  # its create job is pending: nothing to repair yet
+    assert status_of(ws.id) == "running"
+    with database.connection_context():
+        Transition.update(status="succeeded").where(Transition.workspace == ws.id).execute()
+    w.busy.add(ws.id)  # a job the worker is carrying out right now
+    assert w.reconcile() == []
+    w.busy.discard(ws.id)
+    assert any("container vanished" in line for line in w.reconcile())

@@ -18,6 +18,7 @@ from app.api.errors import ApiError, json_body
 from app.api.workspaces import _body, _settings, _user, _workspace
 from app.models import Recording, stamp, utcnow
 from app.provisioner.docker import ExecEnd, Provisioner
+from app.slots import long_lived
 from app.web import auditing
 from app.workspaces import activity, recordings, sandboxes, service
 
@@ -104,6 +105,7 @@ def _exec_events(
 
 @bp.post("/workspaces/<workspace_id>/exec")
 @token_required("workspaces:exec")
+@long_lived
 def exec_in_workspace(workspace_id):
     """{"command": [...], "timeout": s, "stdin": "text", "stream": bool}. Streamed: one
     JSON object per line, {"stream": "stdout"|"stderr", "data": …} as output comes, then
@@ -147,8 +149,10 @@ def exec_in_workspace(workspace_id):
             end = event
     # Past the bound the command runs on, its output is counted, not kept: use
     # "stream": true to read all of it.
-    truncated = size > MAX_COLLECTED_CHARS
-    return jsonify({**end, "stdout": "".join(out), "stderr": "".join(err), "truncated": truncated})
+    result = {**end, "stdout": "".join(out), "stderr": "".join(err)}
+    if size > MAX_COLLECTED_CHARS:
+        result["truncated"] = True
+    return jsonify(result)
 
 
 def _path(ws, container, provisioner) -> tuple[str, str]:
@@ -164,6 +168,7 @@ def _path(ws, container, provisioner) -> tuple[str, str]:
 
 @bp.put("/workspaces/<workspace_id>/files")
 @token_required("workspaces:exec")
+@long_lived
 def put_file(workspace_id):
     """Write the request body to ?path= as the workspace user (parents made); what the
     user may not write (the read-only root of a sandbox) is refused with the reason."""
@@ -187,6 +192,7 @@ def put_file(workspace_id):
 
 @bp.get("/workspaces/<workspace_id>/files")
 @token_required("workspaces:exec")
+@long_lived
 def get_file(workspace_id):
     """The file at ?path=, or a tar of the directory there, as the workspace user sees it."""
     ws = _workspace(workspace_id, authz.USE)

@@ -13,6 +13,7 @@ from app.api.errors import ApiError, json_body
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
 from app.models import StateChange, Template, Transition, Workspace, stamp
+from app.slots import held, long_lived
 from app.web import auditing
 from app.workspaces import activity, apps, logs, service, sharing, templates
 
@@ -132,7 +133,8 @@ def create_workspace():
     if ws.status == "running":  # claimed from the warm pool: ready, but without its token
         _hand_pool_token(ws)
     if wait:
-        ws = service.wait_until_settled(ws, float(wait))
+        with held():  # waits in a long-request slot, never in a page's thread
+            ws = service.wait_until_settled(ws, float(wait))
     return jsonify(_dict(ws)), 201
 
 
@@ -361,6 +363,7 @@ def delete_workspace(workspace_id):
 
 @bp.get("/workspaces/<workspace_id>/logs")
 @token_required("workspaces:read")
+@long_lived
 def workspace_logs(workspace_id):
     ws = _workspace(workspace_id)
     follow = request.args.get("follow", "true").lower() not in ("0", "false", "no")

@@ -134,13 +134,21 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def _env(key: str, value: str, escape_dollar: bool, where: str) -> str:
-    """``KEY="value"`` for a generated Dockerfile or env file: a name or value that could
-    end the line (and start an instruction of its own) is refused."""
+    """``KEY="value"`` for a generated env file (sourced by sh, where a quoted value may
+    span lines): a name that is not one, or a NUL, is refused."""
     if not _ENV_NAME.match(str(key)):
         raise BuildError(f"{where}: {key!r} is not an environment variable name")
-    if any(c in str(value) for c in "\n\r\0"):
-        raise BuildError(f"{where}.{key}: a value may not hold a line break or NUL")
+    if "\0" in str(value):
+        raise BuildError(f"{where}.{key}: a value may not hold a NUL character")
     return f"{key}={_env_line(str(value), escape_dollar)}"
+
+
+def _env_instruction(key: str, value: str, escape_dollar: bool, where: str) -> list[str]:
+    """The ``ENV`` line of a generated Dockerfile, or none for a value with a line break:
+    a Dockerfile line cannot hold one, and it would end the instruction and start another.
+    Such a value reaches the container from its run spec (containerEnv is set at create)."""
+    line = _env(key, value, escape_dollar, where)
+    return [] if any(c in str(value) for c in "\n\r") else [f"ENV {line}"]
 
 
 def _env_line(value: str, escape_dollar: bool) -> str:
@@ -263,7 +271,7 @@ def _stage_features(plan: Plan, root: Path, builtin_env: dict[str, str]) -> list
             "set +a\nchmod +x ./install.sh\n./install.sh\n"
         )
         for key, value in (feature.metadata.get("containerEnv") or {}).items():
-            lines.append("ENV " + _env(key, value, False, f"{feature.user_id} containerEnv"))
+            lines += _env_instruction(key, value, False, f"{feature.user_id} containerEnv")
         lines.append(f"COPY {name} {FEATURES_DIR}/{name}")
         lines.append(
             f"RUN cd {FEATURES_DIR}/{name} && chmod +x ./devcontainer-features-install.sh "
@@ -359,7 +367,7 @@ def _extend(plan: Plan, client, builder: _Builder, base_ref: str, tag: str) -> N
             lines += _stage_features(plan, root, builtin_env)
             lines.append(f"USER {image_user or 'root'}")
         for key, value in (plan.raw.get("containerEnv") or {}).items():
-            lines.append("ENV " + _env(key, value, True, "containerEnv"))
+            lines += _env_instruction(key, value, True, "containerEnv")
         (root / "Dockerfile").write_text("\n".join(lines) + "\n")
         builder.run(
             "installing Features" if plan.features else "labelling the image",

@@ -264,8 +264,8 @@ def _validate(config: DevcontainerConfig) -> None:
                 _fail(config, f"{prop}.{key}", f"must be a string, not {json_type(value)}")
             if prop == "containerEnv" and not ENV_NAME.match(key):
                 _fail(config, prop, f"{key!r} is not an environment variable name")
-            if prop == "containerEnv" and any(c in value for c in "\n\r\0"):
-                _fail(config, f"{prop}.{key}", "a value may not hold a line break")
+            if prop == "containerEnv" and "\0" in value:
+                _fail(config, f"{prop}.{key}", "a value may not hold a NUL character")
     for key, value in (raw.get("remoteEnv") or {}).items():
         if value is not None and not isinstance(value, str):
             _fail(config, f"remoteEnv.{key}", f"must be a string or null, not {json_type(value)}")

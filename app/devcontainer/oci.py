@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from app import destinations
+from app import archives, destinations
 from app.devcontainer.errors import FeatureError
 
 MANIFEST_TYPES = ", ".join(
@@ -199,8 +199,13 @@ def fetch(user_id: str, cache_dir: Path, allowed=()) -> tuple[Path, str]:
             archive = Path(tmp) / "feature.tgz"
             archive.write_bytes(content)
             extracted = Path(tmp) / "feature"
-            with tarfile.open(archive) as tar:
-                tar.extractall(extracted, filter="data")
+            try:
+                with tarfile.open(archive) as tar:
+                    archives.extract_tar(tar, extracted, MAX_LAYER_BYTES * 8)
+            except (tarfile.TarError, archives.UnsafeArchive) as exc:
+                raise FeatureError(
+                    f"Feature {user_id!r}: its layer is not a safe archive ({exc})"
+                ) from None
             extracted.rename(folder)
     index[key] = {"folder": str(folder), "digest": digest}
     index_file.parent.mkdir(parents=True, exist_ok=True)

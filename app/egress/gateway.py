@@ -24,6 +24,7 @@ from app import destinations
 log = logging.getLogger("berth.egress")
 
 HEAD_LIMIT = 64 * 1024
+MAX_RECENT = 10_000  # (address, name) pairs remembered to record each lookup once per 5 s
 CONNECT_TIMEOUT = 15.0
 
 
@@ -268,6 +269,8 @@ class DeadDns(asyncio.DatagramProtocol):
         key = (addr[0], name)
         now = time.monotonic()
         if now - self.recent.get(key, 0) > 5:  # one record per name per 5 s
+            if len(self.recent) >= MAX_RECENT:
+                self.recent = {k: t for k, t in self.recent.items() if now - t <= 5}
             self.recent[key] = now
             self.record(self.lookup(addr[0]), "egress.dns", {"name": name, "source_ip": addr[0]})
 

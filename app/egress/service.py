@@ -34,7 +34,10 @@ class Directory:
         if found and found[0] > time.monotonic():
             return found[1]
         source = self._find(address)
-        self._cache[address] = (time.monotonic() + CACHE_SECONDS, source)
+        now = time.monotonic()
+        if len(self._cache) >= 4096:  # addresses come from the egress subnets only, but still
+            self._cache = {a: hit for a, hit in self._cache.items() if hit[0] > now}
+        self._cache[address] = (now + CACHE_SECONDS, source)
         return source
 
     def _find(self, address: str) -> gateway.Source | None:

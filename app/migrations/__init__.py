@@ -31,6 +31,7 @@ from app.migrations import (
     m0013_egress,
     m0014_recordings,
     m0015_security,
+    m0016_jobs,
 )
 from app.models import utcnow
 
@@ -50,6 +51,7 @@ STEPS = [
     m0013_egress,
     m0014_recordings,
     m0015_security,
+    m0016_jobs,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -34,6 +34,12 @@ log = logging.getLogger("berth.ssh")
 FAIL_WINDOW_SECONDS = 300
 START_WAIT_SECONDS = 300
 AUTH_TIMEOUT_SECONDS = 30
+MAX_TRACKED_ADDRESSES = 10_000  # failed-login history kept, in addresses
+# Connections not yet signed in hold a thread each: at most this many, and this many
+# from one address, so nobody can exhaust the gateway without a key.
+MAX_UNAUTHENTICATED = 64
+MAX_UNAUTHENTICATED_PER_ADDRESS = 8
+MAX_ACCOUNTS_CACHED = 1024
 
 
 class FailureLimiter:
@@ -49,6 +55,9 @@ class FailureLimiter:
         failures = self._failures[address]
         while failures and failures[0] <= now - self.window:
             failures.popleft()
+        if not failures:
+            del self._failures[address]  # addresses with nothing to hold are forgotten
+            return deque()
         return failures
 
     def blocked(self, address: str) -> bool:
@@ -58,13 +67,21 @@ class FailureLimiter:
     def fail(self, address: str) -> None:
         with self._lock:
             now = time.monotonic()
-            self._trim(address, now).append(now)
+            if address not in self._failures and len(self._failures) >= MAX_TRACKED_ADDRESSES:
+                # Many addresses at once: forget the one whose newest failure is oldest.
+                oldest = min(self._failures, key=lambda a: self._failures[a][-1])
+                del self._failures[oldest]
+            self._trim(address, now)
+            self._failures[address].append(now)
 
     def forgive(self, address: str) -> None:
         """Take back the latest failure (the connection logged in with another key)."""
         with self._lock:
-            if self._failures[address]:
-                self._failures[address].pop()
+            failures = self._failures.get(address)
+            if failures:
+                failures.pop()
+            if failures is not None and not failures:
+                del self._failures[address]
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,8 @@ class Gateway:
         self._accounts: dict[tuple[str, str], Account] = {}
         self._listener: socket.socket | None = None
         self.stopping = threading.Event()
+        self._waiting: dict[str, int] = {}  # unauthenticated connections per address
+        self._waiting_lock = threading.Lock()
 
     def account(self, container, user: str) -> Account:
         """The workspace user's uid, gid and login shell (from its passwd database)."""
@@ -96,6 +115,8 @@ class Gateway:
                 container.id, ["getent", "passwd", user], timeout=10
             ).stdout.split(":")
             if len(found) >= 7:
+                if len(self._accounts) >= MAX_ACCOUNTS_CACHED:
+                    self._accounts.clear()
                 self._accounts[key] = Account(
                     found[0], int(found[2]), int(found[3]), found[6].strip() or "/bin/sh"
                 )
@@ -135,9 +156,36 @@ class Gateway:
                 )
                 client.close()
                 continue
+            if not self.admit(address[0]):
+                log.warning(
+                    "ssh: too many connections waiting to sign in (from %s); dropped", address[0]
+                )
+                client.close()
+                continue
             threading.Thread(
                 target=self._handle, args=(client, address), name="ssh-conn", daemon=True
             ).start()
+
+    def admit(self, address: str) -> bool:
+        """Count a new connection as waiting to sign in, unless there are too many."""
+        with self._waiting_lock:
+            mine = self._waiting.get(address, 0)
+            if (
+                sum(self._waiting.values()) >= MAX_UNAUTHENTICATED
+                or mine >= MAX_UNAUTHENTICATED_PER_ADDRESS
+            ):
+                return False
+            self._waiting[address] = mine + 1
+            return True
+
+    def signed_in_or_gone(self, address: str) -> None:
+        """A waiting connection signed in or ended: it no longer counts."""
+        with self._waiting_lock:
+            left = self._waiting.get(address, 0) - 1
+            if left > 0:
+                self._waiting[address] = left
+            else:
+                self._waiting.pop(address, None)
 
     def close(self) -> None:
         self.stopping.set()
@@ -152,12 +200,15 @@ class Gateway:
         transport.set_keepalive(30)
         conn = Connection(self, transport, address, client.getsockname())
         try:
-            transport.start_server(server=conn)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            log.info("ssh: handshake with %s failed: %s", address[0], exc)
-            transport.close()
-            return
-        conn.serve()
+            try:
+                transport.start_server(server=conn)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                log.info("ssh: handshake with %s failed: %s", address[0], exc)
+                transport.close()
+                return
+            conn.serve()
+        finally:
+            conn.stop_waiting()
 
 
 class Connection(paramiko.ServerInterface):
@@ -175,6 +226,7 @@ class Connection(paramiko.ServerInterface):
         self.tunnels: dict[int, tuple[str, int]] = {}
         self.counted = False
         self.announced = False
+        self.waiting = True  # counted by the gateway until signed in or gone
         self.pid: int | None = None  # the workspace's first process, for tunnels
 
     @property
@@ -333,6 +385,11 @@ class Connection(paramiko.ServerInterface):
 
     # --- the connection's life ----------------------------------------------------------
 
+    def stop_waiting(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.gateway.signed_in_or_gone(self.peer[0])
+
     def serve(self) -> None:
         """Accept channels until the client disconnects (or fails to log in in time);
         start a relay for each tunnel."""
@@ -343,6 +400,7 @@ class Connection(paramiko.ServerInterface):
                 if time.monotonic() > deadline:
                     self.transport.close()
                 continue
+            self.stop_waiting()
             if self.user and not self.announced:
                 self.announced = True
                 with short_connection():

@@ -22,7 +22,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from app import accounts, audit, authz, costs, groups
+from app import accounts, archives, audit, authz, costs, groups
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
 from app.durations import parse_time
@@ -179,15 +179,13 @@ def _extract(upload, folder) -> None:
     try:
         if zipfile.is_zipfile(data):
             with zipfile.ZipFile(data) as archive:
-                for member in archive.namelist():
-                    if member.startswith("/") or ".." in member.split("/"):
-                        raise ValueError(f"the archive holds an unsafe path {member!r}")
+                archives.check_zip(archive)
                 archive.extractall(folder)  # noqa: S202  (every member checked above)
         else:
             data.seek(0)
             with tarfile.open(fileobj=data) as archive:
-                archive.extractall(folder, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, tarfile.FilterError) as exc:
+                archives.extract_tar(archive, folder)
+    except (tarfile.TarError, zipfile.BadZipFile) as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise ValueError(f"the upload is not a readable .tar.gz or .zip ({exc})") from None
     except ValueError:

@@ -37,6 +37,7 @@ COOKIE_SECONDS = 8 * 3600
 NOT_FORWARDED = {"berth_session", COOKIE, ide.SESSION_COOKIE}
 ADDRESS_SECONDS = 30.0
 GRANT_SECONDS = 2.0
+MAX_CACHED = 4096  # entries in each cache below (an address per start, a grant per cookie)
 
 _addresses: dict[tuple, tuple[str | None, float]] = {}
 _addresses_lock = threading.Lock()
@@ -155,6 +156,11 @@ def _address(ws) -> str | None:
         return cached[0]
     address = _provisioner().container_address(ws.id)
     with _addresses_lock:
+        if len(_addresses) >= MAX_CACHED:  # every start is a new key: keep only live ones
+            for stale in [k for k, (_, until) in _addresses.items() if until < now]:
+                del _addresses[stale]
+            if len(_addresses) >= MAX_CACHED:
+                _addresses.clear()
         _addresses[key] = (address, now + (ADDRESS_SECONDS if address else 1.0))
     return address
 
@@ -197,7 +203,7 @@ def authorize():
         grant = _decide(target, host, uri, proto)
         if not isinstance(grant, Grant):
             return grant  # a refusal, a redirect or the starting page
-        if len(_grants) > 4096:
+        if len(_grants) >= MAX_CACHED:
             _grants.clear()
         _grants[key] = grant
     activity.record(

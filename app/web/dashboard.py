@@ -23,6 +23,7 @@ from app import authz
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import Recording, StateChange, Template, Transition
+from app.slots import long_lived
 from app.workspaces import apps, logs, recordings, service, sharing
 
 bp = Blueprint("dashboard", __name__)
@@ -284,6 +285,7 @@ def act(workspace_id, action):
 
 @bp.route("/workspaces/<int:workspace_id>/logs")
 @login_required
+@long_lived
 def workspace_logs(workspace_id):
     ws = _visible(workspace_id)
     return Response(

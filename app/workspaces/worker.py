@@ -8,6 +8,7 @@ sure only one worker runs per instance.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -46,6 +47,7 @@ TOOLS_RETRY_SECONDS = (
     30  # doubling up to ten minutes  # a lost wake-up delays a job by at most this much
 )
 _PG_WORKER_LOCK = 0x6265727477  # "bertw"
+POISON_ATTEMPTS = 2  # a job running when the worker died this often is failed
 
 
 def heartbeat_path(settings: Settings):
@@ -133,7 +135,11 @@ class Worker:
                     if job.workspace_id in self.busy:
                         continue
                     claimed = (
-                        Transition.update(status="running", started_at=utcnow())
+                        Transition.update(
+                            status="running",
+                            started_at=utcnow(),
+                            attempts=Transition.attempts + 1,
+                        )
                         .where((Transition.id == job.id) & (Transition.status == "pending"))
                         .execute()
                     )
@@ -164,39 +170,67 @@ class Worker:
     # --- reconciliation ------------------------------------------------------------------
 
     def recover_interrupted(self) -> int:
-        """Jobs a crashed worker left running go back to pending: every step is idempotent."""
+        """Jobs a crashed worker left running go back to pending (every step is
+        idempotent), unless the worker already died twice while running one: that job is
+        what kills it, so it is failed with that reason instead of tried forever."""
         with database.connection_context():
+            for job in list(
+                Transition.select().where(
+                    (Transition.status == "running") & (Transition.attempts >= POISON_ATTEMPTS)
+                )
+            ):
+                self._fail_poison(job)
             return (
                 Transition.update(status="pending", started_at=None)
                 .where(Transition.status == "running")
                 .execute()
             )
 
+    def _fail_poison(self, job: Transition) -> None:
+        error = (
+            f"the worker stopped {job.attempts} times while carrying out this {job.kind} "
+            "(a crash, or the machine running out of memory or disk); it is not tried again. "
+            "The job's log shows how far it got; try again once the cause is fixed."
+        )
+        log.error("job %s (%s of workspace %s): %s", job.id, job.kind, job.workspace_id, error)
+        ws = Workspace.get_by_id(job.workspace_id)
+        Transition.update(status="failed", error=error, finished_at=utcnow()).where(
+            Transition.id == job.id
+        ).execute()
+        if ws.status != "deleted":
+            lifecycle.set_status(ws, "failed", job, error=error)
+        audit.record(
+            f"workspace.{job.kind}",
+            actor=job.actor,
+            target=f"workspace:{ws.owner.username}.{ws.name}",
+            outcome="failure",
+            cause=job.cause,
+            transition=job.id,
+            workspace_id=ws.id,
+            error=error,
+        )
+
     def reconcile(self) -> list[str]:
-        """Bring the database and Docker into agreement; return what was repaired."""
+        """Bring the database and Docker into agreement; return what was repaired. Each
+        workspace is looked at while no job can start for it (it counts as busy), and only
+        if no job was in flight when it was claimed: reconcile never acts inside a job's
+        window (a rebuild between removing and recreating its container, say)."""
         repaired = []
         with database.connection_context():
-            with self.busy_lock:
-                busy = set(self.busy)
-            live = {w.id: w for w in Workspace.select().where(Workspace.status != "deleted")}
-            pending = {
-                t.workspace_id
-                for t in Transition.select(Transition.workspace).where(
-                    Transition.status.in_(("pending", "running"))
-                )
-            }
             for container in self.provisioner.managed("containers"):
                 ws_id = int(container.labels.get(LABEL_WORKSPACE, "0") or 0)
-                if ws_id not in live and ws_id not in busy and ws_id not in pending:
-                    container.remove(force=True)
-                    repaired.append(f"removed orphaned container {container.name}")
+                with self._claimed(ws_id) as idle:
+                    if idle and not self._exists(ws_id):
+                        container.remove(force=True)
+                        repaired.append(f"removed orphaned container {container.name}")
             for network in self.provisioner.managed("networks"):
                 if network.attrs["Labels"].get(LABEL_ROLE) in ("egress", "build"):
                     continue  # shared by sandboxes or by builds, never orphaned
                 ws_id = int(network.attrs["Labels"].get(LABEL_WORKSPACE, "0") or 0)
-                if ws_id not in live and ws_id not in busy and ws_id not in pending:
-                    network.remove()
-                    repaired.append(f"removed orphaned network {network.name}")
+                with self._claimed(ws_id) as idle:
+                    if idle and not self._exists(ws_id):
+                        network.remove()
+                        repaired.append(f"removed orphaned network {network.name}")
             deleted = {
                 w.id
                 for w in Workspace.select().where(
@@ -208,13 +242,47 @@ class Worker:
                 if ws_id in deleted:  # never a volume whose workspace row is unknown
                     volume.remove(force=True)
                     repaired.append(f"removed the volume {volume.name} of a deleted workspace")
-            for ws in live.values():
-                if ws.id in busy or ws.id in pending:
-                    continue
-                repaired += self._reconcile_one(ws)
+            for ws_id in [w.id for w in Workspace.select(Workspace.id).where(
+                Workspace.status != "deleted"
+            )]:  # fmt: skip
+                with self._claimed(ws_id) as idle:
+                    ws = Workspace.get_or_none(Workspace.id == ws_id)
+                    if idle and ws is not None and ws.status != "deleted":
+                        repaired += self._reconcile_one(ws)
         for line in repaired:
             log.info("reconcile: %s", line)
         return repaired
+
+    @contextlib.contextmanager
+    def _claimed(self, ws_id: int):
+        """Hold ``ws_id`` as busy (no job starts for it meanwhile); yield whether it was
+        idle: not busy here, and no job pending or running for it in the database."""
+        with self.busy_lock:
+            taken = ws_id not in self.busy
+            self.busy.add(ws_id)
+        if not taken:
+            yield False
+            return
+        try:
+            in_flight = (
+                Transition.select()
+                .where(
+                    (Transition.workspace == ws_id) & Transition.status.in_(("pending", "running"))
+                )
+                .exists()
+            )
+            yield not in_flight
+        finally:
+            with self.busy_lock:
+                self.busy.discard(ws_id)
+
+    @staticmethod
+    def _exists(ws_id: int) -> bool:
+        return (
+            Workspace.select()
+            .where((Workspace.id == ws_id) & (Workspace.status != "deleted"))
+            .exists()
+        )
 
     def _reconcile_one(self, ws: Workspace) -> list[str]:
         container = self.provisioner.find_container(ws.id)
