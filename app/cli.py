@@ -125,6 +125,7 @@ def _wait_for_web(host: str, port: int, timeout: float) -> bool:
 @click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
 def serve(data_dir, host, port, ssh_port):
     """Run all of Berth in the foreground: the embedded default."""
+    from app.provisioner import engine
     from app.supervisor import Child, Supervisor, berth_command, caddy_command, caddy_environment
 
     settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
@@ -132,6 +133,10 @@ def serve(data_dir, host, port, ssh_port):
     for number, option in ((settings.port, "--port"), (settings.apps_port, "BERTH_APPS_PORT")):
         if _port_in_use(settings.host, number):
             _fail(f"port {number} on {settings.host} is in use; choose another with {option}", 2)
+    try:
+        engine.wait_for(settings.docker_host, click.echo)
+    except KeyboardInterrupt:
+        sys.exit(130)
     env = {**os.environ, **settings.child_environment()}
     socket_path = settings.web_socket
     socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,9 +303,13 @@ def doctor(data_dir):
         if check.fix:
             click.echo(f"       fix: {check.fix}")
     failed = [c for c in results if c.status == "fail"]
-    click.echo(
-        f"{len(failed)} problem(s) to fix." if failed else "Everything Berth needs is in order."
-    )
+    pending = [c for c in results if c.status == "warn"]
+    if failed:
+        click.echo(f"{len(failed)} problem(s) to fix.")
+    elif pending:
+        click.echo(f"Berth can run; {len(pending)} thing(s) are not ready yet (see WARN above).")
+    else:
+        click.echo("Everything Berth needs is in order.")
     sys.exit(1 if failed else 0)
 
 

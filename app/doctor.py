@@ -159,12 +159,34 @@ def check_ide_tools(settings: Settings) -> Check:
     )
 
 
+def check_base_image(settings: Settings) -> Check:
+    from app.provisioner.base_image import BASE_IMAGE
+
+    try:
+        client = docker.DockerClient(base_url=settings.docker_host, timeout=30)
+        image = client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        able = shutil.which("mmdebstrap") is not None
+        return Check(
+            "Base image",
+            "warn",
+            f"{BASE_IMAGE}, which the built-in templates build on, is not there yet",
+            "`berth serve` makes it when it starts: pulled as debian:bookworm-slim where a "
+            "registry answers, else with mmdebstrap"
+            + ("." if able else ", which is not installed: `apt-get install mmdebstrap`."),
+        )
+    except Exception as exc:  # the Docker check above says why the engine is unreachable
+        return Check("Base image", "warn", f"cannot look for {BASE_IMAGE} ({first_line(exc)})")
+    return Check("Base image", "ok", f"{BASE_IMAGE} ({image.short_id})")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     return [
         check_docker(settings),
         check_database(settings),
         check_disk(settings),
         check_caddy(),
+        check_base_image(settings),
         check_ide_tools(settings),
     ]
 

@@ -420,9 +420,9 @@ def check_boundaries(appliance, api, ws) -> None:
         )
         assert probe["status"] == "running", api.log(probe["id"])
         for target in allow:
-            out = api.exec(probe["id"], ["sh", "-c", f"curl -s --max-time 10 http://{target}/"])[
-                "stdout"
-            ]
+            # --noproxy '': through the proxy even for 127.0.0.1 (NO_PROXY names it).
+            curl = f"curl -s --noproxy '' --max-time 10 http://{target}/"
+            out = api.exec(probe["id"], ["sh", "-c", curl])["stdout"]
             assert "is refused" in out and "loopback" in out, (target, out)
         api.delete(probe["id"])
     finally:

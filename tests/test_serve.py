@@ -141,7 +141,12 @@ def test_doctor_when_docker_is_fine(docker_client, tmp_path):
     assert "[ok  ] Database: SQLite answers; schema version" in result.stdout
     assert "[ok  ] Caddy: Caddy v2.1" in result.stdout
     assert "Browser IDE: " in result.stdout  # ok, or a warning until the bundle is built
-    assert "Everything Berth needs is in order." in result.stdout
+    assert "[ok  ] Base image: berth-base:bookworm" in result.stdout or (
+        "[WARN] Base image" in result.stdout
+    )
+    assert (
+        "Everything Berth needs is in order." in result.stdout or "Berth can run;" in result.stdout
+    )
 
 
 def test_doctor_when_docker_is_unreachable(tmp_path):
@@ -162,3 +167,37 @@ def test_two_instances_side_by_side(berth_server, tmp_path):
         assert requests.get(other.url + "/login", timeout=5).status_code == 200
     finally:
         assert other.stop() == 0
+
+
+def test_without_an_engine_serve_says_so_once_and_waits(tmp_path):
+    """A fresh machine where dockerd is not running yet: one line naming the socket and
+    how to start the engine, no traceback, and Ctrl-C ends the wait."""
+    import subprocess
+    import sys
+
+    from tests.services import free_port
+
+    env = {
+        **os.environ,
+        "BERTH_DATA_DIR": str(tmp_path / "data"),
+        "BERTH_DOCKER_HOST": "unix:///nonexistent/docker.sock",
+        "BERTH_APPS_PORT": str(free_port()),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        while line.startswith("berth: database migrated"):
+            line = process.stdout.readline()
+        assert "no Docker engine answers at unix:///nonexistent/docker.sock" in line
+        assert "dockerd &" in line and "waiting" in line
+        assert process.poll() is None  # waiting, not exiting
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=30)[0]
+    assert "Traceback" not in rest and process.returncode == 130

@@ -15,6 +15,7 @@ from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.egress import gateway, private_networks, rules_for
 from app.models import Template, User, Workspace
+from app.provisioner import engine
 from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
 
 log = logging.getLogger("berth.egress")
@@ -115,6 +116,11 @@ def run(settings: Settings) -> None:
     import signal
 
     configure_logging(settings)
+    stopped = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.append(True))
+    if not engine.wait_for(settings.docker_host, log.warning, stop=lambda: bool(stopped)):
+        return
     client = docker.DockerClient(base_url=settings.docker_host, timeout=60)
     provisioner = Provisioner(client, settings.instance, settings.subnet_pool)
     address = provisioner.egress_gateway()

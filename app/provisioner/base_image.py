@@ -1,4 +1,5 @@
-"""The local Debian base image that templates build on, made without a container registry.
+"""The local Debian base image that templates build on, made on first use: pulled as
+``debian:bookworm-slim`` where a registry answers, else made without one.
 
 ``mmdebstrap`` builds a minimal Debian root file system from the host's apt sources, and
 the engine imports it with the same ``PATH`` and ``CMD`` as the official ``debian`` image,
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import docker
 
+from app.messages import first_line
+
 BASE_IMAGE = "berth-base:bookworm"
+UPSTREAM = ("debian", "bookworm-slim")  # what the base image is where a registry answers
 SUITE = "bookworm"
 _CHANGES = [
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -32,15 +36,24 @@ def ensure_base_image(
     name: str = BASE_IMAGE,
     on_log: Callable[[str], None] = lambda line: None,
 ) -> str:
-    """Return the id of image ``name``, building it with mmdebstrap first if it is absent."""
+    """Return the id of image ``name``, pulling or building it first if it is absent."""
     try:
         return client.images.get(name).id
     except docker.errors.ImageNotFound:
         pass
+    repository, _, tag = name.rpartition(":")
+    try:
+        on_log(f"pulling {UPSTREAM[0]}:{UPSTREAM[1]} for {name}")
+        client.images.pull(UPSTREAM[0], tag=UPSTREAM[1]).tag(repository or name, tag or "latest")
+        on_log(f"{name} is {UPSTREAM[0]}:{UPSTREAM[1]}")
+        return client.images.get(name).id
+    except docker.errors.APIError as exc:
+        on_log(f"no registry answers ({first_line(exc, 120)}); making {name} with mmdebstrap")
     if shutil.which("mmdebstrap") is None:
         raise BaseImageError(
-            f"image {name} is missing and mmdebstrap is not installed: "
-            "run `apt-get install mmdebstrap` (or pull debian:bookworm and tag it as " + name + ")"
+            f"image {name} is missing, no registry answers and mmdebstrap is not installed: "
+            "run `apt-get install mmdebstrap` (Berth then makes it by itself), or pull "
+            f"debian:bookworm-slim and tag it as {name}"
         )
     with tempfile.TemporaryDirectory(prefix="berth-base-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
@@ -59,7 +72,6 @@ def ensure_base_image(
             raise BaseImageError(
                 f"mmdebstrap failed with exit code {process.returncode}: " + " | ".join(tail)
             )
-        repository, _, tag = name.rpartition(":")
         with tarball.open("rb") as data:
             client.api.import_image_from_data(
                 data, repository=repository or name, tag=tag or "latest", changes=_CHANGES

@@ -148,6 +148,52 @@ def _load_config(
         raise JobFailed(f"template {ws.template.name}: {exc}") from None
 
 
+def prebuild_templates(ctx: Context, log) -> str:
+    """Build (or find) the image of every built-in template, so the first workspace of
+    each starts without a build; returns what was done."""
+    import tempfile
+
+    from app.models import Template
+
+    done = []
+    for template in Template.select().where(Template.enabled & (Template.source_kind == "builtin")):
+        with tempfile.TemporaryDirectory(prefix="berth-prebuild-") as folder:
+            path, root = templates.config_path(template, ctx.data_dir)
+            plan = dc.plan(
+                dc.load(folder, path, root=root),
+                local_env={},
+                approvals=templates.approvals(template),
+                feature_cache=ctx.data_dir / "cache" / "features",
+                private=ctx.settings.private_networks,
+            )
+            result = dc.build(
+                plan,
+                ctx.client,
+                on_log=lambda line, name=template.name: log(f"template {name}: {line}"),
+                network=ctx.provisioner.ensure_build_network().name,
+            )
+            done.append(f"{template.name} {'ready' if result.cached else 'built'}")
+    return "; ".join(done) or "no built-in templates"
+
+
+def _with_remedy(ctx: Context, error: str) -> str:
+    """A build error, and what to do when it is Berth's own base image that is missing."""
+    from app.provisioner.base_image import BASE_IMAGE
+
+    if BASE_IMAGE not in error:
+        return error
+    try:
+        ctx.client.images.get(BASE_IMAGE)
+        return error
+    except docker.errors.ImageNotFound:
+        return (
+            f"the base image {BASE_IMAGE} is not on this Docker engine yet. Berth makes it "
+            "when its worker starts (the base-image job on the admin page says how far it "
+            "got); where no registry answers it needs mmdebstrap (`apt-get install "
+            "mmdebstrap`, then restart Berth). `berth doctor` checks it. The engine said: " + error
+        )
+
+
 def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     folder = _prepare_source(ctx, ws, log)
     config, approvals = _load_config(ctx, ws, folder, log)
@@ -162,7 +208,10 @@ def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
         log(f"warning: {warning}")
     # RUN steps sit behind the same firewall as workspaces (app.provisioner.docker).
     network = ctx.provisioner.ensure_build_network().name
-    result = dc.build(plan, ctx.client, on_log=log, network=network)
+    try:
+        result = dc.build(plan, ctx.client, on_log=log, network=network)
+    except dc.BuildError as exc:
+        raise JobFailed(_with_remedy(ctx, str(exc))) from None
     ws.image = result.image
     ws.save(only=[Workspace.image])
     return plan, result, approvals

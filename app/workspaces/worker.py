@@ -24,7 +24,7 @@ from app import audit
 from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
-from app.provisioner import tools
+from app.provisioner import engine, tools
 from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
 from app.scheduler import Book, jobs, register, run_recorded
 from app.workspaces import (
@@ -322,23 +322,37 @@ class Worker:
             return [f"{ws.name}: container running, marked running"]
         return []
 
-    # --- the tools bundle -------------------------------------------------------------
+    # --- what the first workspace needs, made on first use ------------------------------
 
-    def prepare_tools(self) -> None:
-        """Build the tools bundle if needed (minutes, once per host), then start the IDE
-        in running workspaces that came up before it was ready."""
-        delay = TOOLS_RETRY_SECONDS
+    def prepare(self) -> None:
+        """Make what workspaces need before the first one asks (each step recorded as a
+        scheduled job, shown on the admin page, retried with back-off until it works):
+        the base image, the built-in templates' images, the IDE's tools bundle."""
+        steps = (
+            ("base-image", self._base_image),
+            ("templates", lambda: lifecycle.prebuild_templates(self.ctx, log.info)),
+            ("tools", self._build_tools),
+        )
         with database.connection_context():
-            register("tools", "when the worker starts, retried until it succeeds")
-        while not self.stopping.is_set():
-            with database.connection_context():
-                if run_recorded("tools", self._build_tools) is not None:
+            for name, _ in steps:
+                register(name, "when the worker starts, retried until it succeeds")
+        for name, step in steps:
+            delay = TOOLS_RETRY_SECONDS
+            while not self.stopping.is_set():
+                with database.connection_context():
+                    if run_recorded(name, step) is not None:
+                        break
+                # A missing package, a network failure may be fixed meanwhile.
+                log.info("%s: trying again in %d s", name, delay)
+                if self.stopping.wait(delay):
                     return
-            # A missing base image or a network failure may be fixed meanwhile.
-            log.info("tools: trying again in %d s", delay)
-            if self.stopping.wait(delay):
-                return
-            delay = min(delay * 2, 600)
+                delay = min(delay * 2, 600)
+
+    def _base_image(self) -> str:
+        from app.provisioner.base_image import BASE_IMAGE, ensure_base_image
+
+        image = ensure_base_image(self.client, BASE_IMAGE, lambda line: log.info("base: %s", line))
+        return f"{BASE_IMAGE} ({image[:19]})"
 
     def _build_tools(self) -> str:
         tools.ensure(
@@ -447,7 +461,7 @@ class Worker:
         self.reconcile()
         book = self.schedule()
         book.start()
-        threading.Thread(target=self.prepare_tools, name="tools", daemon=True).start()
+        threading.Thread(target=self.prepare, name="prepare", daemon=True).start()
         log.info("worker ready (data in %s)", self.settings.data_dir)
         heartbeat = heartbeat_path(self.settings)
         heartbeat.parent.mkdir(parents=True, exist_ok=True)
@@ -465,6 +479,12 @@ class Worker:
 def main(settings: Settings) -> None:
     configure_logging(settings)
     lock = InstanceLock(settings)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    if not engine.wait_for(settings.docker_host, log.warning, stop=stopped.is_set):
+        lock.release()
+        return
     worker = Worker(settings)
 
     def stop(signum, _frame):
