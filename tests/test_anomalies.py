@@ -6,15 +6,17 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
+from datetime import timedelta
 
 import docker
 import pytest
 
 from app.config import Settings
 from app.db import database, open_database
+from app.models import utcnow
 from app.provisioner.docker import Provisioner
 from app.workspaces import anomalies
+from tests.services import wait_until
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -80,15 +82,22 @@ def test_sandbox_alerts(stack, webhook, docker_client):
             docker.DockerClient(base_url=settings.docker_host), settings.instance
         )
         detector = anomalies.Detector()
-        time.sleep(6)  # past the expected duration
+        # The detector's clock, a constant 6 s ahead: past the expected duration at once,
+        # while the CPU samples still measure real time between them.
+        ahead = timedelta(seconds=6)
+        expected = {"long_running", "cpu_pegged", "egress_denied_burst"}
         raised = []
+
+        def all_raised() -> bool:
+            with database.connection_context():
+                raised.extend(detector.run(settings, provisioner, now=utcnow() + ahead))
+            return {line.split(": ")[1] for line in raised} >= expected
+
+        wait_until(all_raised, timeout=90, interval=1.0, what="every alert raised")
         with database.connection_context():
-            for _ in range(4):
-                raised += detector.run(settings, provisioner)
-                time.sleep(3)
-            again = detector.run(settings, provisioner)
+            again = detector.run(settings, provisioner, now=utcnow() + ahead)
         kinds = {line.split(": ")[1] for line in raised}
-        assert kinds == {"long_running", "cpu_pegged", "egress_denied_burst"}, raised
+        assert kinds == expected, raised
         assert again == []  # once an hour per sandbox and kind
         sent = {hook["kind"]: hook for hook in _Hook.received}
         assert set(sent) == kinds

@@ -259,9 +259,6 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     )
     assert ssh.stdout == "kept-across-upgrades\ndemo\n"
 
-    # --- the security boundaries hold in the appliance (docs/security.md 1, 2 and 6) ---------
-    check_boundaries(appliance, api, ws)
-
     # --- the nightly backup job, and its dump restored -------------------------------------
     appliance.exec("worker", "berth", "backup", "now")
     dumps = sorted((appliance.folder / "backups" / "database").glob("*.pgdump"))
@@ -281,6 +278,9 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
         "SELECT username FROM users"
     ).stdout.split()  # fmt: skip
     assert rows == ["demo", "admin"]
+
+    # --- the security boundaries hold in the appliance (docs/security.md 1, 2 and 6) ---------
+    check_boundaries(appliance, api, ws)
 
     # --- the IDE through Caddy over TLS -----------------------------------------------------
     ide_url = ws["urls"]["ide"]
