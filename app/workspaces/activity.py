@@ -79,10 +79,17 @@ def reset_sessions(source: str) -> None:
 
 
 def uses(workspace_id: int) -> list[Use]:
-    return [
-        Use(r.source, r.last_at, r.detail, r.open_sessions)
-        for r in Activity.select().where(Activity.workspace == workspace_id)
-    ]
+    return uses_of([workspace_id]).get(workspace_id, [])
+
+
+def uses_of(ids: list[int]) -> dict[int, list[Use]]:
+    """The uses of many workspaces, in one query."""
+    found: dict[int, list[Use]] = {}
+    for r in Activity.select().where(Activity.workspace.in_(ids)):
+        found.setdefault(r.workspace_id, []).append(
+            Use(r.source, r.last_at, r.detail, r.open_sessions)
+        )
+    return found
 
 
 def summary(workspace_id: int, rows: list[Use] | None = None) -> dict | None:

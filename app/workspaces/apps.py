@@ -142,6 +142,15 @@ def ports(ws: Workspace) -> list[WorkspacePort]:
     return list(ws.ports.order_by(WorkspacePort.port))
 
 
+def ports_of(ids: list[int]) -> dict[int, list[WorkspacePort]]:
+    """The open ports of many workspaces, in one query."""
+    found: dict[int, list[WorkspacePort]] = {}
+    rows = WorkspacePort.select().where(WorkspacePort.workspace.in_(ids))
+    for row in rows.order_by(WorkspacePort.port):
+        found.setdefault(row.workspace_id, []).append(row)
+    return found
+
+
 def _check_port(port) -> int:
     if isinstance(port, bool) or not isinstance(port, int | str) or not str(port).isdigit():
         raise PortError(422, f"port {port!r} is not a number from 1 to 65535")
@@ -228,11 +237,13 @@ def upstream_path(target: Target, rest: str) -> str:
     return f"/proxy/{target.port}{rest}" if target.port else rest
 
 
-def urls(settings: Settings, ws: Workspace) -> dict:
+def urls(settings: Settings, ws: Workspace, rows: list | None = None) -> dict:
+    """The browser URLs of the IDE and open ports; ``rows``: the ports, when read already."""
     owner = ws.owner.username
+    rows = ports(ws) if rows is None else rows
     return {
         "ide": url(settings, Target(owner, ws.name)),
-        "ports": {str(p.port): url(settings, Target(owner, ws.name, p.port)) for p in ports(ws)},
+        "ports": {str(p.port): url(settings, Target(owner, ws.name, p.port)) for p in rows},
     }
 
 

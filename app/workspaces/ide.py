@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 
 from app.provisioner.docker import Provisioner
-from app.provisioner.tools import CODE_SERVER, CODE_SERVER_PORT, MARKER, MOUNT_POINT
+from app.provisioner.tools import CODE_SERVER, CODE_SERVER_PORT, CURRENT, MARKER
 
 DATA = "$HOME/.local/share/code-server"
 READY_SECONDS = 60.0
@@ -25,7 +25,7 @@ READY_SECONDS = 60.0
 # games); an extension that cannot be installed (no marketplace offline) is reported.
 LAUNCH = rf"""
 set -u
-if [ ! -e {MOUNT_POINT}/{MARKER} ]; then echo "berth-ide: the tools bundle is not ready"; exit 3; fi
+if [ ! -e {CURRENT}/{MARKER} ]; then echo "berth-ide: the tools bundle is not ready"; exit 3; fi
 data="{DATA}"
 mkdir -p "$data/Machine"
 if [ -n "${{BERTH_VSCODE_SETTINGS:-}}" ]; then

@@ -359,6 +359,7 @@ class Worker:
             self.client,
             on_log=lambda line: log.info("tools: %s", line),
             engine_dir=self.settings.tools_dir,
+            instance=self.settings.instance,
         )
         started = []
         for ws in Workspace.select().where(Workspace.status == "running"):

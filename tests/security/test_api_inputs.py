@@ -181,3 +181,52 @@ def test_a_body_larger_than_any_request_needs_is_refused_unread(app, tokens, sha
         data=b"x" * (258 * 1024 * 1024),
     )
     assert answer.status_code == 413
+
+
+def test_listing_workspaces_costs_the_same_queries_for_three_or_thirty(app, tokens):
+    """GET /workspaces reads a fixed number of times, however many workspaces there are
+    (it answered in 4 queries per workspace)."""
+    import logging
+
+    class Count(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.queries = 0
+
+        def emit(self, record):
+            self.queries += 1
+
+    client = app.test_client()
+
+    def cost() -> int:
+        counter = Count()
+        logger = logging.getLogger("peewee")
+        logger.addHandler(counter)
+        logger.setLevel(logging.DEBUG)
+        try:
+            listed = call(client, tokens["mia"], "GET", "/workspaces")
+        finally:
+            logger.removeHandler(counter)
+        assert listed.status_code == 200
+        return counter.queries
+
+    for n in range(3):
+        call(
+            client,
+            tokens["mia"],
+            "POST",
+            "/workspaces",
+            json={"name": f"few-{n}", "template": "base"},
+        )
+    few = cost()
+    for n in range(27):
+        call(
+            client,
+            tokens["mia"],
+            "POST",
+            "/workspaces",
+            json={"name": f"many-{n}", "repo": None, "template": "base"},
+        )
+    many = cost()
+    assert len(call(client, tokens["mia"], "GET", "/workspaces").get_json()) == 30
+    assert many == few, (few, many)

@@ -1,0 +1,86 @@
+"""The tools bundle on a shared engine: one builder at a time under a lock the engine
+holds, a new version switched to at once, and the files an IDE runs from never deleted.
+A small stand-in script plays the builder here (the real one takes minutes)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import docker
+import pytest
+
+from app.provisioner import tools
+
+# Writes a version folder like build-tools.sh does, slowly enough for a race, and counts
+# how many builders ran at once in a file of the volume.
+STAND_IN = r"""
+set -eu
+root=/opt/berth/versions/$VERSION
+log=/opt/berth/builders.log
+echo start >> $log
+[ "$(grep -c start $log)" -eq "$(( $(grep -c end $log) + 1 ))" ] || echo OVERLAP >> $log
+rm -rf "$root"; mkdir -p "$root/bin"
+sleep 3
+printf '#!/bin/sh\necho %s\n' "$VERSION" > "$root/bin/code-server"
+chmod 755 "$root/bin/code-server"
+touch "$root/$MARKER"
+ln -sfn "versions/$VERSION" /opt/berth/current.new; mv -T /opt/berth/current.new /opt/berth/current
+echo end >> $log
+"""
+
+
+@pytest.fixture
+def volume(docker_client):
+    name = f"berth-test-tools-{secrets.token_hex(4)}"
+    yield name
+    for container in docker_client.containers.list(all=True, filters={"label": "berth.tools"}):
+        if container.labels.get("berth.tools.version", "").startswith("test-"):
+            container.remove(force=True)
+    docker_client.volumes.get(name).remove(force=True)
+
+
+def _read(client, volume: str, script: str) -> str:
+    return client.containers.run(
+        "berth-base:bookworm",
+        ["sh", "-c", script],
+        volumes={volume: {"bind": "/opt/berth", "mode": "ro"}},
+        remove=True,
+        network_disabled=True,
+    ).decode()
+
+
+def test_builders_on_one_engine_take_turns_and_switch_versions_atomically(
+    docker_client, base_image, volume
+):
+    first = f"test-{secrets.token_hex(3)}"
+    errors = []
+
+    def build(version: str) -> None:
+        client = docker.from_env(timeout=120)
+        try:
+            tools.ensure(client, volume=volume, version=version, script=STAND_IN, instance="t")
+        except Exception as exc:  # noqa: BLE001  (shown by the assertion below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(first,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    log = _read(docker_client, volume, "cat /opt/berth/builders.log")
+    assert "OVERLAP" not in log and log.count("start") == 1  # one built, the others waited
+    assert tools.ready(docker_client, volume, first)
+    # A newer version: built beside the old one, then current; the old files stay.
+    second = f"test-{secrets.token_hex(3)}"
+    build(second)
+    assert errors == []
+    seen = _read(
+        docker_client,
+        volume,
+        f"readlink /opt/berth/current; /opt/berth/current/bin/code-server; "
+        f"ls /opt/berth/versions/{first}/bin",
+    )
+    assert seen.split() == [f"versions/{second}", second, "code-server"]
+    assert docker_client.containers.list(all=True, filters={"name": tools.BUILDER}) == []
