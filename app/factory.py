@@ -13,7 +13,7 @@ from flask_login import current_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from app import __version__, authz, slots
+from app import __version__, authz, platform, slots
 from app.config import Settings
 from app.db import open_database
 from app.models import MAX_ROW_ID
@@ -126,6 +126,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(sso.bp)
     sso.init_app(app, settings)
+
+    @app.context_processor
+    def _platform_health():
+        if not (current_user.is_authenticated and authz.can(current_user.row, "settings.manage")):
+            return {}
+        return {"platform_problems": platform.problems(settings)}
 
     @app.context_processor
     def _sign_in_options():

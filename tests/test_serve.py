@@ -26,7 +26,7 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     tree = _tree(berth_server.process.pid)
     assert len(tree) >= 5  # supervisor, gunicorn master and worker, berth worker, caddy
     roles = {"caddy" if p.cmdline()[1:2] == ["run"] else p.cmdline()[3] for p in tree[0].children()}
-    assert roles == {"web", "caddy", "worker", "ssh", "egress"}
+    assert roles == {"web", "caddy", "worker", "ssh", "egress"}, berth_server.log()[-3000:]
     assert berth_server.stop() == 0
     gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == [], [p.cmdline() for p in alive]

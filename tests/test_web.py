@@ -310,3 +310,22 @@ def test_healthz_and_the_tls_question(client):
     # Caddy asks before getting a certificate; no workspace, no certificate.
     assert client.get("/_berth/tls-ask?domain=ws--mia.localhost").status_code == 404
     assert client.get("/_berth/tls-ask?domain=example.org").status_code == 404
+
+
+def test_admins_see_when_berth_itself_needs_attention(app):
+    """No worker heartbeat and a failed scheduled job: a banner for admins on every page,
+    nothing for members."""
+    from app.models import ScheduledJob
+
+    with database.connection_context():
+        ScheduledJob.create(
+            name="lifecycle", schedule="every 30s", last_outcome="failed", last_detail="boom\nmore"
+        )
+    admin = app.test_client()
+    login(admin, "root-admin", "admin-password")
+    page = admin.get("/").get_data(as_text=True)
+    assert 'data-testid="platform-health"' in page
+    assert "The worker is not running" in page and "lifecycle failed its last run: boom" in page
+    member = app.test_client()
+    login(member, "mia", "member-password")
+    assert 'data-testid="platform-health"' not in member.get("/").get_data(as_text=True)

@@ -225,3 +225,32 @@ def test_reconcile_leaves_a_workspace_alone_while_its_job_is_in_flight(instance_
     assert w.reconcile() == []
     w.busy.discard(ws.id)
     assert any("container vanished" in line for line in w.reconcile())
+
+
+def test_networks_made_at_once_by_several_processes_all_succeed(docker_client):
+    """The worker and the egress gateway (or two Berths on one engine) pick subnets at
+    the same moment: each network still gets made once, on a subnet of its own."""
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    instance = secrets.token_hex(2)
+    pool = f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/24"
+
+    def fresh():  # each thread is a process of its own: no lock shared between them
+        return Provisioner(docker.from_env(timeout=60), instance, pool, subnet_prefix=28)
+
+    refs = [WorkspaceRef(instance, n, "wk", f"n{n}") for n in range(6)]
+    try:
+        with ThreadPoolExecutor(max_workers=8) as threads:
+            made = list(threads.map(lambda ref: fresh().ensure_network(ref), refs))
+            egress = list(threads.map(lambda _: fresh().ensure_egress_network(), range(3)))
+        assert len({n.id for n in egress}) == 1
+        subnets = [
+            n.attrs["IPAM"]["Config"][0]["Subnet"]
+            for n in (*made, egress[0])
+            for n in [docker_client.networks.get(n.id)]
+        ]
+        assert len(set(subnets)) == len(subnets) == 7
+    finally:
+        for network in docker_client.networks.list(filters={"label": f"berth.instance={instance}"}):
+            network.remove()

@@ -247,9 +247,14 @@ class Provisioner:
                         },
                     )
                 except docker.errors.APIError as exc:
+                    # Another process (the egress gateway, another Berth on the engine)
+                    # made this network, or took this subnet, a moment ago.
                     existing = self.client.networks.list(names=[name])
-                    if exc.status_code == 409 and existing:
+                    if existing:
                         return existing[0]
+                    if "overlaps" in str(exc.explanation or exc):
+                        used.add(subnet)
+                        continue
                     raise
         raise ProvisionError(
             f"the subnet pool {self.pool} has no free /{self.prefix} left; delete unused "

@@ -109,7 +109,18 @@ def _remove_ended_builder(client) -> None:
     except docker.errors.NotFound:
         return
     if leftover.status not in ("running", "restarting"):
-        leftover.remove(force=True)
+        _remove(leftover)
+
+
+def _remove(container) -> None:
+    """Remove a builder; another Berth on the engine may be removing it at the same time."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: its removal is already in progress
+            raise
 
 
 def _take_the_lock(client, instance, volume, version, engine_dir, script):
@@ -122,7 +133,7 @@ def _take_the_lock(client, instance, volume, version, engine_dir, script):
     if existing is not None:
         if existing.status in ("running", "restarting"):
             return None
-        existing.remove(force=True)
+        _remove(existing)
     try:
         client.volumes.get(volume)
     except docker.errors.NotFound:
@@ -172,6 +183,6 @@ def _follow(builder, on_log) -> None:
                 tail = (tail + [line])[-8:]
         status = builder.wait().get("StatusCode")
     finally:
-        builder.remove(force=True)
+        _remove(builder)
     if status != 0:
         raise ToolsError(f"building the tools bundle failed (exit {status}): " + " | ".join(tail))
