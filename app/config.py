@@ -206,6 +206,10 @@ class Settings:
     # registries on the team's own network (comma-separated, e.g. 10.0.0.0/8); any other
     # loopback, private or link-local destination is refused (docs/security.md).
     private_destinations: str = ""
+    # How tunnels reach a workspace's loopback and commands are ended: "auto" does it from
+    # this host where the engine's processes are visible, through the engine otherwise;
+    # "engine" always goes through the engine (app/provisioner/control.py).
+    engine_control: str = "auto"
     lifecycle_interval: int = 30  # seconds between idle/runtime/TTL/dormancy checks
     activity_interval: int = 30  # at most one activity write per workspace and source
     backup_dir: str = ""  # <data dir>/backups by default
@@ -357,6 +361,12 @@ class Settings:
                 "BERTH_LOG_LEVEL", f"{log_level!r} is not one of debug, info, warning, error"
             )
 
+        engine_control = str(pick("engine_control", "auto")).lower()
+        if engine_control not in ("auto", "engine"):
+            raise ConfigError(
+                "BERTH_ENGINE_CONTROL", f"{engine_control!r} is not one of auto, engine"
+            )
+
         settings = cls(
             data_dir=data_dir,
             database_url=_as_database_url(
@@ -401,6 +411,7 @@ class Settings:
             private_destinations=_as_networks(
                 "BERTH_PRIVATE_DESTINATIONS", pick("private_destinations", "")
             ),
+            engine_control=engine_control,
             lifecycle_interval=_as_positive_int(
                 "BERTH_LIFECYCLE_INTERVAL", pick("lifecycle_interval", 30)
             )

@@ -258,6 +258,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
         timeout=120,
     )
     assert ssh.stdout == "kept-across-upgrades\ndemo\n"
+    check_engine_control(appliance, api, ws, key, tmp_path)
 
     # --- the nightly backup job, and its dump restored -------------------------------------
     appliance.exec("worker", "berth", "backup", "now")
@@ -349,6 +350,74 @@ def _workspace_container(appliance, ws_id: int) -> dict:
     ).split()  # fmt: skip
     assert len(names) == 1, names
     return json.loads(_in_engine(appliance, "docker", "inspect", names[0]))[0]
+
+
+# A loopback-only HTTP server with what the base template has (perl-base is essential).
+LOOPBACK_SERVER = (
+    "nohup perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "
+    '"127.0.0.1", LocalPort => 0, Listen => 5, ReuseAddr => 1) or die; print $s->sockport, '
+    '"\\n"; close STDOUT; while ($c = $s->accept) { while (<$c>) { last if /^\\r?$/ } '
+    'print $c "HTTP/1.0 200 OK\\r\\n\\r\\nhello from loopback\\n"; close $c }\' '
+    "> /tmp/{name}.port 2>/dev/null &"
+)
+
+
+def check_engine_control(appliance, api, ws, key: Path, folder: Path) -> None:
+    """Berth's ssh and web services do not see the engine's processes in the appliance:
+    `ssh -L` to a loopback-only server, VS Code Remote-SSH's `ssh -T -D` with a script on
+    stdin, and an exec's timeout all go through the engine."""
+    ssh = [
+        "ssh", "-p", str(appliance.ssh_port), "-i", str(key), "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={folder / 'known_hosts'}",
+    ]  # fmt: skip
+    api.sh(ws["id"], LOOPBACK_SERVER.replace("{name}", "tunnel"))
+    port = wait_until(lambda: api.sh(ws["id"], "cat /tmp/tunnel.port").strip(), 15, what="port")
+    local = free_port()
+    tunnel = subprocess.Popen([*ssh, "-N", "-L", f"{local}:localhost:{port}", "demo@127.0.0.1"])
+    try:
+        page = wait_until(lambda: _fetch(f"http://127.0.0.1:{local}/"), 60, what="ssh -L")
+        assert page == "hello from loopback\n"
+    finally:
+        tunnel.terminate()
+        tunnel.wait(10)
+
+    socks = free_port()
+    vscode = subprocess.Popen(
+        [*ssh, "-T", "-D", str(socks), "demo@127.0.0.1", "bash"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        script = LOOPBACK_SERVER.replace("{name}", "vscode") + (
+            "\nfor i in $(seq 50); do [ -s /tmp/vscode.port ] && break; sleep 0.1; done\n"
+            "echo listeningOn==$(cat /tmp/vscode.port)==\n"
+        )
+        vscode.stdin.write(script.encode())
+        vscode.stdin.flush()
+        line = vscode.stdout.readline().decode()
+        assert line.startswith("listeningOn=="), line
+        url = f"http://127.0.0.1:{line.strip().split('==')[1]}/"
+        proxies = {"http": f"socks5h://127.0.0.1:{socks}"}
+        assert wait_until(lambda: _fetch(url, proxies=proxies), 60, what="ssh -D") == (
+            "hello from loopback\n"
+        )
+    finally:
+        vscode.stdin.close()
+        vscode.wait(30)
+    assert vscode.returncode == 0
+
+    ended = api.exec(ws["id"], ["sh", "-c", "sleep 301 & sleep 302; wait"], timeout=2)
+    assert ended["timed_out"] is True
+    wait_until(
+        lambda: "sleep 30" not in api.sh(ws["id"], "ps -eo args"), 30, what="the sleeps to end"
+    )
+
+
+def _fetch(url: str, **kwargs) -> str | None:
+    try:
+        return requests.get(url, timeout=10, **kwargs).text
+    except requests.RequestException:
+        return None
 
 
 def check_boundaries(appliance, api, ws) -> None:

@@ -31,7 +31,7 @@ def running_container(ws, timeout: float):
     if ws.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
     client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
-    provisioner = Provisioner(client, _settings().instance)
+    provisioner = Provisioner(client, _settings().instance, control=_settings().engine_control)
     container = provisioner.find_container(ws.id)
     if container is None or container.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")

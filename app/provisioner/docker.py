@@ -15,7 +15,6 @@ import posixpath
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
@@ -30,7 +29,8 @@ from docker.types import Mount
 
 from app.devcontainer.policy import DEFAULT_CAPABILITIES
 from app.devcontainer.run import RunSpec
-from app.provisioner import processes, seccomp, tools
+from app.provisioner import seccomp, tools
+from app.provisioner.control import EngineControl
 
 LABEL_MANAGED = "berth.managed"
 LABEL_INSTANCE = "berth.instance"
@@ -154,8 +154,11 @@ class Provisioner:
         agent_socket_root: Path | None = None,
         helper_dir: Path | None = None,
         tools: bool = False,
+        control: str = "auto",
     ):
         self.client = client
+        # Tunnels into a workspace and the end of its commands, here or through the engine.
+        self.control = EngineControl(client, instance, control)
         # Mount the tools bundle (code-server) read-only into new workspace containers.
         self.tools = tools
         # Host folder of Berth's own where berth-keepalive is kept, mounted read-only into
@@ -719,19 +722,19 @@ class Provisioner:
     def end_exec(self, exec_id: str, grace_seconds: float = 2.0) -> None:
         """End a command and what it started: SIGHUP to its process tree (as a closing
         terminal would), then SIGKILL to the command itself if it is still there.
-        Processes that ignore SIGHUP or left the tree (daemons) keep running.
+        Processes that ignore SIGHUP or left the tree (daemons) keep running. The Engine
+        API cannot signal an exec: its pid is signalled here or through the engine."""
+        state = self.client.api.exec_inspect(exec_id)
+        if state.get("Pid") and state.get("Running"):
+            self.control.end(state.get("ContainerID", ""), state["Pid"], grace_seconds)
 
-        The Engine API cannot signal an exec; its host pid can be, where the engine's
-        processes are visible (the embedded mode). Elsewhere the command runs on."""
-        pid = self.client.api.exec_inspect(exec_id).get("Pid")
+    def open_tunnel(self, container_id: str, host: str, port: int):
+        """A connection to ``host``:``port`` on the running workspace's own loopback (a
+        socket, or a socket-like stream through the engine)."""
+        pid = self.container_pid(container_id)
         if not pid:
-            return
-        processes.signal_all([pid, *processes.descendants(pid)], signal.SIGHUP)
-        deadline = time.monotonic() + grace_seconds
-        while processes.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if processes.alive(pid):
-            processes.signal_all([pid], signal.SIGKILL)
+            raise ProvisionError("the workspace is not running")
+        return self.control.connect(container_id, pid, host, port)
 
     def container_address(self, ws_id: int) -> str | None:
         """The IP address of the workspace's running container on its own network."""

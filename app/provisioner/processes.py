@@ -1,5 +1,5 @@
-"""Host-side views of processes (the embedded mode shares the engine's pid namespace):
-a process tree from /proc, and signals that tolerate processes ending meanwhile."""
+"""Views of processes: a process tree (from this host's /proc, or a table read
+elsewhere), and signals that tolerate processes ending meanwhile."""
 
 from __future__ import annotations
 
@@ -21,14 +21,23 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, parents before children."""
-    children: dict[int, list[int]] = {}
+def table() -> dict[int, tuple[str, int]]:
+    """pid -> (state, parent pid) of every process this process sees."""
+    found = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat:
-                children.setdefault(stat[1], []).append(int(entry.name))
+                found[int(entry.name)] = stat
+    return found
+
+
+def descendants(pid: int, processes: dict[int, tuple[str, int]] | None = None) -> list[int]:
+    """Every process below ``pid`` (in ``processes``, a ``table()``; this host's by
+    default), parents before children."""
+    children: dict[int, list[int]] = {}
+    for child, (_, parent) in (table() if processes is None else processes).items():
+        children.setdefault(parent, []).append(child)
     found, queue = [], list(children.get(pid, []))
     while queue:
         current = queue.pop(0)

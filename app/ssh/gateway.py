@@ -22,10 +22,10 @@ from app import audit
 from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.models import Transition, Workspace
-from app.provisioner import processes
-from app.provisioner.docker import Provisioner
+from app.provisioner.control import ControlError
+from app.provisioner.docker import Provisioner, ProvisionError
 from app.ssh import hostkey, keys
-from app.ssh.relay import LOOPBACK_NAMES, connect_in_namespace, relay
+from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
 from app.workspaces import activity, recordings, service
 
@@ -97,7 +97,10 @@ class Gateway:
         self.settings = settings
         self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=60)
         self.provisioner = Provisioner(
-            self.client, settings.instance, agent_socket_root=settings.agent_socket_root
+            self.client,
+            settings.instance,
+            agent_socket_root=settings.agent_socket_root,
+            control=settings.engine_control,
         )
         self.host_key = hostkey.load_or_create(settings.data_dir)
         self.limiter = FailureLimiter(settings.ssh_fail_limit)
@@ -227,7 +230,7 @@ class Connection(paramiko.ServerInterface):
         self.counted = False
         self.announced = False
         self.waiting = True  # counted by the gateway until signed in or gone
-        self.pid: int | None = None  # the workspace's first process, for tunnels
+        self.container_id: str | None = None  # the workspace's container, for tunnels
 
     @property
     def connection_line(self) -> str:
@@ -420,14 +423,18 @@ class Connection(paramiko.ServerInterface):
 
     def _tunnel(self, channel, destination: tuple[str, int]) -> None:
         host, port = destination
+        provisioner = self.gateway.provisioner
         try:
             # IDEs open a tunnel per request: look the container up once, and again only
-            # when its process is gone (the workspace stopped or restarted).
-            if self.pid is None or not processes.alive(self.pid):
-                container = self.running_container(lambda _text: None)
-                self.pid = self.gateway.provisioner.container_pid(container.id)
-            sock = connect_in_namespace(self.pid, host, port)
-        except (SessionRefused, OSError) as exc:
+            # when it no longer runs (the workspace stopped or was rebuilt).
+            try:
+                if self.container_id is None:
+                    raise ProvisionError("not looked up yet")
+                sock = provisioner.open_tunnel(self.container_id, host, port)
+            except (ProvisionError, docker.errors.NotFound):
+                self.container_id = self.running_container(lambda _text: None).id
+                sock = provisioner.open_tunnel(self.container_id, host, port)
+        except (SessionRefused, ProvisionError, ControlError, OSError) as exc:
             log.info("ssh: tunnel to %s:%s in %s failed: %s", host, port, self.target, exc)
             channel.close()
             return

@@ -1,9 +1,8 @@
-"""Moving bytes between SSH channels and sockets: TCP connections opened inside a
-workspace's network namespace, and forwarded-agent sockets inside the workspace."""
+"""Moving bytes between SSH channels and sockets: tunnels into a workspace, and
+forwarded-agent sockets inside the workspace."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import secrets
@@ -18,47 +17,7 @@ import paramiko
 log = logging.getLogger("berth.ssh")
 
 CHUNK = 256 * 1024
-CLONE_NEWNET = 0x40000000
 LOOPBACK_NAMES = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
-
-
-def _setns(fd: int) -> None:
-    if hasattr(os, "setns"):  # Python 3.12+
-        os.setns(fd, CLONE_NEWNET)
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-
-
-def connect_in_namespace(pid: int, host: str, port: int, timeout: float = 10) -> socket.socket:
-    """A TCP connection opened from inside the network namespace of process ``pid`` (a
-    workspace), so its 127.0.0.1 is the workspace's own loopback. The socket keeps that
-    namespace; the throwaway thread that entered it ends, the gateway's other threads
-    never leave the host's."""
-    outcome: dict = {}
-
-    def enter_and_connect():
-        try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
-            outcome["socket"] = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=enter_and_connect, name=f"netns-{pid}", daemon=True)
-    worker.start()
-    worker.join(timeout + 1)
-    if "socket" not in outcome:
-        raise outcome.get("error") or TimeoutError(f"connecting to {host}:{port} timed out")
-    sock = outcome["socket"]
-    sock.settimeout(None)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
 
 
 def relay(

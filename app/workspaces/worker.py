@@ -113,6 +113,7 @@ class Worker:
             agent_socket_root=settings.agent_socket_root,
             helper_dir=settings.helper_dir,
             tools=True,
+            control=settings.engine_control,
         )
         self.ctx = lifecycle.Context(self.client, self.provisioner, settings)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
@@ -327,9 +328,12 @@ class Worker:
     def prepare(self) -> None:
         """Make what workspaces need before the first one asks (each step recorded as a
         scheduled job, shown on the admin page, retried with back-off until it works):
-        the base image, the built-in templates' images, the IDE's tools bundle."""
+        the base image, the engine's control image (tunnels and ending commands where
+        the engine's processes are not visible), the built-in templates' images, the
+        IDE's tools bundle."""
         steps = (
             ("base-image", self._base_image),
+            ("control-image", self._control_image),
             ("templates", lambda: lifecycle.prebuild_templates(self.ctx, log.info)),
             ("tools", self._build_tools),
         )
@@ -353,6 +357,18 @@ class Worker:
 
         image = ensure_base_image(self.client, BASE_IMAGE, lambda line: log.info("base: %s", line))
         return f"{BASE_IMAGE} ({image[:19]})"
+
+    def _control_image(self) -> str:
+        from app.provisioner.base_image import BASE_IMAGE
+        from app.provisioner.control import CONTROL_IMAGE, build_image
+
+        image = build_image(
+            self.client,
+            BASE_IMAGE,
+            self.provisioner.ensure_build_network().name,
+            lambda line: log.info("control: %s", line),
+        )
+        return f"{CONTROL_IMAGE} ({image[:19]})"
 
     def _build_tools(self) -> str:
         tools.ensure(

@@ -1,0 +1,47 @@
+"""The engine's control container runs what Berth asks in the engine's pid namespace:
+the destination of a tunnel must never become anything but a loopback TCP connection
+(socat reads options and other address kinds from the same string), and a process that
+is not the workspace's must never be taken for it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from app.provisioner.control import ControlError, EngineControl, _address
+
+
+@pytest.mark.parametrize(
+    "host, port",
+    [
+        ("10.0.0.1", 80),  # not loopback
+        ("localhost", 80),  # names are mapped by the gateway before; never here
+        ("127.0.0.1,fork", 80),  # socat options
+        ("127.0.0.1:22!!EXEC:sh", 80),
+        ("EXEC:/bin/sh", 1),
+        ("127.0.0.1", 0),
+        ("127.0.0.1", 65536),
+        ("127.0.0.1", "22,fork"),
+        ("::1]:22,fork,[::1", 22),
+    ],
+)
+def test_only_a_loopback_address_and_a_port_reach_socat(host, port):
+    with pytest.raises(ControlError):
+        _address(host, port)
+
+
+def test_loopback_destinations_become_plain_tcp_addresses():
+    assert _address("127.0.0.1", 8000) == "TCP4:127.0.0.1:8000"
+    assert _address("::1", 22) == "TCP6:[::1]:22"
+
+
+def test_a_process_is_the_workspace_only_if_its_cgroup_names_the_container():
+    control = EngineControl(client=None, instance="x")
+    # This test's own process is in no container of that id.
+    assert control.local(os.getpid(), "f" * 64) is False
+    assert control.local(0, "f" * 64) is False
+    assert control.local(os.getpid(), "") is False  # an empty id is in every text
+    assert EngineControl(client=None, instance="x", mode="engine").local(os.getpid(), "") is False
+    with pytest.raises(ValueError):
+        EngineControl(client=None, instance="x", mode="host")
