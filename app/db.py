@@ -23,12 +23,11 @@ def make_database(url: str) -> peewee.Database:
     """Return an unconnected peewee database for a ``sqlite:///`` or ``postgresql://`` URL."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        # Several processes (web, worker, ssh) share the file: WAL lets readers run beside
-        # the single writer, and busy_timeout makes a writer wait instead of failing.
-        return peewee.SqliteDatabase(
-            parts.path,
-            pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10000},
-        )
+        # busy_timeout makes a writer wait for another process's write instead of failing.
+        # WAL (readers beside the single writer) is a property of the file, set once in
+        # open_database: asking for it at every connect may write, which fails on a full
+        # disk where reads would still work.
+        return peewee.SqliteDatabase(parts.path, pragmas={"foreign_keys": 1, "busy_timeout": 10000})
     return peewee.PostgresqlDatabase(
         unquote(parts.path.lstrip("/")),
         user=unquote(parts.username) if parts.username else None,
@@ -52,6 +51,9 @@ def open_database(settings: Settings) -> peewee.Database:
     db = make_database(settings.database_url)
     try:
         db.connect()
+        if isinstance(db, peewee.SqliteDatabase) and db.journal_mode != "wal":
+            # Several processes (web, worker, ssh) share the file.
+            db.journal_mode = "wal"
     except peewee.OperationalError as exc:
         raise ConfigError(
             "BERTH_DATABASE_URL", f"cannot connect to the database: {first_line(exc)}"

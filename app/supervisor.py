@@ -27,6 +27,7 @@ class Child:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
+    crashes: int = 0  # quick exits in a row, for the back-off
     next_start: float = 0.0
 
     def start(self) -> None:
@@ -83,11 +84,12 @@ class Supervisor:
             ran_for = now - child.started_at
             child.signal_group(signal.SIGKILL)  # leave none of its own children behind
             child.restarts += 1
-            backoff = (
-                0.0
-                if ran_for >= HEALTHY_AFTER_SECONDS
-                else min(MAX_BACKOFF_SECONDS, 2.0 ** min(child.restarts - 1, 5))
-            )
+            if ran_for >= HEALTHY_AFTER_SECONDS:
+                # It had been healthy: restart at once, and back off anew if it fails again.
+                child.crashes, backoff = 0, 0.0
+            else:
+                child.crashes += 1
+                backoff = min(MAX_BACKOFF_SECONDS, 2.0 ** min(child.crashes - 1, 5))
             self.say(
                 f"berth: {child.name} exited with code {code} after {ran_for:.1f}s; "
                 f"restarting in {backoff:.0f}s"

@@ -125,6 +125,12 @@ SLOW_FIXTURES = {
 }
 
 
+def pytest_sessionfinish(session):
+    """What this run's `berth serve`s left on the engine goes (tests/services.py)."""
+    if services.STARTED:
+        services.remove_engine_objects(services.STARTED)
+
+
 def pytest_collection_modifyitems(items):
     """Mark every test that needs a real service as slow, so none is forgotten."""
     for item in items:
@@ -173,6 +179,7 @@ def stop_stack(server) -> None:
         for ws in client.call("GET", "/workspaces").json():
             client.wait(ws["id"], "deleted", timeout=120)
     assert server.stop() == 0
+    services.remove_engine_objects([server.data_dir])
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ the same machine is fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -175,7 +176,36 @@ class BerthServer:
         return self.process.wait(timeout=timeout)
 
 
+# Data dirs of every `berth serve` this test run started: their instances' engine objects
+# are removed when the run ends (remove_engine_objects).
+STARTED: list[Path] = []
+
+
+def remove_engine_objects(data_dirs: list[Path]) -> None:
+    """Remove the containers, networks and volumes of the instances of ``data_dirs``:
+    this run's own (labelled with their instance ids), nothing of anyone else's. Engine
+    objects outlive `berth serve` by design; a test run must not leave them behind
+    (each instance's networks hold a /24 of the subnet pool)."""
+    client = docker.from_env()
+    for data_dir in data_dirs:
+        try:
+            instance = (data_dir / "instance_id").read_text().strip()
+        except OSError:
+            continue
+        label = {"label": f"berth.instance={instance}"}
+        for container in client.containers.list(all=True, filters=label):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True, v=True)
+        for network in client.networks.list(filters=label):
+            with contextlib.suppress(docker.errors.APIError):
+                network.remove()
+        for volume in client.volumes.list(filters=label):
+            with contextlib.suppress(docker.errors.APIError):
+                volume.remove(force=True)
+
+
 def start_berth_serve(data_dir: Path, extra_env: dict | None = None) -> BerthServer:
+    STARTED.append(data_dir)
     port, ssh_port = free_port(), free_port()
     extra_env = {"BERTH_APPS_PORT": str(free_port()), **(extra_env or {})}
     env = {**os.environ, "BERTH_DATA_DIR": str(data_dir), **extra_env}

@@ -35,11 +35,6 @@ def engine_stack(tmp_path_factory, docker_client, base_image):
     ann.wait(server.ws["id"], "running")
     yield server
     stop_stack(server)
-    # The control container is this instance's own; nothing else may touch it.
-    for container in docker_client.containers.list(
-        all=True, filters={"label": [f"berth.instance={server.instance}", "berth.role=control"]}
-    ):
-        container.remove(force=True)
 
 
 def ssh_args(server, *extra: str) -> list[str]:

@@ -1,5 +1,8 @@
 """Error pages: every refusal says why, and no traceback ever reaches a person."""
 
+import shutil
+
+import peewee
 from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -19,6 +22,18 @@ _DEFAULT_REASONS = {
 def _page(status: int, reason: str | None):
     reason = reason or _DEFAULT_REASONS.get(status, "The request failed.")
     return render_template("errors/error.html", status=status, reason=reason), status
+
+
+def _data_dir_full(app) -> bool:
+    """Whether the data dir's filesystem is (all but) full: SQLite then often says only
+    "disk I/O error", when its write-ahead log cannot grow."""
+    settings = app.config.get("BERTH_SETTINGS")
+    if settings is None or not settings.database_url.startswith("sqlite"):
+        return False
+    try:
+        return shutil.disk_usage(settings.data_dir).free < 4 * 1024 * 1024
+    except OSError:
+        return False
 
 
 def init_app(app) -> None:
@@ -53,6 +68,28 @@ def init_app(app) -> None:
             return api_error(error.code, error.name.lower().replace(" ", "_"), error.description)
         described = error.description != type(error).description
         return _page(error.code, error.description if described else None)
+
+    @app.errorhandler(peewee.OperationalError)
+    @app.errorhandler(peewee.InterfaceError)
+    def database_unavailable(error):
+        # The database went away (restarted, unreachable) or its disk is full: the
+        # request's transaction did not commit, and the next request connects anew.
+        app.logger.warning("database error on %s %s: %s", request.method, request.path, error)
+        if "full" in str(error) or _data_dir_full(app):
+            status, code = 507, "storage_full"
+            reason = (
+                "Berth's database has no space left on its filesystem, so nothing was "
+                "saved. An admin must free space there."
+            )
+        else:
+            status, code = 503, "database_unavailable"
+            reason = (
+                "The database does not answer right now (it may be restarting), so nothing "
+                "was saved. Try again in a moment."
+            )
+        if is_api_request():
+            return api_error(status, code, reason)
+        return _page(status, reason)
 
     @app.errorhandler(Exception)
     def unexpected(error):
