@@ -6,7 +6,7 @@ import logging
 import math
 from datetime import timedelta
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _close(_exc):
         if not db.is_closed():
             db.close()
+        for client in g.pop("engine_clients", []):
+            client.close()
 
     extensions.init_app(app, settings)
     slots.init_app(app, settings)

@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -64,12 +65,19 @@ class Probe:
             stop.wait(every)
 
 
-def ide_session(server, who: str, ide_url: str) -> requests.Session:
-    """A browser-like session that has opened ``ide_url`` (its apps cookie set)."""
+def ide_session(server, who: str, ide_url: str) -> tuple[requests.Session, str]:
+    """A browser-like session that has opened ``ide_url`` (its apps cookie set), and the
+    address to send its requests to: the apps port on loopback, with the workspace's
+    host name in the Host header (*.localhost names do not resolve here)."""
     session = services.web_session(server.url, who)
-    opened = session.get(server.url + "/apps/open", params={"to": ide_url}, allow_redirects=True)
-    assert opened.status_code in (200, 502, 503), opened.status_code
-    return session
+    opened = session.get(server.url + "/apps/open", params={"to": ide_url}, allow_redirects=False)
+    assert opened.status_code in (302, 303), opened.status_code
+    target = urlsplit(opened.headers["Location"])
+    local = f"http://127.0.0.1:{target.port}"
+    session.headers["Host"] = target.netloc
+    landed = session.get(f"{local}{target.path}?{target.query}", allow_redirects=False)
+    assert landed.status_code < 500, landed.status_code
+    return session, local + "/"
 
 
 def main() -> None:
@@ -98,8 +106,7 @@ def main() -> None:
             ws = api.wait(spaces[name], "running", timeout=900)
             assert ws["status"] == "running", api.log(spaces[name])
         first = names[0]
-        ide_url = clients[first].get(spaces[first])["urls"]["ide"]
-        ide = ide_session(server, first, ide_url)
+        ide, ide_url = ide_session(server, first, clients[first].get(spaces[first])["urls"]["ide"])
 
         probes = [
             Probe("healthz", lambda: requests.get(server.url + "/healthz", timeout=10).ok),
@@ -247,6 +254,7 @@ def main() -> None:
         print(f"\n{sum(verdicts)} of {len(verdicts)} targets met")
     finally:
         server.stop()
+        services.remove_engine_objects([root / "data"])
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def test_local_forward_to_the_workspace_loopback_goes_through_the_engine(engine_
     assert control.image.tags == [CONTROL_IMAGE]
     assert host_config["PidMode"] == "host" and host_config["NetworkMode"] == "none"
     caps = sorted(cap.removeprefix("CAP_") for cap in host_config["CapAdd"])
-    assert caps == ["KILL", "SYS_ADMIN", "SYS_PTRACE"]
+    assert caps == ["KILL", "SETGID", "SETUID", "SYS_ADMIN", "SYS_PTRACE"]
     assert [cap.removeprefix("CAP_") for cap in host_config["CapDrop"]] == ["ALL"]
 
 
@@ -180,3 +180,25 @@ def _listening(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_pid_outside_the_workspace_is_never_entered_nor_signalled(engine_stack, docker_client):
+    """What a reused pid would be: a process of the host's (here, one this test started)
+    named with the workspace's container id. No tunnel enters its namespace, no signal
+    reaches it."""
+    from app.provisioner.control import EngineControl
+
+    container = docker_client.containers.get(engine_stack.docker_name(engine_stack.ws["id"]))
+    control = EngineControl(docker_client, engine_stack.instance, mode="engine")
+    outsider = subprocess.Popen(["sleep", "300"])
+    try:
+        stream = control.connect(container.id, outsider.pid, "127.0.0.1", 22)
+        try:
+            assert stream.recv(1024) == b""  # refused: end of stream, nothing relayed
+        finally:
+            stream.close()
+        control.end(container.id, outsider.pid, grace_seconds=0)
+        assert outsider.poll() is None  # still running: not the workspace's
+    finally:
+        outsider.kill()
+        outsider.wait()

@@ -9,7 +9,7 @@ import posixpath
 import time
 
 import docker
-from flask import Response, jsonify, request, stream_with_context
+from flask import Response, g, jsonify, request, stream_with_context
 
 from app import authz
 from app.api import bp
@@ -31,6 +31,9 @@ def running_container(ws, timeout: float):
     if ws.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
     client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
+    # Closed when the request ends (app.factory), streamed responses included: a few
+    # hundred requests at once must not each leave a connection to the engine open.
+    g.setdefault("engine_clients", []).append(client)
     provisioner = Provisioner(client, _settings().instance, control=_settings().engine_control)
     container = provisioner.find_container(ws.id)
     if container is None or container.status != "running":

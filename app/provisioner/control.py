@@ -15,9 +15,10 @@ from __future__ import annotations
 import io
 import logging
 import os
-import select
+import re
 import signal
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from app.provisioner import processes
 log = logging.getLogger("berth.control")
 
 CONTROL_IMAGE = "berth-control:1"
+CONTROL_VERSION = "2"  # of the control container's settings: an older one is replaced
 _DOCKERFILE = """\
 FROM {base}
 RUN apt-get update \\
@@ -38,6 +40,24 @@ RUN apt-get update \\
 """
 CLONE_NEWNET = 0x40000000
 MODES = ("auto", "engine")
+CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+# Run in the control container with $1 a pid and $2 the workspace's container id, then
+# socat's argv. The namespace is opened first and its process checked after, so a pid
+# reused meanwhile by a process outside the workspace is refused, never entered; socat
+# runs as nobody with no capabilities.
+_ENTER = (
+    'exec 3</proc/"$1"/ns/net || exit 97; '
+    'grep -Eq "[/-]$2(\\.scope)?$" /proc/"$1"/cgroup '
+    '|| { echo "process $1 is not in the workspace" >&2; exit 97; }; '
+    "shift 2; exec nsenter --net=/proc/self/fd/3 -- "
+    'setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"'
+)
+# Sends signal $1 to each pid after $2 that is, at that moment, in container $2.
+_SIGNAL = (
+    'sig=$1; id=$2; shift 2; for p; do grep -Eq "[/-]$id(\\.scope)?$" /proc/"$p"/cgroup '
+    '2>/dev/null && kill -s "$sig" "$p" 2>/dev/null; done; true'
+)
+MAX_IDLE_HALF_OPEN = 3600  # seconds socat waits for the other side after one side ended
 
 
 class ControlError(Exception):
@@ -149,7 +169,7 @@ class ExecSocket:
 def _address(host: str, port: int) -> str:
     """socat's address for a loopback destination; anything else is refused here, since
     socat reads options and other address types from the same string."""
-    if not isinstance(port, int) or not 0 < port < 65536:
+    if type(port) is not int or not 0 < port < 65536:
         raise ControlError(f"port {port!r} is not a TCP port")
     if host == "127.0.0.1":
         return f"TCP4:127.0.0.1:{port}"
@@ -175,12 +195,13 @@ class EngineControl:
 
     def local(self, pid: int, container_id: str) -> bool:
         """Whether host pid ``pid`` is the workspace's process as this process sees it."""
-        if self.mode != "auto" or not pid or not container_id:
+        if self.mode != "auto" or not pid or not CONTAINER_ID.fullmatch(container_id or ""):
             return False
         try:
-            return container_id in Path(f"/proc/{pid}/cgroup").read_text()
+            text = Path(f"/proc/{pid}/cgroup").read_text()
         except OSError:
             return False
+        return re.search(rf"[/-]{container_id}(\.scope)?$", text, re.MULTILINE) is not None
 
     def _control(self) -> str:
         """The control container's id, made when first needed (its name is the lock:
@@ -196,6 +217,9 @@ class EngineControl:
                 self._container_id = None
             try:
                 container = self.client.containers.get(self.name)
+                if container.labels.get("berth.control.version") != CONTROL_VERSION:
+                    container.remove(force=True)
+                    container = self._create()
             except docker.errors.NotFound:
                 container = self._create()
             if container.status != "running":
@@ -221,18 +245,20 @@ class EngineControl:
                     "berth.managed": "true",
                     "berth.instance": self.instance,
                     "berth.role": "control",
+                    "berth.control.version": CONTROL_VERSION,
                 },
                 # Sees the engine's processes (to enter a workspace's network namespace and
                 # signal its commands) and has no network of its own.
                 pid_mode="host",
                 network_mode="none",
                 cap_drop=["ALL"],
-                cap_add=["SYS_ADMIN", "SYS_PTRACE", "KILL"],
+                # SETUID/SETGID only to drop to nobody before socat runs.
+                cap_add=["SYS_ADMIN", "SYS_PTRACE", "KILL", "SETUID", "SETGID"],
                 security_opt=["no-new-privileges"],
                 read_only=True,
                 restart_policy={"Name": "unless-stopped"},
-                mem_limit="64m",
-                pids_limit=256,
+                mem_limit="512m",
+                pids_limit=4096,
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # made by another process meanwhile
@@ -253,15 +279,20 @@ class EngineControl:
         if self.local(pid, container_id):
             return connect_in_namespace(pid, host, port, timeout)
         address = _address(host, port)
+        if not CONTAINER_ID.fullmatch(container_id):
+            raise ControlError(f"{container_id!r} is not a container id")
         try:
             created = self.client.api.exec_create(
                 self._control(),
                 [
-                    "nsenter",
-                    f"--target={pid}",
-                    "--net",
-                    "--",
+                    "sh",
+                    "-c",
+                    _ENTER,
+                    "sh",
+                    str(pid),
+                    container_id,
                     "socat",
+                    f"-t{MAX_IDLE_HALF_OPEN}",
                     "STDIO",
                     f"{address},connect-timeout={timeout:.0f}",
                 ],  # fmt: skip
@@ -273,6 +304,10 @@ class EngineControl:
         except docker.errors.APIError as exc:
             raise ControlError(f"the engine refused the tunnel: {first_line(exc)}") from None
         raw = getattr(sock, "_sock", sock)
+        if isinstance(raw, ssl.SSLSocket):
+            # Half-closing a TLS socket ends its encryption; the stream would be garbage.
+            raw.close()
+            raise ControlError("tunnels through an engine reached over TLS are not supported")
         raw.settimeout(None)
         return ExecSocket(raw, f"tunnel to {host}:{port}")
 
@@ -290,12 +325,14 @@ class EngineControl:
                 processes.signal_all([pid], signal.SIGKILL)
             return
         try:
-            self._end_through_engine(pid, grace_seconds)
-        except (docker.errors.APIError, ControlError) as exc:
+            self._end_through_engine(container_id, pid, grace_seconds)
+        except Exception as exc:  # noqa: BLE001  (ending is best effort; the caller goes on)
             log.warning("could not end process %s through the engine: %s", pid, exc)
 
     def _table(self) -> dict[int, tuple[str, int]]:
-        _, output = self._run(["ps", "-e", "-o", "pid=,ppid=,stat="])
+        code, output = self._run(["ps", "-e", "-o", "pid=,ppid=,stat="])
+        if code != 0:
+            raise ControlError(f"ps failed in the control container: {first_line(output)}")
         table = {}
         for line in output.splitlines():
             fields = line.split()
@@ -303,12 +340,16 @@ class EngineControl:
                 table[int(fields[0])] = (fields[2][:1], int(fields[1]))
         return table
 
-    def _end_through_engine(self, pid: int, grace_seconds: float) -> None:
+    def _signal(self, name: str, container_id: str, pids: list[int]) -> None:
+        self._run(["sh", "-c", _SIGNAL, "sh", name, container_id, *map(str, pids)])
+
+    def _end_through_engine(self, container_id: str, pid: int, grace_seconds: float) -> None:
+        if not CONTAINER_ID.fullmatch(container_id):
+            raise ControlError(f"{container_id!r} is not a container id")
         table = self._table()
         if pid not in table:
             return
-        below = processes.descendants(pid, table)
-        self._run(["kill", "-HUP", "--", *(str(p) for p in [pid, *below])])
+        self._signal("HUP", container_id, [pid, *processes.descendants(pid, table)])
         deadline = time.monotonic() + grace_seconds
         while True:
             state = self._table().get(pid)
@@ -316,5 +357,5 @@ class EngineControl:
                 return
             if time.monotonic() >= deadline:
                 break
-            select.select([], [], [], 0.1)
-        self._run(["kill", "-KILL", "--", str(pid)])
+            time.sleep(0.25)
+        self._signal("KILL", container_id, [pid])

@@ -10,10 +10,10 @@ import gzip
 import hashlib
 import io
 import ipaddress
+import logging
 import os
 import posixpath
 import re
-import select
 import shutil
 import socket
 import subprocess
@@ -31,6 +31,9 @@ from app.devcontainer.policy import DEFAULT_CAPABILITIES
 from app.devcontainer.run import RunSpec
 from app.provisioner import seccomp, tools
 from app.provisioner.control import EngineControl
+from app.readiness import Readable
+
+log = logging.getLogger("berth.provisioner")
 
 LABEL_MANAGED = "berth.managed"
 LABEL_INSTANCE = "berth.instance"
@@ -621,17 +624,17 @@ class Provisioner:
             frames = Frames()
             deadline = time.monotonic() + timeout if timeout else None
             timed_out = False
-            while True:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready, _, _ = select.select([raw], [], [], wait)
-                if not ready:
-                    timed_out = True
-                    break
-                chunk = raw.recv(65536)
-                if not chunk:
-                    break
-                for stream, data in frames.feed(chunk):
-                    yield ("stdout" if stream == 1 else "stderr", data)
+            with Readable(raw) as waiting:
+                while True:
+                    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not waiting.wait(wait):
+                        timed_out = True
+                        break
+                    chunk = raw.recv(65536)
+                    if not chunk:
+                        break
+                    for stream, data in frames.feed(chunk):
+                        yield ("stdout" if stream == 1 else "stderr", data)
             raw.close()
             if timed_out:
                 self.end_exec(exec_id, grace_seconds=0)
@@ -724,7 +727,11 @@ class Provisioner:
         terminal would), then SIGKILL to the command itself if it is still there.
         Processes that ignore SIGHUP or left the tree (daemons) keep running. The Engine
         API cannot signal an exec: its pid is signalled here or through the engine."""
-        state = self.client.api.exec_inspect(exec_id)
+        try:
+            state = self.client.api.exec_inspect(exec_id)
+        except docker.errors.APIError as exc:  # best effort: the caller goes on
+            log.warning("could not look up exec %s to end it: %s", exec_id[:12], exc)
+            return
         if state.get("Pid") and state.get("Running"):
             self.control.end(state.get("ContainerID", ""), state["Pid"], grace_seconds)
 

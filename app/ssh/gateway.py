@@ -40,6 +40,9 @@ MAX_TRACKED_ADDRESSES = 10_000  # failed-login history kept, in addresses
 MAX_UNAUTHENTICATED = 64
 MAX_UNAUTHENTICATED_PER_ADDRESS = 8
 MAX_ACCOUNTS_CACHED = 1024
+# Each tunnel holds a thread here (and a process in the engine's control container where
+# it goes through the engine): bounded per connection.
+MAX_TUNNELS_PER_CONNECTION = 256
 
 
 class FailureLimiter:
@@ -231,6 +234,8 @@ class Connection(paramiko.ServerInterface):
         self.announced = False
         self.waiting = True  # counted by the gateway until signed in or gone
         self.container_id: str | None = None  # the workspace's container, for tunnels
+        self.open_tunnels = 0  # counted from the request until the relay ends
+        self.tunnel_lock = threading.Lock()
 
     @property
     def connection_line(self) -> str:
@@ -348,6 +353,12 @@ class Connection(paramiko.ServerInterface):
                 port,
             )
             return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        with self.tunnel_lock:
+            if self.open_tunnels >= MAX_TUNNELS_PER_CONNECTION:
+                log.warning("ssh: %s has %d tunnels open; refused another", self.target,
+                            self.open_tunnels)  # fmt: skip
+                return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+            self.open_tunnels += 1
         self.tunnels[chanid] = (LOOPBACK_NAMES[host], port)
         return paramiko.OPEN_SUCCEEDED
 
@@ -422,6 +433,13 @@ class Connection(paramiko.ServerInterface):
             log.info("ssh: %s disconnected from %s", self.user.username, self.target)
 
     def _tunnel(self, channel, destination: tuple[str, int]) -> None:
+        try:
+            self._open_and_relay(channel, destination)
+        finally:
+            with self.tunnel_lock:
+                self.open_tunnels -= 1
+
+    def _open_and_relay(self, channel, destination: tuple[str, int]) -> None:
         host, port = destination
         provisioner = self.gateway.provisioner
         try:
@@ -436,6 +454,10 @@ class Connection(paramiko.ServerInterface):
                 sock = provisioner.open_tunnel(self.container_id, host, port)
         except (SessionRefused, ProvisionError, ControlError, OSError) as exc:
             log.info("ssh: tunnel to %s:%s in %s failed: %s", host, port, self.target, exc)
+            channel.close()
+            return
+        except Exception:  # the engine's API failed: the channel must not hang open
+            log.exception("ssh: tunnel to %s:%s in %s failed", host, port, self.target)
             channel.close()
             return
         relay(channel, sock, on_input=lambda: self.record_activity(f"forwarded port {port}"))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import select
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
+
+from app.readiness import Readable
 
 log = logging.getLogger("berth.ssh")
 
@@ -27,10 +28,10 @@ def relay(
 ) -> None:
     """Copy both ways until both sides are done, passing half-closes on."""
     channel_open = socket_open = True
+    waiting = Readable(channel, sock)
     try:
         while channel_open or socket_open:
-            readable = ([channel] if channel_open else []) + ([sock] if socket_open else [])
-            ready, _, _ = select.select(readable, [], [], 5)
+            ready = waiting.wait(5)
             if channel.closed:
                 break
             if channel in ready:
@@ -41,6 +42,7 @@ def relay(
                         on_input()
                 else:
                     channel_open = False
+                    waiting.drop(channel)
                     sock.shutdown(socket.SHUT_WR)
             if sock in ready:
                 data = sock.recv(CHUNK)
@@ -48,10 +50,12 @@ def relay(
                     channel.sendall(data)
                 else:
                     socket_open = False
+                    waiting.drop(sock)
                     channel.shutdown_write()
     except OSError:
         pass  # either side went away: close both
     finally:
+        waiting.close()
         sock.close()
         channel.close()
 

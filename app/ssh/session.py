@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import signal
 import socket
 import threading
@@ -18,6 +17,7 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 from app.db import short_connection
 from app.models import Workspace, stamp, utcnow
 from app.provisioner.docker import AGENT_SOCKET_DIR, Frames
+from app.readiness import Readable
 from app.ssh.relay import CHUNK, AgentForward
 from app.workspaces import sharing
 
@@ -238,10 +238,13 @@ class Session:
         """Relay until the command ends (True) or the client goes away (False)."""
         channel = self.channel
         frames = None if tty else Frames()
-        reading_channel = True
+        with Readable(sock, channel) as waiting:
+            return self._pump_with(waiting, sock, tty, frames)
+
+    def _pump_with(self, waiting: Readable, sock: socket.socket, tty: bool, frames) -> bool:
+        channel = self.channel
         while True:
-            readable = [sock, channel] if reading_channel else [sock]
-            ready, _, _ = select.select(readable, [], [], 1.0)
+            ready = waiting.wait(1.0)
             if channel.closed:
                 return False
             try:
@@ -253,7 +256,7 @@ class Session:
                             self.cast.event("i", data)
                         self.connection.record_activity("input")
                     else:
-                        reading_channel = False
+                        waiting.drop(channel)
                         if not tty:
                             sock.shutdown(socket.SHUT_WR)  # end of input, as `cat > f` needs
                 if sock in ready:

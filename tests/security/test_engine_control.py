@@ -23,6 +23,7 @@ from app.provisioner.control import ControlError, EngineControl, _address
         ("127.0.0.1", 0),
         ("127.0.0.1", 65536),
         ("127.0.0.1", "22,fork"),
+        ("127.0.0.1", True),  # an int subclass
         ("::1]:22,fork,[::1", 22),
     ],
 )
@@ -45,3 +46,19 @@ def test_a_process_is_the_workspace_only_if_its_cgroup_names_the_container():
     assert EngineControl(client=None, instance="x", mode="engine").local(os.getpid(), "") is False
     with pytest.raises(ValueError):
         EngineControl(client=None, instance="x", mode="host")
+
+
+def test_a_container_id_counts_only_as_a_whole_cgroup_path_component(tmp_path, monkeypatch):
+    victim = "ab" * 32
+    control = EngineControl(client=None, instance="x")
+    fake = tmp_path / "cgroup"
+    monkeypatch.setattr("app.provisioner.control.Path", lambda _path: fake)
+    for text, expected in [
+        (f"12:pids:/docker/{victim}\n", True),
+        (f"0::/system.slice/docker-{victim}.scope\n", True),
+        (f"12:pids:/user.slice/x{victim}y\n", False),  # the id inside another name
+        (f"12:pids:/docker/{victim}/child\n", False),
+    ]:
+        fake.write_text(text)
+        assert control.local(1, victim) is expected, text
+    assert control.local(1, "AB" * 32) is False  # not an id at all
