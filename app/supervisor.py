@@ -16,7 +16,9 @@ from pathlib import Path
 
 STOP_GRACE_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 30.0
-HEALTHY_AFTER_SECONDS = 60.0  # a child that ran this long restarts with no back-off
+# A crash loop fails within seconds of starting; a child that ran this long was healthy
+# and restarts at once (its back-off starts over).
+HEALTHY_AFTER_SECONDS = 15.0
 
 
 @dataclass

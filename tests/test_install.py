@@ -370,12 +370,29 @@ def check_engine_control(appliance, api, ws, key: Path, folder: Path) -> None:
         "ssh", "-p", str(appliance.ssh_port), "-i", str(key), "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={folder / 'known_hosts'}",
     ]  # fmt: skip
+    # The worker builds the engine's control image when it first starts (about a minute,
+    # apt included); until then tunnels are refused and the ssh service's log says why.
+    wait_until(
+        lambda: "berth-control:1" in _in_engine(appliance, "docker", "images", "--format",
+                                                "{{.Repository}}:{{.Tag}}"),
+        600,
+        2,
+        "the engine's control image",
+    )  # fmt: skip
     api.sh(ws["id"], LOOPBACK_SERVER.replace("{name}", "tunnel"))
     port = wait_until(lambda: api.sh(ws["id"], "cat /tmp/tunnel.port").strip(), 15, what="port")
     local = free_port()
     tunnel = subprocess.Popen([*ssh, "-N", "-L", f"{local}:localhost:{port}", "demo@127.0.0.1"])
     try:
-        page = wait_until(lambda: _fetch(f"http://127.0.0.1:{local}/"), 60, what="ssh -L")
+        try:
+            page = wait_until(lambda: _fetch(f"http://127.0.0.1:{local}/"), 60, what="ssh -L")
+        except TimeoutError:
+            logs = run("docker", "logs", appliance.container("ssh"), check=False).stderr
+            said = "\n".join(line for line in logs.splitlines() if "tunnel" in line)
+            engine = _in_engine(
+                appliance, "docker", "ps", "-a", "--format", "{{.Names}} {{.Status}}"
+            )
+            raise AssertionError(f"ssh -L failed: {said[-3000:]}\n{engine}") from None
         assert page == "hello from loopback\n"
     finally:
         tunnel.terminate()

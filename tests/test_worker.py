@@ -162,9 +162,22 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
         ["sleep", "60"],
         labels={**orphan_ref.labels, "berth.role": "workspace"},
     )
+    # The instance's control container (tunnels, ending commands) is nobody's orphan.
+    control = docker_client.containers.create(
+        "berth-base:bookworm",
+        ["sleep", "60"],
+        name=f"berth-{instance_dir.instance}-control",
+        labels={
+            "berth.managed": "true",
+            "berth.instance": instance_dir.instance,
+            "berth.role": "control",
+        },
+    )
     # A container that vanished behind Berth's back.
     w.provisioner.find_container(ws.id).remove(force=True)
     repaired = w.reconcile()
+    control.reload()  # still there
+    control.remove(force=True)
     assert any("removed orphaned container" in line for line in repaired)
     assert any("drift: container vanished, marked failed" in line for line in repaired)
     with pytest.raises(docker.errors.NotFound):

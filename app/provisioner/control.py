@@ -57,7 +57,6 @@ _SIGNAL = (
     'sig=$1; id=$2; shift 2; for p; do grep -Eq "[/-]$id(\\.scope)?$" /proc/"$p"/cgroup '
     '2>/dev/null && kill -s "$sig" "$p" 2>/dev/null; done; true'
 )
-MAX_IDLE_HALF_OPEN = 3600  # seconds socat waits for the other side after one side ended
 
 
 class ControlError(Exception):
@@ -292,7 +291,6 @@ class EngineControl:
                     str(pid),
                     container_id,
                     "socat",
-                    f"-t{MAX_IDLE_HALF_OPEN}",
                     "STDIO",
                     f"{address},connect-timeout={timeout:.0f}",
                 ],  # fmt: skip

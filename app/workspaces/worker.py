@@ -219,6 +219,8 @@ class Worker:
         repaired = []
         with database.connection_context():
             for container in self.provisioner.managed("containers"):
+                if container.labels.get(LABEL_ROLE) == "control":
+                    continue  # the instance's own, for tunnels and ending commands
                 ws_id = int(container.labels.get(LABEL_WORKSPACE, "0") or 0)
                 with self._claimed(ws_id) as idle:
                     if idle and not self._exists(ws_id):
