@@ -14,7 +14,7 @@ import pytest
 from app.provisioner.control import CONTROL_IMAGE
 from tests.conftest import start_stack, stop_stack
 from tests.services import free_port, wait_until
-from tests.test_ssh import SERVER_SCRIPT, _get
+from tests.test_ssh import SERVER_SCRIPT, _get, run_vscode_pattern
 
 FIND_SLEEPS = (
     "python3 -c \"import os; print(sum(open(f'/proc/{p}/cmdline').read().startswith("
@@ -76,31 +76,7 @@ def test_local_forward_to_the_workspace_loopback_goes_through_the_engine(engine_
 
 def test_vscode_pattern_script_on_stdin_then_socks_through_the_engine(engine_stack):
     socks = free_port()
-    setup = subprocess.Popen(
-        ssh_args(engine_stack, "-T", "-D", str(socks)) + ["bash"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        setup.stdin.write(
-            b"nohup python3 -u -m http.server --bind 127.0.0.1 0 > /tmp/vs.log 2>&1 &\n"
-            b"for i in $(seq 50); do grep -q port /tmp/vs.log && break; sleep 0.1; done\n"
-            b"echo listeningOn==$(sed -n 's/.*port \\([0-9]*\\).*/\\1/p' /tmp/vs.log)==\n"
-        )
-        setup.stdin.flush()
-        line = setup.stdout.readline().decode()
-        assert line.startswith("listeningOn=="), line
-        port = int(line.strip().split("==")[1])
-        proxies = {"http": f"socks5h://127.0.0.1:{socks}"}
-        page = wait_until(
-            lambda: _get(f"http://127.0.0.1:{port}/", proxies=proxies), 30, what="SOCKS"
-        )
-        assert "Directory listing" in page
-    finally:
-        setup.stdin.close()
-        setup.wait(30)
-    assert setup.returncode == 0
+    run_vscode_pattern(ssh_args(engine_stack, "-T", "-D", str(socks)), socks)
 
 
 def test_a_binary_stream_both_ways_with_half_close(engine_stack):

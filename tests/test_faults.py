@@ -75,6 +75,14 @@ def patiently(call, *args, **kwargs):
             time.sleep(0.5)
 
 
+def delete_all(api: Client, ids: list[int]) -> None:
+    """Delete the workspaces and wait until each is gone (through web restarts too)."""
+    for ws_id in ids:
+        patiently(api.delete, ws_id)
+    for ws_id in ids:
+        assert patiently(api.wait, ws_id, "deleted", timeout=300)["status"] == "deleted"
+
+
 @pytest.fixture
 def server(tmp_path, docker_client, base_image):
     berth = start_berth_serve(tmp_path / "data", {"BERTH_LIFECYCLE_INTERVAL": "5"})
@@ -144,10 +152,7 @@ def test_kill_each_process_at_random_points_of_every_operation(server, docker_cl
     print("\n".join(history))
     print("final:", {k: v["status"] for k, v in live.items()})
 
-    for ws_id in list(live):
-        patiently(api.delete, ws_id)
-    for ws_id in list(live):
-        assert patiently(api.wait, ws_id, "deleted", timeout=300)["status"] == "deleted"
+    delete_all(api, list(live))
 
     # Nothing of any workspace is left on the engine or in the database.
     labels = {"label": [f"berth.instance={server.instance}", "berth.workspace"]}
@@ -246,10 +251,7 @@ def test_postgresql_restarted_under_load(tmp_path, own_postgres, docker_client, 
         assert second["status"] == "running", api.log(second["id"])
         api.act(first["id"], "stop")
         assert api.wait(first["id"], "stopped")["status"] == "stopped"
-        for ws in (first, second):
-            api.delete(ws["id"])
-        for ws in (first, second):
-            assert api.wait(ws["id"], "deleted", timeout=300)["status"] == "deleted"
+        delete_all(api, [first["id"], second["id"]])
     finally:
         berth.stop(60)
         remove_engine_objects([berth.data_dir])
@@ -319,10 +321,7 @@ def test_a_full_data_dir_gives_a_clear_error_and_keeps_the_database(
             db.close()
         second = api.wait(api.create("after", template="base")["id"], "running")
         assert second["status"] == "running", api.log(second["id"])
-        for ws in (first, second):
-            api.delete(ws["id"])
-        for ws in (first, second):
-            assert api.wait(ws["id"], "deleted", timeout=300)["status"] == "deleted"
+        delete_all(api, [first["id"], second["id"]])
     finally:
         berth.stop(60)
         remove_engine_objects([berth.data_dir])

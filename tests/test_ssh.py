@@ -210,21 +210,17 @@ def _get(url: str, **kwargs) -> str | None:
 
 
 def test_vscode_remote_ssh_pattern_bash_on_stdin_and_socks(gw):
-    """What VS Code Remote-SSH does: `ssh -T -D <port> host bash`, a script on stdin that
-    starts a server on 127.0.0.1 and prints its port, then HTTP through the SOCKS port."""
     socks = free_port()
+    argv = ["ssh", *gw.args("ann", "-T", "-D", str(socks)), "-p", str(gw.port), "shell@127.0.0.1"]
+    run_vscode_pattern(argv, socks)
+
+
+def run_vscode_pattern(argv: list[str], socks: int) -> None:
+    """What VS Code Remote-SSH does: ``argv`` (ssh -T -D <socks> ... host) runs bash, a
+    script on stdin starts a server on 127.0.0.1 and prints its port, then HTTP goes
+    through the SOCKS port."""
     setup = subprocess.Popen(
-        [
-            "ssh",
-            *gw.args("ann", "-T", "-D", str(socks)),
-            "-p",
-            str(gw.port),
-            "shell@127.0.0.1",
-            "bash",
-        ],  # fmt: skip
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [*argv, "bash"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         script = (
@@ -240,13 +236,13 @@ def test_vscode_remote_ssh_pattern_bash_on_stdin_and_socks(gw):
         proxies = {"http": f"socks5h://127.0.0.1:{socks}"}
         page = wait_until(
             lambda: _get(f"http://127.0.0.1:{port}/", proxies=proxies),
-            timeout=15,
+            timeout=30,
             what="the server through SOCKS",
         )
         assert "Directory listing" in page
     finally:
         setup.stdin.close()
-        setup.wait(20)
+        setup.wait(30)
     assert setup.returncode == 0
 
 
