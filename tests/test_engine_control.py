@@ -178,3 +178,16 @@ def test_a_pid_outside_the_workspace_is_never_entered_nor_signalled(engine_stack
     finally:
         outsider.kill()
         outsider.wait()
+
+
+def test_a_removed_control_container_is_made_again_on_the_next_use(engine_stack, docker_client):
+    ann = engine_stack.clients["ann"]
+    ws_id = engine_stack.ws["id"]
+    docker_client.containers.get(f"berth-{engine_stack.instance}-control").remove(force=True)
+    # An exec timeout needs it (ps and kill run there): it is made again, and works.
+    result = ann.exec(ws_id, ["sh", "-c", "sleep 303 & sleep 304; wait"], timeout=2)
+    assert result["timed_out"] is True
+    wait_until(lambda: ann.sh(ws_id, FIND_SLEEPS).strip() == "0", 20, what="the sleeps to end")
+    assert docker_client.containers.get(f"berth-{engine_stack.instance}-control").status == (
+        "running"
+    )

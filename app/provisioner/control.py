@@ -203,17 +203,12 @@ class EngineControl:
         return re.search(rf"[/-]{container_id}(\.scope)?$", text, re.MULTILINE) is not None
 
     def _control(self) -> str:
-        """The control container's id, made when first needed (its name is the lock:
-        another process of this Berth may make it at the same moment)."""
+        """The control container's id, made and started when first needed (its name is
+        the lock: another process of this Berth may make it at the same moment); then
+        remembered, and looked up again only when an exec finds it gone (_exec)."""
         with self._lock:
             if self._container_id:
-                try:
-                    state = self.client.api.inspect_container(self._container_id)["State"]
-                    if state.get("Running"):
-                        return self._container_id
-                except docker.errors.NotFound:
-                    pass
-                self._container_id = None
+                return self._container_id
             try:
                 container = self.client.containers.get(self.name)
                 if container.labels.get("berth.control.version") != CONTROL_VERSION:
@@ -264,8 +259,20 @@ class EngineControl:
                 return self.client.containers.get(self.name)
             raise
 
+    def _exec(self, argv: list[str], **options) -> dict:
+        """Create an exec in the control container; if it was removed or stopped since it
+        was last used, find or make it again and retry once."""
+        try:
+            return self.client.api.exec_create(self._control(), argv, **options)
+        except docker.errors.APIError as exc:
+            if exc.status_code not in (404, 409):
+                raise
+            with self._lock:
+                self._container_id = None
+            return self.client.api.exec_create(self._control(), argv, **options)
+
     def _run(self, argv: list[str]) -> tuple[int, str]:
-        created = self.client.api.exec_create(self._control(), argv, stdout=True, stderr=True)
+        created = self._exec(argv, stdout=True, stderr=True)
         output = self.client.api.exec_start(created["Id"]).decode(errors="replace")
         code = self.client.api.exec_inspect(created["Id"]).get("ExitCode")
         return (code if code is not None else -1), output
@@ -281,8 +288,7 @@ class EngineControl:
         if not CONTAINER_ID.fullmatch(container_id):
             raise ControlError(f"{container_id!r} is not a container id")
         try:
-            created = self.client.api.exec_create(
-                self._control(),
+            created = self._exec(
                 [
                     "sh",
                     "-c",

@@ -162,6 +162,7 @@ class Provisioner:
         self.client = client
         # Tunnels into a workspace and the end of its commands, here or through the engine.
         self.control = EngineControl(client, instance, control)
+        self._first_pids: dict[str, int] = {}  # container id -> its first process (tunnels)
         # Mount the tools bundle (code-server) read-only into new workspace containers.
         self.tools = tools
         # Host folder of Berth's own where berth-keepalive is kept, mounted read-only into
@@ -738,9 +739,16 @@ class Provisioner:
     def open_tunnel(self, container_id: str, host: str, port: int):
         """A connection to ``host``:``port`` on the running workspace's own loopback (a
         socket, or a socket-like stream through the engine)."""
-        pid = self.container_pid(container_id)
-        if not pid:
-            raise ProvisionError("the workspace is not running")
+        # IDEs open a tunnel per request: a first process this host sees in the
+        # container's own cgroup is still it, with no engine call (control.local).
+        pid = self._first_pids.get(container_id)
+        if pid is None or not self.control.local(pid, container_id):
+            pid = self.container_pid(container_id)
+            if not pid:
+                raise ProvisionError("the workspace is not running")
+            if len(self._first_pids) >= 1024:
+                self._first_pids.clear()
+            self._first_pids[container_id] = pid
         return self.control.connect(container_id, pid, host, port)
 
     def container_address(self, ws_id: int) -> str | None:
