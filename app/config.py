@@ -211,6 +211,7 @@ class Settings:
     # "engine" always goes through the engine (app/provisioner/control.py).
     engine_control: str = "auto"
     lifecycle_interval: int = 30  # seconds between idle/runtime/TTL/dormancy checks
+    reconcile_interval: int = 30  # seconds between comparisons of the database and engine
     activity_interval: int = 30  # at most one activity write per workspace and source
     backup_dir: str = ""  # <data dir>/backups by default
     backup_schedule: str = "0 3 * * *"  # cron, in UTC
@@ -412,6 +413,9 @@ class Settings:
                 "BERTH_PRIVATE_DESTINATIONS", pick("private_destinations", "")
             ),
             engine_control=engine_control,
+            reconcile_interval=_as_positive_int(
+                "BERTH_RECONCILE_INTERVAL", pick("reconcile_interval", 30)
+            ),
             lifecycle_interval=_as_positive_int(
                 "BERTH_LIFECYCLE_INTERVAL", pick("lifecycle_interval", 30)
             )

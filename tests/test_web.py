@@ -1,5 +1,6 @@
 """The web app in-process (Flask's test client on SQLite): pages, forms, CSRF, limits, API."""
 
+import logging
 import re
 from datetime import timedelta
 
@@ -310,6 +311,40 @@ def test_healthz_and_the_tls_question(client):
     # Caddy asks before getting a certificate; no workspace, no certificate.
     assert client.get("/_berth/tls-ask?domain=ws--mia.localhost").status_code == 404
     assert client.get("/_berth/tls-ask?domain=example.org").status_code == 404
+
+
+def test_the_dashboard_shows_the_first_runs_preparation_until_it_is_done(app):
+    """What the worker makes on first use, step by step, with its latest progress line,
+    for everyone signed in (their first workspace waits for it); gone once all is made."""
+    from app.models import ScheduledJob
+    from app.platform import PREPARATION, Progress
+
+    member = app.test_client()
+    login(member, "mia", "member-password")
+    page = member.get("/").get_data(as_text=True)  # the worker never ran: all waiting
+    assert 'data-testid="preparation"' in page
+    assert page.count('data-state="waiting"') == len(PREPARATION)
+    with database.connection_context():
+        ScheduledJob.create(name="base-image", schedule="at start", last_outcome="succeeded")
+        ScheduledJob.create(
+            name="control-image",
+            schedule="at start",
+            last_outcome="failed",
+            last_detail="building berth-control:1 failed: no network\nmore",
+        )
+        ScheduledJob.create(name="templates", schedule="at start", last_outcome="running")
+        Progress("templates", logging.getLogger("test"))("python: Step 2/3 : RUN apt-get")
+    page = member.get("/").get_data(as_text=True)
+    assert '<li data-step="base-image" data-state="done">' in page
+    assert '<li data-step="control-image" data-state="failed">' in page
+    assert "trying again" in page and "building berth-control:1 failed: no network" in page
+    assert '<li data-step="templates" data-state="in progress">' in page
+    assert "python: Step 2/3 : RUN apt-get" in page
+    assert '<li data-step="tools" data-state="waiting">' in page
+    with database.connection_context():
+        ScheduledJob.update(last_outcome="succeeded").execute()
+        ScheduledJob.create(name="tools", schedule="at start", last_outcome="succeeded")
+    assert 'data-testid="preparation"' not in member.get("/").get_data(as_text=True)
 
 
 def test_admins_see_when_berth_itself_needs_attention(app):

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import database, open_database
 from app.models import StateChange, Transition, User, Workspace
 from app.provisioner.docker import Provisioner, WorkspaceRef
-from app.workspaces import lifecycle, service, templates, worker
+from app.workspaces import ide, lifecycle, service, templates, worker
 from tests.dcfiles import git_repo
 from tests.services import wait_until
 
@@ -192,6 +192,117 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
         assert (change.to_status, change.cause) == ("failed", "reconcile")
         assert "start the workspace to recreate it" in Workspace.get_by_id(ws.id).error
     assert w.reconcile() == []  # nothing left to repair
+
+
+def _run_next_job(w: worker.Worker, ws_id: int) -> Transition:
+    with database.connection_context():
+        job = (
+            Transition.select()
+            .where((Transition.workspace == ws_id) & (Transition.status == "pending"))
+            .get()
+        )
+        Transition.update(status="running").where(Transition.id == job.id).execute()
+        lifecycle.run(w.ctx, Transition.get_by_id(job.id))
+        return Transition.get_by_id(job.id)
+
+
+def test_a_container_the_engine_started_again_is_set_up_again(instance_dir, docker_client):
+    """After an engine restart (or a host reboot) the engine starts running workspaces
+    again by itself (their restart policy); what Berth set up at start went with the old
+    processes, so reconcile asks for a start job, once. A workspace Berth stopped stays
+    stopped, and one the engine keeps restarting is stopped and marked so."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(
+            owner, "reborn", template_name="agent-sandbox", data_dir=instance_dir.data_dir
+        )
+        idle = service.create(
+            owner, "resting", template_name="base", data_dir=instance_dir.data_dir
+        )
+    w = worker.Worker(instance_dir, docker_client)
+    for each in (ws, idle):
+        assert _run_next_job(w, each.id).status == "succeeded"
+    with database.connection_context():
+        service.request(idle, "stop", data_dir=instance_dir.data_dir)
+    assert _run_next_job(w, idle.id).status == "succeeded"
+    container = w.provisioner.find_container(ws.id)
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    # An older container without the policy gets it in place.
+    container.update(restart_policy={"Name": "no"})
+    assert w.reconcile() == []
+    container.reload()
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+    token = ["cat", "/run/berth/token"]
+    first = w.provisioner.exec(container.id, token, user="dev")
+    assert first.exit_code == 0 and first.stdout.strip()
+    container.restart(timeout=1)  # as the engine does when it comes back
+    assert w.provisioner.exec(container.id, token, user="dev").exit_code != 0  # tmpfs, gone
+    assert w.reconcile() == ["reborn: started again by the engine, set up again"]
+    with database.connection_context():
+        job = Transition.get((Transition.workspace == ws.id) & (Transition.status == "pending"))
+        assert (job.kind, job.cause, job.actor) == ("start", "schedule", "reconcile")
+        assert "the engine started the container again" in job.reason
+    done = _run_next_job(w, ws.id)
+    assert done.status == "succeeded", done.error
+    assert status_of(ws.id) == "running" and status_of(idle.id) == "stopped"
+    again = w.provisioner.exec(container.id, token, user="dev")
+    assert again.exit_code == 0 and again.stdout.strip()  # the sandbox has a token again
+    assert w.reconcile() == []  # set up once, not again and again
+
+
+def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
+    instance_dir, docker_client, tools_bundle
+):
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "coder", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir, docker_client)
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    address = w.provisioner.container_address(ws.id)
+    wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering")
+    w.provisioner.find_container(ws.id).restart(timeout=1)
+    assert ide.healthz(w.provisioner.container_address(ws.id)) is None  # went with it
+    assert w.reconcile() == ["coder: started again by the engine, set up again"]
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    address = w.provisioner.container_address(ws.id)
+    wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering again")
+
+
+def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_dir, docker_client):
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "flaky", template_name="base", data_dir=instance_dir.data_dir)
+        Transition.update(status="succeeded").where(Transition.workspace == ws.id).execute()
+        Workspace.update(status="running").where(Workspace.id == ws.id).execute()
+    ref = WorkspaceRef(instance_dir.instance, ws.id, "wk", "flaky")
+    # Its main process exits at once, and the engine keeps starting it again.
+    crashing = docker_client.containers.run(
+        "berth-base:bookworm",
+        ["sh", "-c", "exit 3"],
+        name=ref.container_name,
+        labels={**ref.labels, "berth.role": "workspace"},
+        restart_policy={"Name": "unless-stopped"},
+        detach=True,
+    )
+    w = worker.Worker(instance_dir, docker_client)
+    wait_until(
+        lambda: crashing.reload() or crashing.attrs["RestartCount"] >= worker.CRASH_LOOP,
+        60,
+        what="the engine restarting the container again and again",
+    )
+    assert w.reconcile() == ["flaky: container had stopped, marked stopped"]
+    crashing.reload()
+    assert crashing.status == "exited"
+    assert status_of(ws.id) == "stopped"
+    with database.connection_context():
+        change = (
+            StateChange.select()
+            .where(StateChange.workspace == ws.id)
+            .order_by(StateChange.id.desc())
+            .first()
+        )
+        assert change.message == "the container stopped by itself (exit code 3)"
 
 
 def test_a_job_the_worker_died_in_twice_is_failed_not_tried_forever(instance_dir, tmp_path):

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -63,6 +64,10 @@ _READ_MARK = (
     'date -r "$f" +%s && head -c 200 "$f"'
 )
 _WRITE_FILE = 'umask 077 && cat > "$1.partial" && mv -f "$1.partial" "$1"'
+# The engine brings a running workspace back after it restarts (a host reboot, an engine
+# upgrade); one Berth stopped stays stopped. The worker then sets it up again (the IDE, a
+# sandbox's token, postStartCommand): see started_outside_berth.
+RESTART_POLICY = {"Name": "unless-stopped"}
 
 
 class ProvisionError(Exception):
@@ -427,6 +432,7 @@ class Provisioner:
             memswap_limit=f"{limits.memory_mb}m",
             nano_cpus=int(limits.cpus * 1e9),
             stop_signal="SIGTERM",
+            restart_policy=RESTART_POLICY,
         )
         if extra_env:
             kwargs["environment"] = {**(kwargs.get("environment") or {}), **extra_env}
@@ -463,6 +469,17 @@ class Provisioner:
             ) from None
 
     @staticmethod
+    def started_at(container) -> datetime | None:
+        """When the engine last started the container (naive UTC), or None if never."""
+        text = (container.attrs.get("State") or {}).get("StartedAt") or ""
+        # RFC 3339 with nanoseconds ("...T12:00:00.123456789Z"); Python takes microseconds.
+        match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", text)
+        if not match or match.group(1).startswith("0001"):
+            return None
+        micros = (match.group(2) or "0")[:6].ljust(6, "0")
+        return datetime.fromisoformat(f"{match.group(1)}.{micros}")
+
+    @staticmethod
     def outdated(container) -> bool:
         """Whether the container was made by an older Berth with a writable host folder
         at /run/berth (recreated: the workspace could reach host files through it)."""
@@ -482,11 +499,19 @@ class Provisioner:
 
     def start(self, container) -> None:
         try:
+            self.ensure_restart_policy(container)
             container.start()
         except docker.errors.APIError as exc:
             raise ProvisionError(
                 f"Docker could not start the container: {exc.explanation or exc}"
             ) from None
+
+    @staticmethod
+    def ensure_restart_policy(container) -> None:
+        """Containers made by a Berth before RESTART_POLICY get it, in place."""
+        policy = (container.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+        if policy.get("Name") != RESTART_POLICY["Name"]:
+            container.update(restart_policy=RESTART_POLICY)
 
     def stop(self, container, grace_seconds: int = 10) -> None:
         """SIGTERM, then SIGKILL after the grace period (Docker's stop does exactly that)."""

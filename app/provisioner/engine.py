@@ -54,10 +54,11 @@ def wait_for(
     return True
 
 
-def describe_failure(exc: BaseException, docker_host: str) -> str:
-    """One line for an engine error: the remedy when the engine is down, else its reason."""
+def describe_failure(exc: BaseException, docker_host: str) -> str | None:
+    """How to start the engine, when ``exc`` says it is down (a job failed on that, and
+    one line says so better than a traceback); None for any other error."""
     text = first_line(exc)
     down = ("Connection refused", "No such file or directory", "Connection aborted")
     if any(word in text for word in down):
         return how_to_start(docker_host)
-    return text
+    return None

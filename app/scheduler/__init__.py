@@ -23,19 +23,24 @@ def _naive(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None) if value else None
 
 
-def run_recorded(name: str, func: Callable[[], str | None], next_run_at=None) -> str | None:
-    """Run ``func`` as job ``name``: record its outcome; a failure is logged, not raised."""
+def run_recorded(
+    name: str,
+    func: Callable[[], str | None],
+    next_run_at=None,
+    explain: Callable[[BaseException], str | None] = lambda exc: None,
+) -> str | None:
+    """Run ``func`` as job ``name``: record its outcome; a failure is logged, not raised.
+    ``explain`` gives one line for a failure whose cause is known (the engine is down)."""
     ScheduledJob.update(last_started_at=utcnow(), last_outcome="running").where(
         ScheduledJob.name == name
     ).execute()
     try:
         detail, outcome = func(), "succeeded"
     except Exception as exc:
-        # An expected failure (BackupError names its cause) needs no traceback.
-        log.error(
-            "scheduled job %s failed: %s", name, exc, exc_info=not isinstance(exc, BackupError)
-        )
-        detail, outcome = f"{type(exc).__name__}: {exc}", "failed"
+        known = explain(exc) or (str(exc) if isinstance(exc, BackupError) else None)
+        # An expected failure names its cause; only a surprise needs a traceback.
+        log.error("scheduled job %s failed: %s", name, known or exc, exc_info=known is None)
+        detail, outcome = known or f"{type(exc).__name__}: {exc}", "failed"
     ScheduledJob.update(
         last_finished_at=utcnow(),
         last_outcome=outcome,
@@ -57,8 +62,9 @@ def register(name: str, schedule: str) -> None:
 class Book:
     """The worker's APScheduler with every job recorded."""
 
-    def __init__(self):
+    def __init__(self, explain: Callable[[BaseException], str | None] = lambda exc: None):
         self.scheduler = BackgroundScheduler(daemon=True, timezone=UTC)
+        self.explain = explain
 
     def add(self, name: str, func: Callable[[], str | None], trigger, schedule: str) -> None:
         with database.connection_context():
@@ -67,7 +73,12 @@ class Book:
         def job():
             upcoming = self.scheduler.get_job(name)
             with database.connection_context():
-                run_recorded(name, func, _naive(upcoming.next_run_time if upcoming else None))
+                run_recorded(
+                    name,
+                    func,
+                    _naive(upcoming.next_run_time if upcoming else None),
+                    self.explain,
+                )
 
         self.scheduler.add_job(job, trigger, id=name, max_instances=1, coalesce=True)
 

@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from app import authz
+from app import authz, platform
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import Recording, StateChange, Template, Transition
@@ -61,6 +61,7 @@ def index():
         workspaces=rows,
         shared=shared,
         may_create=authz.can(current_user.row, "workspaces.create"),
+        preparation=platform.preparation(),
         ide_urls={
             ws.id: apps.url(_settings(), apps.Target(ws.owner.username, ws.name))
             for ws in rows + shared

@@ -169,7 +169,7 @@ def prebuild_templates(ctx: Context, log) -> str:
             result = dc.build(
                 plan,
                 ctx.client,
-                on_log=lambda line, name=template.name: log(f"template {name}: {line}"),
+                on_log=lambda line, name=template.name: log(f"{name}: {line}"),
                 network=ctx.provisioner.ensure_build_network().name,
             )
             done.append(f"{template.name} {'ready' if result.cached else 'built'}")

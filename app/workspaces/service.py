@@ -290,8 +290,11 @@ def request(
     reason: str | None = None,
     data_dir: Path,
     source_ip: str | None = None,
+    allowed_from: tuple[str, ...] | None = None,
 ) -> Transition:
-    """Record that ``ws`` should go through ``kind``; the worker carries it out."""
+    """Record that ``ws`` should go through ``kind``; the worker carries it out.
+    ``allowed_from`` widens the states it may start from, for the worker's own requests
+    (setting up again a running workspace the engine restarted)."""
     with write_transaction():
         ws = Workspace.get_by_id(ws.id)
         current = active_job(ws)
@@ -302,7 +305,7 @@ def request(
                 f"workspace {ws.name!r} is busy with "
                 f"{current.kind} ({current.status}); try again when it is done",
             )
-        if ws.status not in ALLOWED_FROM[kind]:
+        if ws.status not in ALLOWED_FROM[kind] + (allowed_from or ()):
             raise WorkspaceError(
                 409, "invalid_state", f"workspace {ws.name!r} is {ws.status}; it cannot {kind} now"
             )

@@ -20,7 +20,7 @@ import docker
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from app import audit
+from app import audit, platform
 from app.config import Settings, configure_logging
 from app.db import database
 from app.models import Transition, Workspace, utcnow
@@ -39,10 +39,12 @@ from app.workspaces import (
 )
 
 log = logging.getLogger("berth.worker")
-RECONCILE_SECONDS = 30
 POOL_SECONDS = 5  # how soon a claimed warm-pool member is replaced
 ANOMALY_SECONDS = 60
 SAFETY_NET_SECONDS = 5.0
+# Restarts by the engine (its restart policy) since Berth last started a container that
+# make it a crash loop: stopped, and the workspace marked stopped with the exit code.
+CRASH_LOOP = 3
 TOOLS_RETRY_SECONDS = (
     30  # doubling up to ten minutes  # a lost wake-up delays a job by at most this much
 )
@@ -211,6 +213,16 @@ class Worker:
             error=error,
         )
 
+    def keep_in_agreement(self) -> str:
+        """The scheduled reconcile: the host firewall's rules for workspaces (put back if
+        an engine or host restart, or a flush, lost them), then reconcile()."""
+        firewall = self.provisioner.ensure_isolation_rules(self.settings.egress_port)
+        if firewall != "firewall rules already in place":
+            log.info("firewall: %s", firewall)
+        else:
+            firewall = ""
+        return "; ".join([*filter(None, [firewall]), *self.reconcile()]) or "in agreement"
+
     def reconcile(self) -> list[str]:
         """Bring the database and Docker into agreement; return what was repaired. Each
         workspace is looked at while no job can start for it (it counts as busy), and only
@@ -254,6 +266,8 @@ class Worker:
                         repaired += self._reconcile_one(ws)
         for line in repaired:
             log.info("reconcile: %s", line)
+        if repaired:
+            wakeup.notify(self.settings.data_dir)  # jobs it asked for while holding them
         return repaired
 
     @contextlib.contextmanager
@@ -289,6 +303,10 @@ class Worker:
 
     def _reconcile_one(self, ws: Workspace) -> list[str]:
         container = self.provisioner.find_container(ws.id)
+        if container is not None and container.attrs.get("RestartCount", 0) >= CRASH_LOOP:
+            # Its main process keeps exiting and the engine keeps starting it again.
+            self.provisioner.stop(container)
+            container.reload()
         running = container is not None and container.status == "running"
         if ws.status == "running" and container is None:
             lifecycle.set_status(
@@ -300,8 +318,19 @@ class Worker:
             )
             return [f"{ws.name}: container vanished, marked failed"]
         if ws.status == "running" and not running:
-            lifecycle.set_status(ws, "stopped", None, message="the container stopped by itself")
+            code = (container.attrs.get("State") or {}).get("ExitCode")
+            lifecycle.set_status(
+                ws, "stopped", None, message=f"the container stopped by itself (exit code {code})"
+            )
             return [f"{ws.name}: container had stopped, marked stopped"]
+        if ws.status in ("running", "pooled") and running:
+            self.provisioner.ensure_restart_policy(container)
+            started = self.provisioner.started_at(container)
+            if started and ws.status_since and started > ws.status_since:
+                # Started again by the engine itself (an engine restart, a host reboot):
+                # what Berth sets up on a start went with the old processes and tmpfs.
+                self._set_up_again(ws, "the engine started the container again (it restarted)")
+                return [f"{ws.name}: started again by the engine, set up again"]
         if ws.status in ("pending", "building", "starting", "stopping", "deleting"):
             # A transitional state with no job behind it: a crash ended the job for good.
             target = "running" if running else ("stopped" if container else "failed")
@@ -321,35 +350,53 @@ class Worker:
             lifecycle.set_status(ws, "failed", None, error="the pooled container is gone")
             return [f"{ws.name}: pooled container gone, marked failed"]
         if ws.status == "stopped" and running:
-            lifecycle.set_status(ws, "running", None, message="the container was running")
-            return [f"{ws.name}: container running, marked running"]
+            self._set_up_again(ws, "its container was started outside Berth")
+            return [f"{ws.name}: container running, started (set up) by Berth"]
         return []
+
+    def _set_up_again(self, ws: Workspace, why: str) -> None:
+        """A start job for a container that is already running: the IDE, a sandbox's
+        token and postStartCommand, as after any start."""
+        service.request(
+            ws,
+            "start",
+            cause="schedule",
+            actor="reconcile",
+            reason=f"{why}; setting it up as after any start",
+            data_dir=self.settings.data_dir,
+            allowed_from=("running", "pooled"),
+        )
 
     # --- what the first workspace needs, made on first use ------------------------------
 
     def prepare(self) -> None:
         """Make what workspaces need before the first one asks (each step recorded as a
-        scheduled job, shown on the admin page, retried with back-off until it works):
-        the base image, the engine's control image (tunnels and ending commands where
-        the engine's processes are not visible), the built-in templates' images, the
-        IDE's tools bundle."""
-        steps = (
-            ("base-image", self._base_image),
-            ("control-image", self._control_image),
-            ("templates", lambda: lifecycle.prebuild_templates(self.ctx, log.info)),
-            ("tools", self._build_tools),
-        )
+        scheduled job, its latest progress line on the dashboard, retried with back-off
+        until it works): the base image, the engine's control image (tunnels and ending
+        commands where the engine's processes are not visible), the built-in templates'
+        images, the IDE's tools bundle. A step that fails does not hold up the others."""
+        steps = {
+            "base-image": self._base_image,
+            "control-image": self._control_image,
+            "templates": lambda: lifecycle.prebuild_templates(
+                self.ctx, platform.Progress("templates", log)
+            ),
+            "tools": self._build_tools,
+        }
+        assert tuple(steps) == tuple(name for name, _ in platform.PREPARATION)
         with database.connection_context():
-            for name, _ in steps:
+            for name in steps:
                 register(name, "when the worker starts, retried until it succeeds")
-        for name, step in steps:
-            delay = TOOLS_RETRY_SECONDS
-            while not self.stopping.is_set():
+        delay = TOOLS_RETRY_SECONDS
+        pending = list(steps)
+        while pending and not self.stopping.is_set():
+            for name in list(pending):
                 with database.connection_context():
-                    if run_recorded(name, step) is not None:
-                        break
+                    if run_recorded(name, steps[name], explain=self.explain) is not None:
+                        pending.remove(name)
+            if pending:
                 # A missing package, a network failure may be fixed meanwhile.
-                log.info("%s: trying again in %d s", name, delay)
+                log.info("%s: trying again in %d s", ", ".join(pending), delay)
                 if self.stopping.wait(delay):
                     return
                 delay = min(delay * 2, 600)
@@ -357,7 +404,7 @@ class Worker:
     def _base_image(self) -> str:
         from app.provisioner.base_image import BASE_IMAGE, ensure_base_image
 
-        image = ensure_base_image(self.client, BASE_IMAGE, lambda line: log.info("base: %s", line))
+        image = ensure_base_image(self.client, BASE_IMAGE, platform.Progress("base-image", log))
         return f"{BASE_IMAGE} ({image[:19]})"
 
     def _control_image(self) -> str:
@@ -368,14 +415,14 @@ class Worker:
             self.client,
             BASE_IMAGE,
             self.provisioner.ensure_build_network().name,
-            lambda line: log.info("control: %s", line),
+            platform.Progress("control-image", log),
         )
         return f"{CONTROL_IMAGE} ({image[:19]})"
 
     def _build_tools(self) -> str:
         tools.ensure(
             self.client,
-            on_log=lambda line: log.info("tools: %s", line),
+            on_log=platform.Progress("tools", log),
             engine_dir=self.settings.tools_dir,
             instance=self.settings.instance,
         )
@@ -414,14 +461,17 @@ class Worker:
             data_dir=self.settings.data_dir,
         )
 
+    def explain(self, exc: BaseException) -> str | None:
+        return engine.describe_failure(exc, self.settings.docker_host)
+
     def schedule(self) -> Book:
         settings = self.settings
-        book = Book()
+        book = Book(self.explain)
         book.add(
             "reconcile",
-            lambda: "; ".join(self.reconcile()) or "in agreement",
-            IntervalTrigger(seconds=RECONCILE_SECONDS),
-            f"every {RECONCILE_SECONDS}s",
+            self.keep_in_agreement,
+            IntervalTrigger(seconds=settings.reconcile_interval),
+            f"every {settings.reconcile_interval}s",
         )
         book.add(
             "lifecycle",
@@ -472,12 +522,10 @@ class Worker:
         listener = wakeup.Listener(self.settings.data_dir)
         with database.connection_context():
             templates.sync_builtin()
-        note = self.provisioner.ensure_isolation_rules(self.settings.egress_port)
-        log.info("firewall: %s", note)
         recovered = self.recover_interrupted()
         if recovered:
             log.info("%d interrupted job(s) will run again", recovered)
-        self.reconcile()
+        self.keep_in_agreement()
         book = self.schedule()
         book.start()
         threading.Thread(target=self.prepare, name="prepare", daemon=True).start()
