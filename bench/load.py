@@ -1,9 +1,11 @@
 """Benchmark: one `berth serve` under people and agents at once, for a set time.
 
-K people each keep long-lived requests open (execs that sleep, followed logs, creates
-that wait) while probes measure what must stay fast: /healthz and the IDE's
-forward_auth (an authorized request through Caddy). Then N create/delete cycles, after
-which nothing may be left behind: no container, network, volume, subnet or live row.
+K people each keep long-lived requests open (execs that sleep, followed logs, SSH
+sessions through Berth's gateway) while probes measure what must stay fast: /healthz and
+the IDE's forward_auth (an authorized request through Caddy); a short exec and an SSH
+login with a command are timed alongside. Then N create/delete cycles (each create timed
+to running, each delete to gone), after which nothing may be left behind: no container,
+network, volume, subnet or live row.
 
 Baseline: the same probes on the same server before the load (same run).
 Targets (met/missed): 200 concurrent long-lived requests with /healthz and forward_auth
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -80,6 +83,15 @@ def ide_session(server, who: str, ide_url: str) -> tuple[requests.Session, str]:
     return session, local + "/"
 
 
+def ssh_argv(key: Path, port: int, login: str, command: str) -> list[str]:
+    return [
+        "ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-i", str(key),
+        "-p", str(port), f"{login}@127.0.0.1", command,
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--people", type=int, default=8)
@@ -95,10 +107,20 @@ def main() -> None:
     instance = (root / "data" / "instance_id").read_text().strip()
     try:
         names = [f"p{n}" for n in range(args.people)]
-        clients = {}
+        clients, keys = {}, {}
         for name in names:
             server.cli("admin", "create-user", name, "--password-stdin", input=f"{name}-password\n")
             clients[name] = Client(server.url, server.cli("token", "create", name).stdout.strip())
+            keys[name] = root / f"id_{name}"
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys[name])], check=True
+            )
+            clients[name].call(
+                "POST",
+                "/users/me/keys",
+                201,
+                json={"public_key": keys[name].with_suffix(".pub").read_text()},
+            )
         spaces = {}
         for name, api in clients.items():
             spaces[name] = api.create("work", template="base")["id"]
@@ -118,22 +140,60 @@ def main() -> None:
                 ),
             ),
         ]
+        # Timed alongside, without a target: what a person waits for at a terminal.
+        side_probes = [
+            Probe(
+                "exec (true)",
+                lambda: clients[first].exec(spaces[first], ["true"], timeout=30)["exit_code"] == 0,
+            ),
+            Probe(
+                "ssh login + command",
+                lambda: (
+                    subprocess.run(
+                        ssh_argv(keys[first], server.ssh_port, "work", "true"),
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        timeout=30,
+                    ).returncode
+                    == 0
+                ),
+            ),
+        ]
         # Baseline: the probes on the idle server.
         for _ in range(40):
             for probe in probes:
                 probe.once()
-        baseline = {p.name: list(p.times) for p in probes}
-        for probe in probes:
+        for _ in range(10):
+            for probe in side_probes:
+                probe.once()
+        baseline = {p.name: list(p.times) for p in probes + side_probes}
+        for probe in probes + side_probes:
             probe.times, probe.errors = [], 0
 
         long_errors, long_done = [], []
         per_person = max(1, args.long // len(names))
         hold = max(5.0, args.seconds - 5)
 
+        ssh_sessions = 0
+
         def long_request(name: str, n: int) -> None:
+            nonlocal ssh_sessions
             api = clients[name]
             try:
-                if n % 4 == 3:  # a followed log, read until the hold is over
+                if n % 4 == 2:  # an SSH session through the gateway, for the whole hold
+                    # People do not all sign in in the same instant; the gateway lets 8 per
+                    # address wait to sign in at once and drops the rest (its bound).
+                    ssh_sessions += 1
+                    time.sleep(0.15 * (names.index(name) + len(names) * (n // 4)))
+                    result = subprocess.run(
+                        ssh_argv(keys[name], server.ssh_port, "work", f"sleep {int(hold) - 10}"),
+                        stdin=subprocess.DEVNULL,
+                        capture_output=True,
+                        timeout=hold + 30,
+                    )
+                    if result.returncode != 0:
+                        raise RuntimeError(f"ssh exited {result.returncode}: {result.stderr!r}")
+                elif n % 4 == 3:  # a followed log, read until the hold is over
                     with api.session.get(
                         f"{api.base}/workspaces/{spaces[name]}/logs", stream=True, timeout=hold + 30
                     ) as answer:
@@ -152,6 +212,9 @@ def main() -> None:
 
         stop = threading.Event()
         threads = [threading.Thread(target=p.run, args=(stop,), daemon=True) for p in probes]
+        threads += [
+            threading.Thread(target=p.run, args=(stop, 0.5), daemon=True) for p in side_probes
+        ]
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=args.long + 8) as pool:
             futures = [
@@ -183,12 +246,21 @@ def main() -> None:
         cycle_api = clients[first]
         cycle_started = time.monotonic()
         cycle_errors = 0
+        creates, deletes = [], []
         for n in range(args.cycles):
             try:
+                began = time.perf_counter()
                 ws = cycle_api.create(f"cycle-{n}", template="base")
-                cycle_api.wait(ws["id"], "running", "failed", timeout=300)
+                if (
+                    cycle_api.wait(ws["id"], "running", "failed", timeout=300)["status"]
+                    != "running"
+                ):
+                    cycle_errors += 1
+                creates.append((time.perf_counter() - began) * 1000)
+                began = time.perf_counter()
                 cycle_api.delete(ws["id"])
                 cycle_api.wait(ws["id"], "deleted", timeout=300)
+                deletes.append((time.perf_counter() - began) * 1000)
             except Exception:  # noqa: BLE001
                 cycle_errors += 1
         cycle_seconds = time.monotonic() - cycle_started
@@ -211,7 +283,8 @@ def main() -> None:
         print()
         print(
             f"{args.people} people, {per_person * len(names)} long-lived requests at once "
-            f"(execs that sleep {hold:.0f} s, followed logs), {loaded_for:.0f} s under load"
+            f"(execs that sleep {hold:.0f} s, followed logs, {ssh_sessions} SSH sessions), "
+            f"{loaded_for:.0f} s under load"
         )
         print(f"{'operation':<30} {'n':>6} {'p50 ms':>9} {'p95 ms':>9} {'errors':>7} "
               f"{'idle p95':>9} {'ratio':>6}  target")  # fmt: skip
@@ -226,6 +299,20 @@ def main() -> None:
                 f"{probe.name:<30} {len(probe.times):>6} {p50:>9.1f} "
                 f"{p95:>9.1f} {probe.errors:>7} {idle:>9.1f} {p95 / idle if idle else 0:>6.2f}  "
                 f"p95 < 50 ms: {'met' if met else 'MISSED'}"
+            )
+        for probe in side_probes:
+            p95, idle = pct(probe.times, 0.95), pct(baseline[probe.name], 0.95)
+            p50 = statistics.median(probe.times or [0])
+            print(
+                f"{probe.name:<30} {len(probe.times):>6} {p50:>9.1f} "
+                f"{p95:>9.1f} {probe.errors:>7} {idle:>9.1f} {p95 / idle if idle else 0:>6.2f}  "
+                f"(no target){'' if probe.errors == 0 else ', errors: MISSED'}"
+            )
+            verdicts.append(probe.errors == 0)
+        for label, times in (("create (to running)", creates), ("delete (to gone)", deletes)):
+            print(
+                f"{label:<30} {len(times):>6} {statistics.median(times or [0]):>9.0f} "
+                f"{pct(times, 0.95):>9.0f} {'':>7} {'':>9} {'':>6}  (no target)"
             )
         long_met = not long_errors and len(long_done) == per_person * len(names)
         verdicts.append(long_met)
