@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -112,34 +113,50 @@ def test_ssh_input_keeps_a_workspace_up_an_idle_open_session_does_not(lc):
 
 
 def test_berth_keepalive_and_the_keepalive_api_keep_a_workspace_up(lc):
+    """Three ways to keep a workspace up with no input, each in a workspace of its own,
+    side by side: a long job under berth-keepalive in a quiet SSH session, the keep-alive
+    API (agents waiting on something outside), and a running API exec."""
     ann = lc.clients["ann"]
-    ws = running(ann, "longjob", template="python", parameters={"idle_timeout": "8s"})
-    # A session without input, running a long job under berth-keepalive.
-    job = ssh(
-        lc,
-        "longjob",
-        "BERTH_KEEPALIVE_INTERVAL=2 berth-keepalive -m 'long job' sleep 20 && echo finished",
-        stdin=subprocess.DEVNULL,
-    )
-    out, err = job.communicate(timeout=90)
-    assert job.returncode == 0, err
-    assert out.decode().strip() == "finished"
-    assert status(ann, ws["id"]) == "running"
-    seen = ann.get(ws["id"])["activity"]["sources"]["keepalive"]
-    assert seen["detail"] == "long job: sleep 20"
-    # The API keep-alive, for agents waiting on something outside the workspace.
-    for _ in range(6):
-        body = ann.call(
-            "POST", f"/workspaces/{ws['id']}/activity", 200, json={"detail": "waiting on the LLM"}
-        ).json()
-        assert body["activity"]["source"] == "keepalive"
-        time.sleep(2)
-    assert status(ann, ws["id"]) == "running"
-    # A running API exec counts for as long as it runs.
-    assert ann.exec(ws["id"], ["sleep", "14"], timeout=60)["exit_code"] == 0
-    assert status(ann, ws["id"]) == "running"
-    ann.wait(ws["id"], "stopped", timeout=60)
-    assert "last use: exec (sleep 14)" in automatic(ann, ws["id"], "stop")["reason"]
+    made = {
+        name: ann.create(name, template="python", parameters={"idle_timeout": "8s"})
+        for name in ("longjob", "waiter", "runner")
+    }
+    spaces = {name: ann.wait(ws["id"], "running", timeout=600) for name, ws in made.items()}
+
+    def long_job():
+        job = ssh(
+            lc,
+            "longjob",
+            "BERTH_KEEPALIVE_INTERVAL=2 berth-keepalive -m 'long job' sleep 20 && echo finished",
+            stdin=subprocess.DEVNULL,
+        )
+        out, err = job.communicate(timeout=90)
+        assert job.returncode == 0, err
+        assert out.decode().strip() == "finished"
+        assert status(ann, spaces["longjob"]["id"]) == "running"
+        seen = ann.get(spaces["longjob"]["id"])["activity"]["sources"]["keepalive"]
+        assert seen["detail"] == "long job: sleep 20"
+
+    def keepalive_api():
+        ws_id = spaces["waiter"]["id"]
+        for _ in range(10):
+            body = ann.call(
+                "POST", f"/workspaces/{ws_id}/activity", 200, json={"detail": "waiting on the LLM"}
+            ).json()
+            assert body["activity"]["source"] == "keepalive"
+            time.sleep(2)
+        assert status(ann, ws_id) == "running"
+
+    def running_exec():
+        ws_id = spaces["runner"]["id"]
+        assert ann.exec(ws_id, ["sleep", "16"], timeout=60)["exit_code"] == 0
+        assert status(ann, ws_id) == "running"
+        ann.wait(ws_id, "stopped", timeout=60)
+        assert "last use: exec (sleep 16)" in automatic(ann, ws_id, "stop")["reason"]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for done in [pool.submit(check) for check in (long_job, keepalive_api, running_exec)]:
+            done.result()
 
 
 def test_the_idle_timeout_is_adjustable_within_the_template_range(lc):
