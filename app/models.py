@@ -172,6 +172,9 @@ class Workspace(BaseModel):
     # When the workspace entered its current status: idle, runtime and dormancy count
     # from here.
     status_since = peewee.DateTimeField(null=True, default=utcnow)
+    # The engine's StartedAt of the container when Berth last started it, verbatim: a
+    # different one means the engine started it again by itself (reconcile).
+    engine_started_at = peewee.CharField(max_length=40, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

@@ -38,7 +38,8 @@ def problems(settings: Settings) -> list[str]:
 
 
 def preparation() -> list[dict]:
-    """Each preparation step and where it is, while any is not done; [] once all are."""
+    """Each preparation step and where it is, while any has never succeeded; [] once all
+    have (a step the worker runs again at its next start, a cache hit then, is done)."""
     rows = {
         job.name: job
         for job in ScheduledJob.select().where(
@@ -49,8 +50,11 @@ def preparation() -> list[dict]:
     for name, label in PREPARATION:
         job = rows.get(name)
         outcome = job.last_outcome if job else None
-        state = {"succeeded": "done", "running": "in progress", "failed": "failed"}.get(
-            outcome or "", "waiting"
+        ever = job is not None and job.runs > job.failures
+        state = (
+            "done"
+            if ever or outcome == "succeeded"
+            else {"running": "in progress", "failed": "failed"}.get(outcome or "", "waiting")
         )
         detail = ((job.last_detail or "") if job else "").splitlines()
         steps.append(

@@ -314,36 +314,48 @@ def test_healthz_and_the_tls_question(client):
 
 
 def test_the_dashboard_shows_the_first_runs_preparation_until_it_is_done(app):
-    """What the worker makes on first use, step by step, with its latest progress line,
-    for everyone signed in (their first workspace waits for it); gone once all is made."""
+    """What the worker makes on first use, step by step, for everyone signed in (their
+    first workspace waits for it); each step's latest line (build output, errors) for
+    admins only; gone once every step has succeeded."""
     from app.models import ScheduledJob
     from app.platform import PREPARATION, Progress
 
-    member = app.test_client()
+    member, admin = app.test_client(), app.test_client()
     login(member, "mia", "member-password")
+    login(admin, "root-admin", "admin-password")
     page = member.get("/").get_data(as_text=True)  # the worker never ran: all waiting
     assert 'data-testid="preparation"' in page
     assert page.count('data-state="waiting"') == len(PREPARATION)
     with database.connection_context():
-        ScheduledJob.create(name="base-image", schedule="at start", last_outcome="succeeded")
+        ScheduledJob.create(
+            name="base-image", schedule="at start", last_outcome="succeeded", runs=1
+        )
         ScheduledJob.create(
             name="control-image",
             schedule="at start",
             last_outcome="failed",
             last_detail="building berth-control:1 failed: no network\nmore",
+            runs=2,
+            failures=2,
         )
         ScheduledJob.create(name="templates", schedule="at start", last_outcome="running")
         Progress("templates", logging.getLogger("test"))("python: Step 2/3 : RUN apt-get")
-    page = member.get("/").get_data(as_text=True)
-    assert '<li data-step="base-image" data-state="done">' in page
-    assert '<li data-step="control-image" data-state="failed">' in page
-    assert "trying again" in page and "building berth-control:1 failed: no network" in page
-    assert '<li data-step="templates" data-state="in progress">' in page
-    assert "python: Step 2/3 : RUN apt-get" in page
-    assert '<li data-step="tools" data-state="waiting">' in page
+    for viewer, details in ((member, False), (admin, True)):
+        page = viewer.get("/").get_data(as_text=True)
+        assert '<li data-step="base-image" data-state="done">' in page
+        assert '<li data-step="control-image" data-state="failed">' in page
+        assert "trying again" in page
+        assert '<li data-step="templates" data-state="in progress">' in page
+        assert '<li data-step="tools" data-state="waiting">' in page
+        assert ("building berth-control:1 failed: no network" in page) is details
+        assert ("python: Step 2/3 : RUN apt-get" in page) is details
     with database.connection_context():
-        ScheduledJob.update(last_outcome="succeeded").execute()
-        ScheduledJob.create(name="tools", schedule="at start", last_outcome="succeeded")
+        # Done once each has succeeded, also while the next worker start runs it again.
+        ScheduledJob.update(last_outcome="running").execute()
+        ScheduledJob.create(name="tools", schedule="at start", last_outcome="succeeded", runs=1)
+    assert 'data-testid="preparation"' in member.get("/").get_data(as_text=True)  # templates
+    with database.connection_context():
+        ScheduledJob.update(runs=3, failures=0).where(ScheduledJob.name != "tools").execute()
     assert 'data-testid="preparation"' not in member.get("/").get_data(as_text=True)
 
 

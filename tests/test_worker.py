@@ -243,12 +243,25 @@ def test_a_container_the_engine_started_again_is_set_up_again(instance_dir, dock
         job = Transition.get((Transition.workspace == ws.id) & (Transition.status == "pending"))
         assert (job.kind, job.cause, job.actor) == ("start", "schedule", "reconcile")
         assert "the engine started the container again" in job.reason
+        since = Workspace.get_by_id(ws.id).status_since
     done = _run_next_job(w, ws.id)
     assert done.status == "succeeded", done.error
     assert status_of(ws.id) == "running" and status_of(idle.id) == "stopped"
+    with database.connection_context():  # running all along: its clocks were not reset
+        assert Workspace.get_by_id(ws.id).status_since == since
+        assert [c.to_status for c in StateChange.select().where(
+            StateChange.transition == done.id
+        )] == []  # fmt: skip
     again = w.provisioner.exec(container.id, token, user="dev")
     assert again.exit_code == 0 and again.stdout.strip()  # the sandbox has a token again
     assert w.reconcile() == []  # set up once, not again and again
+
+    # A container started outside Berth for a workspace Berth stopped: stopped again.
+    resting = w.provisioner.find_container(idle.id)
+    resting.start()
+    assert w.reconcile() == ["resting: its container was started outside Berth; stopped again"]
+    resting.reload()
+    assert resting.status == "exited" and status_of(idle.id) == "stopped"
 
 
 def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
@@ -287,7 +300,13 @@ def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_
     )
     w = worker.Worker(instance_dir, docker_client)
     wait_until(
-        lambda: crashing.reload() or crashing.attrs["RestartCount"] >= worker.CRASH_LOOP,
+        lambda: (
+            crashing.reload()
+            or (
+                crashing.status == "restarting"
+                and crashing.attrs["RestartCount"] > worker.CRASH_LOOP
+            )
+        ),
         60,
         what="the engine restarting the container again and again",
     )
@@ -302,7 +321,7 @@ def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_
             .order_by(StateChange.id.desc())
             .first()
         )
-        assert change.message == "the container stopped by itself (exit code 3)"
+        assert change.message.startswith("its main process kept exiting (exit code 3; the engine")
 
 
 def test_a_job_the_worker_died_in_twice_is_failed_not_tried_forever(instance_dir, tmp_path):

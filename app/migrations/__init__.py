@@ -32,6 +32,7 @@ from app.migrations import (
     m0014_recordings,
     m0015_security,
     m0016_jobs,
+    m0017_engine_start,
 )
 from app.models import utcnow
 
@@ -52,6 +53,7 @@ STEPS = [
     m0014_recordings,
     m0015_security,
     m0016_jobs,
+    m0017_engine_start,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -260,10 +259,14 @@ class Provisioner:
                     )
                 except docker.errors.APIError as exc:
                     # Another process (the egress gateway, another Berth on the engine)
-                    # made this network, or took this subnet, a moment ago.
-                    existing = self.client.networks.list(names=[name])
-                    if existing:
-                        return existing[0]
+                    # made this network, or took this subnet, a moment ago; or is making
+                    # it right now (its bridge is there before the network is listed).
+                    making = "same bridge name" in str(exc.explanation or exc)
+                    for _ in range(50 if making else 1):
+                        existing = self.client.networks.list(names=[name])
+                        if existing:
+                            return existing[0]
+                        time.sleep(0.1)
                     if "overlaps" in str(exc.explanation or exc):
                         used.add(subnet)
                         continue
@@ -469,15 +472,11 @@ class Provisioner:
             ) from None
 
     @staticmethod
-    def started_at(container) -> datetime | None:
-        """When the engine last started the container (naive UTC), or None if never."""
+    def started_at(container) -> str | None:
+        """The engine's own record of when it last started the container (compared as
+        written, never against Berth's clock), or None if it never started."""
         text = (container.attrs.get("State") or {}).get("StartedAt") or ""
-        # RFC 3339 with nanoseconds ("...T12:00:00.123456789Z"); Python takes microseconds.
-        match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", text)
-        if not match or match.group(1).startswith("0001"):
-            return None
-        micros = (match.group(2) or "0")[:6].ljust(6, "0")
-        return datetime.fromisoformat(f"{match.group(1)}.{micros}")
+        return None if not text or text.startswith("0001-") else text
 
     @staticmethod
     def outdated(container) -> bool:
@@ -500,6 +499,9 @@ class Provisioner:
     def start(self, container) -> None:
         try:
             self.ensure_restart_policy(container)
+        except docker.errors.APIError as exc:  # the start matters more than the policy
+            log.warning("could not set the restart policy of %s: %s", container.name, exc)
+        try:
             container.start()
         except docker.errors.APIError as exc:
             raise ProvisionError(

@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 
 import docker
-
-from app.messages import first_line
+import requests
 
 REMIND_SECONDS = 60.0
 
@@ -55,10 +54,8 @@ def wait_for(
 
 
 def describe_failure(exc: BaseException, docker_host: str) -> str | None:
-    """How to start the engine, when ``exc`` says it is down (a job failed on that, and
-    one line says so better than a traceback); None for any other error."""
-    text = first_line(exc)
-    down = ("Connection refused", "No such file or directory", "Connection aborted")
-    if any(word in text for word in down):
-        return how_to_start(docker_host)
-    return None
+    """How to start the engine, when ``exc`` is a failure to reach it and the engine does
+    not answer now (one line says so better than a traceback); None for anything else."""
+    if not isinstance(exc, docker.errors.DockerException | requests.exceptions.ConnectionError):
+        return None
+    return None if answers(docker_host) else how_to_start(docker_host)

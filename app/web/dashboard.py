@@ -62,6 +62,8 @@ def index():
         shared=shared,
         may_create=authz.can(current_user.row, "workspaces.create"),
         preparation=platform.preparation(),
+        # Build lines and errors may name hosts, paths, an admin's Dockerfile: admins only.
+        show_details=authz.can(current_user.row, "settings.manage"),
         ide_urls={
             ws.id: apps.url(_settings(), apps.Target(ws.owner.username, ws.name))
             for ws in rows + shared

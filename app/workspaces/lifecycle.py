@@ -248,8 +248,16 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         container.remove(force=True)
         container = None
     fresh = container is None
+    # Setting up again a container the engine started by itself (reconcile asks): it is
+    # running all along, so its status and the clocks counting from it stay as they are.
+    again = (
+        not fresh
+        and ws.status in ("running", "pooled")
+        and json.loads(transition.options or "{}").get("set_up_again")
+    )
     # An existing container only needs its run spec (the build is a cache lookup then).
-    set_status(ws, "building" if fresh else "starting", transition)
+    if not again:
+        set_status(ws, "building" if fresh else "starting", transition)
     plan, result, approvals = _plan_and_build(ctx, ws, log)
     if fresh:
         set_status(ws, "starting", transition)
@@ -298,6 +306,9 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     pooled = ws.owner.username == pool.POOL_USER
     try:
         ctx.provisioner.start(container)
+        container.reload()
+        ws.engine_started_at = ctx.provisioner.started_at(container)
+        ws.save(only=[Workspace.engine_started_at])
         dc.run_lifecycle(ctx.client, container.id, spec, on_log=log)
         if is_agent(ws) and not pooled:
             hand_token(ctx.provisioner, ws, container.id, spec.remote_user, ctx.settings.secret_key)
@@ -317,7 +328,8 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             log,
             ctx.settings.secret_key,
         )
-    set_status(ws, "pooled" if pooled else "running", transition)
+    if not again:
+        set_status(ws, "pooled" if pooled else "running", transition)
 
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:

@@ -104,6 +104,12 @@ def claim(
                 (Workspace.owner == pool_user())
                 & (Workspace.template == template)
                 & (Workspace.status == "pooled")
+                # Not one a job is working on (reconcile setting it up again, say).
+                & Workspace.id.not_in(
+                    Transition.select(Transition.workspace).where(
+                        Transition.status.in_(("pending", "running"))
+                    )
+                )
             )
             .order_by(Workspace.id)
             .first()

@@ -23,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from app import audit, platform
 from app.config import Settings, configure_logging
 from app.db import database
+from app.messages import first_line
 from app.models import Transition, Workspace, utcnow
 from app.provisioner import engine, tools
 from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
@@ -100,6 +101,10 @@ class InstanceLock:
         if not self.handle.closed:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
+
+
+class FirewallError(Exception):
+    """The host firewall's rules for workspaces could not be put in place."""
 
 
 class Worker:
@@ -215,13 +220,19 @@ class Worker:
 
     def keep_in_agreement(self) -> str:
         """The scheduled reconcile: the host firewall's rules for workspaces (put back if
-        an engine or host restart, or a flush, lost them), then reconcile()."""
-        firewall = self.provisioner.ensure_isolation_rules(self.settings.egress_port)
+        an engine or host restart, or a flush, lost them), then reconcile(). A firewall
+        that cannot be put in place fails the job (admins see it), after reconcile."""
+        try:
+            firewall = self.provisioner.ensure_isolation_rules(self.settings.egress_port)
+        except docker.errors.DockerException as exc:
+            firewall = f"could not check the firewall rules: {first_line(exc)}"
+        lines = self.reconcile()
+        if firewall.startswith(("could not", "iptables is not installed")):
+            raise FirewallError(f"firewall: {firewall}")
         if firewall != "firewall rules already in place":
             log.info("firewall: %s", firewall)
-        else:
-            firewall = ""
-        return "; ".join([*filter(None, [firewall]), *self.reconcile()]) or "in agreement"
+            lines.insert(0, f"firewall: {firewall}")
+        return "; ".join(lines) or "in agreement"
 
     def reconcile(self) -> list[str]:
         """Bring the database and Docker into agreement; return what was repaired. Each
@@ -262,8 +273,14 @@ class Worker:
             )]:  # fmt: skip
                 with self._claimed(ws_id) as idle:
                     ws = Workspace.get_or_none(Workspace.id == ws_id)
-                    if idle and ws is not None and ws.status != "deleted":
+                    if not idle or ws is None or ws.status == "deleted":
+                        continue
+                    try:
                         repaired += self._reconcile_one(ws)
+                    except (service.WorkspaceError, docker.errors.APIError) as exc:
+                        # One workspace's trouble is logged; the others are still looked at.
+                        reason = getattr(exc, "message", None) or first_line(exc)
+                        log.warning("reconcile: %s: %s", ws.name, reason)
         for line in repaired:
             log.info("reconcile: %s", line)
         if repaired:
@@ -303,10 +320,19 @@ class Worker:
 
     def _reconcile_one(self, ws: Workspace) -> list[str]:
         container = self.provisioner.find_container(ws.id)
-        if container is not None and container.attrs.get("RestartCount", 0) >= CRASH_LOOP:
+        state = (container.attrs.get("State") or {}) if container is not None else {}
+        exited = f"the container stopped by itself (exit code {state.get('ExitCode')})"
+        if container is not None and container.status == "restarting":
+            restarts = container.attrs.get("RestartCount", 0)
+            if restarts < CRASH_LOOP:
+                return []  # the engine is bringing it back; look again next time
             # Its main process keeps exiting and the engine keeps starting it again.
             self.provisioner.stop(container)
             container.reload()
+            exited = (
+                f"its main process kept exiting (exit code {state.get('ExitCode')}; the "
+                f"engine started it {restarts} times); it was stopped"
+            )
         running = container is not None and container.status == "running"
         if ws.status == "running" and container is None:
             lifecycle.set_status(
@@ -318,19 +344,10 @@ class Worker:
             )
             return [f"{ws.name}: container vanished, marked failed"]
         if ws.status == "running" and not running:
-            code = (container.attrs.get("State") or {}).get("ExitCode")
-            lifecycle.set_status(
-                ws, "stopped", None, message=f"the container stopped by itself (exit code {code})"
-            )
+            lifecycle.set_status(ws, "stopped", None, message=exited)
             return [f"{ws.name}: container had stopped, marked stopped"]
         if ws.status in ("running", "pooled") and running:
-            self.provisioner.ensure_restart_policy(container)
-            started = self.provisioner.started_at(container)
-            if started and ws.status_since and started > ws.status_since:
-                # Started again by the engine itself (an engine restart, a host reboot):
-                # what Berth sets up on a start went with the old processes and tmpfs.
-                self._set_up_again(ws, "the engine started the container again (it restarted)")
-                return [f"{ws.name}: started again by the engine, set up again"]
+            return self._started_by_the_engine(ws, container)
         if ws.status in ("pending", "building", "starting", "stopping", "deleting"):
             # A transitional state with no job behind it: a crash ended the job for good.
             target = "running" if running else ("stopped" if container else "failed")
@@ -350,22 +367,38 @@ class Worker:
             lifecycle.set_status(ws, "failed", None, error="the pooled container is gone")
             return [f"{ws.name}: pooled container gone, marked failed"]
         if ws.status == "stopped" and running:
-            self._set_up_again(ws, "its container was started outside Berth")
-            return [f"{ws.name}: container running, started (set up) by Berth"]
+            # Started outside Berth: what Berth recorded wins (quotas, idle and runtime
+            # limits count only what Berth started).
+            self.provisioner.stop(container, lifecycle.STOP_GRACE_SECONDS)
+            return [f"{ws.name}: its container was started outside Berth; stopped again"]
         return []
 
-    def _set_up_again(self, ws: Workspace, why: str) -> None:
-        """A start job for a container that is already running: the IDE, a sandbox's
-        token and postStartCommand, as after any start."""
+    def _started_by_the_engine(self, ws: Workspace, container) -> list[str]:
+        """A running workspace whose container the engine started again by itself (an
+        engine restart, a host reboot, its main process exiting): what Berth set up at
+        start went with the old processes and tmpfs, so a start job sets it up again (the
+        IDE, a sandbox's token, postStartCommand). Told apart by the engine's own start
+        time, compared as written: no clocks."""
+        self.provisioner.ensure_restart_policy(container)
+        started = self.provisioner.started_at(container)
+        if ws.engine_started_at is None or started is None:
+            # Started by a Berth that did not record it yet: this start is Berth's.
+            Workspace.update(engine_started_at=started).where(Workspace.id == ws.id).execute()
+            return []
+        if started == ws.engine_started_at:
+            return []
         service.request(
             ws,
             "start",
             cause="schedule",
             actor="reconcile",
-            reason=f"{why}; setting it up as after any start",
+            reason="the engine started the container again by itself (an engine restart?); "
+            "setting it up as after any start",
+            options={"set_up_again": True},
             data_dir=self.settings.data_dir,
             allowed_from=("running", "pooled"),
         )
+        return [f"{ws.name}: started again by the engine, set up again"]
 
     # --- what the first workspace needs, made on first use ------------------------------
 
@@ -462,6 +495,15 @@ class Worker:
         )
 
     def explain(self, exc: BaseException) -> str | None:
+        """One line for a scheduled job's failure whose cause is known (no traceback)."""
+        from app.devcontainer.errors import DevcontainerError
+        from app.provisioner.base_image import BaseImageError
+        from app.provisioner.control import ControlError
+        from app.provisioner.docker import ProvisionError
+
+        known = (FirewallError, DevcontainerError, BaseImageError, ControlError, ProvisionError)
+        if isinstance(exc, known + (tools.ToolsError,)):
+            return str(exc)
         return engine.describe_failure(exc, self.settings.docker_host)
 
     def schedule(self) -> Book:
@@ -525,7 +567,9 @@ class Worker:
         recovered = self.recover_interrupted()
         if recovered:
             log.info("%d interrupted job(s) will run again", recovered)
-        self.keep_in_agreement()
+        with database.connection_context():
+            register("reconcile", f"every {self.settings.reconcile_interval}s")
+            run_recorded("reconcile", self.keep_in_agreement, explain=self.explain)
         book = self.schedule()
         book.start()
         threading.Thread(target=self.prepare, name="prepare", daemon=True).start()
