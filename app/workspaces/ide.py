@@ -15,10 +15,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from app.provisioner.docker import Provisioner
-from app.provisioner.tools import CODE_SERVER, CODE_SERVER_PORT, CURRENT, MARKER
+from app.provisioner.docker import KEEPALIVE_DIR, Provisioner
+from app.provisioner.tools import CODE_SERVER, CODE_SERVER_PORT, CURRENT, MARKER, MOUNT_POINT
 
 DATA = "$HOME/.local/share/code-server"
+PIDFILE = f"{KEEPALIVE_DIR}/ide.pid"
 READY_SECONDS = 60.0
 
 # Runs as the remote user. Settings arrive in an environment variable (no quoting
@@ -38,21 +39,26 @@ for extension in ${{BERTH_VSCODE_EXTENSIONS:-}}; do
         echo "extension $extension could not be installed: $(printf '%s' "$out" | tail -n 1)"
     fi
 done
-# The pid file outlives the container (it is in the home volume): check what runs.
-# One started by an older Berth without a password is replaced.
-pid=$(cat "$data/berth.pid" 2>/dev/null || true)
-if [ -n "$pid" ] && grep -q code-server "/proc/$pid/cmdline" 2>/dev/null; then
+# The pid file lives in the container's own tmpfs, so it goes with the container: after a
+# restart a pid from before could name any new process (this script's own grep once).
+# And the process must run from the bundle: one started by an older Berth without a
+# password, or anything else, is not taken for the IDE.
+pidfile={PIDFILE}
+[ -w "${{pidfile%/*}}" ] || pidfile="$data/berth.pid"
+pid=$(cat "$pidfile" 2>/dev/null || true)
+case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
+{MOUNT_POINT}/*)
     if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--auth password"; then
         echo "code-server already runs"; exit 0
     fi
-    kill "$pid" 2>/dev/null; sleep 1
-fi
+    kill "$pid" 2>/dev/null; sleep 1;;
+esac
 HASHED_PASSWORD="$BERTH_IDE_SECRET" nohup setsid {CODE_SERVER} \
     --bind-addr 0.0.0.0:{CODE_SERVER_PORT} --auth password \
     --disable-telemetry --disable-update-check --disable-workspace-trust \
     --disable-getting-started-override --ignore-last-opened \
     "$BERTH_FOLDER" > "$data/berth.log" 2>&1 < /dev/null &
-echo $! > "$data/berth.pid"
+echo $! > "$pidfile"
 echo "code-server started"
 """
 
