@@ -129,6 +129,7 @@ def main(rounds: int = 3, burst: int = 20) -> None:
         for ws in api.call("GET", "/workspaces").json():
             api.wait(ws["id"], "deleted", timeout=300)
         server.stop()
+        services.remove_engine_objects([server.data_dir])  # its egress and build networks
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\nworkspace lifecycle, {rounds} rounds (median seconds)")

@@ -18,7 +18,7 @@ from app.models import StateChange, Transition, User, Workspace
 from app.provisioner.docker import Provisioner, WorkspaceRef
 from app.workspaces import ide, lifecycle, service, templates, worker
 from tests.dcfiles import git_repo
-from tests.services import wait_until
+from tests.services import remove_engine_objects, wait_until
 
 
 @pytest.fixture
@@ -36,6 +36,7 @@ def instance_dir(tmp_path, docker_client, base_image):
         ids = [w.id for w in Workspace.select()]
     for ws_id in ids:
         provisioner.remove_workspace(ws_id)
+    remove_engine_objects([settings.data_dir])  # the instance's egress and build networks
 
 
 def start_worker(settings: Settings, log) -> subprocess.Popen:
