@@ -5,6 +5,7 @@ import signal
 import time
 
 import psutil
+import pytest
 import requests
 
 from tests.services import answers, berth, start_berth_serve, wait_until
@@ -182,6 +183,7 @@ def test_without_an_engine_serve_says_so_once_and_waits(tmp_path):
         "BERTH_DATA_DIR": str(tmp_path / "data"),
         "BERTH_DOCKER_HOST": "unix:///nonexistent/docker.sock",
         "BERTH_APPS_PORT": str(free_port()),
+        "PYTHONFAULTHANDLER": "1",  # a stack dump if it ever does not end (below)
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(free_port())],
@@ -199,5 +201,9 @@ def test_without_an_engine_serve_says_so_once_and_waits(tmp_path):
         assert process.poll() is None  # waiting, not exiting
     finally:
         process.send_signal(signal.SIGINT)
-        rest = process.communicate(timeout=30)[0]
+        try:
+            rest = process.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
+            pytest.fail(f"serve did not end on SIGINT:\n{process.communicate(timeout=30)[0]}")
     assert "Traceback" not in rest and process.returncode == 130
