@@ -27,7 +27,6 @@ from tests.berthapi import Client
 from tests.dcfiles import git_repo
 from tests.services import berth, free_port, wait_until
 
-pytestmark = pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2")
 
 
 def inside(netns: str) -> list[str]:
