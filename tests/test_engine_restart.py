@@ -28,7 +28,6 @@ from tests.dcfiles import git_repo
 from tests.services import berth, free_port, wait_until
 
 
-
 def inside(netns: str) -> list[str]:
     """The argv prefix that runs a command in network namespace ``netns``, and only that:
     `ip netns exec` would also mount a sysfs of its own, hiding the host's cgroups."""
