@@ -52,6 +52,16 @@ def start_worker(settings: Settings, log) -> subprocess.Popen:
     )
 
 
+def last_change(ws_id: int) -> StateChange:
+    with database.connection_context():
+        return (
+            StateChange.select()
+            .where(StateChange.workspace == ws_id)
+            .order_by(StateChange.id.desc())
+            .first()
+        )
+
+
 def status_of(ws_id: int) -> str:
     with database.connection_context():
         return Workspace.get_by_id(ws_id).status
@@ -183,14 +193,9 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
     assert any("drift: container vanished, marked failed" in line for line in repaired)
     with pytest.raises(docker.errors.NotFound):
         orphan.reload()
+    change = last_change(ws.id)
+    assert (change.to_status, change.cause) == ("failed", "reconcile")
     with database.connection_context():
-        change = (
-            StateChange.select()
-            .where(StateChange.workspace == ws.id)
-            .order_by(StateChange.id.desc())
-            .first()
-        )
-        assert (change.to_status, change.cause) == ("failed", "reconcile")
         assert "start the workspace to recreate it" in Workspace.get_by_id(ws.id).error
     assert w.reconcile() == []  # nothing left to repair
 
@@ -355,14 +360,8 @@ def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_
     crashing.reload()
     assert crashing.status == "exited"
     assert status_of(ws.id) == "stopped"
-    with database.connection_context():
-        change = (
-            StateChange.select()
-            .where(StateChange.workspace == ws.id)
-            .order_by(StateChange.id.desc())
-            .first()
-        )
-        assert change.message.startswith("its main process kept exiting (exit code 3; the engine")
+    change = last_change(ws.id)
+    assert change.message.startswith("its main process kept exiting (exit code 3; the engine")
 
 
 def test_a_job_the_worker_died_in_twice_is_failed_not_tried_forever(instance_dir, tmp_path):
