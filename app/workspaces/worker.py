@@ -23,10 +23,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from app import audit, platform
 from app.config import Settings, configure_logging
 from app.db import database
+from app.devcontainer.errors import DevcontainerError
 from app.messages import first_line
 from app.models import Transition, Workspace, utcnow
 from app.provisioner import engine, tools
-from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner
+from app.provisioner.base_image import BaseImageError
+from app.provisioner.control import ControlError
+from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner, ProvisionError
 from app.scheduler import Book, jobs, register, run_recorded
 from app.workspaces import (
     anomalies,
@@ -496,11 +499,6 @@ class Worker:
 
     def explain(self, exc: BaseException) -> str | None:
         """One line for a scheduled job's failure whose cause is known (no traceback)."""
-        from app.devcontainer.errors import DevcontainerError
-        from app.provisioner.base_image import BaseImageError
-        from app.provisioner.control import ControlError
-        from app.provisioner.docker import ProvisionError
-
         known = (FirewallError, DevcontainerError, BaseImageError, ControlError, ProvisionError)
         if isinstance(exc, known + (tools.ToolsError,)):
             return str(exc)
