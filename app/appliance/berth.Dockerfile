@@ -18,15 +18,20 @@ RUN apt-get update \
 # Berth runs from its source folder, as in the embedded mode (the templates in
 # devcontainers/ and the Caddyfiles sit beside the package).
 WORKDIR /opt/berth/src
-COPY pyproject.toml README.md ./
-COPY app/ app/
-COPY devcontainers/ devcontainers/
-COPY caddy/ caddy/
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# The dependencies first, in a layer of their own: an upgrade that changes only Berth's
+# code (most do) reuses it and installs Berth alone, in seconds instead of minutes.
+COPY pyproject.toml app/appliance/constraints.txt ./
 RUN python3 -m venv /opt/berth/venv \
-    && /opt/berth/venv/bin/pip install --no-cache-dir -c app/appliance/constraints.txt -e . \
+    && python3 -c "import tomllib; print(chr(10).join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && /opt/berth/venv/bin/pip install --no-cache-dir -c constraints.txt -r requirements.txt
+COPY README.md ./
+COPY app/ app/
+COPY devcontainers/ devcontainers/
+COPY caddy/ caddy/
+RUN /opt/berth/venv/bin/pip install --no-cache-dir --no-deps -e . \
     && /opt/berth/venv/bin/berth --version
 ENV PATH=/opt/berth/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
