@@ -188,6 +188,10 @@ def test_without_an_engine_serve_says_so_once_and_waits(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(free_port())],
         env=env,
+        # As from a terminal: an earlier test may leave SIGINT ignored in this process,
+        # and an ignored signal stays ignored in a child (Python then installs no
+        # KeyboardInterrupt handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

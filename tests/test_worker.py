@@ -270,6 +270,34 @@ def test_a_container_the_engine_started_again_is_set_up_again(instance_dir, dock
     assert resting.status == "exited" and status_of(idle.id) == "stopped"
 
 
+def test_an_exited_container_is_marked_stopped_only_once_it_stays_exited(
+    instance_dir, docker_client
+):
+    """An engine shutting down stops its containers while it still answers, and starts
+    them again when it is back: a running workspace whose container is exited is marked
+    stopped only when it stays so for EXITED_GRACE_SECONDS (on the worker's clock)."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "paused", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir, docker_client)
+    now = [1000.0]
+    w.clock = lambda: now[0]
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    container = w.provisioner.find_container(ws.id)
+    container.stop(timeout=1)  # the engine going down, or someone outside Berth
+    assert w.reconcile() == []
+    now[0] += worker.EXITED_GRACE_SECONDS - 1
+    assert w.reconcile() == [] and status_of(ws.id) == "running"
+    container.start()  # the engine is back and started it again
+    assert w.reconcile() == ["paused: started again by the engine, set up again"]
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    container.stop(timeout=1)  # now it stays stopped
+    assert w.reconcile() == []
+    now[0] += worker.EXITED_GRACE_SECONDS
+    assert w.reconcile() == ["paused: container had stopped, marked stopped"]
+    assert status_of(ws.id) == "stopped" and w.exited_since == {}
+
+
 def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
     instance_dir, docker_client, tools_bundle
 ):

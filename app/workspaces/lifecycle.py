@@ -156,7 +156,10 @@ def prebuild_templates(ctx: Context, log) -> str:
     from app.models import Template
 
     done = []
-    for template in Template.select().where(Template.enabled & (Template.source_kind == "builtin")):
+    # Read first: a cursor held open across the builds would make the progress writes
+    # meanwhile fail on SQLite ("database is locked").
+    builtin = Template.select().where(Template.enabled & (Template.source_kind == "builtin"))
+    for template in list(builtin):
         with tempfile.TemporaryDirectory(prefix="berth-prebuild-") as folder:
             path, root = templates.config_path(template, ctx.data_dir)
             plan = dc.plan(

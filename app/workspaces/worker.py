@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
@@ -49,6 +50,10 @@ SAFETY_NET_SECONDS = 5.0
 # Restarts by the engine (its restart policy) since Berth last started a container that
 # make it a crash loop: stopped, and the workspace marked stopped with the exit code.
 CRASH_LOOP = 3
+# How long a running workspace's container must stay exited (stopped outside Berth, not
+# by a job) before it is marked stopped: an engine that is shutting down stops its
+# containers while it still answers, and starts them again when it is back.
+EXITED_GRACE_SECONDS = 30.0
 TOOLS_RETRY_SECONDS = (
     30  # doubling up to ten minutes  # a lost wake-up delays a job by at most this much
 )
@@ -131,6 +136,10 @@ class Worker:
         self.busy_lock = threading.Lock()
         self.stopping = threading.Event()
         self.anomalies = anomalies.Detector()
+        self.clock = time.monotonic  # tests move it on
+        # Running workspaces whose container was seen exited: when first seen, and the
+        # container's start then. Entries go as soon as it runs again or is marked.
+        self.exited_since: dict[int, tuple[float, str | None]] = {}
 
     # --- jobs -------------------------------------------------------------------------
 
@@ -271,9 +280,12 @@ class Worker:
                 if ws_id in deleted:  # never a volume whose workspace row is unknown
                     volume.remove(force=True)
                     repaired.append(f"removed the volume {volume.name} of a deleted workspace")
-            for ws_id in [w.id for w in Workspace.select(Workspace.id).where(
+            live = [w.id for w in Workspace.select(Workspace.id).where(
                 Workspace.status != "deleted"
-            )]:  # fmt: skip
+            )]  # fmt: skip
+            for gone in set(self.exited_since) - set(live):
+                del self.exited_since[gone]
+            for ws_id in live:
                 with self._claimed(ws_id) as idle:
                     ws = Workspace.get_or_none(Workspace.id == ws_id)
                     if not idle or ws is None or ws.status == "deleted":
@@ -336,7 +348,16 @@ class Worker:
                 f"its main process kept exiting (exit code {state.get('ExitCode')}; the "
                 f"engine started it {restarts} times); it was stopped"
             )
+            self.exited_since.pop(ws.id, None)
+        elif (
+            ws.status in ("running", "pooled")
+            and container is not None
+            and not self._exited_long(ws, container)
+        ):
+            return []  # maybe an engine shutting down; look again next time
         running = container is not None and container.status == "running"
+        if running or ws.status not in ("running", "pooled"):
+            self.exited_since.pop(ws.id, None)
         if ws.status == "running" and container is None:
             lifecycle.set_status(
                 ws,
@@ -347,6 +368,7 @@ class Worker:
             )
             return [f"{ws.name}: container vanished, marked failed"]
         if ws.status == "running" and not running:
+            self.exited_since.pop(ws.id, None)
             lifecycle.set_status(ws, "stopped", None, message=exited)
             return [f"{ws.name}: container had stopped, marked stopped"]
         if ws.status in ("running", "pooled") and running:
@@ -367,6 +389,7 @@ class Worker:
         if ws.status == "pooled" and not running:
             # A warm-pool member that lost its container is of no use: failed, it is
             # cleaned up like any failed sandbox, and the pool is refilled.
+            self.exited_since.pop(ws.id, None)
             lifecycle.set_status(ws, "failed", None, error="the pooled container is gone")
             return [f"{ws.name}: pooled container gone, marked failed"]
         if ws.status == "stopped" and running:
@@ -375,6 +398,18 @@ class Worker:
             self.provisioner.stop(container, lifecycle.STOP_GRACE_SECONDS)
             return [f"{ws.name}: its container was started outside Berth; stopped again"]
         return []
+
+    def _exited_long(self, ws: Workspace, container) -> bool:
+        """Whether the container of running ``ws`` has been exited, the same start, for
+        EXITED_GRACE_SECONDS (always True while it runs: nothing to wait for)."""
+        if container.status == "running":
+            return True
+        started = self.provisioner.started_at(container)
+        first, seen_start = self.exited_since.setdefault(ws.id, (self.clock(), started))
+        if seen_start != started:
+            self.exited_since[ws.id] = (self.clock(), started)
+            return False
+        return self.clock() - first >= EXITED_GRACE_SECONDS
 
     def _started_by_the_engine(self, ws: Workspace, container) -> list[str]:
         """A running workspace whose container the engine started again by itself (an
