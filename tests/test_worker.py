@@ -316,46 +316,6 @@ def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
     wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering again")
 
 
-def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
-    instance_dir, docker_client, tools_bundle
-):
-    """code-server's pid file is in the container's tmpfs: after a stop and a start the
-    IDE is started again, not taken as running because an old pid now names another
-    process (once the IDE start's own grep, and a minute's wait for an IDE that never
-    came). A process that only looks like it (its command line says code-server and
-    --auth password) is not taken for it either."""
-    with database.connection_context():
-        owner = User.get(User.username == "wk")
-        ws = service.create(owner, "again", template_name="base", data_dir=instance_dir.data_dir)
-    w = worker.Worker(instance_dir, docker_client)
-    assert _run_next_job(w, ws.id).status == "succeeded"
-    for kind in ("stop", "start", "stop", "start"):
-        with database.connection_context():
-            service.request(Workspace.get_by_id(ws.id), kind, data_dir=instance_dir.data_dir)
-        job = _run_next_job(w, ws.id)
-        assert job.status == "succeeded", job.error
-    assert "ide: code-server started" in job.log and "ide: code-server is ready" in job.log
-    container = w.provisioner.find_container(ws.id)
-    pid = w.provisioner.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
-    w.provisioner.exec(container.id, ["kill", pid], user="dev")
-    decoy = w.provisioner.exec(
-        container.id,
-        [
-            "sh",
-            "-c",
-            "sh -c 'sleep 600; :' code-server --auth password & echo $! > $0",
-            ide.PIDFILE,
-        ],
-        user="dev",
-    )
-    assert decoy.exit_code == 0
-    lines = []
-    assert ide.start(
-        w.provisioner, container.id, ws.id, "dev", "/workspaces", {}, lines.append, "k" * 32
-    )
-    assert "ide: code-server started" in lines and "ide: code-server is ready" in lines
-
-
 def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_dir, docker_client):
     with database.connection_context():
         owner = User.get(User.username == "wk")

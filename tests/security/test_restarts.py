@@ -1,0 +1,52 @@
+"""What a workspace user could do with how Berth restarts and sets up workspaces: a
+process planted to look like the IDE is never taken for it (the IDE's pid file lives in
+the container's own tmpfs, and only a process running from the bundle counts)."""
+
+from __future__ import annotations
+
+from app.db import database
+from app.models import User, Workspace
+from app.workspaces import ide, service, worker
+from tests.test_worker import _run_next_job, instance_dir  # noqa: F401, F811  (a fixture)
+
+
+def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
+    instance_dir,  # noqa: F811  (the fixture imported above)
+    docker_client,
+    tools_bundle,
+):
+    """code-server's pid file is in the container's tmpfs: after a stop and a start the
+    IDE is started again, not taken as running because an old pid now names another
+    process (once the IDE start's own grep, and a minute's wait for an IDE that never
+    came). A process that only looks like it (its command line says code-server and
+    --auth password) is not taken for it either."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "again", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir, docker_client)
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    for kind in ("stop", "start", "stop", "start"):
+        with database.connection_context():
+            service.request(Workspace.get_by_id(ws.id), kind, data_dir=instance_dir.data_dir)
+        job = _run_next_job(w, ws.id)
+        assert job.status == "succeeded", job.error
+    assert "ide: code-server started" in job.log and "ide: code-server is ready" in job.log
+    container = w.provisioner.find_container(ws.id)
+    pid = w.provisioner.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
+    w.provisioner.exec(container.id, ["kill", pid], user="dev")
+    decoy = w.provisioner.exec(
+        container.id,
+        [
+            "sh",
+            "-c",
+            "sh -c 'sleep 600; :' code-server --auth password & echo $! > $0",
+            ide.PIDFILE,
+        ],
+        user="dev",
+    )
+    assert decoy.exit_code == 0
+    lines = []
+    assert ide.start(
+        w.provisioner, container.id, ws.id, "dev", "/workspaces", {}, lines.append, "k" * 32
+    )
+    assert "ide: code-server started" in lines and "ide: code-server is ready" in lines
