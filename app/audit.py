@@ -20,26 +20,20 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import peewee
 
+from app import db
 from app.db import database, write_transaction
 from app.models import AuditEvent, stamp, utcnow
 
 GENESIS = "0" * 64
 OUTCOMES = ("success", "failure", "denied")
 _PG_LOCK_KEY = 0x6175646974  # "audit": appends are serialised on PostgreSQL
-_key_file: Path | None = None
-
-
-def use_key_file(path: Path) -> None:
-    """Where the instance's audit key lives (created on first use, mode 0600)."""
-    global _key_file
-    _key_file = path
 
 
 def _key() -> bytes:
+    _key_file = db.audit_key_file  # beside the database this process opened
     if _key_file is None:
         raise RuntimeError("the audit key file is not set; open the database first")
     try:

@@ -125,7 +125,7 @@ def _wait_for_web(host: str, port: int, timeout: float) -> bool:
 @click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
 def serve(data_dir, host, port, ssh_port):
     """Run all of Berth in the foreground: the embedded default."""
-    from app.provisioner import engine
+    from app.runtime.docker import engine
     from app.supervisor import Child, Supervisor, berth_command, caddy_command, caddy_environment
 
     settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
@@ -506,7 +506,8 @@ def backup():
 def backup_now(settings):
     """Back up the database now (as the nightly job does, retention included)."""
     from app.models import ScheduledJob
-    from app.scheduler import jobs, register, run_recorded
+    from app.scheduler import register, run_recorded
+    from app.workspaces import scheduled as jobs
 
     register("backup", f"cron {settings.backup_schedule} (UTC)")
     detail = run_recorded("backup", lambda: jobs.nightly_backup(settings))

@@ -85,7 +85,7 @@ def _as_bool(setting: str, value) -> bool:
 
 def _as_role_map(setting: str, value) -> str:
     """``group=role,group=role``: which identity-provider group gives which role."""
-    from app.models import ROLES
+    from app.roles import ROLES
 
     text = str(value or "").strip()
     for pair in filter(None, (p.strip() for p in text.split(","))):
@@ -208,7 +208,7 @@ class Settings:
     private_destinations: str = ""
     # How tunnels reach a workspace's loopback and commands are ended: "auto" does it from
     # this host where the engine's processes are visible, through the engine otherwise;
-    # "engine" always goes through the engine (app/provisioner/control.py).
+    # "engine" always goes through the engine (app/runtime/docker/control.py).
     engine_control: str = "auto"
     lifecycle_interval: int = 30  # seconds between idle/runtime/TTL/dormancy checks
     reconcile_interval: int = 30  # seconds between comparisons of the database and engine

@@ -28,7 +28,12 @@ from app.models import (
     utcnow,
 )
 from app.numbers import bounded
-from app.workspaces import templates
+
+
+def resources(values: dict) -> tuple[float, int]:
+    """The CPUs and memory (MB) a workspace with these parameter values asks for."""
+    return float(values.get("cpu", 2)), int(values.get("memory", 4096))
+
 
 PRICE_KEYS = ("per_hour", "per_cpu_hour", "per_gb_hour")
 ALERT_AT = 0.8
@@ -51,7 +56,7 @@ def validate_pricing(value) -> dict:
 
 
 def hourly_rate(pricing: dict, parameter_values: dict) -> float:
-    cpu, memory_mb = templates.resources(parameter_values)
+    cpu, memory_mb = resources(parameter_values)
     return (
         pricing.get("per_hour", 0.0)
         + pricing.get("per_cpu_hour", 0.0) * cpu

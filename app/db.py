@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import peewee
@@ -17,6 +18,8 @@ from app.config import ConfigError, Settings
 from app.messages import first_line
 
 database = peewee.DatabaseProxy()
+# The audit chain's key file of the database this process opened (app.audit reads it).
+audit_key_file: Path | None = None
 
 
 def make_database(url: str) -> peewee.Database:
@@ -62,9 +65,9 @@ def open_database(settings: Settings) -> peewee.Database:
     if isinstance(db, peewee.SqliteDatabase):
         _owner_only(db.database)
     database.initialize(db)
-    from app import audit  # here, because every process opens its database here
-
-    audit.use_key_file(settings.data_dir / "audit_key")
+    # Every process opens its database here: the audit chain's key is beside it.
+    global audit_key_file
+    audit_key_file = settings.data_dir / "audit_key"
     return db
 
 

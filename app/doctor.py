@@ -6,13 +6,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import peewee
 
 from app import migrations
+from app import runtime as runtimes
 from app.config import ConfigError, Settings
 from app.db import make_database
 from app.messages import first_line
+from app.runtime.layout import BASE_IMAGE
 
 MIN_FREE_BYTES = 2 * 1024**3
 WARN_FREE_BYTES = 10 * 1024**3
@@ -28,10 +29,8 @@ class Check:
 
 def check_docker(settings: Settings) -> Check:
     try:
-        client = docker.DockerClient(base_url=settings.docker_host, timeout=5)
-        version = client.version()
-        info = client.info()
-    except Exception as exc:  # docker-py raises several unrelated types for "unreachable"
+        version, info = runtimes.connect(settings, timeout=5).engine_info()
+    except Exception as exc:  # noqa: BLE001  (several unrelated types mean "unreachable")
         reason = first_line(exc)
         return Check(
             "Docker engine",
@@ -139,11 +138,10 @@ def check_caddy() -> Check:
 
 
 def check_ide_tools(settings: Settings) -> Check:
-    from app.provisioner import tools
+    from app.runtime.docker import tools
 
     try:
-        client = docker.DockerClient(base_url=settings.docker_host, timeout=30)
-        ready = tools.ready(client)
+        ready = runtimes.connect(settings, timeout=30).tools_ready()
     except Exception as exc:  # the Docker check above says why the engine is unreachable
         return Check("Browser IDE", "warn", f"cannot look at the tools bundle ({first_line(exc)})")
     if not ready:
@@ -160,12 +158,11 @@ def check_ide_tools(settings: Settings) -> Check:
 
 
 def check_base_image(settings: Settings) -> Check:
-    from app.provisioner.base_image import BASE_IMAGE
-
     try:
-        client = docker.DockerClient(base_url=settings.docker_host, timeout=30)
-        image = client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
+        image = runtimes.connect(settings, timeout=30).image(BASE_IMAGE)
+    except Exception as exc:  # noqa: BLE001  (the Docker check above says why it is unreachable)
+        return Check("Base image", "warn", f"cannot look for {BASE_IMAGE} ({first_line(exc)})")
+    if image is None:
         able = shutil.which("mmdebstrap") is not None
         return Check(
             "Base image",
@@ -175,9 +172,7 @@ def check_base_image(settings: Settings) -> Check:
             "registry answers, else with mmdebstrap"
             + ("." if able else ", which is not installed: `apt-get install mmdebstrap`."),
         )
-    except Exception as exc:  # the Docker check above says why the engine is unreachable
-        return Check("Base image", "warn", f"cannot look for {BASE_IMAGE} ({first_line(exc)})")
-    return Check("Base image", "ok", f"{BASE_IMAGE} ({image.short_id})")
+    return Check("Base image", "ok", f"{BASE_IMAGE} ({image.id[:19]})")
 
 
 def run_checks(settings: Settings) -> list[Check]:

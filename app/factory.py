@@ -16,8 +16,8 @@ from werkzeug.routing import IntegerConverter
 from app import __version__, authz, platform, slots
 from app.config import Settings
 from app.db import open_database
+from app.http import extensions
 from app.models import MAX_ROW_ID
-from app.web import extensions
 
 
 def _not_a_number(text: str):

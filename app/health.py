@@ -28,9 +28,12 @@ def check_web(settings: Settings) -> str | None:
     return None if body.get("status") == "ok" else f"{url} answered {body}"
 
 
-def check_worker(settings: Settings) -> str | None:
-    from app.workspaces.worker import heartbeat_path
+def heartbeat_path(settings: Settings):
+    """Touched by the worker's main loop at least every SAFETY_NET_SECONDS."""
+    return settings.data_dir / "run" / "worker.alive"
 
+
+def check_worker(settings: Settings) -> str | None:
     path = heartbeat_path(settings)
     try:
         age = time.time() - path.stat().st_mtime
@@ -53,16 +56,15 @@ def check_ssh(settings: Settings) -> str | None:
 
 def check_egress(settings: Settings) -> str | None:
     """The proxy answers on the egress network's gateway (where sandboxes reach it)."""
-    import docker
-
-    from app.provisioner.docker import Provisioner
+    from app import runtime
 
     try:
-        client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
-        address = (Provisioner(client, settings.instance).egress_gateway(), settings.egress_port)
-        with socket.create_connection(address, timeout=5):
+        gateway = runtime.connect(settings, timeout=10).egress_gateway(create=False)
+        if gateway is None:
+            return "egress proxy: the egress network is not there yet (the worker makes it)"
+        with socket.create_connection((gateway, settings.egress_port), timeout=5):
             return None
-    except (OSError, docker.errors.DockerException) as exc:
+    except (OSError, runtime.ProvisionError) as exc:
         return f"egress proxy: {exc}"
 
 

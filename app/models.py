@@ -12,7 +12,8 @@ from app.db import database
 
 # admin: everything; template-admin: templates too; member: their own and shared
 # workspaces; auditor: reads everything, changes nothing (app.authz has the matrix).
-ROLES = ("admin", "template-admin", "member", "auditor")
+from app.roles import ROLES  # noqa: E402,F401  (kept here: most code finds it here)
+
 # What a token may do (docs/security.md has the table of every API route and its scope):
 # account manages its user's SSH keys and API tokens.
 TOKEN_SCOPES = ("workspaces:read", "workspaces:write", "workspaces:exec", "account", "admin")
@@ -175,6 +176,13 @@ class Workspace(BaseModel):
     # The engine's StartedAt of the container when Berth last started it, verbatim: a
     # different one means the engine started it again by itself (reconcile).
     engine_started_at = peewee.CharField(max_length=40, null=True)
+    # Where the started workspace is reached, as the worker recorded it from the runtime
+    # (app.runtime.Placement): the web tier and the SSH gateway read it here. The address
+    # is cleared when it stops.
+    address = peewee.CharField(max_length=64, null=True)
+    runtime_host = peewee.CharField(max_length=255, null=True)
+    remote_user = peewee.CharField(max_length=64, null=True)
+    workspace_folder = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

@@ -22,7 +22,8 @@ import docker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import devcontainer as dc  # noqa: E402
-from app.provisioner.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
+from app.runtime.docker import DockerRuntime
+from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
 from tests import reference  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def timed(func) -> float:
 
 def berth_build(ws: Path, client) -> None:
     plan = dc.plan(dc.load(ws), feature_cache=ws / "cache")
-    dc.build(plan, client)
+    dc.build(plan, DockerRuntime(client, "test"))
 
 
 def reference_build(cli, ws: Path) -> None:

@@ -31,7 +31,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.provisioner.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
+from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
 from tests import services  # noqa: E402
 from tests.berthapi import Client  # noqa: E402
 

@@ -21,7 +21,7 @@ def docker_client():
 @pytest.fixture(scope="session")
 def base_image(docker_client):
     """The local Debian base image, built with mmdebstrap when absent."""
-    from app.provisioner.base_image import BASE_IMAGE, ensure_base_image
+    from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image
 
     ensure_base_image(docker_client, BASE_IMAGE, on_log=print)
     return BASE_IMAGE
@@ -30,7 +30,7 @@ def base_image(docker_client):
 @pytest.fixture(scope="session")
 def tools_bundle(docker_client, base_image):
     """The code-server tools bundle in its Docker volume, built once per host (minutes)."""
-    from app.provisioner import tools
+    from app.runtime.docker import tools
 
     tools.ensure(docker_client, on_log=print)
     return tools.VOLUME

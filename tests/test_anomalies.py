@@ -14,7 +14,7 @@ import pytest
 from app.config import Settings
 from app.db import database, open_database
 from app.models import utcnow
-from app.provisioner.docker import Provisioner
+from app.runtime.docker import DockerRuntime
 from app.workspaces import anomalies
 from tests.services import wait_until
 
@@ -78,7 +78,7 @@ def test_sandbox_alerts(stack, webhook, docker_client):
         )
         settings = Settings.load({"data_dir": str(stack.data_dir), "alert_webhook": webhook})
         open_database(settings)
-        provisioner = Provisioner(
+        provisioner = DockerRuntime(
             docker.DockerClient(base_url=settings.docker_host), settings.instance
         )
         detector = anomalies.Detector()

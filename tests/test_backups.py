@@ -14,8 +14,9 @@ from app.backups import database as db_backups
 from app.config import Settings
 from app.db import database, make_database, open_database
 from app.models import ScheduledJob
-from app.scheduler import jobs, register, run_recorded
+from app.scheduler import register, run_recorded
 from app.workspaces import activity, service, templates
+from app.workspaces import scheduled as jobs
 from tests import services
 
 

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.db import database
 from app.factory import create_app
 from app.models import StateChange, Template, Transition, Workspace, utcnow
-from app.scheduler import jobs
+from app.workspaces import scheduled as jobs
 from app.workspaces import templates
 
 T0 = datetime(2026, 10, 1, 8, 0)

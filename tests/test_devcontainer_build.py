@@ -10,6 +10,8 @@ import pytest
 
 from app import devcontainer as dc
 from app.devcontainer.metadata import LABEL
+from app.runtime.docker import DockerRuntime
+from app.runtime.docker.up import up
 from tests.dcfiles import feature, write
 
 
@@ -33,7 +35,9 @@ def _left_by(log: list[str], before: set[str], client) -> set[str]:
 
 def _build(folder, client, logs=None):
     result = dc.plan(dc.load(folder), feature_cache=folder / "cache")
-    return result, dc.build(result, client, on_log=(logs.append if logs is not None else print))
+    return result, dc.build(
+        result, DockerRuntime(client, "test"), on_log=(logs.append if logs is not None else print)
+    )
 
 
 def test_cache_hit_builds_nothing(tmp_path, docker_client, base_image):
@@ -142,7 +146,7 @@ def test_failed_lifecycle_leaves_no_container(tmp_path, docker_client, base_imag
     plan, built = _build(tmp_path, docker_client)
     spec = dc.run_spec(plan, built)
     with pytest.raises(dc.LifecycleError) as error:
-        dc.up(docker_client, spec)
+        up(DockerRuntime(docker_client, "test"), spec)
     assert str(error.value) == (
         "postCreateCommand: postCreateCommand from devcontainer.json failed with exit code 7"
     )
@@ -179,9 +183,9 @@ def test_run_spec_on_a_volume(tmp_path, docker_client, base_image):
             "settings": {"editor.tabSize": 2},
         }
         assert spec.forward_ports == [3000] and spec.ports_attributes["3000"]["label"] == "web"
-        container = dc.up(docker_client, spec)
+        container = up(DockerRuntime(docker_client, "test"), spec)
         try:
-            session = dc.Session(docker_client, container.id, spec)
+            session = dc.Session(DockerRuntime(docker_client, "test"), container.id, spec)
             out = session.run_command(["sh", "-c", "pwd; echo $WHERE; cat /tmp/starts"], "t")
             folder = f"/workspaces/{tmp_path.name}"
             assert out.output.splitlines() == [folder, folder, "started"]

@@ -19,6 +19,8 @@ import docker
 import pytest
 
 from app import devcontainer as dc
+from app.runtime.docker import DockerRuntime
+from app.runtime.docker.up import up
 from tests import reference
 from tests.services import ARTIFACTS
 
@@ -169,22 +171,22 @@ def _run_berth(client, workspace: Path, config: str | None) -> dict:
             approvals=approvals,
             feature_cache=workspace.parent / "feature-cache",
         )
-        built = dc.build(plan, client)
+        built = dc.build(plan, DockerRuntime(client, "test"))
         spec = dc.run_spec(plan, built, approvals=approvals)
-        container = dc.up(client, spec)
+        container = up(DockerRuntime(client, "test"), spec)
     except dc.DevcontainerError as exc:
         return {"failed": str(exc)}
     except docker.errors.APIError as exc:
         return {"failed": f"docker: {exc.explanation or exc}"}
     try:
-        session = dc.Session(client, container.id, spec)
+        session = dc.Session(DockerRuntime(client, "test"), container.id, spec)
         first = session.run_command(["/bin/sh", "-c", OBSERVE], "observe").output
         inspected = _inspect(client, container.id)
         container.stop(timeout=5)
         container.start()
-        dc.run_lifecycle(client, container.id, spec)
+        dc.run_lifecycle(DockerRuntime(client, "test"), container.id, spec)
         second = (
-            dc.Session(client, container.id, spec)
+            dc.Session(DockerRuntime(client, "test"), container.id, spec)
             .run_command(["/bin/sh", "-c", OBSERVE], "observe")
             .output
         )

@@ -11,7 +11,7 @@ import subprocess
 import docker
 import pytest
 
-from app.provisioner.control import CONTROL_IMAGE
+from app.runtime.docker.control import CONTROL_IMAGE
 from tests.conftest import start_stack, stop_stack
 from tests.services import free_port, wait_until
 from tests.test_ssh import SERVER_SCRIPT, _get, run_vscode_pattern
@@ -162,7 +162,7 @@ def test_a_pid_outside_the_workspace_is_never_entered_nor_signalled(engine_stack
     """What a reused pid would be: a process of the host's (here, one this test started)
     named with the workspace's container id. No tunnel enters its namespace, no signal
     reaches it."""
-    from app.provisioner.control import EngineControl
+    from app.runtime.docker.control import EngineControl
 
     container = docker_client.containers.get(engine_stack.docker_name(engine_stack.ws["id"]))
     control = EngineControl(docker_client, engine_stack.instance, mode="engine")

@@ -10,8 +10,8 @@ from app import accounts, audit, groups, migrations
 from app.config import Settings
 from app.db import database
 from app.factory import create_app
+from app.http.extensions import limiter
 from app.models import AuditEvent, Workspace, stamp
-from app.web.extensions import limiter
 from app.workspaces import templates
 from tests.test_web import form_post, login
 

@@ -10,7 +10,7 @@ import threading
 import docker
 import pytest
 
-from app.provisioner import tools
+from app.runtime.docker import tools
 
 # Writes a version folder like build-tools.sh does, slowly enough for a race, and counts
 # how many builders ran at once in a file of the volume.

@@ -10,8 +10,8 @@ from app import accounts, migrations
 from app.config import Settings
 from app.db import database
 from app.factory import create_app
+from app.http.extensions import limiter
 from app.models import ApiToken, User, utcnow
-from app.web.extensions import limiter
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from app import migrations
 from app.config import Settings
 from app.db import database, open_database
 from app.models import StateChange, Transition, User, Workspace
-from app.provisioner.docker import Provisioner, WorkspaceRef
+from app.runtime import WorkspaceRef
+from app.runtime.docker import DockerRuntime, names
 from app.workspaces import ide, lifecycle, service, templates, worker
 from tests.dcfiles import git_repo
 from tests.services import remove_engine_objects, wait_until
@@ -31,11 +32,11 @@ def instance_dir(tmp_path, docker_client, base_image):
         templates.sync_builtin()
         User.create(username="wk", password_hash=None, role="member")
     yield settings
-    provisioner = Provisioner(docker_client, settings.instance)
+    runtime = DockerRuntime(docker_client, settings.instance)
     with database.connection_context():
         ids = [w.id for w in Workspace.select()]
     for ws_id in ids:
-        provisioner.remove_workspace(ws_id)
+        runtime.remove_workspace(ws_id)
     remove_engine_objects([settings.data_dir])  # the instance's egress and build networks
 
 
@@ -135,11 +136,11 @@ def test_killing_the_worker_mid_create_ends_consistent(
         )
         assert status_of(ws.id) == "running", log_path.read_text()
         assert "1 interrupted job(s) will run again" in log_path.read_text()
-        provisioner = Provisioner(docker_client, instance_dir.instance)
-        containers = provisioner.managed("containers", ws.id)
+        runtime = DockerRuntime(docker_client, instance_dir.instance)
+        containers = runtime._managed("containers", ws.id)
         assert [c.labels["berth.role"] for c in containers] == ["workspace"]  # no leftovers
-        assert len(provisioner.managed("networks", ws.id)) == 1
-        assert len(provisioner.managed("volumes", ws.id)) == 2
+        assert len(runtime._managed("networks", ws.id)) == 1
+        assert len(runtime._managed("volumes", ws.id)) == 2
         output = containers[0].exec_run(["ls", "/tmp/created", "/built"]).exit_code
         assert output == 0
         with database.connection_context():
@@ -148,7 +149,7 @@ def test_killing_the_worker_mid_create_ends_consistent(
             service.request(Workspace.get_by_id(ws.id), "delete", data_dir=instance_dir.data_dir)
         wait_until(lambda: status_of(ws.id) == "deleted", 120, what="deleted")
         assert not any(
-            provisioner.managed(kind, ws.id) for kind in ("containers", "networks", "volumes")
+            runtime._managed(kind, ws.id) for kind in ("containers", "networks", "volumes")
         )
     finally:
         second.send_signal(signal.SIGTERM)
@@ -159,7 +160,7 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "drift", template_name="base", data_dir=instance_dir.data_dir)
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     with database.connection_context():
         job = Transition.get(Transition.workspace == ws.id)
         Transition.update(status="running").where(Transition.id == job.id).execute()
@@ -171,7 +172,7 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
     orphan = docker_client.containers.create(
         "berth-base:bookworm",
         ["sleep", "60"],
-        labels={**orphan_ref.labels, "berth.role": "workspace"},
+        labels={**names.labels(orphan_ref), "berth.role": "workspace"},
     )
     # The instance's control container (tunnels, ending commands) is nobody's orphan.
     control = docker_client.containers.create(
@@ -185,7 +186,7 @@ def test_reconcile_repairs_drift(instance_dir, tmp_path, docker_client):
         },
     )
     # A container that vanished behind Berth's back.
-    w.provisioner.find_container(ws.id).remove(force=True)
+    docker_client.containers.get(w.runtime.find(ws.id).id).remove(force=True)
     repaired = w.reconcile()
     control.reload()  # still there
     control.remove(force=True)
@@ -225,13 +226,13 @@ def test_a_container_the_engine_started_again_is_set_up_again(instance_dir, dock
         idle = service.create(
             owner, "resting", template_name="base", data_dir=instance_dir.data_dir
         )
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     for each in (ws, idle):
         assert _run_next_job(w, each.id).status == "succeeded"
     with database.connection_context():
         service.request(idle, "stop", data_dir=instance_dir.data_dir)
     assert _run_next_job(w, idle.id).status == "succeeded"
-    container = w.provisioner.find_container(ws.id)
+    container = docker_client.containers.get(w.runtime.find(ws.id).id)
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     # An older container without the policy gets it in place.
     container.update(restart_policy={"Name": "no"})
@@ -240,10 +241,10 @@ def test_a_container_the_engine_started_again_is_set_up_again(instance_dir, dock
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
     token = ["cat", "/run/berth/token"]
-    first = w.provisioner.exec(container.id, token, user="dev")
+    first = w.runtime.exec(container.id, token, user="dev")
     assert first.exit_code == 0 and first.stdout.strip()
     container.restart(timeout=1)  # as the engine does when it comes back
-    assert w.provisioner.exec(container.id, token, user="dev").exit_code != 0  # tmpfs, gone
+    assert w.runtime.exec(container.id, token, user="dev").exit_code != 0  # tmpfs, gone
     assert w.reconcile() == ["reborn: started again by the engine, set up again"]
     with database.connection_context():
         job = Transition.get((Transition.workspace == ws.id) & (Transition.status == "pending"))
@@ -258,12 +259,12 @@ def test_a_container_the_engine_started_again_is_set_up_again(instance_dir, dock
         assert [c.to_status for c in StateChange.select().where(
             StateChange.transition == done.id
         )] == []  # fmt: skip
-    again = w.provisioner.exec(container.id, token, user="dev")
+    again = w.runtime.exec(container.id, token, user="dev")
     assert again.exit_code == 0 and again.stdout.strip()  # the sandbox has a token again
     assert w.reconcile() == []  # set up once, not again and again
 
     # A container started outside Berth for a workspace Berth stopped: stopped again.
-    resting = w.provisioner.find_container(idle.id)
+    resting = docker_client.containers.get(w.runtime.find(idle.id).id)
     resting.start()
     assert w.reconcile() == ["resting: its container was started outside Berth; stopped again"]
     resting.reload()
@@ -279,11 +280,11 @@ def test_an_exited_container_is_marked_stopped_only_once_it_stays_exited(
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "paused", template_name="base", data_dir=instance_dir.data_dir)
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     now = [1000.0]
     w.clock = lambda: now[0]
     assert _run_next_job(w, ws.id).status == "succeeded"
-    container = w.provisioner.find_container(ws.id)
+    container = docker_client.containers.get(w.runtime.find(ws.id).id)
     container.stop(timeout=1)  # the engine going down, or someone outside Berth
     assert w.reconcile() == []
     now[0] += worker.EXITED_GRACE_SECONDS - 1
@@ -304,15 +305,17 @@ def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "coder", template_name="base", data_dir=instance_dir.data_dir)
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
-    address = w.provisioner.container_address(ws.id)
+    address = w.runtime.placement(w.runtime.find(ws.id).id).address
     wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering")
-    w.provisioner.find_container(ws.id).restart(timeout=1)
-    assert ide.healthz(w.provisioner.container_address(ws.id)) is None  # went with it
+    docker_client.containers.get(w.runtime.find(ws.id).id).restart(timeout=1)
+    assert (
+        ide.healthz(w.runtime.placement(w.runtime.find(ws.id).id).address) is None
+    )  # went with it
     assert w.reconcile() == ["coder: started again by the engine, set up again"]
     assert _run_next_job(w, ws.id).status == "succeeded"
-    address = w.provisioner.container_address(ws.id)
+    address = w.runtime.placement(w.runtime.find(ws.id).id).address
     wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering again")
 
 
@@ -327,12 +330,12 @@ def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_
     crashing = docker_client.containers.run(
         "berth-base:bookworm",
         ["sh", "-c", "exit 3"],
-        name=ref.container_name,
-        labels={**ref.labels, "berth.role": "workspace"},
+        name=names.container_name(ref),
+        labels={**names.labels(ref), "berth.role": "workspace"},
         restart_policy={"Name": "unless-stopped"},
         detach=True,
     )
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     wait_until(
         lambda: (
             crashing.reload()
@@ -387,7 +390,7 @@ def test_reconcile_leaves_a_workspace_alone_while_its_job_is_in_flight(instance_
         ws = service.create(owner, "midjob", template_name="base", data_dir=instance_dir.data_dir)
         # As inside a rebuild: the container is gone and the job has not made a new one.
         Workspace.update(status="running").where(Workspace.id == ws.id).execute()
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     assert w.reconcile() == []  # its create job is pending: nothing to repair yet
     assert status_of(ws.id) == "running"
     with database.connection_context():
@@ -408,13 +411,13 @@ def test_networks_made_at_once_by_several_processes_all_succeed(docker_client):
     pool = f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/24"
 
     def fresh():  # each thread is a process of its own: no lock shared between them
-        return Provisioner(docker.from_env(timeout=60), instance, pool, subnet_prefix=28)
+        return DockerRuntime(docker.from_env(timeout=60), instance, pool, subnet_prefix=28)
 
     refs = [WorkspaceRef(instance, n, "wk", f"n{n}") for n in range(6)]
     try:
         with ThreadPoolExecutor(max_workers=8) as threads:
-            made = list(threads.map(lambda ref: fresh().ensure_network(ref), refs))
-            egress = list(threads.map(lambda _: fresh().ensure_egress_network(), range(3)))
+            made = list(threads.map(lambda ref: fresh().networks.ensure_network(ref), refs))
+            egress = list(threads.map(lambda _: fresh().networks.ensure_egress_network(), range(3)))
         assert len({n.id for n in egress}) == 1
         subnets = [
             n.attrs["IPAM"]["Config"][0]["Subnet"]

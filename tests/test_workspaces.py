@@ -8,7 +8,7 @@ import re
 import docker
 import pytest
 
-from app.provisioner.docker import LABEL_INSTANCE, LABEL_WORKSPACE
+from app.runtime.docker.names import LABEL_INSTANCE, LABEL_WORKSPACE
 from tests.dcfiles import git_repo
 
 

@@ -2,7 +2,7 @@
 
 from flask import Blueprint
 
-from app.web.extensions import csrf
+from app.http.extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
 # Bearer tokens are never sent by a browser on its own, so cross-site forgery does not

@@ -9,7 +9,7 @@ from flask import Response, jsonify, request
 from app import audit, durations
 from app.api import bp
 from app.api.auth import require_right, token_required
-from app.api.errors import ApiError
+from app.http.errors import ApiError
 
 
 def parse_time(name: str, value: str | None) -> datetime | None:

@@ -10,7 +10,7 @@ from functools import wraps
 from flask import g, request
 
 from app import accounts, authz
-from app.api.errors import ApiError
+from app.http.errors import ApiError
 from app.models import TOKEN_SCOPES, ApiToken
 
 

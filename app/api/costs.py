@@ -12,9 +12,9 @@ from app import authz, costs
 from app.api import bp
 from app.api.audit import parse_time
 from app.api.auth import current_token, require_right, token_required
-from app.api.errors import ApiError, json_body
+from app.http import auditing
+from app.http.errors import ApiError, json_body
 from app.models import Budget, Group, utcnow
-from app.web import auditing
 
 
 def _csv(header: list[str], rows: list[list]) -> Response:

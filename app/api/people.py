@@ -7,9 +7,9 @@ from flask import jsonify
 from app import accounts, groups
 from app.api import bp
 from app.api.auth import current_token, require_right, token_required
-from app.api.errors import ApiError, json_body
+from app.http import auditing
+from app.http.errors import ApiError, json_body
 from app.models import Group, User, stamp
-from app.web import auditing
 from app.workspaces import quotas
 
 

@@ -8,37 +8,43 @@ import json
 import posixpath
 import time
 
-import docker
 from flask import Response, g, jsonify, request, stream_with_context
 
 from app import authz
+from app import runtime as runtimes
 from app.api import bp
 from app.api.auth import token_required
-from app.api.errors import ApiError, json_body
 from app.api.workspaces import _body, _settings, _user, _workspace
+from app.http import auditing
+from app.http.errors import ApiError, api_error, json_body
 from app.models import Recording, stamp, utcnow
-from app.provisioner.docker import ExecEnd, Provisioner
+from app.runtime import ExecEnd, ProvisionError
 from app.slots import long_lived
-from app.web import auditing
 from app.workspaces import activity, recordings, sandboxes, service
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_COLLECTED_CHARS = 32 * 1024 * 1024  # of an exec's output held in memory at once
 
 
+@bp.errorhandler(ProvisionError)
+def _runtime_refused(exc: ProvisionError):
+    """The workspace stopped under a command or a file transfer (or the engine refused):
+    a conflict with its state, said in the API's error shape."""
+    return api_error(409, "runtime_refused", str(exc))
+
+
 def running_container(ws, timeout: float):
-    """The provisioner and the running container of ``ws``, or 409."""
+    """The runtime and the running container of ``ws`` (as the worker recorded it: no
+    engine lookup), or 409."""
     if ws.status != "running":
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
-    client = docker.DockerClient(base_url=_settings().docker_host, timeout=int(timeout) + 30)
+    if not ws.container_id or not ws.runtime_host:
+        raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
+    runtime = runtimes.connect(_settings(), timeout=int(timeout) + 30)
     # Closed when the request ends (app.factory), streamed responses included: a few
     # hundred requests at once must not each leave a connection to the engine open.
-    g.setdefault("engine_clients", []).append(client)
-    provisioner = Provisioner(client, _settings().instance, control=_settings().engine_control)
-    container = provisioner.find_container(ws.id)
-    if container is None or container.status != "running":
-        raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
-    return provisioner, container
+    g.setdefault("engine_clients", []).append(runtime)
+    return runtime, ws.container_id
 
 
 def _exec_events(
@@ -46,8 +52,8 @@ def _exec_events(
 ):
     """Output events as they come, then the end; activity and the audit record whatever
     happens (the client may leave half-way)."""
-    provisioner, container = running_container(ws, timeout)
-    user, workdir = provisioner.identity(container)
+    runtime, container_id = running_container(ws, timeout)
+    user, workdir = ws.remote_user or "root", ws.workspace_folder
     # The sandbox's token is its owner's: only the owner's own commands get it.
     env = sandboxes.exec_env(ws, _settings().secret_key) if ws.owner_id == _user().id else {}
     detail = " ".join(command)[:200]
@@ -59,8 +65,8 @@ def _exec_events(
     recorded = 0
     clock = time.monotonic()
     try:
-        for item in provisioner.exec_stream(
-            container.id,
+        for item in runtime.exec_stream(
+            container_id,
             command,
             user=user,
             workdir=workdir,
@@ -158,13 +164,13 @@ def exec_in_workspace(workspace_id):
     return jsonify(result)
 
 
-def _path(ws, container, provisioner) -> tuple[str, str]:
+def _path(ws) -> tuple[str, str]:
     """The absolute path asked for (relative ones are in the workspace folder) and the
     user files are read and written as."""
     raw = request.args.get("path", "")
     if not raw or "\x00" in raw:
         raise ApiError(422, "invalid_path", "give ?path=… (absolute, or relative to the workspace)")
-    user, folder = provisioner.identity(container)
+    user, folder = ws.remote_user or "root", ws.workspace_folder
     path = posixpath.normpath(raw if raw.startswith("/") else posixpath.join(folder or "/", raw))
     return path, user
 
@@ -179,11 +185,11 @@ def put_file(workspace_id):
     data = request.get_data(cache=False)
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(413, "too_large", f"files are limited to {MAX_FILE_BYTES} bytes")
-    provisioner, container = running_container(ws, 120)
-    path, user = _path(ws, container, provisioner)
+    runtime, container_id = running_container(ws, 120)
+    path, user = _path(ws)
     script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
-    result = provisioner.exec(
-        container.id, ["sh", "-c", script, "sh", path], user=user, stdin=data, timeout=120
+    result = runtime.exec(
+        container_id, ["sh", "-c", script, "sh", path], user=user, stdin=data, timeout=120
     )
     if result.exit_code != 0:
         raise ApiError(422, "write_failed", f"cannot write {path}: {result.stderr.strip()}")
@@ -199,10 +205,10 @@ def put_file(workspace_id):
 def get_file(workspace_id):
     """The file at ?path=, or a tar of the directory there, as the workspace user sees it."""
     ws = _workspace(workspace_id, authz.USE)
-    provisioner, container = running_container(ws, 120)
-    path, user = _path(ws, container, provisioner)
-    kind = provisioner.exec(
-        container.id,
+    runtime, container_id = running_container(ws, 120)
+    path, user = _path(ws)
+    kind = runtime.exec(
+        container_id,
         [
             "sh",
             "-c",
@@ -218,7 +224,7 @@ def get_file(workspace_id):
     argv = ["tar", "-C", path, "-cf", "-", "."] if kind == "dir" else ["cat", "--", path]
 
     def body():
-        for item in provisioner.exec_stream(container.id, argv, user=user, timeout=600):
+        for item in runtime.exec_stream(container_id, argv, user=user, timeout=600):
             if not isinstance(item, ExecEnd) and item[0] == "stdout":
                 yield item[1]
 

@@ -6,7 +6,7 @@ from flask import current_app, jsonify
 
 from app.api import bp
 from app.api.auth import current_token, token_required
-from app.api.errors import ApiError, json_body
+from app.http.errors import ApiError, json_body
 from app.ssh import hostkey, keys
 
 

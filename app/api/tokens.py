@@ -11,8 +11,8 @@ from flask import current_app, jsonify, request
 from app import accounts, authz
 from app.api import bp
 from app.api.auth import current_token, token_required
-from app.api.errors import ApiError, json_body
 from app.durations import parse_duration
+from app.http.errors import ApiError, json_body
 from app.models import ApiToken, stamp, utcnow
 from app.workspaces import service
 

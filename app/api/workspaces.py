@@ -9,12 +9,12 @@ from flask import Response, current_app, jsonify, request, stream_with_context
 from app import authz
 from app.api import bp
 from app.api.auth import current_token, require_right, token_required
-from app.api.errors import ApiError, json_body
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
+from app.http import auditing
+from app.http.errors import ApiError, json_body
 from app.models import StateChange, Template, Transition, Workspace, stamp
 from app.slots import held, long_lived
-from app.web import auditing
 from app.workspaces import activity, apps, logs, service, sharing, templates
 
 
@@ -47,7 +47,7 @@ def _workspace(workspace_id, needed: str = authz.READ, include_deleted: bool = F
 
 @bp.app_errorhandler(service.WorkspaceError)
 def _workspace_error(exc: service.WorkspaceError):
-    from app.api.errors import api_error
+    from app.http.errors import api_error
 
     return api_error(exc.status, exc.code, exc.message)
 
@@ -139,17 +139,14 @@ def create_workspace():
 
 
 def _hand_pool_token(ws) -> None:
-    import docker
-
     from app.api.sandbox import running_container
-    from app.provisioner.docker import ProvisionError
+    from app.runtime import ProvisionError
     from app.workspaces.lifecycle import hand_token
 
-    provisioner, container = running_container(ws, 30)
-    user, _ = provisioner.identity(container)
+    runtime, container_id = running_container(ws, 30)
     try:
-        hand_token(provisioner, ws, container.id, user, _settings().secret_key)
-    except (ProvisionError, docker.errors.APIError) as exc:
+        hand_token(runtime, ws, container_id, ws.remote_user or "root", _settings().secret_key)
+    except ProvisionError as exc:
         # The sandbox is its owner's now; its commands get BERTH_TOKEN all the same.
         current_app.logger.warning("sandbox %s: token file not written: %s", ws.id, exc)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.backups import Backup, BackupError, parse_timestamp, size_of, timestamp
 from app.config import Settings
-from app.provisioner.docker import LABEL_ROLE, Provisioner, WorkspaceRef
+from app.runtime import Runtime, WorkspaceRef
 
 ID_RULE = re.compile(r"^[a-z0-9-]+-\d{8}T\d{6}Z$")
 MANIFEST = "manifest.json"
@@ -23,7 +23,7 @@ def folder(settings: Settings) -> Path:
 
 
 def backup(
-    settings: Settings, provisioner: Provisioner, ref: WorkspaceRef, image: str, about: dict
+    settings: Settings, runtime: Runtime, ref: WorkspaceRef, image: str, about: dict
 ) -> Backup:
     """Archive every volume of the workspace ``ref``; ``about`` describes it (template,
     parameters, ...) for whoever restores it."""
@@ -32,15 +32,11 @@ def backup(
     partial = final.with_name(backup_id + ".partial")
     partial.mkdir(parents=True)
     try:
-        roles = sorted(
-            v.attrs["Labels"][LABEL_ROLE]
-            for v in provisioner.managed("volumes", ref.id)
-            if (v.attrs.get("Labels") or {}).get(LABEL_ROLE)
-        )
+        roles = sorted(v.role for v in runtime.volumes(ref.id) if v.role)
         if not roles:
             raise BackupError(f"workspace {ref.name} has no volumes to back up")
         for role in roles:
-            provisioner.export_volume(ref, role, image, partial / f"{role}.tar.gz")
+            runtime.export_volume(ref, role, image, partial / f"{role}.tar.gz")
         manifest = {**about, "owner": ref.owner, "name": ref.name, "volumes": roles}
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(final)
@@ -73,10 +69,10 @@ def find(settings: Settings, backup_id: str) -> Backup:
     return _describe(path)
 
 
-def restore(provisioner: Provisioner, ref: WorkspaceRef, image: str, source: Backup) -> list[str]:
+def restore(runtime: Runtime, ref: WorkspaceRef, image: str, source: Backup) -> list[str]:
     """Fill the volumes of the new workspace ``ref`` from ``source``; returns the roles."""
     for role in source.meta["volumes"]:
-        provisioner.import_volume(ref, role, image, source.path / f"{role}.tar.gz")
+        runtime.import_volume(ref, role, image, source.path / f"{role}.tar.gz")
     return source.meta["volumes"]
 
 

@@ -1,16 +1,18 @@
 """The devcontainer engine: devcontainer.json in, an image and a run plan out.
 
-No Flask here. The public API:
+No Flask, and no container engine: it reaches one only through the small Engine
+protocol (app.devcontainer.engine) a runtime provides. The public API:
 
 - ``load(folder, config_path=None)`` -> DevcontainerConfig (JSONC, validated)
 - ``plan(config, local_env=..., approvals=...)`` -> Plan (what to build, Features ordered)
-- ``build(plan, docker_client, on_log)`` -> BuildResult (a content-addressed image)
+- ``build(plan, engine, on_log)`` -> BuildResult (a content-addressed image)
 - ``run_spec(plan, result, approvals=..., workspace_volume=...)`` -> RunSpec
-- ``run_lifecycle(client, container_id, spec)`` / ``up(client, spec)``
+- ``run_lifecycle(engine, container_id, spec)``
 """
 
 from app.devcontainer.build import BuildResult, build
 from app.devcontainer.config import DevcontainerConfig, discover, load
+from app.devcontainer.engine import Engine
 from app.devcontainer.errors import (
     BuildError,
     ConfigError,
@@ -23,7 +25,6 @@ from app.devcontainer.lifecycle import Session, run_lifecycle
 from app.devcontainer.plan import Plan, plan
 from app.devcontainer.policy import Approvals
 from app.devcontainer.run import RunSpec, run_spec
-from app.devcontainer.up import up
 
 __all__ = [
     "Approvals",
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DevcontainerConfig",
     "DevcontainerError",
+    "Engine",
     "FeatureError",
     "LifecycleError",
     "Plan",
@@ -44,5 +46,4 @@ __all__ = [
     "plan",
     "run_lifecycle",
     "run_spec",
-    "up",
 ]

@@ -9,31 +9,23 @@ can be skipped.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import re
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
-from docker.utils.build import exclude_paths
-from docker.utils.build import tar as build_tar
-
 from app.devcontainer import inputs, metadata
+from app.devcontainer.engine import Engine
 from app.devcontainer.errors import BuildError
 from app.devcontainer.plan import Plan
 
 IMAGE_REPOSITORY = "berth-devcontainer"
 ENGINE_VERSION = "1"  # part of every hash: bump when the generated build changes shape
 FEATURES_DIR = "/tmp/dev-container-features"  # noqa: S108  (the spec's fixed location)
-# The name the Dockerfile travels under in the build context Berth sends.
-CONTEXT_DOCKERFILE = ".berth-build.Dockerfile"
 Log = Callable[[str], None]
 
 
@@ -62,12 +54,9 @@ def _ignore_patterns(plan: Plan) -> list[str]:
     return [p.strip() for p in text.splitlines() if p.strip() and not p.startswith("#")]
 
 
-def _context_files(plan: Plan) -> list[str]:
-    """What goes into the build context: its files less those .dockerignore excludes
-    (docker-py's own matcher, which never follows a link to a folder)."""
-    return sorted(
-        exclude_paths(str(plan.build_context), _ignore_patterns(plan), CONTEXT_DOCKERFILE)
-    )
+def _context_files(plan: Plan, engine: Engine) -> list[str]:
+    """What goes into the build context: its files less those .dockerignore excludes."""
+    return engine.context_files(plan.build_context, _ignore_patterns(plan))
 
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE | re.MULTILINE)
@@ -88,21 +77,19 @@ def _from_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
     return refs
 
 
-def _image_id(client: docker.DockerClient, ref: str) -> str:
-    try:
-        return client.images.get(ref).id
-    except (docker.errors.ImageNotFound, docker.errors.APIError):
-        return ""  # a stage name, or an image the build will pull
+def _image_id(engine: Engine, ref: str) -> str:
+    found = engine.image(ref)
+    return found.id if found else ""  # a stage name, or an image the build will pull
 
 
-def input_hash(plan: Plan, client: docker.DockerClient) -> str:
+def input_hash(plan: Plan, engine: Engine) -> str:
     """A hash of everything that decides the built image."""
     digest = hashlib.sha256()
     doc = {
         "engine": ENGINE_VERSION,
         "kind": plan.kind,
         "image": plan.image,
-        "image_id": _image_id(client, plan.image) if plan.image else "",
+        "image_id": _image_id(engine, plan.image) if plan.image else "",
         "args": plan.build_args,
         "target": plan.target,
         "labels": plan.build_labels,
@@ -116,10 +103,10 @@ def input_hash(plan: Plan, client: docker.DockerClient) -> str:
     if plan.dockerfile:
         text = plan.dockerfile_text
         doc["dockerfile"] = text
-        doc["from"] = [[ref, _image_id(client, ref)] for ref in _from_images(text, plan.build_args)]
+        doc["from"] = [[ref, _image_id(engine, ref)] for ref in _from_images(text, plan.build_args)]
     digest.update(json.dumps(doc, sort_keys=True).encode())
     if plan.build_context:
-        inputs.hash_tree(digest, plan.build_context, _context_files(plan))
+        inputs.hash_tree(digest, plan.build_context, _context_files(plan, engine))
     for feature in plan.features:
         names = []
         for folder, dirs, files in os.walk(feature.folder):  # never into linked folders
@@ -169,87 +156,15 @@ class ImageUser:
     home: str
 
 
-def image_users(client: docker.DockerClient, image: str) -> dict[str, ImageUser]:
+def image_users(engine: Engine, image: str) -> dict[str, ImageUser]:
     """The users in the image's /etc/passwd, read without running the image."""
-    container = client.containers.create(
-        image,
-        command=["true"],
-        entrypoint=[],
-        labels={"berth.managed": "true", "berth.role": "probe"},
-    )
-    try:
-        stream, _ = container.get_archive("/etc/passwd")
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            text = tar.extractfile(tar.getmembers()[0]).read().decode(errors="replace")
-    except docker.errors.NotFound:
-        return {}
-    finally:
-        container.remove(force=True)
+    data = engine.read_image_file(image, "/etc/passwd")
     users = {}
-    for line in text.splitlines():
+    for line in (data or b"").decode(errors="replace").splitlines():
         parts = line.split(":")
         if len(parts) >= 6 and parts[2].isdigit() and parts[3].isdigit():
             users[parts[0]] = ImageUser(int(parts[2]), int(parts[3]), parts[5])
     return users
-
-
-def _context_archive(plan: Plan):
-    """The build context as a tar made from the checkout: links kept as links (never
-    followed), the Dockerfile as read from inside the checkout under a name of its own."""
-    return build_tar(
-        str(plan.build_context),
-        exclude=_ignore_patterns(plan),
-        dockerfile=(CONTEXT_DOCKERFILE, plan.dockerfile_text),
-    )
-
-
-class _Builder:
-    """Runs one classic-builder build, streaming its output and remembering its layers."""
-
-    def __init__(self, client: docker.DockerClient, on_log: Log, network: str | None = None):
-        self.client = client
-        self.on_log = on_log
-        self.network = network
-        self.log: list[str] = []
-        self.layers: list[str] = []
-
-    def run(self, what: str, **kwargs) -> str:
-        step = ""
-        image_id = ""
-        error = None
-        if self.network:
-            kwargs["network_mode"] = self.network
-        stream = self.client.api.build(decode=True, rm=True, forcerm=True, **kwargs)
-        for chunk in stream:
-            for line in (chunk.get("stream") or "").splitlines():
-                self.log.append(line)
-                self.on_log(line)
-                if line.startswith("Step "):
-                    step = line
-                match = re.match(r"^ ---> ([0-9a-f]{12})$", line)
-                if match:
-                    self.layers.append(match.group(1))
-                built = re.match(r"^Successfully built ([0-9a-f]{12})", line)
-                if built:
-                    image_id = built.group(1)
-            if "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
-                image_id = chunk["aux"]["ID"]
-            if "error" in chunk:
-                error = chunk["error"].strip()
-                self.log.append(error)
-                self.on_log(error)
-        if error or not image_id:
-            where = f" at {step}" if step else ""
-            raise BuildError(
-                f"{what} failed{where}: {error or 'no image was produced'}", log=self.log
-            )
-        return self.client.images.get(image_id).id
-
-    def discard_layers(self) -> None:
-        """Remove the untagged layers a failed build left; shared cache layers stay."""
-        for layer in reversed(self.layers):
-            with contextlib.suppress(docker.errors.APIError):
-                self.client.images.remove(layer, noprune=False)
 
 
 def _stage_features(plan: Plan, root: Path, builtin_env: dict[str, str]) -> list[str]:
@@ -282,73 +197,58 @@ def _stage_features(plan: Plan, root: Path, builtin_env: dict[str, str]) -> list
 
 def build(
     plan: Plan,
-    client: docker.DockerClient,
+    engine: Engine,
     on_log: Log = lambda line: None,
     network: str | None = None,
 ) -> BuildResult:
     """Build (or find) the image ``plan`` describes; stream build output to ``on_log``.
-    ``network`` is the network its RUN steps are on (Docker's default bridge if None)."""
+    ``network`` is the network its RUN steps are on (the engine's default if None)."""
     if plan.kind == "image":
         base_ref = plan.image
-        try:
-            client.images.get(base_ref)
-        except docker.errors.ImageNotFound:
+        if engine.image(base_ref) is None:
             on_log(f"pulling {base_ref}")
-            try:
-                client.images.pull(base_ref)
-            except docker.errors.APIError as exc:
-                raise BuildError(
-                    f"image {base_ref!r} is not on this host and cannot be pulled: "
-                    f"{exc.explanation or exc}",
-                    property="image",
-                ) from None
+            engine.pull(base_ref)
         if not plan.needs_build:
-            return _result(client, base_ref, cached=True, plan=plan, built=False)
+            return _result(engine, base_ref, cached=True, plan=plan, built=False)
 
-    tag = f"{IMAGE_REPOSITORY}:{input_hash(plan, client)}"
-    try:
-        client.images.get(tag)
+    tag = f"{IMAGE_REPOSITORY}:{input_hash(plan, engine)}"
+    if engine.image(tag) is not None:
         on_log(f"using cached image {tag}")
-        return _result(client, tag, cached=True, plan=plan, built=True)
-    except docker.errors.ImageNotFound:
-        pass
+        return _result(engine, tag, cached=True, plan=plan, built=True)
 
-    builder = _Builder(client, on_log, network)
+    layers: list[str] = []
+    options = {"network": network, "layers": layers}
     try:
         if plan.kind == "dockerfile":
             on_log(f"building {plan.dockerfile.name} in {plan.build_context}")
-            with _context_archive(plan) as context:
-                base_ref = builder.run(
-                    f"building {plan.dockerfile}",
-                    fileobj=context,
-                    custom_context=True,
-                    dockerfile=CONTEXT_DOCKERFILE,
-                    buildargs=plan.build_args or None,
-                    target=plan.target,
-                    nocache=plan.no_cache,
-                )
-        _extend(plan, client, builder, base_ref, tag)
+            base_ref = engine.build_image(
+                f"building {plan.dockerfile}",
+                on_log,
+                context=plan.build_context,
+                dockerfile_text=plan.dockerfile_text,
+                exclude=_ignore_patterns(plan),
+                build_args=plan.build_args or None,
+                target=plan.target,
+                no_cache=plan.no_cache,
+                **options,
+            )
+        _extend(plan, engine, base_ref, tag, on_log, options)
     except BuildError:
-        builder.discard_layers()
+        engine.discard_layers(layers)
         raise
-    except docker.errors.APIError as exc:
-        builder.discard_layers()
-        raise BuildError(
-            f"the Docker engine refused the build: {exc.explanation or exc}", log=builder.log
-        ) from None
     on_log(f"built {tag}")
-    return _result(client, tag, cached=False, plan=plan, built=True)
+    return _result(engine, tag, cached=False, plan=plan, built=True)
 
 
-def _extend(plan: Plan, client, builder: _Builder, base_ref: str, tag: str) -> None:
-    base = client.images.get(base_ref)
+def _extend(plan: Plan, engine: Engine, base_ref: str, tag: str, on_log: Log, options) -> None:
+    base = engine.image(base_ref)
     base_entries = metadata.read_label((base.labels or {}).get(metadata.LABEL))
     entries = metadata.compose_label(base_entries, plan.feature_entries(), plan.config_entry)
     merged = metadata.merge(entries)
-    image_user = base.attrs["Config"].get("User") or ""
+    image_user = base.user
     container_user = merged.get("containerUser") or image_user or "root"
     remote_user = merged.get("remoteUser") or container_user
-    users = image_users(client, base.id) if plan.features else {}
+    users = image_users(engine, base.id) if plan.features else {}
 
     def home(user: str) -> str:
         return users[user].home if user in users else ("/root" if user == "root" else "")
@@ -369,33 +269,33 @@ def _extend(plan: Plan, client, builder: _Builder, base_ref: str, tag: str) -> N
         for key, value in (plan.raw.get("containerEnv") or {}).items():
             lines += _env_instruction(key, value, True, "containerEnv")
         (root / "Dockerfile").write_text("\n".join(lines) + "\n")
-        builder.run(
+        engine.build_image(
             "installing Features" if plan.features else "labelling the image",
-            path=str(root),
+            on_log,
+            context=root,
             tag=tag,
             labels={metadata.LABEL: json.dumps(entries), **plan.build_labels},
-            nocache=plan.no_cache,
+            no_cache=plan.no_cache,
+            **options,
         )
 
 
-def _result(client, ref: str, cached: bool, plan: Plan, built: bool) -> BuildResult:
-    image = client.images.get(ref)
-    config = image.attrs["Config"]
+def _result(engine: Engine, ref: str, cached: bool, plan: Plan, built: bool) -> BuildResult:
+    image = engine.image(ref)
     image_entries = metadata.read_label((image.labels or {}).get(metadata.LABEL))
     if built:
         entries, container_label = image_entries, None
     else:
         entries = metadata.compose_label(image_entries, [], plan.config_entry)
         container_label = json.dumps(entries)
-    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
     return BuildResult(
         image=ref,
         image_id=image.id,
         cached=cached,
         label_entries=entries,
         container_label=container_label,
-        image_user=config.get("User") or "",
-        image_entrypoint=config.get("Entrypoint") or [],
-        image_cmd=config.get("Cmd") or [],
-        image_env=env,
+        image_user=image.user,
+        image_entrypoint=image.entrypoint,
+        image_cmd=image.cmd,
+        image_env=image.env,
     )

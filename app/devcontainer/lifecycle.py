@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
-
+from app.devcontainer.engine import Engine
 from app.devcontainer.errors import LifecycleError
 from app.devcontainer.run import Hook, RunSpec
 from app.devcontainer.variables import substitute
@@ -32,7 +31,7 @@ class ExecResult:
 
 
 def exec_in(
-    client: docker.DockerClient,
+    engine: Engine,
     container_id: str,
     command: list[str],
     *,
@@ -42,31 +41,10 @@ def exec_in(
     on_output: Log | None = None,
 ) -> ExecResult:
     """Run ``command`` in the container (no tty); stream its lines to ``on_output``."""
-    env = [f"{k}={v}" for k, v in (environment or {}).items()]
-    created = client.api.exec_create(
-        container_id,
-        command,
-        user=user,
-        environment=env or None,
-        workdir=workdir,
-        stdout=True,
-        stderr=True,
+    code, output = engine.run(
+        container_id, command, user=user, env=environment, workdir=workdir, on_output=on_output
     )
-    chunks: list[bytes] = []
-    pending = b""
-    for chunk in client.api.exec_start(created["Id"], stream=True):
-        chunks.append(chunk)
-        if on_output:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                on_output(line.decode(errors="replace"))
-    if on_output and pending:
-        on_output(pending.decode(errors="replace"))
-    exit_code = client.api.exec_inspect(created["Id"])["ExitCode"]
-    return ExecResult(
-        exit_code if exit_code is not None else -1, b"".join(chunks).decode(errors="replace")
-    )
+    return ExecResult(code, output)
 
 
 class Session:
@@ -74,12 +52,12 @@ class Session:
 
     def __init__(
         self,
-        client: docker.DockerClient,
+        engine: Engine,
         container_id: str,
         spec: RunSpec,
         on_log: Log = lambda line: None,
     ):
-        self.client = client
+        self.engine = engine
         self.container_id = container_id
         self.spec = spec
         self.on_log = on_log
@@ -87,14 +65,11 @@ class Session:
 
     def run_as_root(self, script: str, *args: str) -> ExecResult:
         return exec_in(
-            self.client, self.container_id, ["/bin/sh", "-c", script, "-", *args], user="root"
+            self.engine, self.container_id, ["/bin/sh", "-c", script, "-", *args], user="root"
         )
 
     def container_env(self) -> dict[str, str]:
-        container = self.client.containers.get(self.container_id)
-        return dict(
-            item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item
-        )
+        return self.engine.facts(self.container_id)["env"]
 
     def patch_system_config(self) -> None:
         """Once per container, as the reference does: keep the container's variables in
@@ -129,7 +104,7 @@ class Session:
         }.get(mode, "-c")
         marker = uuid.uuid4().hex
         probe = exec_in(
-            self.client,
+            self.engine,
             self.container_id,
             [self._shell(), flag, f"echo -n {marker}; cat /proc/self/environ; echo -n {marker}"],
             user=self.spec.remote_user,
@@ -164,14 +139,14 @@ class Session:
     def workdir(self) -> str | None:
         folder = self.spec.workspace_folder
         found = exec_in(
-            self.client, self.container_id, ["test", "-d", folder], user=self.spec.remote_user
+            self.engine, self.container_id, ["test", "-d", folder], user=self.spec.remote_user
         )
         return folder if found.exit_code == 0 else None
 
     def run_command(self, command, label: str, on_output: Log | None = None) -> ExecResult:
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         return exec_in(
-            self.client,
+            self.engine,
             self.container_id,
             argv,
             user=self.spec.remote_user,
@@ -232,7 +207,7 @@ class Session:
         )
         args = [f"{hook}={0 if commands else 1}={value}" for hook, value, commands in markers]
         result = exec_in(
-            self.client,
+            self.engine,
             self.container_id,
             ["/bin/sh", "-c", script, "-", *args],
             user=self.spec.remote_user,
@@ -244,7 +219,7 @@ class Session:
         script = 'echo "$2" > "$HOME/.devcontainer/.$1Marker"'
         return (
             exec_in(
-                self.client,
+                self.engine,
                 self.container_id,
                 ["/bin/sh", "-c", script, "-", hook_name, value],
                 user=self.spec.remote_user,
@@ -258,18 +233,18 @@ def _show(command) -> str:
 
 
 def run_lifecycle(
-    client: docker.DockerClient,
+    engine: Engine,
     container_id: str,
     spec: RunSpec,
     on_log: Log = lambda line: None,
     attach: bool = True,
 ) -> list[str]:
     """Run the hooks due now in a started container; return the names of those that ran."""
-    session = Session(client, container_id, spec, on_log)
+    session = Session(engine, container_id, spec, on_log)
     session.patch_system_config()
-    state = client.containers.get(container_id).attrs
-    due = [(hook, state["Created"]) for hook in ONCE_PER_CONTAINER]
-    due.append(("postStartCommand", state["State"]["StartedAt"]))
+    facts = engine.facts(container_id)
+    due = [(hook, facts["created"]) for hook in ONCE_PER_CONTAINER]
+    due.append(("postStartCommand", facts["started_at"]))
     ran = []
     markers = dict(due)
     # Markers are written even when there is nothing to run, as the reference does.

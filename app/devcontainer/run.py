@@ -65,50 +65,6 @@ class RunSpec:
     context: Context
     warnings: list[str] = field(default_factory=list)
 
-    def docker_create_kwargs(self) -> dict:
-        """Keyword arguments for ``docker.DockerClient.containers.create``."""
-        mounts = []
-        if self.workspace_mount:
-            mounts.append(_docker_mount(vars(self.workspace_mount)))
-        mounts += [_docker_mount(m) for m in self.mounts]
-        kwargs = {
-            "image": self.image,
-            "labels": self.labels,
-            "environment": self.env,
-            "entrypoint": self.entrypoint,
-            "command": self.command,
-            "mounts": mounts,
-            "init": self.init or None,
-            "privileged": self.privileged,
-            "cap_add": self.cap_add or None,
-            "security_opt": self.security_opt or None,
-            "hostname": self.run_args.hostname,
-            "extra_hosts": dict(h.split(":", 1) for h in self.run_args.extra_hosts) or None,
-            "shm_size": self.run_args.shm_size,
-            "cap_drop": self.run_args.cap_drop or None,
-            "working_dir": self.run_args.workdir,
-            "detach": True,
-        }
-        if self.container_user:
-            kwargs["user"] = self.container_user
-        return {key: value for key, value in kwargs.items() if value is not None}
-
-
-def _docker_mount(mount: dict):
-    from docker.types import Mount
-
-    kind = mount.get("type", "volume")
-    return (
-        Mount(
-            target=mount["target"],
-            source=mount.get("source") or None,
-            type=kind,
-            read_only=str(mount.get("readonly", mount.get("ro", "false"))).lower() in ("true", "1"),
-        )
-        if kind != "tmpfs"
-        else Mount(target=mount["target"], source=None, type="tmpfs")
-    )
-
 
 def parse_mount(value) -> dict:
     """A mount as a dict with type/source/target, from the string or object form."""

@@ -8,15 +8,14 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-import docker
-
 from app import audit
+from app import runtime as runtimes
 from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.egress import gateway, private_networks, rules_for
 from app.models import Template, User, Workspace
-from app.provisioner import engine
-from app.provisioner.docker import LABEL_WORKSPACE, Provisioner
+from app.runtime import ProvisionError, Runtime
+from app.runtime.docker import engine
 
 log = logging.getLogger("berth.egress")
 CACHE_SECONDS = 5.0  # an allowlist change reaches open sandboxes within this
@@ -25,8 +24,8 @@ CACHE_SECONDS = 5.0  # an allowlist change reaches open sandboxes within this
 class Directory:
     """Source address -> the sandbox (workspace, allowlist) behind it."""
 
-    def __init__(self, provisioner: Provisioner, always: list[gateway.Rule] = ()):
-        self.provisioner = provisioner
+    def __init__(self, runtime: Runtime, always: list[gateway.Rule] = ()):
+        self.runtime = runtime
         self.always = list(always)  # Berth itself: the sandbox's keep-alive, files, done
         self._cache: dict[str, tuple[float, gateway.Source | None]] = {}
 
@@ -42,16 +41,14 @@ class Directory:
         return source
 
     def _find(self, address: str) -> gateway.Source | None:
-        network = self.provisioner.ensure_egress_network()
-        network.reload()
-        for container_id, about in (network.attrs.get("Containers") or {}).items():
-            if about.get("IPv4Address", "").split("/")[0] != address:
-                continue
-            try:
-                labels = self.provisioner.client.containers.get(container_id).labels
-            except docker.errors.NotFound:
-                return None
-            ws_id = int(labels.get(LABEL_WORKSPACE, "0") or 0)
+        # Asked of the engine, not of the recorded addresses: a stale record must never
+        # lend one sandbox another's allowlist.
+        try:
+            ws_id = self.runtime.owner_on_egress(address)
+        except ProvisionError as exc:
+            log.warning("egress: cannot tell whose %s is: %s", address, exc)
+            return None
+        if ws_id is not None:
             with short_connection():
                 ws = (
                     Workspace.select(Workspace, User, Template)
@@ -121,11 +118,17 @@ def run(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stopped.append(True))
     if not engine.wait_for(settings.docker_host, log.warning, stop=lambda: bool(stopped)):
         return
-    client = docker.DockerClient(base_url=settings.docker_host, timeout=60)
-    provisioner = Provisioner(client, settings.instance, settings.subnet_pool)
-    address = provisioner.egress_gateway()
+    runtime = runtimes.connect(settings)
+    # The worker makes the egress network (it is the only writer); wait for it.
+    address = runtime.egress_gateway(create=False)
+    while address is None and not stopped:
+        log.info("egress: waiting for the worker to make the egress network")
+        time.sleep(2)
+        address = runtime.egress_gateway(create=False)
+    if address is None:
+        return
     host, port = berth_address(settings)
-    directory = Directory(provisioner, [gateway.Rule(sandbox_berth_host(settings), port)])
+    directory = Directory(runtime, [gateway.Rule(sandbox_berth_host(settings), port)])
     # Berth itself is reached where its operator put it, a private address included.
     aliases = {(gateway.BERTH_ALIAS, port): host, (sandbox_berth_host(settings), port): host}
 

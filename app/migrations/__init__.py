@@ -33,6 +33,7 @@ from app.migrations import (
     m0015_security,
     m0016_jobs,
     m0017_engine_start,
+    m0018_placement,
 )
 from app.models import utcnow
 
@@ -54,6 +55,7 @@ STEPS = [
     m0015_security,
     m0016_jobs,
     m0017_engine_start,
+    m0018_placement,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

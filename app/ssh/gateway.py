@@ -15,15 +15,14 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
-import docker
 import paramiko
 
 from app import audit
+from app import runtime as runtimes
 from app.config import Settings, configure_logging
 from app.db import short_connection
 from app.models import Transition, Workspace
-from app.provisioner.control import ControlError
-from app.provisioner.docker import Provisioner, ProvisionError
+from app.runtime import ProvisionError, Runtime
 from app.ssh import hostkey, keys
 from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
@@ -96,14 +95,10 @@ class Account:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, client: docker.DockerClient | None = None):
+    def __init__(self, settings: Settings, runtime: Runtime | None = None):
         self.settings = settings
-        self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=60)
-        self.provisioner = Provisioner(
-            self.client,
-            settings.instance,
-            agent_socket_root=settings.agent_socket_root,
-            control=settings.engine_control,
+        self.runtime = runtime or runtimes.connect(
+            settings, agent_socket_root=settings.agent_socket_root
         )
         self.host_key = hostkey.load_or_create(settings.data_dir)
         self.limiter = FailureLimiter(settings.ssh_fail_limit)
@@ -113,12 +108,12 @@ class Gateway:
         self._waiting: dict[str, int] = {}  # unauthenticated connections per address
         self._waiting_lock = threading.Lock()
 
-    def account(self, container, user: str) -> Account:
+    def account(self, container_id: str, user: str) -> Account:
         """The workspace user's uid, gid and login shell (from its passwd database)."""
-        key = (container.id, user)
+        key = (container_id, user)
         if key not in self._accounts:
-            found = self.provisioner.exec(
-                container.id, ["getent", "passwd", user], timeout=10
+            found = self.runtime.exec(
+                container_id, ["getent", "passwd", user], timeout=10
             ).stdout.split(":")
             if len(found) >= 7:
                 if len(self._accounts) >= MAX_ACCOUNTS_CACHED:
@@ -441,18 +436,18 @@ class Connection(paramiko.ServerInterface):
 
     def _open_and_relay(self, channel, destination: tuple[str, int]) -> None:
         host, port = destination
-        provisioner = self.gateway.provisioner
+        runtime = self.gateway.runtime
         try:
             # IDEs open a tunnel per request: look the container up once, and again only
             # when it no longer runs (the workspace stopped or was rebuilt).
             try:
                 if self.container_id is None:
                     raise ProvisionError("not looked up yet")
-                sock = provisioner.open_tunnel(self.container_id, host, port)
-            except (ProvisionError, docker.errors.NotFound):
-                self.container_id = self.running_container(lambda _text: None).id
-                sock = provisioner.open_tunnel(self.container_id, host, port)
-        except (SessionRefused, ProvisionError, ControlError, OSError) as exc:
+                sock = runtime.open_tunnel(self.container_id, host, port)
+            except ProvisionError:
+                self.container_id = self.running_container(lambda _text: None)
+                sock = runtime.open_tunnel(self.container_id, host, port)
+        except (SessionRefused, ProvisionError, OSError) as exc:
             log.info("ssh: tunnel to %s:%s in %s failed: %s", host, port, self.target, exc)
             channel.close()
             return
@@ -475,9 +470,10 @@ class Connection(paramiko.ServerInterface):
         except Exception:  # activity is bookkeeping; it never breaks a session
             log.exception("ssh: could not record activity for %s", self.target)
 
-    def running_container(self, say):
-        """The workspace's running container, starting the workspace first if needed
-        (and saying so through ``say``)."""
+    def running_container(self, say) -> str:
+        """The id of the workspace's running container, starting the workspace first if
+        needed (and saying so through ``say``). Where it runs, and as whom, is what the
+        worker recorded: no engine lookup."""
         job, requested = None, False
         deadline = time.monotonic() + START_WAIT_SECONDS
         while True:
@@ -485,11 +481,10 @@ class Connection(paramiko.ServerInterface):
                 ws = Workspace.get_or_none(Workspace.id == self.workspace_id)
                 if ws is None or ws.status == "deleted":
                     raise SessionRefused("the workspace no longer exists")
-                if ws.status == "running":
-                    container = self.gateway.provisioner.find_container(ws.id)
-                    if container is not None and container.status == "running":
-                        self.remote_user, self.folder = self.gateway.provisioner.identity(container)
-                        return container
+                if ws.status == "running" and ws.container_id and ws.runtime_host:
+                    self.remote_user = ws.remote_user or "root"
+                    self.folder = ws.workspace_folder
+                    return ws.container_id
                 if job is not None:
                     job = Transition.get_by_id(job.id)
                     if job.status == "failed" and requested:

@@ -16,8 +16,8 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 
 from app.db import short_connection
 from app.models import Workspace, stamp, utcnow
-from app.provisioner.docker import AGENT_SOCKET_DIR, Frames
 from app.readiness import Readable
+from app.runtime.layout import AGENT_SOCKET_DIR
 from app.ssh.relay import CHUNK, AgentForward
 from app.workspaces import sharing
 
@@ -80,7 +80,7 @@ class Session:
             self.cast.resize(width, height)
         if self.exec_id and self.pty:
             threading.Thread(
-                target=self.connection.gateway.provisioner.resize_exec,
+                target=self.connection.gateway.runtime.resize_exec,
                 args=(self.exec_id, height, width),
                 daemon=True,
             ).start()
@@ -129,8 +129,8 @@ class Session:
         gateway = conn.gateway
         agent = None
         try:
-            container = conn.running_container(self._say)
-            account = gateway.account(container, conn.remote_user)
+            container_id = conn.running_container(self._say)
+            account = gateway.account(container_id, conn.remote_user)
             tty = self.pty is not None and kind != "sftp"
             if kind == "shell":
                 argv = [account.shell, "-l"]
@@ -149,13 +149,13 @@ class Session:
             if self.pty:
                 env["TERM"] = self.pty.term or "xterm"
             if self.agent:
-                agent = self._forward_agent(container, account)
+                agent = self._forward_agent(container_id, account)
                 if agent:
                     env["SSH_AUTH_SOCK"] = f"{AGENT_SOCKET_DIR}/{agent.name}"
             if tty:  # before the command runs: no unrecorded start
                 self.cast = conn.start_recording(self.pty, kind, command)
-            exec_id, sock = gateway.provisioner.open_exec(
-                container.id, argv, user=conn.remote_user, env=env, workdir=conn.folder, tty=tty
+            exec_id, sock = gateway.runtime.open_exec(
+                container_id, argv, user=conn.remote_user, env=env, workdir=conn.folder, tty=tty
             )
         except SessionRefused as exc:
             self._say(f"berth: {exc}")
@@ -175,7 +175,7 @@ class Session:
         about = {"kind": kind, "command": command, "pty": self.pty is not None}
         conn.audit("ssh.session.start", **about)
         if self.pty:
-            gateway.provisioner.resize_exec(exec_id, self.pty.height, self.pty.width)
+            gateway.runtime.resize_exec(exec_id, self.pty.height, self.pty.width)
         conn.record_activity(f"{kind} session opened", sessions=1)
         try:
             ended = self._pump(sock, tty)
@@ -186,11 +186,11 @@ class Session:
             conn.record_activity(f"{kind} session closed", sessions=-1)
         code = None
         if ended:
-            code = gateway.provisioner.exec_exit_code(exec_id)
+            code = gateway.runtime.exec_exit_code(exec_id)
             self._finish(255 if code is None else code)
         else:
             # The client went away while the command ran: end what it started.
-            gateway.provisioner.end_exec(exec_id)
+            gateway.runtime.end_exec(exec_id)
             self.channel.close()
         if self.cast is not None:
             about["recording"] = conn.finish_recording(self.cast, code)
@@ -208,17 +208,17 @@ class Session:
             conn.finish_recording(self.cast, None)
             self.cast = None
 
-    def _forward_agent(self, container, account) -> AgentForward | None:
+    def _forward_agent(self, container_id: str, account) -> AgentForward | None:
         conn = self.connection
         refusal = agent_refusal(conn.user, conn.workspace_id)
         if refusal:
             self._say(f"berth: agent forwarding is off here: {refusal}")
             conn.audit("ssh.agent", outcome="denied", reason=refusal)
             return None
-        host_dir = self.connection.gateway.provisioner.agent_socket_dir(
-            self.connection.workspace_id
-        )
-        mounted = any(m.get("Destination") == AGENT_SOCKET_DIR for m in container.attrs["Mounts"])
+        runtime = self.connection.gateway.runtime
+        host_dir = runtime.agent_socket_dir(self.connection.workspace_id)
+        found = runtime.poll(container_id)
+        mounted = found is not None and found.agent_sockets
         if host_dir is None or not mounted or not host_dir.is_dir():
             self._say(
                 "berth: agent forwarding is not available in this workspace "
@@ -237,7 +237,7 @@ class Session:
     def _pump(self, sock: socket.socket, tty: bool) -> bool:
         """Relay until the command ends (True) or the client goes away (False)."""
         channel = self.channel
-        frames = None if tty else Frames()
+        frames = None if tty else self.connection.gateway.runtime.output_splitter()
         with Readable(sock, channel) as waiting:
             return self._pump_with(waiting, sock, tty, frames)
 
@@ -268,7 +268,7 @@ class Session:
                         if self.cast is not None:
                             self.cast.event("o", chunk)
                     else:
-                        for stream, data in frames.feed(chunk):
+                        for stream, data in frames(chunk):
                             if stream == 2:
                                 channel.sendall_stderr(data)
                             else:

@@ -14,9 +14,9 @@ from flask_login import current_user, login_required, login_user
 
 from app import accounts, authz
 from app.durations import parse_duration
+from app.http.extensions import LoginUser
 from app.models import TOKEN_SCOPES, ApiToken
 from app.ssh import keys as ssh_keys
-from app.web.extensions import LoginUser
 from app.workspaces import service
 
 bp = Blueprint("account", __name__, url_prefix="/account")

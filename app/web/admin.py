@@ -26,11 +26,11 @@ from app import accounts, archives, audit, authz, costs, groups
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
 from app.durations import parse_time
+from app.http import auditing
 from app.models import ROLES, Budget, Group, Quota, ScheduledJob, Template, User, Workspace, utcnow
 from app.scheduler import register, run_recorded
-from app.scheduler.jobs import nightly_backup
-from app.web import auditing
 from app.workspaces import quotas, service, templates
+from app.workspaces.scheduled import nightly_backup
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

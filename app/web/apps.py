@@ -10,22 +10,19 @@ scoped to that one workspace (or port) and signed for it, and Caddy asks
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
-import docker
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from app.http import auditing
+from app.http.extensions import limiter
 from app.models import User
-from app.provisioner.docker import Provisioner
-from app.provisioner.tools import CODE_SERVER_PORT
-from app.web import auditing
-from app.web.extensions import limiter
+from app.runtime.layout import CODE_SERVER_PORT
 from app.workspaces import activity, apps, ide, service
 
 bp = Blueprint("apps", __name__)
@@ -35,12 +32,9 @@ TICKET_SECONDS = 60
 COOKIE_SECONDS = 8 * 3600
 # Berth's own cookies stay out of workspaces; the IDE's session cookie is Berth's to set.
 NOT_FORWARDED = {"berth_session", COOKIE, ide.SESSION_COOKIE}
-ADDRESS_SECONDS = 30.0
 GRANT_SECONDS = 2.0
-MAX_CACHED = 4096  # entries in each cache below (an address per start, a grant per cookie)
+MAX_CACHED = 4096  # grants cached below (one per cookie)
 
-_addresses: dict[tuple, tuple[str | None, float]] = {}
-_addresses_lock = threading.Lock()
 _grants: dict[tuple[str, str], Grant] = {}
 
 
@@ -50,15 +44,6 @@ def _settings():
 
 def _signer(purpose: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.secret_key, salt=f"berth-apps-{purpose}")
-
-
-def _provisioner() -> Provisioner:
-    found = current_app.extensions.get("berth_provisioner")
-    if found is None:
-        settings = _settings()
-        client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
-        found = current_app.extensions["berth_provisioner"] = Provisioner(client, settings.instance)
-    return found
 
 
 # --- the main origin -----------------------------------------------------------------
@@ -144,25 +129,6 @@ def _forwarded_cookies() -> str:
     except Exception:  # a malformed header from the client: forward nothing
         return ""
     return "; ".join(f"{k}={m.coded_value}" for k, m in jar.items() if k not in NOT_FORWARDED)
-
-
-def _address(ws) -> str | None:
-    """The running container's address, looked up once per start (cached briefly)."""
-    key = (ws.id, ws.status_since)
-    now = time.monotonic()
-    with _addresses_lock:
-        cached = _addresses.get(key)
-    if cached and cached[1] > now:
-        return cached[0]
-    address = _provisioner().container_address(ws.id)
-    with _addresses_lock:
-        if len(_addresses) >= MAX_CACHED:  # every start is a new key: keep only live ones
-            for stale in [k for k, (_, until) in _addresses.items() if until < now]:
-                del _addresses[stale]
-            if len(_addresses) >= MAX_CACHED:
-                _addresses.clear()
-        _addresses[key] = (address, now + (ADDRESS_SECONDS if address else 1.0))
-    return address
 
 
 @dataclass(frozen=True)
@@ -251,7 +217,8 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
         return _message(403, "Forbidden", f"You may not open {target.workspace}.")
     if target.port and apps.port_row(ws, target.port) is None:
         return _message(404, "Port not open", f"Port {target.port} is not open in {ws.name}.")
-    address = _address(ws) if ws.status == "running" else None
+    # Recorded by the worker at each start (app.runtime.Placement): no engine lookup.
+    address = ws.address if ws.status == "running" else None
     if address is None:
         return _starting(ws, user)
     secret = ide.secret(_settings().secret_key, ws.id, ws.container_id or "")

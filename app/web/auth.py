@@ -7,7 +7,7 @@ from flask_login import current_user, login_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app import accounts, audit
-from app.web.extensions import LoginUser, limiter
+from app.http.extensions import LoginUser, limiter
 from app.web.forms import safe_next
 
 bp = Blueprint("auth", __name__)

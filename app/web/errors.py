@@ -7,7 +7,7 @@ from flask import render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.api.errors import ApiError, api_error, is_api_request
+from app.http.errors import ApiError, api_error, is_api_request
 
 _DEFAULT_REASONS = {
     400: "The request could not be understood.",

@@ -4,7 +4,7 @@ container healthcheck and load balancers; no login, no rate limit)."""
 from flask import Blueprint, current_app
 
 from app.db import database
-from app.web.extensions import limiter
+from app.http.extensions import limiter
 
 bp = Blueprint("health", __name__)
 

@@ -19,7 +19,7 @@ from flask import (
 from flask_login import login_user
 
 from app import audit, sso
-from app.web.extensions import LoginUser
+from app.http.extensions import LoginUser
 from app.web.forms import safe_next
 
 bp = Blueprint("sso", __name__)

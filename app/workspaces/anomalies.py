@@ -23,6 +23,7 @@ import requests
 from app import audit
 from app.durations import parse_duration
 from app.models import AuditEvent, Template, User, Workspace, stamp, utcnow
+from app.runtime import ProvisionError
 from app.workspaces import templates
 
 log = logging.getLogger("berth.anomalies")
@@ -44,7 +45,7 @@ class Detector:
     samples: dict[int, list[CpuSample]] = field(default_factory=dict)
     pegged_since: dict[int, datetime] = field(default_factory=dict)
 
-    def run(self, settings, provisioner, now: datetime | None = None) -> list[str]:
+    def run(self, settings, runtime, now: datetime | None = None) -> list[str]:
         now = now or utcnow()
         raised = []
         sandboxes = (
@@ -56,12 +57,12 @@ class Detector:
         )
         for ws in sandboxes:
             limits = json.loads(ws.template.limits or "{}")
-            for kind, detail in self._check(ws, limits, provisioner, now):
+            for kind, detail in self._check(ws, limits, runtime, now):
                 if _alert(settings, ws, kind, detail, now):
                     raised.append(f"{ws.owner.username}/{ws.name}: {kind}")
         return raised
 
-    def _check(self, ws: Workspace, limits: dict, provisioner, now: datetime):
+    def _check(self, ws: Workspace, limits: dict, runtime, now: datetime):
         expected = limits.get("expected_duration")
         if expected and ws.status_since:
             running = now - ws.status_since
@@ -73,7 +74,7 @@ class Detector:
                         "expected": expected,
                     },
                 )
-        cpu = self._cpu(ws, provisioner, now)
+        cpu = self._cpu(ws, runtime, now)
         if cpu is not None:
             if cpu >= PEGGED:
                 since = self.pegged_since.setdefault(ws.id, self._previous(ws.id))
@@ -98,12 +99,14 @@ class Detector:
     def _previous(self, ws_id: int) -> datetime:
         return self.samples[ws_id][0].at
 
-    def _cpu(self, ws: Workspace, provisioner, now: datetime) -> float | None:
+    def _cpu(self, ws: Workspace, runtime, now: datetime) -> float | None:
         """The share of its CPU limit the sandbox used since the last sample."""
-        container = provisioner.find_container(ws.id)
-        if container is None:
+        if not ws.container_id:
             return None
-        usage = provisioner.cpu_usage_ns(container)
+        try:
+            usage = runtime.usage(ws.container_id).cpu_ns
+        except ProvisionError:  # gone meanwhile
+            return None
         history = self.samples.setdefault(ws.id, [])
         history.append(CpuSample(now, usage))
         del history[:-2]

@@ -21,7 +21,7 @@ from app import authz
 from app.config import Settings
 from app.db import write_transaction
 from app.models import User, Workspace, WorkspacePort
-from app.provisioner.tools import CODE_SERVER_PORT
+from app.runtime.layout import CODE_SERVER_PORT
 
 _NAME = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 _USER = r"[a-z][a-z0-9_-]*"

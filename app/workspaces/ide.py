@@ -15,8 +15,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from app.provisioner.docker import KEEPALIVE_DIR, Provisioner
-from app.provisioner.tools import CODE_SERVER, CODE_SERVER_PORT, CURRENT, MARKER, MOUNT_POINT
+from app.runtime import Runtime
+from app.runtime.layout import CODE_SERVER, CODE_SERVER_PORT, KEEPALIVE_DIR
+from app.runtime.layout import TOOLS_CURRENT as CURRENT
+from app.runtime.layout import TOOLS_MARKER as MARKER
+from app.runtime.layout import TOOLS_MOUNT_POINT as MOUNT_POINT
 
 DATA = "$HOME/.local/share/code-server"
 PIDFILE = f"{KEEPALIVE_DIR}/ide.pid"
@@ -86,7 +89,7 @@ def healthz(address: str, timeout: float = 2.0) -> dict | None:
 
 
 def start(
-    provisioner: Provisioner,
+    runtime: Runtime,
     container_id: str,
     ws_id: int,
     user: str,
@@ -98,7 +101,7 @@ def start(
     """Start code-server (idempotent) and wait until it answers; False if it cannot."""
     settings = vscode.get("settings") or {}
     extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
-    done = provisioner.exec(
+    done = runtime.exec(
         container_id,
         ["sh", "-c", LAUNCH],
         user=user,
@@ -115,7 +118,7 @@ def start(
     if done.exit_code != 0:
         log("ide: the browser IDE is not available in this workspace")
         return False
-    address = provisioner.container_address(ws_id)
+    address = runtime.placement(container_id).address
     deadline = time.monotonic() + READY_SECONDS
     while address and time.monotonic() < deadline:
         if healthz(address, timeout=1.0) is not None:

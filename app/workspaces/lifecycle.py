@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-
 from app import audit, egress
 from app import devcontainer as dc
 from app.backups import BackupError
@@ -19,9 +17,9 @@ from app.backups import workspaces as volume_backups
 from app.config import Settings
 from app.devcontainer.build import ImageUser, image_users
 from app.egress import service as egress_service
-from app.messages import first_line
 from app.models import StateChange, Transition, Workspace, utcnow
-from app.provisioner.docker import Limits, Provisioner, ProvisionError, WorkspaceRef
+from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
+from app.runtime.layout import BASE_IMAGE
 from app.workspaces import apps, git, ide, pool, sandboxes, templates
 
 STOP_GRACE_SECONDS = 10
@@ -60,8 +58,7 @@ class JobLog:
 
 @dataclass
 class Context:
-    client: docker.DockerClient
-    provisioner: Provisioner
+    runtime: Runtime
     settings: Settings
 
     @property
@@ -109,6 +106,36 @@ def set_status(
             to_status=status,
             message=message or error,
         )
+
+
+def record_placement(runtime: Runtime, ws: Workspace, instance_id: str) -> None:
+    """Write down where the started workspace is reached (its address, host, user and
+    folder) and the engine's start time: the web tier and the SSH gateway read them
+    here, and reconcile compares the start time."""
+    found = runtime.placement(instance_id)
+    ws.container_id = found.instance_id
+    ws.engine_started_at = found.started_at
+    ws.address = found.address
+    ws.runtime_host = found.host
+    ws.remote_user = found.remote_user
+    ws.workspace_folder = found.folder
+    ws.save(
+        only=[
+            Workspace.container_id,
+            Workspace.engine_started_at,
+            Workspace.address,
+            Workspace.runtime_host,
+            Workspace.remote_user,
+            Workspace.workspace_folder,
+        ]
+    )
+
+
+def clear_placement(ws: Workspace) -> None:
+    """A stopped or removed workspace has no address to reach."""
+    if ws.address is not None:
+        ws.address = None
+        ws.save(only=[Workspace.address])
 
 
 def source_dir(ctx: Context, ws: Workspace) -> Path:
@@ -171,9 +198,9 @@ def prebuild_templates(ctx: Context, log) -> str:
             )
             result = dc.build(
                 plan,
-                ctx.client,
+                ctx.runtime,
                 on_log=lambda line, name=template.name: log(f"{name}: {line}"),
-                network=ctx.provisioner.ensure_build_network().name,
+                network=ctx.runtime.build_network(),
             )
             done.append(f"{template.name} {'ready' if result.cached else 'built'}")
     return "; ".join(done) or "no built-in templates"
@@ -181,20 +208,14 @@ def prebuild_templates(ctx: Context, log) -> str:
 
 def _with_remedy(ctx: Context, error: str) -> str:
     """A build error, and what to do when it is Berth's own base image that is missing."""
-    from app.provisioner.base_image import BASE_IMAGE
-
-    if BASE_IMAGE not in error:
+    if BASE_IMAGE not in error or ctx.runtime.image(BASE_IMAGE) is not None:
         return error
-    try:
-        ctx.client.images.get(BASE_IMAGE)
-        return error
-    except docker.errors.ImageNotFound:
-        return (
-            f"the base image {BASE_IMAGE} is not on this Docker engine yet. Berth makes it "
-            "when its worker starts (the base-image job on the admin page says how far it "
-            "got); where no registry answers it needs mmdebstrap (`apt-get install "
-            "mmdebstrap`, then restart Berth). `berth doctor` checks it. The engine said: " + error
-        )
+    return (
+        f"the base image {BASE_IMAGE} is not on this Docker engine yet. Berth makes it "
+        "when its worker starts (the base-image job on the admin page says how far it "
+        "got); where no registry answers it needs mmdebstrap (`apt-get install "
+        "mmdebstrap`, then restart Berth). `berth doctor` checks it. The engine said: " + error
+    )
 
 
 def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
@@ -209,10 +230,10 @@ def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     )
     for warning in plan.warnings:
         log(f"warning: {warning}")
-    # RUN steps sit behind the same firewall as workspaces (app.provisioner.docker).
-    network = ctx.provisioner.ensure_build_network().name
+    # RUN steps sit behind the same firewall as workspaces (app.runtime.docker.networks).
+    network = ctx.runtime.build_network()
     try:
-        result = dc.build(plan, ctx.client, on_log=log, network=network)
+        result = dc.build(plan, ctx.runtime, on_log=log, network=network)
     except dc.BuildError as exc:
         raise JobFailed(_with_remedy(ctx, str(exc))) from None
     ws.image = result.image
@@ -226,12 +247,12 @@ _USERS_BY_IMAGE: dict[str, dict[str, ImageUser]] = {}
 def _image_users(ctx: Context, image_id: str) -> dict[str, ImageUser]:
     """An image's users; images are immutable, so each is read once per worker."""
     if image_id not in _USERS_BY_IMAGE:
-        _USERS_BY_IMAGE[image_id] = image_users(ctx.client, image_id)
+        _USERS_BY_IMAGE[image_id] = image_users(ctx.runtime, image_id)
     return _USERS_BY_IMAGE[image_id]
 
 
 def _ref(ctx: Context, ws: Workspace) -> WorkspaceRef:
-    return WorkspaceRef(ctx.provisioner.instance, ws.id, ws.owner.username, ws.name)
+    return WorkspaceRef(ctx.runtime.instance, ws.id, ws.owner.username, ws.name)
 
 
 def _limits(ws: Workspace) -> Limits:
@@ -245,10 +266,10 @@ def is_agent(ws: Workspace) -> bool:
 
 def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
     """Build (or reuse) the image, create the container if missing, start it, set it up."""
-    container = ctx.provisioner.find_container(ws.id)
-    if container is not None and ctx.provisioner.outdated(container):
+    container = ctx.runtime.find(ws.id)
+    if container is not None and container.outdated:
         log("recreating the container: it has a writable host folder at /run/berth (volumes stay)")
-        container.remove(force=True)
+        ctx.runtime.discard(container.id)
         container = None
     fresh = container is None
     # Setting up again a container the engine started by itself (reconcile asks): it is
@@ -266,33 +287,35 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         set_status(ws, "starting", transition)
     ref = _ref(ctx, ws)
     spec = dc.run_spec(
-        plan, result, approvals=approvals, workspace_volume=ref.volume_name("workspace")
+        plan,
+        result,
+        approvals=approvals,
+        workspace_volume=ctx.runtime.volume_name(ref, "workspace"),
     )
     if fresh:
         user = _image_users(ctx, result.image_id).get(spec.remote_user) or ImageUser(0, 0, "/root")
         restore_from = json.loads(transition.options or "{}").get("restore")
         has_volumes = any(
-            v.name == ref.volume_name("workspace")
-            for v in ctx.provisioner.managed("volumes", ws.id)
+            v.name == ctx.runtime.volume_name(ref, "workspace") for v in ctx.runtime.volumes(ws.id)
         )
         if restore_from and not has_volumes:
             try:
                 source = volume_backups.find(ctx.settings, restore_from)
-                roles = volume_backups.restore(ctx.provisioner, ref, result.image_id, source)
+                roles = volume_backups.restore(ctx.runtime, ref, result.image_id, source)
             except BackupError as exc:
                 raise JobFailed(str(exc)) from None
             log(f"restored the volumes {', '.join(roles)} from the backup {source.id}")
         elif not has_volumes:
             if ws.repo_url:
                 log(f"copying the repository into {spec.workspace_folder}")
-            ctx.provisioner.seed_workspace_volume(
+            ctx.runtime.seed_workspace_volume(
                 ref,
                 result.image_id,
                 user.uid,
                 user.gid,
                 str(plan.config.workspace) if ws.repo_url else None,
             )
-        container = ctx.provisioner.create_container(
+        container = ctx.runtime.create(
             ref,
             spec,
             _limits(ws),
@@ -308,21 +331,20 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     # is made then, for its new owner).
     pooled = ws.owner.username == pool.POOL_USER
     try:
-        ctx.provisioner.start(container)
-        container.reload()
-        ws.engine_started_at = ctx.provisioner.started_at(container)
-        ws.save(only=[Workspace.engine_started_at])
-        dc.run_lifecycle(ctx.client, container.id, spec, on_log=log)
+        ctx.runtime.start(container.id)
+        record_placement(ctx.runtime, ws, container.id)
+        dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log)
         if is_agent(ws) and not pooled:
-            hand_token(ctx.provisioner, ws, container.id, spec.remote_user, ctx.settings.secret_key)
+            hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)
     except (dc.LifecycleError, ProvisionError) as exc:
         # Keep volumes (they may hold work); drop the container so a retry starts clean.
-        container.remove(force=True)
+        ctx.runtime.discard(container.id)
+        clear_placement(ws)
         raise JobFailed(str(exc)) from None
     apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
-    if ctx.provisioner.tools and not is_agent(ws):
+    if ctx.runtime.tools and not is_agent(ws):
         ide.start(
-            ctx.provisioner,
+            ctx.runtime,
             container.id,
             ws.id,
             spec.remote_user,
@@ -337,9 +359,10 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
     set_status(ws, "stopping", transition, message=transition.reason)
-    container = ctx.provisioner.find_container(ws.id)
+    container = ctx.runtime.find(ws.id)
     if container is not None:
-        ctx.provisioner.stop(container, STOP_GRACE_SECONDS)
+        ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
+    clear_placement(ws)
     set_status(ws, "stopped", transition)
 
 
@@ -347,7 +370,7 @@ def _discard_image(ctx: Context, ws: Workspace, image: str) -> None:
     """Remove an image no workspace uses any more. A template's own image stays: the next
     workspace from that template then starts without a build."""
     if ws.repo_url:
-        ctx.provisioner.remove_image_if_unused(image, _protected_images())
+        ctx.runtime.remove_image_if_unused(image, _protected_images())
 
 
 def _protected_images() -> set[str]:
@@ -359,21 +382,22 @@ def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -
     old_image = ws.image
     set_status(ws, "building", transition)
     _plan_and_build(ctx, ws, log)  # fails before anything is removed if the build fails
-    container = ctx.provisioner.find_container(ws.id)
+    container = ctx.runtime.find(ws.id)
     if container is not None:
-        ctx.provisioner.stop(container, STOP_GRACE_SECONDS)
-        container.remove()
+        ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
+        ctx.runtime.discard(container.id)
+        clear_placement(ws)
     _create_and_start(ctx, ws, log, transition)
     if old_image and old_image != ws.image:
         _discard_image(ctx, ws, old_image)
 
 
 def hand_token(
-    provisioner: Provisioner, ws: Workspace, container_id: str, user: str, secret_key: str
+    runtime: Runtime, ws: Workspace, container_id: str, user: str, secret_key: str
 ) -> None:
     """Make the sandbox a fresh token and write it to /run/berth/token inside it."""
     token = sandboxes.issue(ws, secret_key)
-    provisioner.write_file(container_id, sandboxes.TOKEN_PATH, (token + "\n").encode(), user)
+    runtime.write_file(container_id, sandboxes.TOKEN_PATH, (token + "\n").encode(), user)
 
 
 def _sandbox_env(ctx: Context, ws: Workspace) -> dict[str, str]:
@@ -392,14 +416,15 @@ def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) ->
     if options.get("backup_first"):
         try:
             taken = _backup(ctx, ws, log)
-        except (BackupError, ProvisionError, docker.errors.APIError) as exc:
+        except (BackupError, ProvisionError) as exc:
             set_status(ws, ws.status, transition, message=f"not deleted: the backup failed: {exc}")
             raise JobFailed(f"the backup before deleting failed: {exc}", keep_status=True) from None
         log(f"volumes backed up as {taken.id}")
     set_status(ws, "deleting", transition, message=transition.reason)
     ws.keep_volumes = keep
     ws.save(only=[Workspace.keep_volumes])
-    ctx.provisioner.remove_workspace(ws.id, keep_volumes=keep)
+    ctx.runtime.remove_workspace(ws.id, keep_volumes=keep)
+    clear_placement(ws)
     shutil.rmtree(source_dir(ctx, ws).parent, ignore_errors=True)
     set_status(ws, "deleted", transition, message="volumes kept" if keep else None)
     sandboxes.revoke(ws)
@@ -409,12 +434,10 @@ def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) ->
 
 def _backup(ctx: Context, ws: Workspace, log: JobLog) -> volume_backups.Backup:
     """Archive the workspace's volumes (a running workspace keeps running)."""
-    from app.provisioner.base_image import BASE_IMAGE
-
     log("backing up the workspace's volumes")
     return volume_backups.backup(
         ctx.settings,
-        ctx.provisioner,
+        ctx.runtime,
         _ref(ctx, ws),
         ws.image or BASE_IMAGE,
         {
@@ -459,8 +482,6 @@ def run(ctx: Context, transition: Transition) -> None:
         outcome, error, keep_status = "failed", str(exc), exc.keep_status
     except (dc.DevcontainerError, ProvisionError, templates.ParameterError) as exc:
         outcome, error = "failed", str(exc)
-    except docker.errors.APIError as exc:
-        outcome, error = "failed", f"Docker: {first_line(exc)}"
     if error:
         log(f"error: {error}")
         if ws.status != "deleted" and not keep_status:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import peewee
 
+from app.costs import resources  # noqa: F401  (templates.resources: what a workspace asks for)
 from app.db import database
 from app.devcontainer import Approvals
 from app.devcontainer.config import read_jsonc
@@ -143,11 +144,6 @@ def _check_duration(name: str, spec: dict, value: str) -> str:
     except ValueError as exc:
         raise ParameterError(f"parameter {name!r}: {exc}") from None
     return value
-
-
-def resources(values: dict) -> tuple[float, int]:
-    """The CPUs and memory (MB) a workspace with these parameter values asks for."""
-    return float(values.get("cpu", 2)), int(values.get("memory", 4096))
 
 
 def resolve_parameters(template: Template | None, given: dict | None) -> Resolved:

@@ -1,4 +1,4 @@
-"""``berth worker``: the single writer to Docker.
+"""``berth worker``: the single writer to the runtime (app.runtime).
 
 It takes jobs (transitions) as soon as the web app records them, one at a time per
 workspace and several workspaces in parallel, and reconciles the database with Docker
@@ -17,21 +17,23 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import docker
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from app import audit, platform
+from app import runtime as runtimes
 from app.config import Settings, configure_logging
 from app.db import database
 from app.devcontainer.errors import DevcontainerError
+from app.health import heartbeat_path
 from app.messages import first_line
 from app.models import Transition, Workspace, utcnow
-from app.provisioner import engine, tools
-from app.provisioner.base_image import BaseImageError
-from app.provisioner.control import ControlError
-from app.provisioner.docker import LABEL_ROLE, LABEL_WORKSPACE, Provisioner, ProvisionError
-from app.scheduler import Book, jobs, register, run_recorded
+from app.runtime import Instance, ProvisionError, Runtime
+from app.runtime.docker import engine, tools
+from app.runtime.docker.base_image import BaseImageError
+from app.runtime.docker.control import CONTROL_IMAGE, ControlError
+from app.runtime.layout import BASE_IMAGE
+from app.scheduler import Book, register, run_recorded
 from app.workspaces import (
     anomalies,
     ide,
@@ -41,6 +43,9 @@ from app.workspaces import (
     service,
     templates,
     wakeup,
+)
+from app.workspaces import (
+    scheduled as jobs,
 )
 
 log = logging.getLogger("berth.worker")
@@ -59,11 +64,6 @@ TOOLS_RETRY_SECONDS = (
 )
 _PG_WORKER_LOCK = 0x6265727477  # "bertw"
 POISON_ATTEMPTS = 2  # a job running when the worker died this often is failed
-
-
-def heartbeat_path(settings: Settings):
-    """Touched by the worker's main loop at least every SAFETY_NET_SECONDS."""
-    return settings.data_dir / "run" / "worker.alive"
 
 
 class AlreadyRunning(Exception):
@@ -116,21 +116,16 @@ class FirewallError(Exception):
 
 
 class Worker:
-    def __init__(
-        self, settings: Settings, client: docker.DockerClient | None = None, parallel: int = 4
-    ):
+    def __init__(self, settings: Settings, runtime: Runtime | None = None, parallel: int = 4):
         self.settings = settings
-        self.client = client or docker.DockerClient(base_url=settings.docker_host, timeout=600)
-        self.provisioner = Provisioner(
-            self.client,
-            settings.instance,
-            settings.subnet_pool,
+        self.runtime = runtime or runtimes.connect(
+            settings,
+            timeout=600,
             agent_socket_root=settings.agent_socket_root,
             helper_dir=settings.helper_dir,
             tools=True,
-            control=settings.engine_control,
         )
-        self.ctx = lifecycle.Context(self.client, self.provisioner, settings)
+        self.ctx = lifecycle.Context(self.runtime, settings)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="job")
         self.busy: set[int] = set()
         self.busy_lock = threading.Lock()
@@ -235,8 +230,8 @@ class Worker:
         an engine or host restart, or a flush, lost them), then reconcile(). A firewall
         that cannot be put in place fails the job (admins see it), after reconcile."""
         try:
-            firewall = self.provisioner.ensure_isolation_rules(self.settings.egress_port)
-        except docker.errors.DockerException as exc:
+            firewall = self.runtime.ensure_isolation_rules(self.settings.egress_port)
+        except ProvisionError as exc:
             firewall = f"could not check the firewall rules: {first_line(exc)}"
         lines = self.reconcile()
         if firewall.startswith(("could not", "iptables is not installed")):
@@ -253,33 +248,26 @@ class Worker:
         window (a rebuild between removing and recreating its container, say)."""
         repaired = []
         with database.connection_context():
-            for container in self.provisioner.managed("containers"):
-                if container.labels.get(LABEL_ROLE) == "control":
-                    continue  # the instance's own, for tunnels and ending commands
-                ws_id = int(container.labels.get(LABEL_WORKSPACE, "0") or 0)
-                with self._claimed(ws_id) as idle:
-                    if idle and not self._exists(ws_id):
-                        container.remove(force=True)
-                        repaired.append(f"removed orphaned container {container.name}")
-            for network in self.provisioner.managed("networks"):
-                if network.attrs["Labels"].get(LABEL_ROLE) in ("egress", "build"):
-                    continue  # shared by sandboxes or by builds, never orphaned
-                ws_id = int(network.attrs["Labels"].get(LABEL_WORKSPACE, "0") or 0)
-                with self._claimed(ws_id) as idle:
-                    if idle and not self._exists(ws_id):
-                        network.remove()
-                        repaired.append(f"removed orphaned network {network.name}")
+            _, resources = self.runtime.inventory()
+            for found in resources:
+                if found.kind == "volume" or found.role in ("control", "egress", "build"):
+                    continue  # the instance's own: tunnels, sandboxes' egress, builds
+                with self._claimed(found.workspace_id) as idle:
+                    if idle and not self._exists(found.workspace_id):
+                        self.runtime.remove(found)
+                        what = "container" if found.kind == "instance" else found.kind
+                        repaired.append(f"removed orphaned {what} {found.name}")
             deleted = {
                 w.id
                 for w in Workspace.select().where(
                     (Workspace.status == "deleted") & ~Workspace.keep_volumes
                 )
             }
-            for volume in self.provisioner.managed("volumes"):
-                ws_id = int((volume.attrs.get("Labels") or {}).get(LABEL_WORKSPACE, "0") or 0)
-                if ws_id in deleted:  # never a volume whose workspace row is unknown
-                    volume.remove(force=True)
-                    repaired.append(f"removed the volume {volume.name} of a deleted workspace")
+            for found in resources:
+                # Never a volume whose workspace row is unknown.
+                if found.kind == "volume" and found.workspace_id in deleted:
+                    self.runtime.remove(found)
+                    repaired.append(f"removed the volume {found.name} of a deleted workspace")
             live = [w.id for w in Workspace.select(Workspace.id).where(
                 Workspace.status != "deleted"
             )]  # fmt: skip
@@ -292,7 +280,7 @@ class Worker:
                         continue
                     try:
                         repaired += self._reconcile_one(ws)
-                    except (service.WorkspaceError, docker.errors.APIError) as exc:
+                    except (service.WorkspaceError, ProvisionError) as exc:
                         # One workspace's trouble is logged; the others are still looked at.
                         reason = getattr(exc, "message", None) or first_line(exc)
                         log.warning("reconcile: %s: %s", ws.name, reason)
@@ -334,20 +322,20 @@ class Worker:
         )
 
     def _reconcile_one(self, ws: Workspace) -> list[str]:
-        container = self.provisioner.find_container(ws.id)
-        state = (container.attrs.get("State") or {}) if container is not None else {}
-        exited = f"the container stopped by itself (exit code {state.get('ExitCode')})"
+        container = self.runtime.find(ws.id)
+        code = container.exit_code if container else None
+        exited = f"the container stopped by itself (exit code {code})"
         if container is not None and container.status == "restarting":
-            restarts = container.attrs.get("RestartCount", 0)
+            restarts = container.restart_count
             if restarts < CRASH_LOOP:
                 return []  # the engine is bringing it back; look again next time
             # Its main process keeps exiting and the engine keeps starting it again.
-            self.provisioner.stop(container)
-            container.reload()
+            self.runtime.stop(container.id)
             exited = (
-                f"its main process kept exiting (exit code {state.get('ExitCode')}; the "
+                f"its main process kept exiting (exit code {container.exit_code}; the "
                 f"engine started it {restarts} times); it was stopped"
             )
+            container = self.runtime.poll(container.id)
             self.exited_since.pop(ws.id, None)
         elif (
             ws.status in ("running", "pooled")
@@ -355,7 +343,7 @@ class Worker:
             and not self._exited_long(ws, container)
         ):
             return []  # maybe an engine shutting down; look again next time
-        running = container is not None and container.status == "running"
+        running = container is not None and container.running
         if running or ws.status not in ("running", "pooled"):
             self.exited_since.pop(ws.id, None)
         if ws.status == "running" and container is None:
@@ -369,6 +357,7 @@ class Worker:
             return [f"{ws.name}: container vanished, marked failed"]
         if ws.status == "running" and not running:
             self.exited_since.pop(ws.id, None)
+            lifecycle.clear_placement(ws)
             lifecycle.set_status(ws, "stopped", None, message=exited)
             return [f"{ws.name}: container had stopped, marked stopped"]
         if ws.status in ("running", "pooled") and running:
@@ -395,33 +384,34 @@ class Worker:
         if ws.status == "stopped" and running:
             # Started outside Berth: what Berth recorded wins (quotas, idle and runtime
             # limits count only what Berth started).
-            self.provisioner.stop(container, lifecycle.STOP_GRACE_SECONDS)
+            self.runtime.stop(container.id, lifecycle.STOP_GRACE_SECONDS)
             return [f"{ws.name}: its container was started outside Berth; stopped again"]
         return []
 
-    def _exited_long(self, ws: Workspace, container) -> bool:
+    def _exited_long(self, ws: Workspace, container: Instance) -> bool:
         """Whether the container of running ``ws`` has been exited, the same start, for
         EXITED_GRACE_SECONDS (always True while it runs: nothing to wait for)."""
-        if container.status == "running":
+        if container.running:
             return True
-        started = self.provisioner.started_at(container)
+        started = container.started_at
         first, seen_start = self.exited_since.setdefault(ws.id, (self.clock(), started))
         if seen_start != started:
             self.exited_since[ws.id] = (self.clock(), started)
             return False
         return self.clock() - first >= EXITED_GRACE_SECONDS
 
-    def _started_by_the_engine(self, ws: Workspace, container) -> list[str]:
+    def _started_by_the_engine(self, ws: Workspace, container: Instance) -> list[str]:
         """A running workspace whose container the engine started again by itself (an
         engine restart, a host reboot, its main process exiting): what Berth set up at
         start went with the old processes and tmpfs, so a start job sets it up again (the
         IDE, a sandbox's token, postStartCommand). Told apart by the engine's own start
         time, compared as written: no clocks."""
-        self.provisioner.ensure_restart_policy(container)
-        started = self.provisioner.started_at(container)
-        if ws.engine_started_at is None or started is None:
-            # Started by a Berth that did not record it yet: this start is Berth's.
-            Workspace.update(engine_started_at=started).where(Workspace.id == ws.id).execute()
+        self.runtime.adopt(container.id)
+        started = container.started_at
+        if ws.engine_started_at is None or started is None or ws.runtime_host is None:
+            # Started by a Berth that did not record it (or where it is reached) yet:
+            # this start is Berth's.
+            lifecycle.record_placement(self.runtime, ws, container.id)
             return []
         if started == ws.engine_started_at:
             return []
@@ -473,44 +463,29 @@ class Worker:
                 delay = min(delay * 2, 600)
 
     def _base_image(self) -> str:
-        from app.provisioner.base_image import BASE_IMAGE, ensure_base_image
-
-        image = ensure_base_image(self.client, BASE_IMAGE, platform.Progress("base-image", log))
+        image = self.runtime.ensure_base_image(platform.Progress("base-image", log))
         return f"{BASE_IMAGE} ({image[:19]})"
 
     def _control_image(self) -> str:
-        from app.provisioner.base_image import BASE_IMAGE
-        from app.provisioner.control import CONTROL_IMAGE, build_image
-
-        image = build_image(
-            self.client,
-            BASE_IMAGE,
-            self.provisioner.ensure_build_network().name,
-            platform.Progress("control-image", log),
-        )
+        image = self.runtime.ensure_control_image(platform.Progress("control-image", log))
         return f"{CONTROL_IMAGE} ({image[:19]})"
 
     def _build_tools(self) -> str:
-        tools.ensure(
-            self.client,
-            on_log=platform.Progress("tools", log),
-            engine_dir=self.settings.tools_dir,
-            instance=self.settings.instance,
+        self.runtime.ensure_tools(
+            platform.Progress("tools", log), engine_dir=self.settings.tools_dir
         )
         started = []
         for ws in Workspace.select().where(Workspace.status == "running"):
-            container = self.provisioner.find_container(ws.id)
-            if container is None or lifecycle.is_agent(ws):
+            if lifecycle.is_agent(ws) or ws.address is None:
                 continue
-            if ide.healthz(self.provisioner.container_address(ws.id) or "", 1.0) is not None:
+            if ide.healthz(ws.address, 1.0) is not None:
                 continue
-            user, folder = self.provisioner.identity(container)
             if ide.start(
-                self.provisioner,
-                container.id,
+                self.runtime,
+                ws.container_id,
                 ws.id,
-                user,
-                folder or "/",
+                ws.remote_user or "root",
+                ws.workspace_folder or "/",
                 {},
                 log.info,
                 self.settings.secret_key,
@@ -550,7 +525,7 @@ class Worker:
         )
         book.add(
             "lifecycle",
-            lambda: jobs.sweep(settings, self.provisioner),
+            lambda: jobs.sweep(settings, self.runtime),
             IntervalTrigger(seconds=settings.lifecycle_interval),
             f"every {settings.lifecycle_interval}s",
         )
@@ -574,7 +549,7 @@ class Worker:
         )
         book.add(
             "anomalies",
-            lambda: "; ".join(self.anomalies.run(settings, self.provisioner)) or "none",
+            lambda: "; ".join(self.anomalies.run(settings, self.runtime)) or "none",
             IntervalTrigger(seconds=ANOMALY_SECONDS),
             f"every {ANOMALY_SECONDS}s",
         )

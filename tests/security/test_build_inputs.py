@@ -13,6 +13,7 @@ import secrets
 import pytest
 
 from app import devcontainer as dc
+from app.runtime.docker import DockerRuntime
 from tests.dcfiles import feature, write
 
 
@@ -101,7 +102,7 @@ def test_a_local_feature_with_a_link_out_is_refused_before_building(
     before = {c.id for c in docker_client.containers.list(all=True)}
     logs: list[str] = []
     with pytest.raises(dc.DevcontainerError, match="outside the repository") as error:
-        dc.build(plan, docker_client, on_log=logs.append)
+        dc.build(plan, DockerRuntime(docker_client, "test"), on_log=logs.append)
     assert canary.read_text().strip() not in str(error.value) + "\n".join(logs)
     assert {c.id for c in docker_client.containers.list(all=True)} == before
     # The folder itself as a link out of the repository: refused when it is named.
@@ -138,7 +139,7 @@ def test_links_that_stay_inside_the_repository_build_and_links_out_stay_links(
             }
         ),
     )
-    built = dc.build(_plan(repo), docker_client, on_log=lambda line: None)
+    built = dc.build(_plan(repo), DockerRuntime(docker_client, "test"), on_log=lambda line: None)
     out = docker_client.containers.run(
         built.image,
         [

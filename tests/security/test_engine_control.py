@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from app.provisioner.control import ControlError, EngineControl, _address
+from app.runtime.docker.control import ControlError, EngineControl, _address
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_a_container_id_counts_only_as_a_whole_cgroup_path_component(tmp_path, m
     victim = "ab" * 32
     control = EngineControl(client=None, instance="x")
     fake = tmp_path / "cgroup"
-    monkeypatch.setattr("app.provisioner.control.Path", lambda _path: fake)
+    monkeypatch.setattr("app.runtime.docker.control.Path", lambda _path: fake)
     for text, expected in [
         (f"12:pids:/docker/{victim}\n", True),
         (f"0::/system.slice/docker-{victim}.scope\n", True),

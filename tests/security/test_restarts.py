@@ -23,7 +23,7 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "again", template_name="base", data_dir=instance_dir.data_dir)
-    w = worker.Worker(instance_dir, docker_client)
+    w = worker.Worker(instance_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
     for kind in ("stop", "start", "stop", "start"):
         with database.connection_context():
@@ -31,10 +31,10 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
         job = _run_next_job(w, ws.id)
         assert job.status == "succeeded", job.error
     assert "ide: code-server started" in job.log and "ide: code-server is ready" in job.log
-    container = w.provisioner.find_container(ws.id)
-    pid = w.provisioner.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
-    w.provisioner.exec(container.id, ["kill", pid], user="dev")
-    decoy = w.provisioner.exec(
+    container = docker_client.containers.get(w.runtime.find(ws.id).id)
+    pid = w.runtime.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
+    w.runtime.exec(container.id, ["kill", pid], user="dev")
+    decoy = w.runtime.exec(
         container.id,
         [
             "sh",
@@ -47,6 +47,6 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
     assert decoy.exit_code == 0
     lines = []
     assert ide.start(
-        w.provisioner, container.id, ws.id, "dev", "/workspaces", {}, lines.append, "k" * 32
+        w.runtime, container.id, ws.id, "dev", "/workspaces", {}, lines.append, "k" * 32
     )
     assert "ide: code-server started" in lines and "ide: code-server is ready" in lines

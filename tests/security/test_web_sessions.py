@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from app.db import database
+from app.http.extensions import limiter
 from app.models import Template, Workspace
-from app.web.extensions import limiter
 from tests.security.conftest import call
 from tests.test_web import csrf_of, login
 
@@ -65,13 +65,8 @@ def test_a_copied_session_dies_at_a_password_change_and_the_changer_stays_in(app
 def test_the_ide_cookie_dies_at_logout(app, shared_ws, monkeypatch):
     from app.web import apps as web_apps
 
-    class Engine:  # the container's address, as the worker would have it
-        def container_address(self, ws_id):
-            return "10.231.0.2"
-
-    app.extensions["berth_provisioner"] = Engine()
-    with database.connection_context():
-        Workspace.update(status="running", container_id="c" * 64).where(
+    with database.connection_context():  # started, as the worker records it
+        Workspace.update(status="running", container_id="c" * 64, address="10.231.0.2").where(
             Workspace.id == shared_ws
         ).execute()
     settings = app.config["BERTH_SETTINGS"]

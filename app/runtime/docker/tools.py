@@ -19,20 +19,18 @@ from pathlib import Path
 import docker
 from docker.types import Mount
 
-from app.provisioner.base_image import BASE_IMAGE, ensure_base_image
+from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image
+from app.runtime.layout import TOOLS_CURRENT as CURRENT
+from app.runtime.layout import TOOLS_MARKER as MARKER
+from app.runtime.layout import TOOLS_MOUNT_POINT as MOUNT_POINT
 
 VOLUME = "berth-tools"
-MOUNT_POINT = "/opt/berth"
 CODE_SERVER_VERSION = "4.139.1"
 NODE_VERSION = "24.21.0"
 NPM_VERSION = "11.21.2"
 # Each bundle is built into a folder of its own and /opt/berth/current is switched to it
 # when it is complete (a rename: atomic); files an IDE runs from are never deleted.
 VERSION = f"code-server-{CODE_SERVER_VERSION}-node-{NODE_VERSION}-npm-{NPM_VERSION}"
-CURRENT = f"{MOUNT_POINT}/current"
-MARKER = ".complete"
-CODE_SERVER = f"{CURRENT}/bin/code-server"
-CODE_SERVER_PORT = 13337
 LABEL = "berth.tools"
 # One builder per engine: the container's name is the lock, held by the engine itself
 # (names are unique there), shared by every Berth instance using that engine.

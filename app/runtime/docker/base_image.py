@@ -17,8 +17,8 @@ from pathlib import Path
 import docker
 
 from app.messages import first_line
+from app.runtime.layout import BASE_IMAGE
 
-BASE_IMAGE = "berth-base:bookworm"
 UPSTREAM = ("debian", "bookworm-slim")  # what the base image is where a registry answers
 SUITE = "bookworm"
 _CHANGES = [

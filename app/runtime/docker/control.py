@@ -26,7 +26,8 @@ from pathlib import Path
 import docker
 
 from app.messages import first_line
-from app.provisioner import processes
+from app.runtime import ProvisionError
+from app.runtime.docker import processes
 
 log = logging.getLogger("berth.control")
 
@@ -59,7 +60,7 @@ _SIGNAL = (
 )
 
 
-class ControlError(Exception):
+class ControlError(ProvisionError):
     """The workspace could not be reached; the message says why."""
 
 
@@ -133,7 +134,7 @@ class ExecSocket:
     ``shutdown`` ends its input. Enough of a socket for select and the SSH relay."""
 
     def __init__(self, raw: socket.socket, about: str):
-        from app.provisioner.docker import Frames  # docker.py imports this module
+        from app.runtime.docker.docker import Frames  # docker.py imports this module
 
         self.raw, self.about, self.frames = raw, about, Frames()
 

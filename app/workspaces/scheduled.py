@@ -16,7 +16,7 @@ from app.backups import database as db_backups
 from app.config import Settings
 from app.messages import first_line
 from app.models import Budget, Group, GroupMember, Transition, Workspace, utcnow
-from app.provisioner.docker import Provisioner
+from app.runtime import ProvisionError, Runtime
 from app.workspaces import activity, ide, policy, service
 
 log = logging.getLogger("berth.scheduler")
@@ -25,15 +25,16 @@ log = logging.getLogger("berth.scheduler")
 RETRY_AFTER = timedelta(hours=1)
 
 
-def read_keepalive(provisioner: Provisioner, ws: Workspace, now: datetime) -> bool:
+def read_keepalive(runtime: Runtime, ws: Workspace, now: datetime) -> bool:
     """Turn the mark ``berth-keepalive`` leaves at /run/berth/keepalive into activity.
     It is read inside the workspace through the engine (a workspace cannot point Berth at
     a host file), and a time in the future counts as now."""
-    container = provisioner.find_container(ws.id)
-    if container is None:
+    if not ws.container_id:
         return False
-    user, _ = provisioner.identity(container)
-    mark = provisioner.read_keepalive(container.id, user)
+    try:
+        mark = runtime.read_keepalive(ws.container_id, ws.remote_user or "root")
+    except ProvisionError:  # gone meanwhile: no sign of use
+        return False
     if mark is None:
         return False
     touched = min(datetime.fromtimestamp(mark[0], UTC).replace(tzinfo=None), now)
@@ -59,19 +60,16 @@ def _failed_recently(ws: Workspace, rule: str, now: datetime) -> bool:
     )
 
 
-def read_ide_heartbeat(provisioner: Provisioner, ws: Workspace) -> bool:
+def read_ide_heartbeat(ws: Workspace) -> bool:
     """An IDE tab that is open counts as use: code-server says "alive" while it has a
     connection (its /healthz does not count as one)."""
-    address = provisioner.container_address(ws.id)
-    health = ide.healthz(address) if address else None
+    health = ide.healthz(ws.address) if ws.address else None
     if not health or health.get("status") != "alive":
         return False
     return activity.record(ws.id, "ide", "IDE open in a browser", force=True)
 
 
-def sweep(
-    settings: Settings, provisioner: Provisioner | None = None, now: datetime | None = None
-) -> str:
+def sweep(settings: Settings, runtime: Runtime | None = None, now: datetime | None = None) -> str:
     """Request every automatic stop or deletion that is due; return what was requested.
     Each workspace is handled on its own: one that fails is logged and the rest go on."""
     now = now or utcnow()
@@ -79,7 +77,7 @@ def sweep(
     candidates = Workspace.select().where(Workspace.status.in_(("running", "stopped", "failed")))
     for ws in list(candidates):
         try:
-            line = _sweep_one(settings, provisioner, ws, now)
+            line = _sweep_one(settings, runtime, ws, now)
         except Exception as exc:  # noqa: BLE001  (one workspace must not stop the sweep)
             log.exception("lifecycle: %s/%s could not be checked", ws.owner.username, ws.name)
             failed.append(f"{ws.owner.username}/{ws.name}: {first_line(exc)}")
@@ -96,13 +94,13 @@ class SweepIncomplete(Exception):
 
 
 def _sweep_one(
-    settings: Settings, provisioner: Provisioner | None, ws: Workspace, now: datetime
+    settings: Settings, runtime: Runtime | None, ws: Workspace, now: datetime
 ) -> str | None:
     look = service.outlook(ws, now)
     # Signs of use Berth has to go and look for are read only when they could change
     # the answer: a mark from berth-keepalive, an open IDE tab.
-    idle = look.due is not None and look.due[1] == "idle" and provisioner is not None
-    if idle and (read_keepalive(provisioner, ws, now) or read_ide_heartbeat(provisioner, ws)):
+    idle = look.due is not None and look.due[1] == "idle" and runtime is not None
+    if idle and (read_keepalive(runtime, ws, now) or read_ide_heartbeat(ws)):
         look = service.outlook(Workspace.get_by_id(ws.id), now)
     if look.due is None or service.active_job(ws) is not None:
         return None

@@ -1,1 +1,0 @@
-"""Everything that speaks to the Docker engine. No Flask here: the worker drives it."""

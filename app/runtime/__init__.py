@@ -1,0 +1,226 @@
+"""The runtime: where workspaces run, behind one small interface.
+
+Every other package reaches the container engine only through a ``Runtime``, and only
+with the plain values below: never an engine's own objects. ``app.runtime.docker`` is the
+one implementation today; docs/architecture.md says where another would go, and
+tests/runtime/ holds the contract any runtime must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from app.devcontainer.run import RunSpec
+
+Log = Callable[[str], None]
+
+
+class ProvisionError(Exception):
+    """The runtime refused something; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """Which workspace, of which Berth instance on the engine."""
+
+    instance: str
+    id: int
+    owner: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float
+    memory_mb: int
+    pids: int
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A workspace's running unit (a container), as the runtime last saw it."""
+
+    id: str
+    name: str
+    workspace_id: int
+    status: str  # created running paused restarting exited dead
+    started_at: str | None  # the engine's own text, compared verbatim (never parsed)
+    exit_code: int | None
+    restart_count: int
+    remote_user: str
+    folder: str | None
+    # Made by an older Berth in a way that must not be kept (recreated on start).
+    outdated: bool = False
+    agent_sockets: bool = False  # the forwarded-agent folder is mounted
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something the runtime holds for this instance: for reconcile's inventory."""
+
+    kind: str  # instance network volume
+    id: str
+    name: str
+    workspace_id: int  # 0: the instance's own (egress, build, control)
+    role: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the web tier and the SSH gateway need to reach a started workspace, recorded
+    by the worker so they never look it up in the engine."""
+
+    instance_id: str
+    address: str | None  # on the workspace's own network
+    host: str  # the runtime host it runs on
+    remote_user: str
+    folder: str | None
+    started_at: str | None
+
+
+@dataclass
+class ExecEnd:
+    exit_code: int
+    timed_out: bool
+
+
+@dataclass
+class ExecOutput:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    user: str = ""
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_ns: int
+    memory_bytes: int
+    memory_limit: int
+    pids: int
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Where workspaces run. Methods that take an ``instance_id`` act on what ``create``
+    returned; all of them raise ProvisionError with a reason a person can act on."""
+
+    instance: str  # this Berth's id on the engine (labels, names)
+    tools: bool  # whether the IDE bundle is mounted into new workspaces
+
+    # --- lifecycle --------------------------------------------------------------------
+    def find(self, workspace_id: int) -> Instance | None: ...
+    def create(
+        self,
+        ws: WorkspaceRef,
+        spec: RunSpec,
+        limits: Limits,
+        home: str,
+        *,
+        agent: bool = False,
+        owner: tuple[int, int] = (0, 0),
+        egress_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Instance: ...
+    def start(self, instance_id: str) -> Instance: ...
+    def stop(self, instance_id: str, grace_seconds: int = 10) -> None: ...
+    def discard(self, instance_id: str) -> None: ...
+    def poll(self, instance_id: str) -> Instance | None: ...
+    def adopt(self, instance_id: str) -> None: ...
+    def placement(self, instance_id: str) -> Placement: ...
+    def remove_workspace(self, workspace_id: int, keep_volumes: bool = False) -> None: ...
+    def inventory(self) -> tuple[list[Instance], list[Resource]]: ...
+    def remove(self, resource: Resource) -> None: ...
+    def usage(self, instance_id: str) -> Usage: ...
+    def owner_on_egress(self, address: str) -> int | None: ...
+
+    # --- exec, files, tunnels -----------------------------------------------------------
+    def exec_stream(
+        self,
+        instance_id: str,
+        argv: list[str],
+        *,
+        user: str = "",
+        env: dict | None = None,
+        workdir: str | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> Iterator[tuple[str, bytes] | ExecEnd]: ...
+    def exec(
+        self, instance_id: str, argv: list[str], max_output: int | None = None, **kwargs
+    ) -> ExecOutput: ...
+    def open_exec(
+        self,
+        instance_id: str,
+        argv: list[str],
+        *,
+        user: str = "",
+        env: dict | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bool = True,
+    ): ...
+    def output_splitter(self) -> Callable[[bytes], list[tuple[int, bytes]]]: ...
+    def resize_exec(self, exec_id: str, height: int, width: int) -> None: ...
+    def exec_exit_code(self, exec_id: str, wait_seconds: float = 5.0) -> int | None: ...
+    def end_exec(self, exec_id: str, grace_seconds: float = 2.0) -> None: ...
+    def write_file(self, instance_id: str, path: str, content: bytes, user: str) -> None: ...
+    def read_keepalive(self, instance_id: str, user: str) -> tuple[float, str] | None: ...
+    def open_tunnel(self, instance_id: str, host: str, port: int): ...
+    def run(self, instance_id: str, argv: list[str], **kwargs) -> tuple[int, str]: ...
+    def facts(self, instance_id: str) -> dict: ...
+    def agent_socket_dir(self, workspace_id: int) -> Path | None: ...
+
+    # --- volumes ------------------------------------------------------------------------
+    def volume_name(self, ws: WorkspaceRef, role: str) -> str: ...
+    def volumes(self, workspace_id: int) -> list[Resource]: ...
+    def seed_workspace_volume(
+        self, ws: WorkspaceRef, image: str, uid: int, gid: int, source_dir: str | None = None
+    ) -> None: ...
+    def export_volume(self, ws: WorkspaceRef, role: str, image: str, destination: Path) -> None: ...
+    def import_volume(self, ws: WorkspaceRef, role: str, image: str, source: Path) -> None: ...
+
+    # --- images (the devcontainer engine builds through these) --------------------------
+    def image(self, ref: str) -> ImageInfo | None: ...
+    def pull(self, ref: str) -> None: ...
+    def build_image(self, what: str, on_log: Log, **options) -> str: ...
+    def discard_layers(self, layers: list[str]) -> None: ...
+    def read_image_file(self, image: str, path: str) -> bytes | None: ...
+    def context_files(self, root: Path, exclude: list[str]) -> list[str]: ...
+    def remove_image_if_unused(self, image: str, protected: set[str]) -> bool: ...
+
+    # --- the instance's shared pieces ----------------------------------------------------
+    def build_network(self) -> str: ...
+    def egress_gateway(self, create: bool = True) -> str | None: ...
+    def ensure_isolation_rules(self, egress_port: int | None = None) -> str: ...
+    def ensure_base_image(self, on_log: Log = ...) -> str: ...
+    def ensure_control_image(self, on_log: Log = ...) -> str: ...
+    def ensure_tools(self, on_log: Log, engine_dir: str = "", **options) -> None: ...
+    def tools_ready(self) -> bool: ...
+    def engine_info(self) -> tuple[dict, dict]: ...
+    def close(self) -> None: ...
+
+
+def connect(settings, timeout: int = 60, **options) -> Runtime:
+    """The runtime ``settings`` choose, for this instance (Docker is the only one yet)."""
+    from app.runtime.docker.runtime import connect as connect_to_docker
+
+    return connect_to_docker(settings, timeout=timeout, **options)

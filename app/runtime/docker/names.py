@@ -1,0 +1,48 @@
+"""What the Docker runtime names and labels its objects: every one carries
+``berth.managed=true``, ``berth.instance=<id>``, ``berth.workspace=<id>`` and
+``berth.owner=<user>``, so reconciliation finds it and deletion leaves nothing."""
+
+from __future__ import annotations
+
+from app.runtime import WorkspaceRef
+
+LABEL_MANAGED = "berth.managed"
+LABEL_INSTANCE = "berth.instance"
+LABEL_WORKSPACE = "berth.workspace"
+LABEL_OWNER = "berth.owner"
+LABEL_ROLE = "berth.role"
+LABEL_USER = "berth.remote_user"
+LABEL_FOLDER = "berth.workspace_folder"
+BRIDGE_PREFIX = "berth"  # bridge interfaces are berth<id>, which the firewall rule matches
+
+
+def labels(ws: WorkspaceRef) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_INSTANCE: ws.instance,
+        LABEL_WORKSPACE: str(ws.id),
+        LABEL_OWNER: ws.owner,
+    }
+
+
+def container_name(ws: WorkspaceRef) -> str:
+    return f"berth-{ws.instance}-ws-{ws.id}"
+
+
+def network_name(ws: WorkspaceRef) -> str:
+    return container_name(ws)
+
+
+def bridge_name(ws: WorkspaceRef) -> str:
+    # Interface names have at most 15 characters: berth + 4 hex + up to 6 digits.
+    return f"{BRIDGE_PREFIX}{ws.instance}{ws.id}"[:15]
+
+
+def volume_name(ws: WorkspaceRef, role: str) -> str:
+    return f"berth-{ws.instance}-ws-{ws.id}-{role}"
+
+
+def workspace_id(found: dict | None) -> int:
+    """The workspace a labelled object belongs to (0: the instance's own)."""
+    value = (found or {}).get(LABEL_WORKSPACE, "0") or "0"
+    return int(value) if value.isdigit() else 0

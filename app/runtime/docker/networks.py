@@ -1,0 +1,195 @@
+"""The instance's networks (one bridge per workspace, the egress network, the build
+network) on subnets from Berth's pool, and the host firewall rules that keep workspaces
+and builds off the host's own ports."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import docker
+
+from app.runtime import ProvisionError, WorkspaceRef
+from app.runtime.docker import names
+from app.runtime.docker.names import BRIDGE_PREFIX, LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
+
+
+class Networks:
+    """Bridges of this instance, made once and found again by name."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        instance: str,
+        subnet_pool: str = "10.231.0.0/16",
+        subnet_prefix: int = 24,
+    ):
+        self.client = client
+        self.instance = instance
+        self.pool = ipaddress.ip_network(subnet_pool)
+        self.prefix = subnet_prefix
+        self._lock = threading.Lock()
+
+    def _used_subnets(self) -> set:
+        used = set()
+        for network in self.client.networks.list():
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                if config.get("Subnet"):
+                    used.add(ipaddress.ip_network(config["Subnet"], strict=False))
+        return used
+
+    def ensure_network(self, ws: WorkspaceRef):
+        """The workspace's own bridge network, on a subnet from Berth's pool."""
+        return self._bridge(
+            names.network_name(ws),
+            names.bridge_name(ws),
+            {**names.labels(ws), LABEL_ROLE: "network"},
+            internal=False,
+        )
+
+    def ensure_egress_network(self):
+        """The network of workspaces whose egress Berth controls: internal (no route out),
+        no traffic between its containers, and only the gateway's address reachable,
+        where Berth's egress proxy and dead DNS listen (app.egress)."""
+        return self._bridge(
+            self.egress_network_name,
+            f"{BRIDGE_PREFIX}{self.instance}eg",
+            {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_ROLE: "egress"},
+            internal=True,
+            icc=False,  # sandboxes sharing the egress network must not reach each other
+        )
+
+    def ensure_build_network(self):
+        """The network image builds run their RUN steps on: a bridge named like the
+        workspaces' (berth*), so the same INPUT rule keeps builds off the host's ports,
+        and with no traffic between the builds on it."""
+        return self._bridge(
+            f"berth-{self.instance}-build",
+            f"{BRIDGE_PREFIX}{self.instance}bd",
+            {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_ROLE: "build"},
+            internal=False,
+            icc=False,
+        )
+
+    @property
+    def egress_network_name(self) -> str:
+        return f"berth-{self.instance}-egress"
+
+    def egress_gateway(self, create: bool = True) -> str | None:
+        """The egress network's gateway address; without ``create``, None until the
+        worker has made the network (other processes only read it)."""
+        if create:
+            network = self.ensure_egress_network()
+        else:
+            found = self.client.networks.list(names=[self.egress_network_name])
+            if not found:
+                return None
+            network = found[0]
+        network.reload()
+        return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def _bridge(self, name: str, bridge: str, labels: dict, internal: bool, icc: bool = True):
+        with self._lock:
+            existing = self.client.networks.list(names=[name])
+            if existing:
+                return existing[0]
+            used = self._used_subnets()
+            for subnet in self.pool.subnets(new_prefix=self.prefix):
+                if any(subnet.overlaps(u) for u in used):
+                    continue
+                ipam = docker.types.IPAMConfig(
+                    pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))]
+                )
+                try:
+                    return self.client.networks.create(
+                        name,
+                        check_duplicate=True,  # the worker and the egress gateway may race
+                        driver="bridge",
+                        internal=internal,
+                        ipam=ipam,
+                        labels=labels,
+                        options={
+                            "com.docker.network.bridge.name": bridge,
+                            "com.docker.network.bridge.enable_icc": "true" if icc else "false",
+                        },
+                    )
+                except docker.errors.APIError as exc:
+                    # Another process (the egress gateway, another Berth on the engine)
+                    # made this network, or took this subnet, a moment ago; or is making
+                    # it right now (its bridge is there before the network is listed).
+                    making = "same bridge name" in str(exc.explanation or exc)
+                    for _ in range(50 if making else 1):
+                        existing = self.client.networks.list(names=[name])
+                        if existing:
+                            return existing[0]
+                        time.sleep(0.1)
+                    if "overlaps" in str(exc.explanation or exc):
+                        used.add(subnet)
+                        continue
+                    raise
+        raise ProvisionError(
+            f"the subnet pool {self.pool} has no free /{self.prefix} left; delete unused "
+            "workspaces or set BERTH_SUBNET_POOL to a larger range"
+        )
+
+    def ensure_isolation_rules(self, egress_port: int | None = None) -> str:
+        """Stop workspaces and builds from reaching the host's own ports (the control
+        plane) through their bridges: an INPUT rule on berth* interfaces; replies to
+        connections the host opened stay allowed. From the egress network, only this
+        instance's egress proxy and DNS are open. And stop other local users of the host
+        from opening connections into workspaces (an IDE or a port reached around
+        Berth's login): only Berth's own user may. Returns what was done, for the log."""
+        iptables = shutil.which("iptables")
+        if not iptables:
+            return "iptables is not installed: workspaces can reach ports on the host"
+        egress_bridge = f"{BRIDGE_PREFIX}{self.instance}eg"
+        bridges = f"{BRIDGE_PREFIX}+"
+        proxy = ["-i", egress_bridge, "-p", "tcp", "--dport", str(egress_port)]
+        # Only this instance's gateway address: another Berth on the engine may run its
+        # proxy on the same port of its own gateway.
+        gateway = ["-d", self.egress_gateway()] if egress_port else []
+        rules = [
+            *(
+                [
+                    ("INPUT", [*proxy[:2], *gateway, *proxy[2:], "-j", "ACCEPT"]),
+                    ("INPUT", ["-i", egress_bridge, *gateway]
+                     + ["-p", "udp", "--dport", "53", "-j", "ACCEPT"]),
+                ]
+                if egress_port
+                else []
+            ),
+            ("INPUT", ["-i", bridges, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED"]
+             + ["-j", "ACCEPT"]),
+            ("INPUT", ["-i", bridges, "-j", "DROP"]),
+            ("OUTPUT", ["-o", bridges, "-m", "conntrack", "--ctstate", "NEW", "-m", "owner"]
+             + ["!", "--uid-owner", str(os.getuid()), "-j", "REJECT"]),
+        ]  # fmt: skip
+        # Workspaces and builds keep their way to the network, but never to a cloud's
+        # metadata service (link-local), whose answers are the host's credentials.
+        if subprocess.run([iptables, "-S", "DOCKER-USER"], capture_output=True).returncode == 0:
+            rules.append(("DOCKER-USER", ["-i", bridges, "-d", "169.254.0.0/16", "-j", "REJECT"]))
+        # Earlier Berths opened the proxy port on every address of the egress bridge.
+        legacy = [("INPUT", [*proxy, "-j", "ACCEPT"])] if egress_port else []
+        done = []
+        for chain, rule in legacy:
+            while (
+                subprocess.run([iptables, "-D", chain, *rule], capture_output=True).returncode == 0
+            ):
+                done.append(f"removed {chain} {' '.join(rule)}")
+        positions: dict[str, int] = {}
+        for chain, rule in rules:
+            position = positions[chain] = positions.get(chain, 0) + 1
+            exists = subprocess.run([iptables, "-C", chain, *rule], capture_output=True)
+            if exists.returncode == 0:
+                continue
+            added = subprocess.run(
+                [iptables, "-I", chain, str(position), *rule], capture_output=True, text=True
+            )
+            if added.returncode != 0:
+                return f"could not add the {chain} rule: {added.stderr.strip()}"
+            done.append(f"{chain} {' '.join(rule)}")
+        return "added: " + "; ".join(done) if done else "firewall rules already in place"
