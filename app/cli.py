@@ -16,6 +16,7 @@ from app.config import ConfigError, Settings
 from app.db import open_database
 from app.durations import parse_duration
 from app.models import ROLES, TOKEN_SCOPES
+from app.states import JobStatus as J
 
 
 def _fail(message: str, code: int = 1):
@@ -125,8 +126,14 @@ def _wait_for_web(host: str, port: int, timeout: float) -> bool:
 @click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
 def serve(data_dir, host, port, ssh_port):
     """Run all of Berth in the foreground: the embedded default."""
+    from app.processes.supervisor import (
+        Child,
+        Supervisor,
+        berth_command,
+        caddy_command,
+        caddy_environment,
+    )
     from app.runtime.docker import engine
-    from app.supervisor import Child, Supervisor, berth_command, caddy_command, caddy_environment
 
     settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
     open_instance(settings)
@@ -169,24 +176,25 @@ def serve(data_dir, host, port, ssh_port):
 @click.option("--bind", help="HOST:PORT to listen on (default BERTH_HOST:BERTH_PORT).")
 def web(data_dir, bind):
     """Run the web app (dashboard, admin, API) under gunicorn."""
-    from app import webserver
+    from app.processes import web
 
     settings = load_settings(data_dir=data_dir)
     open_instance(settings)
-    webserver.run(settings, bind or f"{settings.host}:{settings.port}")
+    web.run(settings, bind or f"{settings.host}:{settings.port}")
 
 
 @main.command()
 @data_dir_option
 def worker(data_dir):
     """Run the worker: provisioning jobs and reconciliation (one per instance)."""
-    from app.workspaces import worker as worker_mod
+    from app.processes import worker as process
+    from app.workspaces.worker import AlreadyRunning
 
     settings = load_settings(data_dir=data_dir)
     open_instance(settings)
     try:
-        worker_mod.main(settings)
-    except worker_mod.AlreadyRunning as exc:
+        process.run(settings)
+    except AlreadyRunning as exc:
         _fail(f"{exc}; not starting a second one", 2)
 
 
@@ -195,24 +203,24 @@ def worker(data_dir):
 @click.option("--port", "ssh_port", type=int, help="Port to listen on (default BERTH_SSH_PORT).")
 def ssh_gateway(data_dir, ssh_port):
     """Run the SSH gateway: ssh, scp, sftp and port forwards into workspaces."""
-    from app.ssh import gateway
+    from app.processes import ssh
 
     settings = load_settings(data_dir=data_dir, ssh_port=ssh_port)
     open_instance(settings)
     if _port_in_use(settings.host, settings.ssh_port):
         _fail(f"SSH port {settings.ssh_port} on {settings.host} is in use; choose another", 2)
-    gateway.run(settings)
+    ssh.run(settings)
 
 
 @main.command()
 @data_dir_option
 def egress(data_dir):
     """The egress gateway of sandboxes: the allowlisting proxy and the dead DNS."""
-    from app.egress import service
+    from app.processes import egress as process
 
     settings = load_settings(data_dir=data_dir)
     open_instance(settings, quiet=True)
-    service.run(settings)
+    process.run(settings)
 
 
 @main.command()
@@ -559,12 +567,12 @@ def backup_workspace(settings, name, owner, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = Transition.get_by_id(job.id)
-        if job.status in ("succeeded", "failed"):
+        if job.status in (J.SUCCEEDED, J.FAILED):
             break
         time.sleep(0.5)
     else:
         _fail("the backup did not finish in time; is the worker (berth serve) running?")
-    if job.status == "failed":
+    if job.status == J.FAILED:
         _fail(f"backup failed: {job.error}")
     click.echo(job.log.strip().splitlines()[-2])
 

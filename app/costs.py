@@ -28,6 +28,7 @@ from app.models import (
     utcnow,
 )
 from app.numbers import bounded
+from app.states import Status as S
 
 
 def resources(values: dict) -> tuple[float, int]:
@@ -68,9 +69,9 @@ def running_intervals(changes: list[tuple[str, datetime]], now: datetime):
     """(start, end) of each stretch in ``running`` from (status, at) in time order."""
     started = None
     for status, at in changes:
-        if status == "running" and started is None:
+        if status == S.RUNNING and started is None:
             started = at
-        elif status != "running" and started is not None:
+        elif status != S.RUNNING and started is not None:
             yield started, at
             started = None
     if started is not None:

@@ -110,7 +110,7 @@ def check_caddy() -> Check:
     import re
     import subprocess
 
-    from app.supervisor import caddy_command
+    from app.processes.supervisor import caddy_command
 
     binary = caddy_command()[0]
     try:

@@ -19,7 +19,6 @@ from prometheus_client.core import (
 )
 
 from app.models import (
-    WORKSPACE_STATES,
     Activity,
     AuditEvent,
     ScheduledJob,
@@ -27,6 +26,7 @@ from app.models import (
     Transition,
     Workspace,
 )
+from app.states import Status
 
 # Seconds: from a cached start (about a second) to a cold build with features (minutes).
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, float("inf"))
@@ -62,8 +62,8 @@ class DatabaseCollector:
             .tuples()
         )
         family = GaugeMetricFamily("berth_workspaces", "Workspaces by state", labels=["state"])
-        for state in WORKSPACE_STATES:
-            family.add_metric([state], counts.get(state, 0))
+        for state in Status:
+            family.add_metric([str(state)], counts.get(state, 0))
         return family
 
     def _transitions(self):

@@ -112,22 +112,6 @@ class ApiToken(BaseModel):
 ALL_MODELS = [User, ApiToken]
 
 
-WORKSPACE_STATES = (
-    "pending",
-    "building",
-    "starting",
-    "running",
-    "stopping",
-    "stopped",
-    "deleting",
-    "deleted",
-    "failed",
-    "pooled",  # a warm-pool member waiting to be claimed (app.workspaces.pool)
-)
-TRANSITIONS = ("create", "start", "stop", "restart", "rebuild", "delete")
-CAUSES = ("user", "api", "ssh", "ide", "schedule", "reconcile")
-
-
 class Template(BaseModel):
     """A blueprint for workspaces: where its devcontainer.json lives, and admin limits."""
 

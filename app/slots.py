@@ -3,7 +3,7 @@ that waits until the workspace runs, a large file): they are served by threads o
 own, at most ``limit`` at once and ``per_user`` for one person, so they can never take
 the threads that pages, the API's short calls and the IDE's forward_auth need.
 
-The web server runs ``short + limit`` threads (app.webserver); a request past either
+The web server runs ``short + limit`` threads (app.processes.web); a request past either
 bound is refused at once with 503 and says why, instead of queueing behind the others.
 """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.supervisor import caddy_command
+from app.processes.supervisor import caddy_command
 
 CADDY_DIR = Path(__file__).resolve().parent.parent / "caddy"
 ASK = "http://127.0.0.1:8000/_berth/tls-ask"

@@ -4,7 +4,7 @@ from flask import jsonify
 
 from app import __version__
 from app.api import bp
-from app.models import WORKSPACE_STATES
+from app.states import Status
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -110,7 +110,7 @@ DOCUMENT = {
                     "parameters": {"type": "object"},
                     "status": {
                         "type": "string",
-                        "enum": list(WORKSPACE_STATES),
+                        "enum": [str(s) for s in Status],
                     },
                     "error": {"type": "string", "nullable": True},
                     "created_at": {"type": "string", "format": "date-time"},

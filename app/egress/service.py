@@ -3,19 +3,16 @@ connection by its address on the egress network, and records every decision."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from urllib.parse import urlsplit
 
 from app import audit
-from app import runtime as runtimes
-from app.config import Settings, configure_logging
+from app.config import Settings
 from app.db import short_connection
 from app.egress import gateway, private_networks, rules_for
 from app.models import Template, User, Workspace
 from app.runtime import ProvisionError, Runtime
-from app.runtime.docker import engine
 
 log = logging.getLogger("berth.egress")
 CACHE_SECONDS = 5.0  # an allowlist change reaches open sandboxes within this
@@ -106,42 +103,3 @@ def sandbox_berth_url(settings: Settings) -> str:
     if sandbox_berth_host(settings) == host:
         return settings.public_url
     return f"{public.scheme}://{gateway.BERTH_ALIAS}:{port}"
-
-
-def run(settings: Settings) -> None:
-    """Serve the proxy and the dead DNS on the egress network's gateway until stopped."""
-    import signal
-
-    configure_logging(settings)
-    stopped = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.append(True))
-    if not engine.wait_for(settings.docker_host, log.warning, stop=lambda: bool(stopped)):
-        return
-    runtime = runtimes.connect(settings)
-    # The worker makes the egress network (it is the only writer); wait for it.
-    address = runtime.egress_gateway(create=False)
-    while address is None and not stopped:
-        log.info("egress: waiting for the worker to make the egress network")
-        time.sleep(2)
-        address = runtime.egress_gateway(create=False)
-    if address is None:
-        return
-    host, port = berth_address(settings)
-    directory = Directory(runtime, [gateway.Rule(sandbox_berth_host(settings), port)])
-    # Berth itself is reached where its operator put it, a private address included.
-    aliases = {(gateway.BERTH_ALIAS, port): host, (sandbox_berth_host(settings), port): host}
-
-    async def main():
-        task = asyncio.create_task(
-            gateway.serve(address, settings.egress_port, directory.lookup, record, aliases)
-        )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            log.info("egress: stopping")
-
-    asyncio.run(main())

@@ -19,13 +19,15 @@ import paramiko
 
 from app import audit
 from app import runtime as runtimes
-from app.config import Settings, configure_logging
+from app.config import Settings
 from app.db import short_connection
 from app.models import Transition, Workspace
 from app.runtime import ProvisionError, Runtime
 from app.ssh import hostkey, keys
 from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
+from app.states import JobStatus as J
+from app.states import Status as S
 from app.workspaces import activity, recordings, service
 
 log = logging.getLogger("berth.ssh")
@@ -479,17 +481,17 @@ class Connection(paramiko.ServerInterface):
         while True:
             with short_connection():
                 ws = Workspace.get_or_none(Workspace.id == self.workspace_id)
-                if ws is None or ws.status == "deleted":
+                if ws is None or ws.status == S.DELETED:
                     raise SessionRefused("the workspace no longer exists")
-                if ws.status == "running" and ws.container_id and ws.runtime_host:
+                if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
                     self.remote_user = ws.remote_user or "root"
                     self.folder = ws.workspace_folder
                     return ws.container_id
                 if job is not None:
                     job = Transition.get_by_id(job.id)
-                    if job.status == "failed" and requested:
+                    if job.status == J.FAILED and requested:
                         raise SessionRefused(f"the workspace failed to start: {job.error}")
-                    if job.status in ("succeeded", "failed"):
+                    if job.status in (J.SUCCEEDED, J.FAILED):
                         job = None
                 if job is None:
                     job = self._start(ws, requested)
@@ -505,7 +507,7 @@ class Connection(paramiko.ServerInterface):
         active = service.active_job(ws)
         if active is not None:
             return active
-        if ws.status not in ("stopped", "failed"):
+        if ws.status not in (S.STOPPED, S.FAILED):
             return None  # on its way (building, starting): wait
         if requested_before:
             raise SessionRefused(f"the workspace is {ws.status}: {ws.error or 'see its page'}")
@@ -521,20 +523,3 @@ class Connection(paramiko.ServerInterface):
             if exc.code != "busy":
                 raise SessionRefused(exc.message) from None
             return service.active_job(ws)
-
-
-def run(settings: Settings) -> None:
-    """``berth ssh``: serve until SIGTERM or SIGINT."""
-    import signal
-
-    configure_logging(settings)
-    gateway = Gateway(settings)
-    gateway.listen()
-
-    def stop(signum, _frame):
-        log.info("ssh: %s received; stopping", signal.Signals(signum).name)
-        gateway.close()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    gateway.serve_forever()

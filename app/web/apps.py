@@ -23,6 +23,7 @@ from app.http import auditing
 from app.http.extensions import limiter
 from app.models import User
 from app.runtime.layout import CODE_SERVER_PORT
+from app.states import Status as S
 from app.workspaces import activity, apps, ide, service
 
 bp = Blueprint("apps", __name__)
@@ -218,7 +219,7 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
     if target.port and apps.port_row(ws, target.port) is None:
         return _message(404, "Port not open", f"Port {target.port} is not open in {ws.name}.")
     # Recorded by the worker at each start (app.runtime.Placement): no engine lookup.
-    address = ws.address if ws.status == "running" else None
+    address = ws.address if ws.status == S.RUNNING else None
     if address is None:
         return _starting(ws, user)
     secret = ide.secret(_settings().secret_key, ws.id, ws.container_id or "")
@@ -250,7 +251,7 @@ def _trade_ticket(ticket: str, target: apps.Target, uri: str, secure: bool):
 
 def _starting(ws, user: User):
     """A workspace that is not running: start it if it is stopped, and say so."""
-    if ws.status in ("stopped", "failed") and service.active_job(ws) is None:
+    if ws.status in (S.STOPPED, S.FAILED) and service.active_job(ws) is None:
         # If someone else asked first, the page below is right all the same.
         try:
             service.request(
@@ -259,7 +260,7 @@ def _starting(ws, user: User):
         except service.WorkspaceError as exc:
             if exc.code == "quota_exceeded":
                 return _message(403, "Quota exceeded", exc.message)
-    if ws.status in ("deleting", "stopping"):
+    if ws.status in (S.DELETING, S.STOPPING):
         text = f"{ws.name} is {ws.status}. This page tries again by itself."
     else:
         text = f"{ws.name} is starting. This page opens the IDE by itself when it is ready."

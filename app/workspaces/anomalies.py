@@ -24,6 +24,7 @@ from app import audit
 from app.durations import parse_duration
 from app.models import AuditEvent, Template, User, Workspace, stamp, utcnow
 from app.runtime import ProvisionError
+from app.states import Status as S
 from app.workspaces import templates
 
 log = logging.getLogger("berth.anomalies")
@@ -53,7 +54,7 @@ class Detector:
             .join(User)
             .switch(Workspace)
             .join(Template)
-            .where((Workspace.status == "running") & (Template.profile == "agent"))
+            .where((Workspace.status == S.RUNNING) & (Template.profile == "agent"))
         )
         for ws in sandboxes:
             limits = json.loads(ws.template.limits or "{}")

@@ -22,6 +22,7 @@ from app.config import Settings
 from app.db import write_transaction
 from app.models import User, Workspace, WorkspacePort
 from app.runtime.layout import CODE_SERVER_PORT
+from app.states import Status as S
 
 _NAME = r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*"
 _USER = r"[a-z][a-z0-9_-]*"
@@ -110,7 +111,7 @@ def find(target: Target) -> Workspace | None:
         .where(
             (User.username == target.owner)
             & (Workspace.live_name == target.workspace)
-            & (Workspace.status != "deleted")
+            & (Workspace.status != S.DELETED)
         )
         .first()
     )

@@ -10,16 +10,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import audit, egress
+from app import audit, egress, states
 from app import devcontainer as dc
 from app.backups import BackupError
 from app.backups import workspaces as volume_backups
 from app.config import Settings
 from app.devcontainer.build import ImageUser, image_users
 from app.egress import service as egress_service
-from app.models import StateChange, Transition, Workspace, utcnow
+from app.models import Transition, Workspace, utcnow
 from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
 from app.runtime.layout import BASE_IMAGE
+from app.states import JobStatus, Kind
+from app.states import Status as S
 from app.workspaces import apps, git, ide, pool, sandboxes, templates
 
 STOP_GRACE_SECONDS = 10
@@ -64,48 +66,6 @@ class Context:
     @property
     def data_dir(self) -> Path:
         return self.settings.data_dir
-
-
-def set_status(
-    ws: Workspace,
-    status: str,
-    transition: Transition | None,
-    message: str | None = None,
-    error: str | None = None,
-) -> None:
-    previous = Workspace.get_by_id(ws.id).status
-    ws.status = status
-    ws.error = error
-    ws.updated_at = utcnow()
-    fields = [Workspace.status, Workspace.error, Workspace.updated_at]
-    if status != previous:
-        ws.status_since = ws.updated_at
-        fields.append(Workspace.status_since)
-    if status == "deleted":
-        ws.live_name = None
-        fields.append(Workspace.live_name)
-    ws.save(only=fields)
-    StateChange.create(
-        workspace=ws,
-        transition=transition,
-        from_status=previous,
-        to_status=status,
-        cause=transition.cause if transition else "reconcile",
-        actor=transition.actor if transition else None,
-        message=message,
-    )
-    if transition is None and status != previous:
-        # Changes with a job are recorded with the job; these are the reconciler's.
-        audit.record(
-            "workspace.reconcile",
-            actor="reconcile",
-            target=f"workspace:{ws.owner.username}.{ws.name}",
-            cause="reconcile",
-            workspace_id=ws.id,
-            from_status=previous,
-            to_status=status,
-            message=message or error,
-        )
 
 
 def record_placement(runtime: Runtime, ws: Workspace, instance_id: str) -> None:
@@ -276,15 +236,15 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     # running all along, so its status and the clocks counting from it stay as they are.
     again = (
         not fresh
-        and ws.status in ("running", "pooled")
+        and ws.status in (S.RUNNING, S.POOLED)
         and json.loads(transition.options or "{}").get("set_up_again")
     )
     # An existing container only needs its run spec (the build is a cache lookup then).
     if not again:
-        set_status(ws, "building" if fresh else "starting", transition)
+        states.move(ws, S.BUILDING if fresh else S.STARTING, transition)
     plan, result, approvals = _plan_and_build(ctx, ws, log)
     if fresh:
-        set_status(ws, "starting", transition)
+        states.move(ws, S.STARTING, transition)
     ref = _ref(ctx, ws)
     spec = dc.run_spec(
         plan,
@@ -354,16 +314,16 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             ctx.settings.secret_key,
         )
     if not again:
-        set_status(ws, "pooled" if pooled else "running", transition)
+        states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 
 
 def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
-    set_status(ws, "stopping", transition, message=transition.reason)
+    states.move(ws, S.STOPPING, transition, message=transition.reason)
     container = ctx.runtime.find(ws.id)
     if container is not None:
         ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
     clear_placement(ws)
-    set_status(ws, "stopped", transition)
+    states.move(ws, S.STOPPED, transition)
 
 
 def _discard_image(ctx: Context, ws: Workspace, image: str) -> None:
@@ -374,13 +334,13 @@ def _discard_image(ctx: Context, ws: Workspace, image: str) -> None:
 
 
 def _protected_images() -> set[str]:
-    live = Workspace.select(Workspace.image).where(Workspace.status != "deleted")
+    live = Workspace.select(Workspace.image).where(Workspace.status != S.DELETED)
     return {w.image for w in live if w.image}
 
 
 def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
     old_image = ws.image
-    set_status(ws, "building", transition)
+    states.move(ws, S.BUILDING, transition)
     _plan_and_build(ctx, ws, log)  # fails before anything is removed if the build fails
     container = ctx.runtime.find(ws.id)
     if container is not None:
@@ -417,16 +377,17 @@ def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) ->
         try:
             taken = _backup(ctx, ws, log)
         except (BackupError, ProvisionError) as exc:
-            set_status(ws, ws.status, transition, message=f"not deleted: the backup failed: {exc}")
+            reason = f"not deleted: the backup failed: {exc}"
+            states.move(ws, S(ws.status), transition, message=reason)
             raise JobFailed(f"the backup before deleting failed: {exc}", keep_status=True) from None
         log(f"volumes backed up as {taken.id}")
-    set_status(ws, "deleting", transition, message=transition.reason)
+    states.move(ws, S.DELETING, transition, message=transition.reason)
     ws.keep_volumes = keep
     ws.save(only=[Workspace.keep_volumes])
     ctx.runtime.remove_workspace(ws.id, keep_volumes=keep)
     clear_placement(ws)
     shutil.rmtree(source_dir(ctx, ws).parent, ignore_errors=True)
-    set_status(ws, "deleted", transition, message="volumes kept" if keep else None)
+    states.move(ws, S.DELETED, transition, message="volumes kept" if keep else None)
     sandboxes.revoke(ws)
     if ws.image:
         _discard_image(ctx, ws, ws.image)
@@ -458,34 +419,34 @@ def run(ctx: Context, transition: Transition) -> None:
         log(f"reason: {transition.reason}")
     keep_status = False
     try:
-        if ws.status == "deleted":
+        if ws.status == S.DELETED:
             raise JobFailed("the workspace was deleted before this job ran")
-        if transition.kind in ("create", "start"):
+        if transition.kind in (Kind.CREATE, Kind.START):
             _create_and_start(ctx, ws, log, transition)
-        elif transition.kind == "stop":
+        elif transition.kind == Kind.STOP:
             _stop(ctx, ws, transition)
-        elif transition.kind == "restart":
+        elif transition.kind == Kind.RESTART:
             _stop(ctx, ws, transition)
             _create_and_start(ctx, ws, log, transition)
-        elif transition.kind == "rebuild":
+        elif transition.kind == Kind.REBUILD:
             _rebuild(ctx, ws, log, transition)
-        elif transition.kind == "backup":
+        elif transition.kind == Kind.BACKUP:
             try:
                 taken = _backup(ctx, ws, log)
             except BackupError as exc:
                 raise JobFailed(str(exc), keep_status=True) from None
             log(f"backup {taken.id} written ({taken.size} bytes)")
-        elif transition.kind == "delete":
+        elif transition.kind == Kind.DELETE:
             _delete(ctx, ws, log, transition)
-        outcome, error = "succeeded", None
+        outcome, error = JobStatus.SUCCEEDED, None
     except JobFailed as exc:
-        outcome, error, keep_status = "failed", str(exc), exc.keep_status
+        outcome, error, keep_status = JobStatus.FAILED, str(exc), exc.keep_status
     except (dc.DevcontainerError, ProvisionError, templates.ParameterError) as exc:
-        outcome, error = "failed", str(exc)
+        outcome, error = JobStatus.FAILED, str(exc)
     if error:
         log(f"error: {error}")
-        if ws.status != "deleted" and not keep_status:
-            set_status(ws, "failed", transition, error=error)
+        if ws.status != S.DELETED and not keep_status:
+            states.move(ws, S.FAILED, transition, error=error)
     else:
         log(f"{transition.kind} done")
     log.flush()
@@ -496,7 +457,7 @@ def run(ctx: Context, transition: Transition) -> None:
         f"workspace.{transition.kind}",
         actor=transition.actor,
         target=f"workspace:{ws.owner.username}.{ws.name}",
-        outcome="success" if outcome == "succeeded" else "failure",
+        outcome="success" if outcome == JobStatus.SUCCEEDED else "failure",
         cause=transition.cause,
         transition=transition.id,
         workspace_id=ws.id,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from app.db import database
 from app.models import Transition
+from app.states import JobStatus as J
 
 POLL_SECONDS = 0.3
 MAX_SECONDS = 3600
@@ -45,7 +46,7 @@ def sse(workspace_id: int, follow: bool = True) -> Iterator[str]:
         for line in lines[sent:]:
             yield _event(line)
         sent = len(lines)
-        finished = job.status in ("succeeded", "failed")
+        finished = job.status in (J.SUCCEEDED, J.FAILED)
         if finished or not follow or time.monotonic() - started > MAX_SECONDS:
             yield _event(
                 json.dumps({"id": job.id, "status": job.status, "error": job.error}), "end"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.durations import format_duration, parse_duration
+from app.states import Status as S
 
 DEFAULT_IDLE_TIMEOUT = timedelta(minutes=30)
 DEFAULT_WARN_BEFORE = timedelta(minutes=15)
@@ -95,14 +96,14 @@ def outlook(ws, policy: Policy, uses: list[Use], now: datetime) -> Outlook:
     """``ws`` needs status, status_since and ttl_expires_at."""
     look = Outlook()
     since = ws.status_since or now
-    if ws.status == "running":
+    if ws.status == S.RUNNING:
         _running(look, policy, uses, since, now)
     deadlines = []
-    if ws.ttl_expires_at is not None and ws.status not in ("deleting", "deleted"):
+    if ws.ttl_expires_at is not None and ws.status not in (S.DELETING, S.DELETED):
         deadlines.append(
             (ws.ttl_expires_at, "ttl", f"its time to live ended at {_clock(ws.ttl_expires_at)}")
         )
-    if ws.status == "stopped" and policy.dormant_after:
+    if ws.status == S.STOPPED and policy.dormant_after:
         deadlines.append(
             (
                 since + policy.dormant_after,
@@ -111,7 +112,7 @@ def outlook(ws, policy: Policy, uses: list[Use], now: datetime) -> Outlook:
                 f"{format_duration(policy.dormant_after)}",
             )
         )
-    if ws.status == "failed" and policy.failed_cleanup_after:
+    if ws.status == S.FAILED and policy.failed_cleanup_after:
         deadlines.append(
             (
                 since + policy.failed_cleanup_after,

@@ -17,9 +17,11 @@ from datetime import timedelta
 
 import peewee
 
-from app import audit
+from app import audit, states
 from app.db import database, write_transaction
-from app.models import StateChange, Template, Transition, User, Workspace, utcnow
+from app.models import Template, Transition, User, Workspace, utcnow
+from app.states import Cause, JobStatus, Kind
+from app.states import Status as S
 from app.workspaces import templates
 
 POOL_USER = "berth-pool"  # not a valid username for people, so never a person's
@@ -48,7 +50,7 @@ def members(template: Template):
     return Workspace.select().where(
         (Workspace.owner == pool_user())
         & (Workspace.template == template)
-        & Workspace.status.in_(("pending", "building", "starting", "pooled"))
+        & Workspace.status.in_((S.PENDING, S.BUILDING, S.STARTING, S.POOLED))
     )
 
 
@@ -103,11 +105,11 @@ def claim(
             .where(
                 (Workspace.owner == pool_user())
                 & (Workspace.template == template)
-                & (Workspace.status == "pooled")
+                & (Workspace.status == S.POOLED)
                 # Not one a job is working on (reconcile setting it up again, say).
                 & Workspace.id.not_in(
                     Transition.select(Transition.workspace).where(
-                        Transition.status.in_(("pending", "running"))
+                        Transition.status.in_(states.ACTIVE_JOB)
                     )
                 )
             )
@@ -117,50 +119,40 @@ def claim(
         if ws is None:
             return None
         now = utcnow()
-        # Conditional on still being pooled: two claims at once never get the same one.
-        taken = (
-            Workspace.update(
-                owner=owner,
-                name=name,
-                live_name=name,
-                status="running",
-                status_since=now,
-                created_at=now,
-                updated_at=now,
-                ttl_expires_at=now + lifetime if lifetime else None,
-                egress_allow=json.dumps(egress_allow) if egress_allow else None,
-            )
-            .where((Workspace.id == ws.id) & (Workspace.status == "pooled"))
-            .execute()
-        )
-        if not taken:
-            return None
         job = Transition.create(
             workspace=ws,
-            kind="create",
-            status="succeeded",
-            cause="api",
+            kind=Kind.CREATE,
+            status=JobStatus.SUCCEEDED,
+            cause=Cause.API,
             actor=actor,
             options=json.dumps({"pool": True}),
             started_at=now,
             finished_at=now,
         )
-        StateChange.create(
-            workspace=ws,
-            transition=job,
-            from_status="pooled",
-            to_status="running",
-            cause="api",
-            actor=actor,
+        # Conditional on still being pooled: two claims at once never get the same one.
+        taken = states.move(
+            ws,
+            S.RUNNING,
+            job,
             message="claimed from the warm pool",
+            expect=S.POOLED,
             at=now,
+            owner=owner,
+            name=name,
+            live_name=name,
+            created_at=now,
+            ttl_expires_at=now + lifetime if lifetime else None,
+            egress_allow=json.dumps(egress_allow) if egress_allow else None,
         )
+        if not taken:
+            job.delete_instance()
+            return None
         audit.record(
             "workspace.create.request",
             actor=actor,
             source_ip=source_ip,
             target=f"workspace:{owner.username}.{name}",
-            cause="api",
+            cause=Cause.API,
             transition=job.id,
             workspace_id=ws.id,
             pool=True,

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from app import states
 from app.models import Group, GroupMember, Quota, User, Workspace, utcnow
+from app.states import Status as S
 from app.workspaces import templates
 
 # Statuses that hold (or are about to hold) a running container.
-ACTIVE = ("pending", "building", "starting", "running")
+ACTIVE = states.ACTIVE  # holding (or about to hold) a container
 FIELDS = ("max_workspaces", "max_running", "max_cpu", "max_memory_mb")
 
 
@@ -53,7 +55,7 @@ def _owners(subject: User | Group) -> list[int]:
 def usage(subject: User | Group, excluding: Workspace | None = None) -> Usage:
     found = Usage()
     query = Workspace.select().where(
-        Workspace.owner.in_(_owners(subject)) & (Workspace.status != "deleted")
+        Workspace.owner.in_(_owners(subject)) & (Workspace.status != S.DELETED)
     )
     for ws in query:
         if excluding is not None and ws.id == excluding.id:

@@ -17,6 +17,8 @@ from app.config import Settings
 from app.messages import first_line
 from app.models import Budget, Group, GroupMember, Transition, Workspace, utcnow
 from app.runtime import ProvisionError, Runtime
+from app.states import JobStatus as J
+from app.states import Status as S
 from app.workspaces import activity, ide, policy, service
 
 log = logging.getLogger("berth.scheduler")
@@ -53,7 +55,7 @@ def _failed_recently(ws: Workspace, rule: str, now: datetime) -> bool:
             (Transition.workspace == ws)
             & (Transition.cause == "schedule")
             & (Transition.actor == rule)
-            & (Transition.status == "failed")
+            & (Transition.status == J.FAILED)
             & (Transition.finished_at > now - RETRY_AFTER)
         )
         .exists()
@@ -74,7 +76,7 @@ def sweep(settings: Settings, runtime: Runtime | None = None, now: datetime | No
     Each workspace is handled on its own: one that fails is logged and the rest go on."""
     now = now or utcnow()
     requested, failed = [], []
-    candidates = Workspace.select().where(Workspace.status.in_(("running", "stopped", "failed")))
+    candidates = Workspace.select().where(Workspace.status.in_((S.RUNNING, S.STOPPED, S.FAILED)))
     for ws in list(candidates):
         try:
             line = _sweep_one(settings, runtime, ws, now)
@@ -157,7 +159,7 @@ def enforce_budgets(settings: Settings, now: datetime | None = None) -> str:
             )
         members = GroupMember.select(GroupMember.user).where(GroupMember.group == budget.group)
         running = Workspace.select().where(
-            Workspace.owner.in_(members) & Workspace.status.in_(("running", "starting"))
+            Workspace.owner.in_(members) & Workspace.status.in_((S.RUNNING, S.STARTING))
         )
         for ws in running:
             if service.active_job(ws) is not None:

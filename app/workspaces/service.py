@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import peewee
 
-from app import audit, authz, costs, egress
+from app import audit, authz, costs, egress, states
 from app.backups import Backup, BackupError
 from app.backups import workspaces as volume_backups
 from app.db import database, write_transaction
@@ -32,6 +32,8 @@ from app.models import (
     stamp,
     utcnow,
 )
+from app.states import Kind
+from app.states import Status as S
 from app.workspaces import (
     activity,
     apps,
@@ -44,25 +46,9 @@ from app.workspaces import (
 )
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-ACTIVE_JOB = ("pending", "running")
-# What each transition may start from; anything else is refused with the current state.
-ALLOWED_FROM = {
-    "start": ("stopped", "failed"),
-    "stop": ("running", "starting", "failed"),
-    "restart": ("running", "failed"),
-    "rebuild": ("running", "stopped", "failed"),
-    "backup": ("running", "stopped", "failed"),
-    "delete": (
-        "pending",
-        "building",
-        "starting",
-        "running",
-        "stopping",
-        "stopped",
-        "failed",
-        "pooled",
-    ),
-}
+# Kept under their old names: the API, the web pages and the tests read them here.
+ACTIVE_JOB = states.ACTIVE_JOB
+ALLOWED_FROM = states.REQUESTABLE_FROM
 
 
 class WorkspaceError(Exception):
@@ -298,7 +284,7 @@ def request(
     with write_transaction():
         ws = Workspace.get_by_id(ws.id)
         current = active_job(ws)
-        if kind != "delete" and current is not None:
+        if kind != Kind.DELETE and current is not None:
             raise WorkspaceError(
                 409,
                 "busy",
@@ -309,12 +295,12 @@ def request(
             raise WorkspaceError(
                 409, "invalid_state", f"workspace {ws.name!r} is {ws.status}; it cannot {kind} now"
             )
-        if kind in ("start", "restart", "rebuild") and ws.status not in quotas.ACTIVE:
+        if kind in (Kind.START, Kind.RESTART, Kind.REBUILD) and ws.status not in states.ACTIVE:
             _check_quota(ws.owner, ws, json.loads(ws.parameters), new=False)
         if (
-            kind == "delete"
+            kind == Kind.DELETE
             and ws.transitions.where(
-                (Transition.kind == "delete") & Transition.status.in_(ACTIVE_JOB)
+                (Transition.kind == Kind.DELETE) & Transition.status.in_(states.ACTIVE_JOB)
             ).exists()
         ):
             raise WorkspaceError(409, "busy", f"workspace {ws.name!r} is already being deleted")
@@ -360,7 +346,7 @@ def active_job(ws: Workspace) -> Transition | None:
     """The transition the workspace is busy with, if any."""
     return (
         Transition.select()
-        .where((Transition.workspace == ws) & Transition.status.in_(ACTIVE_JOB))
+        .where((Transition.workspace == ws) & Transition.status.in_(states.ACTIVE_JOB))
         .order_by(Transition.id)
         .first()
     )
@@ -376,7 +362,7 @@ def visible_to(user: User, include_deleted: bool = False):
         .join(Template, peewee.JOIN.LEFT_OUTER)
     )
     if not include_deleted:
-        query = query.where(Workspace.status != "deleted")
+        query = query.where(Workspace.status != S.DELETED)
     condition = authz.workspace_filter(user)
     return query if condition is None else query.where(condition)
 
@@ -635,7 +621,7 @@ def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
     deadline = time.monotonic() + seconds
     while True:
         ws = Workspace.get_by_id(ws.id)
-        if ws.status in ("running", "failed", "deleted") or time.monotonic() >= deadline:
+        if ws.status in (S.RUNNING, S.FAILED, S.DELETED) or time.monotonic() >= deadline:
             return ws
         database.close()  # not holding a connection while the worker builds
         time.sleep(0.2)

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from app import audit, platform
+from app import audit, platform, states
 from app import runtime as runtimes
-from app.config import Settings, configure_logging
+from app.config import Settings
 from app.db import database
 from app.devcontainer.errors import DevcontainerError
 from app.health import heartbeat_path
@@ -34,6 +33,9 @@ from app.runtime.docker.base_image import BaseImageError
 from app.runtime.docker.control import CONTROL_IMAGE, ControlError
 from app.runtime.layout import BASE_IMAGE
 from app.scheduler import Book, register, run_recorded
+from app.states import Cause, Kind
+from app.states import JobStatus as J
+from app.states import Status as S
 from app.workspaces import (
     anomalies,
     ide,
@@ -143,7 +145,7 @@ class Worker:
         started = 0
         with database.connection_context():
             pending = list(
-                Transition.select().where(Transition.status == "pending").order_by(Transition.id)
+                Transition.select().where(Transition.status == J.PENDING).order_by(Transition.id)
             )
             for job in pending:
                 with self.busy_lock:
@@ -151,11 +153,11 @@ class Worker:
                         continue
                     claimed = (
                         Transition.update(
-                            status="running",
+                            status=J.RUNNING,
                             started_at=utcnow(),
                             attempts=Transition.attempts + 1,
                         )
-                        .where((Transition.id == job.id) & (Transition.status == "pending"))
+                        .where((Transition.id == job.id) & (Transition.status == J.PENDING))
                         .execute()
                     )
                     if not claimed:
@@ -173,7 +175,7 @@ class Worker:
             except Exception:
                 log.exception("job %s (%s) crashed", job.id, job.kind)
                 Transition.update(
-                    status="failed",
+                    status=J.FAILED,
                     error="internal error; see the worker log",
                     finished_at=utcnow(),
                 ).where(Transition.id == job.id).execute()
@@ -191,13 +193,13 @@ class Worker:
         with database.connection_context():
             for job in list(
                 Transition.select().where(
-                    (Transition.status == "running") & (Transition.attempts >= POISON_ATTEMPTS)
+                    (Transition.status == J.RUNNING) & (Transition.attempts >= POISON_ATTEMPTS)
                 )
             ):
                 self._fail_poison(job)
             return (
-                Transition.update(status="pending", started_at=None)
-                .where(Transition.status == "running")
+                Transition.update(status=J.PENDING, started_at=None)
+                .where(Transition.status == J.RUNNING)
                 .execute()
             )
 
@@ -209,11 +211,11 @@ class Worker:
         )
         log.error("job %s (%s of workspace %s): %s", job.id, job.kind, job.workspace_id, error)
         ws = Workspace.get_by_id(job.workspace_id)
-        Transition.update(status="failed", error=error, finished_at=utcnow()).where(
+        Transition.update(status=J.FAILED, error=error, finished_at=utcnow()).where(
             Transition.id == job.id
         ).execute()
-        if ws.status != "deleted":
-            lifecycle.set_status(ws, "failed", job, error=error)
+        if ws.status != S.DELETED:
+            states.move(ws, S.FAILED, job, error=error)
         audit.record(
             f"workspace.{job.kind}",
             actor=job.actor,
@@ -260,7 +262,7 @@ class Worker:
             deleted = {
                 w.id
                 for w in Workspace.select().where(
-                    (Workspace.status == "deleted") & ~Workspace.keep_volumes
+                    (Workspace.status == S.DELETED) & ~Workspace.keep_volumes
                 )
             }
             for found in resources:
@@ -269,14 +271,14 @@ class Worker:
                     self.runtime.remove(found)
                     repaired.append(f"removed the volume {found.name} of a deleted workspace")
             live = [w.id for w in Workspace.select(Workspace.id).where(
-                Workspace.status != "deleted"
+                Workspace.status != S.DELETED
             )]  # fmt: skip
             for gone in set(self.exited_since) - set(live):
                 del self.exited_since[gone]
             for ws_id in live:
                 with self._claimed(ws_id) as idle:
                     ws = Workspace.get_or_none(Workspace.id == ws_id)
-                    if not idle or ws is None or ws.status == "deleted":
+                    if not idle or ws is None or ws.status == S.DELETED:
                         continue
                     try:
                         repaired += self._reconcile_one(ws)
@@ -303,9 +305,7 @@ class Worker:
         try:
             in_flight = (
                 Transition.select()
-                .where(
-                    (Transition.workspace == ws_id) & Transition.status.in_(("pending", "running"))
-                )
+                .where((Transition.workspace == ws_id) & Transition.status.in_(states.ACTIVE_JOB))
                 .exists()
             )
             yield not in_flight
@@ -317,7 +317,7 @@ class Worker:
     def _exists(ws_id: int) -> bool:
         return (
             Workspace.select()
-            .where((Workspace.id == ws_id) & (Workspace.status != "deleted"))
+            .where((Workspace.id == ws_id) & (Workspace.status != S.DELETED))
             .exists()
         )
 
@@ -338,50 +338,50 @@ class Worker:
             container = self.runtime.poll(container.id)
             self.exited_since.pop(ws.id, None)
         elif (
-            ws.status in ("running", "pooled")
+            ws.status in (S.RUNNING, S.POOLED)
             and container is not None
             and not self._exited_long(ws, container)
         ):
             return []  # maybe an engine shutting down; look again next time
         running = container is not None and container.running
-        if running or ws.status not in ("running", "pooled"):
+        if running or ws.status not in (S.RUNNING, S.POOLED):
             self.exited_since.pop(ws.id, None)
-        if ws.status == "running" and container is None:
-            lifecycle.set_status(
+        if ws.status == S.RUNNING and container is None:
+            states.move(
                 ws,
-                "failed",
+                S.FAILED,
                 None,
                 error="the container disappeared "
                 "(removed outside Berth); start the workspace to recreate it",
             )
             return [f"{ws.name}: container vanished, marked failed"]
-        if ws.status == "running" and not running:
+        if ws.status == S.RUNNING and not running:
             self.exited_since.pop(ws.id, None)
             lifecycle.clear_placement(ws)
-            lifecycle.set_status(ws, "stopped", None, message=exited)
+            states.move(ws, S.STOPPED, None, message=exited)
             return [f"{ws.name}: container had stopped, marked stopped"]
-        if ws.status in ("running", "pooled") and running:
+        if ws.status in (S.RUNNING, S.POOLED) and running:
             return self._started_by_the_engine(ws, container)
-        if ws.status in ("pending", "building", "starting", "stopping", "deleting"):
+        if ws.status in states.TRANSITIONAL:
             # A transitional state with no job behind it: a crash ended the job for good.
-            target = "running" if running else ("stopped" if container else "failed")
-            lifecycle.set_status(
+            target = S.RUNNING if running else (S.STOPPED if container else S.FAILED)
+            states.move(
                 ws,
                 target,
                 None,
                 message=f"was {ws.status} with no job running",
                 error=None
-                if target != "failed"
+                if target != S.FAILED
                 else f"interrupted while {ws.status}; start or delete it",
             )
             return [f"{ws.name}: left {ws.status}, now {target}"]
-        if ws.status == "pooled" and not running:
+        if ws.status == S.POOLED and not running:
             # A warm-pool member that lost its container is of no use: failed, it is
             # cleaned up like any failed sandbox, and the pool is refilled.
             self.exited_since.pop(ws.id, None)
-            lifecycle.set_status(ws, "failed", None, error="the pooled container is gone")
+            states.move(ws, S.FAILED, None, error="the pooled container is gone")
             return [f"{ws.name}: pooled container gone, marked failed"]
-        if ws.status == "stopped" and running:
+        if ws.status == S.STOPPED and running:
             # Started outside Berth: what Berth recorded wins (quotas, idle and runtime
             # limits count only what Berth started).
             self.runtime.stop(container.id, lifecycle.STOP_GRACE_SECONDS)
@@ -417,14 +417,14 @@ class Worker:
             return []
         service.request(
             ws,
-            "start",
-            cause="schedule",
+            Kind.START,
+            cause=Cause.SCHEDULE,
             actor="reconcile",
             reason="the engine started the container again by itself (an engine restart?); "
             "setting it up as after any start",
             options={"set_up_again": True},
             data_dir=self.settings.data_dir,
-            allowed_from=("running", "pooled"),
+            allowed_from=(S.RUNNING, S.POOLED),
         )
         return [f"{ws.name}: started again by the engine, set up again"]
 
@@ -475,7 +475,7 @@ class Worker:
             platform.Progress("tools", log), engine_dir=self.settings.tools_dir
         )
         started = []
-        for ws in Workspace.select().where(Workspace.status == "running"):
+        for ws in Workspace.select().where(Workspace.status == S.RUNNING):
             if lifecycle.is_agent(ws) or ws.address is None:
                 continue
             if ide.healthz(ws.address, 1.0) is not None:
@@ -593,27 +593,3 @@ class Worker:
             book.shutdown()
             self.pool.shutdown(wait=True, cancel_futures=False)
             listener.close()
-
-
-def main(settings: Settings) -> None:
-    configure_logging(settings)
-    lock = InstanceLock(settings)
-    stopped = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopped.set())
-    if not engine.wait_for(settings.docker_host, log.warning, stop=stopped.is_set):
-        lock.release()
-        return
-    worker = Worker(settings)
-
-    def stop(signum, _frame):
-        log.info("%s received; finishing running jobs", signal.Signals(signum).name)
-        worker.stopping.set()
-        wakeup.notify(settings.data_dir)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        worker.run()
-    finally:
-        lock.release()

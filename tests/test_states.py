@@ -1,0 +1,108 @@
+"""The workspace state machine (app.states): which moves are allowed, and that ``move``
+records every one, a reconcile's included, on SQLite and on PostgreSQL."""
+
+import pytest
+
+from app import states
+from app.models import AuditEvent, StateChange, Transition, User, Workspace
+from app.states import Cause, JobStatus, Kind, Status
+
+
+def _workspace(status: Status) -> Workspace:
+    owner = User.get_or_none(User.username == "sm") or User.create(
+        username="sm", password_hash=None, role="member"
+    )
+    return Workspace.create(owner=owner, name="w", live_name="w", status=status)
+
+
+def _job(ws: Workspace, kind: Kind = Kind.START) -> Transition:
+    return Transition.create(
+        workspace=ws, kind=kind, status=JobStatus.RUNNING, cause=Cause.USER, actor="sm"
+    )
+
+
+def test_every_status_has_its_moves_and_a_deleted_workspace_has_none():
+    assert set(states.MOVES) == set(Status)
+    assert states.MOVES[Status.DELETED] == frozenset()
+    for status in states.LIVE:
+        assert {Status.FAILED, Status.DELETING} <= states.MOVES[status]
+    # Every status a request is accepted from can actually be left.
+    for kind, sources in states.REQUESTABLE_FROM.items():
+        assert sources and all(states.MOVES[s] for s in sources), kind
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (Status.STOPPED, Status.RUNNING),  # a start goes through starting (or building)
+        (Status.DELETED, Status.RUNNING),
+        (Status.DELETED, Status.FAILED),
+        (Status.POOLED, Status.STOPPED),
+        (Status.PENDING, Status.DELETED),  # deleting comes first
+    ],
+)
+def test_a_move_the_machine_does_not_allow_is_refused_and_changes_nothing(
+    instance, current, target
+):
+    ws = _workspace(current)
+    job = _job(ws)
+    with pytest.raises(states.IllegalMove, match=f"{current} cannot become {target}"):
+        states.move(ws, target, job)
+    assert Workspace.get_by_id(ws.id).status == current
+    assert StateChange.select().where(StateChange.workspace == ws.id).count() == 0
+
+
+def test_an_allowed_move_is_made_and_recorded_with_its_job(instance):
+    ws = _workspace(Status.STOPPED)
+    job = _job(ws)
+    assert states.move(ws, Status.STARTING, job)
+    assert states.move(ws, Status.RUNNING, job, message="up")
+    row = Workspace.get_by_id(ws.id)
+    assert (row.status, ws.status) == ("running", "running")
+    changes = list(
+        StateChange.select().where(StateChange.workspace == ws.id).order_by(StateChange.id)
+    )
+    assert [(c.from_status, c.to_status, c.transition_id) for c in changes] == [
+        ("stopped", "starting", job.id),
+        ("starting", "running", job.id),
+    ]
+    assert (changes[-1].cause, changes[-1].actor, changes[-1].message) == ("user", "sm", "up")
+    # Staying put records a message and keeps the clock that counts from the status.
+    since = row.status_since
+    assert states.move(ws, Status.RUNNING, job, message="noted")
+    assert Workspace.get_by_id(ws.id).status_since == since
+
+
+def test_a_reconcile_move_gets_a_job_of_its_own_and_an_audit_record(instance):
+    ws = _workspace(Status.RUNNING)
+    assert states.move(ws, Status.STOPPED, None, message="the container stopped by itself")
+    job = Transition.get((Transition.workspace == ws.id) & (Transition.kind == Kind.RECONCILE))
+    assert (job.status, job.cause, job.actor) == ("succeeded", "reconcile", "reconcile")
+    assert job.reason == "the container stopped by itself"
+    change = StateChange.get(StateChange.workspace == ws.id)
+    assert (change.transition_id, change.cause) == (job.id, "reconcile")
+    event = AuditEvent.get(AuditEvent.action == "workspace.reconcile")
+    assert '"to_status": "stopped"' in event.detail
+    # A finished reconcile job never blocks the next request.
+    assert (
+        not Transition.select()
+        .where((Transition.workspace == ws.id) & Transition.status.in_(states.ACTIVE_JOB))
+        .exists()
+    )
+
+
+def test_a_move_expecting_a_status_loses_to_one_that_came_first(instance):
+    ws = _workspace(Status.POOLED)
+    other = Workspace.get_by_id(ws.id)
+    job = _job(ws, Kind.CREATE)
+    assert states.move(other, Status.RUNNING, job, expect=Status.POOLED, name="first")
+    assert not states.move(ws, Status.RUNNING, job, expect=Status.POOLED, name="second")
+    assert Workspace.get_by_id(ws.id).name == "first"
+    assert StateChange.select().where(StateChange.workspace == ws.id).count() == 1
+
+
+def test_statuses_compare_and_store_as_their_text(instance):
+    ws = _workspace(Status.FAILED)
+    assert Workspace.get(Workspace.status == Status.FAILED).id == ws.id
+    assert Workspace.select().where(Workspace.status.in_(states.ACTIVE)).count() == 0
+    assert Status("failed") is Status.FAILED and f"{Status.FAILED}" == "failed"
