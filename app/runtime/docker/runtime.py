@@ -232,7 +232,7 @@ class DockerRuntime:
 
     def discard(self, instance_id: str) -> None:
         """Remove the container (its volumes stay)."""
-        with contextlib.suppress(docker.errors.NotFound), refused("removing the container"):
+        with refused("removing the container"), contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(instance_id, force=True)
 
     def poll(self, instance_id: str) -> Instance | None:
@@ -319,7 +319,7 @@ class DockerRuntime:
         )
 
     def remove(self, resource: Resource) -> None:
-        with contextlib.suppress(docker.errors.NotFound), refused(f"removing {resource.name}"):
+        with refused(f"removing {resource.name}"), contextlib.suppress(docker.errors.NotFound):
             if resource.kind == "instance":
                 self.client.api.remove_container(resource.id, force=True)
             elif resource.kind == "network":
