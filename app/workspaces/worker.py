@@ -415,6 +415,9 @@ class Worker:
             return []
         if started == ws.engine_started_at:
             return []
+        # Its address may have changed with the restart (on the shared egress network,
+        # to one another sandbox had): none is used until the start job records it again.
+        lifecycle.clear_placement(ws)
         service.request(
             ws,
             Kind.START,
