@@ -126,6 +126,7 @@ def _wait_for_web(host: str, port: int, timeout: float) -> bool:
 @click.option("--ssh-port", type=int, help="The SSH gateway's port (default 2222).")
 def serve(data_dir, host, port, ssh_port):
     """Run all of Berth in the foreground: the embedded default."""
+    from app import runtime
     from app.processes.supervisor import (
         Child,
         Supervisor,
@@ -133,7 +134,6 @@ def serve(data_dir, host, port, ssh_port):
         caddy_command,
         caddy_environment,
     )
-    from app.runtime.docker import engine
 
     settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
     open_instance(settings)
@@ -141,7 +141,7 @@ def serve(data_dir, host, port, ssh_port):
         if _port_in_use(settings.host, number):
             _fail(f"port {number} on {settings.host} is in use; choose another with {option}", 2)
     try:
-        engine.wait_for(settings.docker_host, click.echo)
+        runtime.wait_for_engine(settings, click.echo)
     except KeyboardInterrupt:
         sys.exit(130)
     env = {**os.environ, **settings.child_environment()}

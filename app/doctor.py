@@ -13,7 +13,7 @@ from app import runtime as runtimes
 from app.config import ConfigError, Settings
 from app.db import make_database
 from app.messages import first_line
-from app.runtime.layout import BASE_IMAGE
+from app.runtime.layout import BASE_IMAGE, CODE_SERVER_VERSION
 
 MIN_FREE_BYTES = 2 * 1024**3
 WARN_FREE_BYTES = 10 * 1024**3
@@ -138,8 +138,6 @@ def check_caddy() -> Check:
 
 
 def check_ide_tools(settings: Settings) -> Check:
-    from app.runtime.docker import tools
-
     try:
         ready = runtimes.connect(settings, timeout=30).tools_ready()
     except Exception as exc:  # the Docker check above says why the engine is unreachable
@@ -148,13 +146,11 @@ def check_ide_tools(settings: Settings) -> Check:
         return Check(
             "Browser IDE",
             "warn",
-            f"the tools bundle (code-server {tools.CODE_SERVER_VERSION}) is not built yet",
+            f"the tools bundle (code-server {CODE_SERVER_VERSION}) is not built yet",
             "`berth serve` builds it in the background when it starts (about four minutes; "
             "it needs Debian's and npm's package registries).",
         )
-    return Check(
-        "Browser IDE", "ok", f"code-server {tools.CODE_SERVER_VERSION} in volume {tools.VOLUME}"
-    )
+    return Check("Browser IDE", "ok", f"code-server {CODE_SERVER_VERSION} is built")
 
 
 def check_base_image(settings: Settings) -> Check:

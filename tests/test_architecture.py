@@ -103,3 +103,15 @@ def test_the_devcontainer_engine_and_the_runtime_import_no_web_code():
     for package in ("app.devcontainer", "app.runtime"):
         for module in external.find_descendants(package) | {package}:
             assert "flask" not in external.find_modules_directly_imported_by(module), module
+
+
+def test_other_packages_reach_the_docker_runtime_only_through_app_runtime():
+    graph = grimp.build_graph("app")
+    docker_runtime = graph.find_descendants("app.runtime.docker") | {"app.runtime.docker"}
+    outside = sorted(
+        (importer, imported)
+        for imported in docker_runtime
+        for importer in graph.find_modules_that_directly_import(imported)
+        if not importer.startswith("app.runtime")
+    )
+    assert outside == []

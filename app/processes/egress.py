@@ -12,7 +12,6 @@ from app import runtime as runtimes
 from app.config import Settings, configure_logging
 from app.egress import gateway
 from app.egress.service import Directory, berth_address, record, sandbox_berth_host
-from app.runtime.docker import engine
 
 log = logging.getLogger("berth.egress")
 
@@ -23,7 +22,7 @@ def run(settings: Settings) -> None:
     stopped = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.append(True))
-    if not engine.wait_for(settings.docker_host, log.warning, stop=lambda: bool(stopped)):
+    if not runtimes.wait_for_engine(settings, log.warning, stop=lambda: bool(stopped)):
         return
     runtime = runtimes.connect(settings)
     # The worker makes the egress network (it is the only writer); wait for it.

@@ -7,8 +7,8 @@ import logging
 import signal
 import threading
 
+from app import runtime
 from app.config import Settings, configure_logging
-from app.runtime.docker import engine
 from app.workspaces import wakeup
 from app.workspaces.worker import InstanceLock, Worker
 
@@ -21,7 +21,7 @@ def run(settings: Settings) -> None:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    if not engine.wait_for(settings.docker_host, log.warning, stop=stopped.is_set):
+    if not runtime.wait_for_engine(settings, log.warning, stop=stopped.is_set):
         lock.release()
         return
     worker = Worker(settings)

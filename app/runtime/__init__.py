@@ -212,11 +212,27 @@ class Runtime(Protocol):
     def egress_gateway(self, create: bool = True) -> str | None: ...
     def ensure_isolation_rules(self, egress_port: int | None = None) -> str: ...
     def ensure_base_image(self, on_log: Log = ...) -> str: ...
-    def ensure_control_image(self, on_log: Log = ...) -> str: ...
+    def ensure_control_image(self, on_log: Log = ...) -> str: ...  # what it is, for the log
     def ensure_tools(self, on_log: Log, engine_dir: str = "", **options) -> None: ...
     def tools_ready(self) -> bool: ...
     def engine_info(self) -> tuple[dict, dict]: ...
     def close(self) -> None: ...
+
+
+def wait_for_engine(settings, say: Log, stop: Callable[[], bool] = lambda: False) -> bool:
+    """Return once the runtime's engine answers (True), or when ``stop()`` says so
+    (False), saying once (then every minute) why it waits and how to start it."""
+    from app.runtime.docker import engine
+
+    return engine.wait_for(settings.docker_host, say, stop=stop)
+
+
+def describe_failure(exc: BaseException, settings) -> str | None:
+    """One line for a failure to reach the engine while it does not answer (how to
+    start it), or None for anything else."""
+    from app.runtime.docker import engine
+
+    return engine.describe_failure(exc, settings.docker_host)
 
 
 def connect(settings, timeout: int = 60, **options) -> Runtime:

@@ -28,10 +28,7 @@ from app.health import heartbeat_path
 from app.messages import first_line
 from app.models import Transition, Workspace, utcnow
 from app.runtime import Instance, ProvisionError, Runtime
-from app.runtime.docker import engine, tools
-from app.runtime.docker.base_image import BaseImageError
-from app.runtime.docker.control import CONTROL_IMAGE, ControlError
-from app.runtime.layout import BASE_IMAGE
+from app.runtime.layout import BASE_IMAGE, CODE_SERVER_VERSION
 from app.scheduler import Book, register, run_recorded
 from app.states import Cause, Kind
 from app.states import JobStatus as J
@@ -470,8 +467,7 @@ class Worker:
         return f"{BASE_IMAGE} ({image[:19]})"
 
     def _control_image(self) -> str:
-        image = self.runtime.ensure_control_image(platform.Progress("control-image", log))
-        return f"{CONTROL_IMAGE} ({image[:19]})"
+        return self.runtime.ensure_control_image(platform.Progress("control-image", log))
 
     def _build_tools(self) -> str:
         self.runtime.ensure_tools(
@@ -494,7 +490,7 @@ class Worker:
                 self.settings.secret_key,
             ):
                 started.append(ws.name)
-        return f"code-server {tools.CODE_SERVER_VERSION} ready" + (
+        return f"code-server {CODE_SERVER_VERSION} ready" + (
             f"; IDE started in {', '.join(started)}" if started else ""
         )
 
@@ -512,10 +508,9 @@ class Worker:
 
     def explain(self, exc: BaseException) -> str | None:
         """One line for a scheduled job's failure whose cause is known (no traceback)."""
-        known = (FirewallError, DevcontainerError, BaseImageError, ControlError, ProvisionError)
-        if isinstance(exc, known + (tools.ToolsError,)):
+        if isinstance(exc, FirewallError | DevcontainerError | ProvisionError):
             return str(exc)
-        return engine.describe_failure(exc, self.settings.docker_host)
+        return runtimes.describe_failure(exc, self.settings)
 
     def schedule(self) -> Book:
         settings = self.settings

@@ -17,6 +17,7 @@ from pathlib import Path
 import docker
 
 from app.messages import first_line
+from app.runtime import ProvisionError
 from app.runtime.layout import BASE_IMAGE
 
 UPSTREAM = ("debian", "bookworm-slim")  # what the base image is where a registry answers
@@ -27,7 +28,7 @@ _CHANGES = [
 ]
 
 
-class BaseImageError(Exception):
+class BaseImageError(ProvisionError):
     """The base image could not be made; the message says which step failed and why."""
 
 

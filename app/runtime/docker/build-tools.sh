@@ -2,7 +2,7 @@
 # Builds Berth's tools bundle into /opt/berth/versions/$VERSION (the berth-tools volume),
 # inside a container from the local Debian base image, then points /opt/berth/current at
 # it with one rename: IDEs running from an older bundle keep their files. Run by
-# app/provisioner/tools.py (one at a time per engine) with CODE_SERVER_VERSION,
+# app/runtime/docker/tools.py (one at a time per engine) with CODE_SERVER_VERSION,
 # NODE_VERSION, NPM_VERSION, VERSION and MARKER in the environment.
 set -eu
 export DEBIAN_FRONTEND=noninteractive

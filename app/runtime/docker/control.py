@@ -134,7 +134,7 @@ class ExecSocket:
     ``shutdown`` ends its input. Enough of a socket for select and the SSH relay."""
 
     def __init__(self, raw: socket.socket, about: str):
-        from app.runtime.docker.docker import Frames  # docker.py imports this module
+        from app.runtime.docker.exec import Frames  # exec.py imports this module
 
         self.raw, self.about, self.frames = raw, about, Frames()
 

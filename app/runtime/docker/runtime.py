@@ -487,10 +487,13 @@ class DockerRuntime:
             return base_image.ensure_base_image(self.client, base_image.BASE_IMAGE, on_log)
 
     def ensure_control_image(self, on_log: Callable[[str], None] = lambda line: None) -> str:
+        """The engine's control image (tunnels and ending commands where the engine's
+        processes are not visible); returns what it is, for the log."""
         with refused("making the control image"):
-            return control.build_image(
+            image = control.build_image(
                 self.client, base_image.BASE_IMAGE, self.build_network(), on_log
             )
+        return f"{control.CONTROL_IMAGE} ({image[:19]})"
 
     def ensure_tools(self, on_log: Callable[[str], None], engine_dir: str = "", **options):
         with refused("building the IDE bundle"):
@@ -499,7 +502,8 @@ class DockerRuntime:
             )
 
     def tools_ready(self) -> bool:
-        """Whether the IDE bundle of this Berth's version is built."""
+        """Whether the IDE bundle of this Berth's version is built (in the engine's
+        volume berth-tools)."""
         with refused("looking at the IDE bundle"):
             return tools.ready(self.client)
 

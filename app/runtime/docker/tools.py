@@ -19,13 +19,14 @@ from pathlib import Path
 import docker
 from docker.types import Mount
 
+from app.runtime import ProvisionError
 from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image
+from app.runtime.layout import CODE_SERVER_VERSION
 from app.runtime.layout import TOOLS_CURRENT as CURRENT
 from app.runtime.layout import TOOLS_MARKER as MARKER
 from app.runtime.layout import TOOLS_MOUNT_POINT as MOUNT_POINT
 
 VOLUME = "berth-tools"
-CODE_SERVER_VERSION = "4.139.1"
 NODE_VERSION = "24.21.0"
 NPM_VERSION = "11.21.2"
 # Each bundle is built into a folder of its own and /opt/berth/current is switched to it
@@ -43,7 +44,7 @@ BUILD_SCRIPT = Path(__file__).with_name("build-tools.sh")
 _lock = threading.Lock()
 
 
-class ToolsError(Exception):
+class ToolsError(ProvisionError):
     """The bundle could not be built; the message says which step failed."""
 
 
