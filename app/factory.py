@@ -123,7 +123,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         return response
 
     from app.api import bp as api_bp
-    from app.web import account, admin, apps, auth, dashboard, errors, health, metrics, sso
+    from app.web import (
+        account,
+        admin,
+        apps,
+        auth,
+        dashboard,
+        error_pages,
+        health,
+        metrics,
+        sso,
+    )
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(sso.bp)
@@ -150,5 +160,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     metrics.init_app(app)
     app.register_blueprint(api_bp)
-    errors.init_app(app)
+    error_pages.init_app(app)
     return app

@@ -1,4 +1,4 @@
-"""The lifecycle rules (app.workspaces.policy) and backup retention, without services."""
+"""The lifecycle rules (app.workspaces.automatic) and backup retention, without services."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from app.backups import database as db_backups
 from app.config import Settings
 from app.durations import format_duration
 from app.workspaces import templates
-from app.workspaces.policy import Policy, Use, outlook, policy_for
+from app.workspaces.automatic import Policy, Use, outlook, policy_for
 
 NOW = datetime(2026, 11, 22, 14, 0, 0)
 

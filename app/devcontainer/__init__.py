@@ -21,7 +21,7 @@ from app.devcontainer.errors import (
     LifecycleError,
     PolicyError,
 )
-from app.devcontainer.lifecycle import Session, run_lifecycle
+from app.devcontainer.hooks import Session, run_lifecycle
 from app.devcontainer.plan import Plan, plan
 from app.devcontainer.policy import Approvals
 from app.devcontainer.run import RunSpec, run_spec

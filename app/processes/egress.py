@@ -11,7 +11,7 @@ import time
 from app import runtime as runtimes
 from app.config import Settings, configure_logging
 from app.egress import gateway
-from app.egress.service import Directory, berth_address, record, sandbox_berth_host
+from app.egress.directory import Directory, berth_address, record, sandbox_berth_host
 
 log = logging.getLogger("berth.egress")
 

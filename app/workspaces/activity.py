@@ -10,7 +10,7 @@ from datetime import datetime
 import peewee
 
 from app.models import Activity, utcnow
-from app.workspaces.policy import Use
+from app.workspaces.automatic import Use
 
 # A busy session would otherwise write on every keystroke; the idle timeout is counted
 # in minutes, so one write per half minute per source loses nothing that matters.

@@ -16,7 +16,7 @@ from app.backups import BackupError
 from app.backups import workspaces as volume_backups
 from app.config import Settings
 from app.devcontainer.build import ImageUser, image_users
-from app.egress import service as egress_service
+from app.egress import directory as egress_directory
 from app.models import Transition, Workspace, utcnow
 from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
 from app.runtime.layout import BASE_IMAGE
@@ -364,7 +364,7 @@ def _sandbox_env(ctx: Context, ws: Workspace) -> dict[str, str]:
     """What the agent inside needs to talk to Berth about its own sandbox (its token is
     the file /run/berth/token and BERTH_TOKEN in API execs: app.workspaces.sandboxes)."""
     return {
-        "BERTH_URL": egress_service.sandbox_berth_url(ctx.settings),
+        "BERTH_URL": egress_directory.sandbox_berth_url(ctx.settings),
         "BERTH_WORKSPACE_ID": str(ws.id),
         "BERTH_TOKEN_FILE": sandboxes.TOKEN_PATH,
     }

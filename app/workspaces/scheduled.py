@@ -19,7 +19,7 @@ from app.models import Budget, Group, GroupMember, Transition, Workspace, utcnow
 from app.runtime import ProvisionError, Runtime
 from app.states import JobStatus as J
 from app.states import Status as S
-from app.workspaces import activity, ide, policy, service
+from app.workspaces import activity, automatic, ide, service
 
 log = logging.getLogger("berth.scheduler")
 # An automatic action that failed (a backup before deletion, say) is retried at most
@@ -109,7 +109,7 @@ def _sweep_one(
     kind, rule, reason = look.due
     if _failed_recently(ws, rule, now):
         return None
-    rules = policy.policy_for(ws.template, json.loads(ws.parameters))
+    rules = automatic.policy_for(ws.template, json.loads(ws.parameters))
     options = {}
     if kind == "delete" and rule != "ttl" and rules.dormant_backup:
         options["backup_first"] = True

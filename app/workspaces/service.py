@@ -37,8 +37,8 @@ from app.states import Status as S
 from app.workspaces import (
     activity,
     apps,
+    automatic,
     git,
-    policy,
     pool,
     quotas,
     templates,
@@ -406,7 +406,7 @@ def find_for_login(user: User, login: str) -> Workspace | None:
     return ws if ws is not None and authz.allows(user, ws, authz.USE) else None
 
 
-def _activity(ws: Workspace, rows: list[policy.Use]) -> dict | None:
+def _activity(ws: Workspace, rows: list[automatic.Use]) -> dict | None:
     found = activity.summary(ws.id, rows)
     if found:
         found["last_at"] = stamp(found["last_at"])
@@ -426,15 +426,15 @@ def backup_for(user: User, backup_id, settings) -> Backup:
     return found
 
 
-def outlook(ws: Workspace, now=None, uses: list[policy.Use] | None = None) -> policy.Outlook:
-    """What will happen to ``ws`` by itself, and what is due (see app.workspaces.policy)."""
-    rules = policy.policy_for(ws.template, json.loads(ws.parameters))
+def outlook(ws: Workspace, now=None, uses: list[automatic.Use] | None = None) -> automatic.Outlook:
+    """What will happen to ``ws`` by itself, and what is due (see app.workspaces.automatic)."""
+    rules = automatic.policy_for(ws.template, json.loads(ws.parameters))
     uses = activity.uses(ws.id) if uses is None else uses
-    return policy.outlook(ws, rules, uses, now or utcnow())
+    return automatic.outlook(ws, rules, uses, now or utcnow())
 
 
 def idle_timeout_text(ws: Workspace) -> str:
-    timeout = policy.idle_timeout_of(json.loads(ws.parameters).get("idle_timeout"))
+    timeout = automatic.idle_timeout_of(json.loads(ws.parameters).get("idle_timeout"))
     return format_duration(timeout) if timeout else "never"
 
 
@@ -571,7 +571,7 @@ def to_dict(
         "activity": _activity(ws, used),
         "lifecycle": {
             "idle_timeout": idle_timeout_text(ws),
-            **policy.describe(outlook(ws, uses=used)),
+            **automatic.describe(outlook(ws, uses=used)),
         },
         "last_transition": {
             "id": last.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.devcontainer.lifecycle import run_lifecycle
+from app.devcontainer.hooks import run_lifecycle
 from app.devcontainer.run import RunSpec
 from app.runtime.docker import spec as specs
 from app.runtime.docker.runtime import DockerRuntime
