@@ -103,7 +103,7 @@ def _refused(model, data) -> ApiError:
         (schemas.BudgetChange, {"weekly": 1}, "invalid_budget", "unknown field 'weekly'"),
         (schemas.Done, {"outcome": "maybe"}, "invalid_done", "outcome: "),
         (schemas.UserChange, {"role": "king"}, "invalid_role", "role: "),
-        (schemas.NewToken, {"scopes": ["root"]}, "invalid_token_request", "scopes.0: "),
+        (schemas.NewToken, {"scopes": ["root"]}, "invalid_token_request", "scopes: scope 'root'"),
         (schemas.AuditQuery, {"limit": "many"}, "invalid_limit", "limit: must be a whole number"),
         (schemas.AuditQuery, {"since": "yesterday"}, "invalid_time", "since: 'yesterday' is not"),
         (schemas.CostQuery, {"by": "team"}, "invalid_grouping", "by: must be workspace, user"),

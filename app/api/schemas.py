@@ -14,13 +14,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from app import durations
+from app import accounts, durations
 from app.api.spec import Refusal
 from app.models import ROLES, TOKEN_SCOPES, WORKSPACE_STATES
 from app.workspaces.service import NAME_RULE
-
-Scope = Literal[TOKEN_SCOPES]  # type: ignore[valid-type]  (a tuple of literals)
-Role = Literal[ROLES]  # type: ignore[valid-type]
 
 
 class Body(BaseModel):
@@ -30,6 +27,7 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     error_code: ClassVar[str] = "invalid_request"  # for fields without a Refusal
     unknown_code: ClassVar[str] = "unknown_field"
+    unknown_noun: ClassVar[str] = "field"  # "unknown field 'x'"
 
 
 class Query(BaseModel):
@@ -213,10 +211,30 @@ class LogOptions(Query):
 # Accounts: tokens, keys, people, groups, quotas
 
 
+def _accounts(check):
+    """app.accounts' own check of a value (the CLI's too), refused in its words."""
+
+    def run(value):
+        try:
+            return check(value)
+        except accounts.AccountError as exc:
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(run)
+
+
+def _scopes(value: list[str]) -> list[str]:
+    return accounts.validate_scopes(value) if value else value  # []: the caller's own
+
+
 class NewToken(Body):
     error_code = "invalid_token_request"
     name: str | None = None
-    scopes: list[Scope] | None = Field(None, description="a subset of the caller's (default)")
+    scopes: Annotated[list[str], _accounts(_scopes)] | None = Field(
+        None,
+        description="a subset of the caller's (default: the caller's)",
+        json_schema_extra={"items": {"type": "string", "enum": list(TOKEN_SCOPES)}},
+    )
     lifetime: str | None = Field(None, examples=["4h"], description="within the maximum")
     workspace: int | str | None = Field(None, description="limits the token to that workspace")
 
@@ -226,6 +244,11 @@ class NewKey(Body):
     error_code = "invalid_key"
     public_key: str = Field(description="OpenSSH one-line format", examples=["ssh-ed25519 AAAA…"])
     name: str | None = None
+
+
+Role = Annotated[
+    str, _accounts(accounts.check_role), Field(json_schema_extra={"enum": list(ROLES)})
+]
 
 
 class UserChange(Body):
@@ -241,12 +264,18 @@ class NewGroup(Body):
     description: str | None = None
 
 
+_WHOLE = Refusal("invalid_quota", "must be a non-negative whole number or null")
+
+
 class QuotaChange(Body):
-    error_code = "invalid_quota"
-    max_workspaces: int | None = Field(None, ge=0)
-    max_running: int | None = Field(None, ge=0)
-    max_cpu: float | None = Field(None, ge=0)
-    max_memory_mb: int | None = Field(None, ge=0)
+    error_code = unknown_code = "invalid_quota"
+    unknown_noun = "quota"
+    max_workspaces: Annotated[int | None, Field(ge=0), _WHOLE] = None
+    max_running: Annotated[int | None, Field(ge=0), _WHOLE] = None
+    max_cpu: Annotated[
+        float | None, Field(ge=0), Refusal("invalid_quota", "must be a non-negative number or null")
+    ] = None
+    max_memory_mb: Annotated[int | None, Field(ge=0), _WHOLE] = None
 
 
 # Cost, budgets, audit

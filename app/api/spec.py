@@ -96,9 +96,8 @@ def refusal(model: type[BaseModel], exc: ValidationError) -> ApiError:
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
     if unknown:
         name = ".".join(str(p) for p in unknown[0]["loc"])
-        return ApiError(
-            422, getattr(model, "unknown_code", "unknown_field"), f"unknown field {name!r}"
-        )
+        code = getattr(model, "unknown_code", "unknown_field")
+        return ApiError(422, code, f"unknown {getattr(model, 'unknown_noun', 'field')} {name!r}")
     first = errors[0]
     loc = first["loc"]
     rule = _rule(model, loc[0]) if loc else None
