@@ -159,9 +159,14 @@ def set_disabled(user: User, disabled: bool, acting: User | None = None) -> None
     user.save(only=[User.disabled_at])
 
 
-def set_role(user: User, role: str, acting: User | None = None) -> None:
+def check_role(role) -> str:
     if role not in ROLES:
         raise AccountError(f"role {role!r} does not exist; choose one of {', '.join(ROLES)}")
+    return role
+
+
+def set_role(user: User, role: str, acting: User | None = None) -> None:
+    check_role(role)
     if user.is_admin and role != "admin" and not user.is_disabled:
         active_admins = (
             User.select().where((User.role == "admin") & User.disabled_at.is_null()).count()

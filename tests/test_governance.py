@@ -461,7 +461,7 @@ def test_quotas_refuse_with_the_quota_and_the_usage(app, tokens):
     assert call(client, tokens["mia"], "GET", "/quotas/users/olga").status_code == 403
     assert call(client, tokens["sam"], "GET", "/quotas/groups/team").status_code == 200
     bad = call(client, tokens["root"], "PUT", "/quotas/users/mia", json={"max_running": -1})
-    assert bad.status_code == 422 and "max_running must be a non-negative whole number" in bad.text
+    assert bad.status_code == 422 and "max_running: must be a non-negative whole number" in bad.text
     bad = call(client, tokens["root"], "PUT", "/quotas/users/mia", json={"max_gpus": 1})
     assert bad.status_code == 422 and "unknown quota 'max_gpus'" in bad.text
     assert call(client, tokens["mia"], "PUT", "/quotas/users/mia", json={}).status_code == 403

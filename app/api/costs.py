@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 
 from app import authz, costs
-from app.api import bp
-from app.api.audit import parse_time
+from app.api import bp, schemas
 from app.api.auth import current_token, require_right, token_required
+from app.api.spec import described, request_body, request_query
 from app.http import auditing
-from app.http.errors import ApiError, json_body
+from app.http.errors import ApiError
 from app.models import Budget, Group, utcnow
 
 
@@ -27,16 +27,17 @@ def _csv(header: list[str], rows: list[list]) -> Response:
 
 @bp.get("/costs")
 @token_required("workspaces:read", any_workspace=False)
+@described(query=schemas.CostQuery, returns=dict)
 def cost_report():
-    """?since=&until= (ISO 8601; default this month), by=workspace|user|group, format=csv."""
-    now = utcnow()
-    since = parse_time("since", request.args.get("since")) or costs.month_start(now)
-    until = parse_time("until", request.args.get("until")) or now
+    """Cost for a period (default this month) by workspace, user or group.
+
+    format=csv for a spreadsheet. Own workspaces; all for admins and auditors."""
+    now, query = utcnow(), request_query()
+    since = query.since or costs.month_start(now)
+    until = query.until or now
     if until <= since:
         raise ApiError(422, "invalid_period", "until must be after since")
-    by = request.args.get("by", "workspace")
-    if by not in ("workspace", "user", "group"):
-        raise ApiError(422, "invalid_grouping", "by must be workspace, user or group")
+    by = query.by
     user = current_token().user
     everything = authz.can(user, "workspaces.read_all")
     if by == "group":
@@ -48,7 +49,7 @@ def cost_report():
     else:
         totals = costs.by_user(lines) if by == "user" else costs.by_group(lines)
         rows = [{by: key, "cost": round(value, 6)} for key, value in sorted(totals.items())]
-    if request.args.get("format") == "csv":
+    if query.format == "csv":
         header = list(rows[0]) if rows else [by, "cost"]
         return _csv(header, [[row[k] for k in header] for row in rows])
     return jsonify(
@@ -58,7 +59,9 @@ def cost_report():
 
 @bp.get("/budgets")
 @token_required("workspaces:read", any_workspace=False)
+@described(returns=[dict])
 def list_budgets():
+    """Groups' monthly budgets and this month's spending."""
     require_right("workspaces.read_all", "see budgets")
     budgets = Budget.select(Budget, Group).join(Group).order_by(Group.name)
     return jsonify([costs.budget_dict(b) for b in budgets])
@@ -66,15 +69,14 @@ def list_budgets():
 
 @bp.put("/budgets/<name>")
 @token_required("admin", any_workspace=False)
+@described(body=schemas.BudgetChange, returns=dict)
 def set_budget(name):
-    """{"monthly": amount or null, "hard_stop": bool}"""
+    """Set a group's monthly budget: monthly (null removes it), hard_stop (admins)."""
     require_right("users.manage", "set budgets")
     group = Group.get_or_none(Group.name == name)
     if group is None:
         raise ApiError(404, "not_found", f"there is no group named {name!r}")
-    body = json_body()
-    if not isinstance(body, dict) or set(body) - {"monthly", "hard_stop"}:
-        raise ApiError(422, "invalid_budget", 'send {"monthly": 100, "hard_stop": false}')
+    body = request_body().model_dump(exclude_unset=True)
     try:
         budget = costs.set_budget(group, body.get("monthly"), body.get("hard_stop", False))
     except costs.CostError as exc:

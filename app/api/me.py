@@ -3,14 +3,17 @@
 from flask import jsonify
 
 from app import groups
-from app.api import bp
+from app.api import bp, schemas
 from app.api.auth import current_token, token_required
+from app.api.spec import described
 from app.models import stamp
 
 
 @bp.get("/me")
 @token_required()
+@described(returns=schemas.Me)
 def me():
+    """The caller's account, and the token's scopes."""
     user = current_token().user
     return jsonify(
         {

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import jsonify
 
 from app import accounts, groups
-from app.api import bp
+from app.api import bp, schemas
 from app.api.auth import current_token, require_right, token_required
+from app.api.spec import described, request_body
 from app.http import auditing
-from app.http.errors import ApiError, json_body
+from app.http.errors import ApiError
 from app.models import Group, User, stamp
 from app.workspaces import quotas
 
@@ -50,22 +51,21 @@ def _find_group(name: str) -> Group:
 
 @bp.get("/users")
 @token_required("admin", any_workspace=False)
+@described(returns=[schemas.Person])
 def list_users():
+    """Everyone, with role and groups (admins, auditors)."""
     require_right("workspaces.read_all", "list people")
     return jsonify([_user_dict(u) for u in User.select().order_by(User.username)])
 
 
 @bp.patch("/users/<name>")
 @token_required("admin", any_workspace=False)
+@described(body=schemas.UserChange, returns=schemas.Person)
 def update_user(name):
-    """{"role": ...}"""
+    """Change a person's role or email (admins)."""
     require_right("users.manage", "change people")
     user = _find_user(name)
-    body = json_body()
-    if not isinstance(body, dict) or set(body) - {"role", "email"}:
-        raise ApiError(
-            422, "invalid_user", 'send {"role": "admin|template-admin|member|auditor", "email": …}'
-        )
+    body = request_body().model_dump(exclude_unset=True)
     if "email" in body:
         try:
             accounts.set_email(user, body["email"])
@@ -84,19 +84,21 @@ def update_user(name):
 
 @bp.get("/groups")
 @token_required("workspaces:read", any_workspace=False)
+@described(returns=[schemas.Group])
 def list_groups():
+    """Groups and their members."""
     return jsonify([_group_dict(g) for g in Group.select().order_by(Group.name)])
 
 
 @bp.post("/groups")
 @token_required("admin", any_workspace=False)
+@described(body=schemas.NewGroup, status=201, returns=schemas.Group)
 def create_group():
+    """Create a group (admins)."""
     require_right("users.manage", "create groups")
-    body = json_body()
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-        raise ApiError(422, "invalid_group", 'send {"name": "...", "description": "..."}')
+    body = request_body()
     try:
-        group = groups.create(body["name"], str(body.get("description") or ""))
+        group = groups.create(body.name, body.description or "")
     except groups.GroupError as exc:
         raise ApiError(422, "invalid_group", str(exc)) from None
     auditing.record("group.create", f"group:{group.name}")
@@ -105,7 +107,9 @@ def create_group():
 
 @bp.put("/groups/<name>/members/<user>")
 @token_required("admin", any_workspace=False)
+@described(returns=schemas.Group)
 def add_group_member(name, user):
+    """Add a person to a group (admins)."""
     require_right("users.manage", "change groups")
     group, user = _find_group(name), _find_user(user)
     if groups.add_member(group, user):
@@ -115,7 +119,9 @@ def add_group_member(name, user):
 
 @bp.delete("/groups/<name>/members/<user>")
 @token_required("admin", any_workspace=False)
+@described(status=204)
 def remove_group_member(name, user):
+    """Remove a person from a group (admins)."""
     require_right("users.manage", "change groups")
     group, user = _find_group(name), _find_user(user)
     if not groups.remove_member(group, user):
@@ -134,9 +140,11 @@ def _subject(kind: str, name: str):
 
 @bp.get("/quotas/<kind>/<name>")
 @token_required("workspaces:read", any_workspace=False)
+@described(returns=dict)
 def get_quota(kind, name):
-    """A quota with its current usage: one's own and one's groups', or any for those who
-    read everything."""
+    """A quota of a user (kind users) or group (kind groups), with its usage.
+
+    One's own and one's groups', or any for those who read everything."""
     subject, caller = _subject(kind, name), current_token().user
     own = subject == caller or (kind == "groups" and subject in groups.of(caller))
     if not own:
@@ -146,11 +154,12 @@ def get_quota(kind, name):
 
 @bp.put("/quotas/<kind>/<name>")
 @token_required("admin", any_workspace=False)
+@described(body=schemas.QuotaChange, returns=dict)
 def set_quota(kind, name):
-    """{"max_workspaces", "max_running", "max_cpu", "max_memory_mb"}: numbers or null."""
+    """Set a quota: max_workspaces, max_running, max_cpu, max_memory_mb (admins)."""
     require_right("users.manage", "set quotas")
     subject = _subject(kind, name)
-    body = json_body()
+    body = request_body().model_dump(exclude_unset=True)
     try:
         quotas.set_quota(subject, body)
     except quotas.QuotaError as exc:

@@ -12,14 +12,16 @@ from flask import Response, g, jsonify, request, stream_with_context
 
 from app import authz
 from app import runtime as runtimes
-from app.api import bp
+from app.api import bp, schemas
 from app.api.auth import token_required
-from app.api.workspaces import _body, _settings, _user, _workspace
+from app.api.spec import described, request_body, request_query
+from app.api.workspaces import _settings, _user, _workspace
 from app.http import auditing
-from app.http.errors import ApiError, api_error, json_body
+from app.http.errors import ApiError, api_error
 from app.models import Recording, stamp, utcnow
 from app.runtime import ExecEnd, ProvisionError
 from app.slots import long_lived
+from app.states import Status
 from app.workspaces import activity, recordings, sandboxes, service
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -36,7 +38,7 @@ def _runtime_refused(exc: ProvisionError):
 def running_container(ws, timeout: float):
     """The runtime and the running container of ``ws`` (as the worker recorded it: no
     engine lookup), or 409."""
-    if ws.status != "running":
+    if ws.status != Status.RUNNING:
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
     if not ws.container_id or not ws.runtime_host:
         raise ApiError(409, "not_running", f"workspace {ws.name!r} has no running container")
@@ -114,33 +116,23 @@ def _exec_events(
 
 @bp.post("/workspaces/<workspace_id>/exec")
 @token_required("workspaces:exec")
+@described(body=schemas.Exec, returns=schemas.ExecResult, errors=(409,))
 @long_lived
 def exec_in_workspace(workspace_id):
-    """{"command": [...], "timeout": s, "stdin": "text", "stream": bool}. Streamed: one
-    JSON object per line, {"stream": "stdout"|"stderr", "data": …} as output comes, then
-    {"exit_code": n, "timed_out": bool}."""
+    """Run a command in a running workspace (collected, or streamed).
+
+    Streamed: one JSON object per line (application/x-ndjson), {"stream": "stdout" or
+    "stderr", "data": …} as output comes, then {"exit_code": n, "timed_out": bool}."""
     ws = _workspace(workspace_id, authz.USE)
-    body = _body()
-    unknown = sorted(set(body) - {"command", "timeout", "stdin", "stream"})
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
-    command = body.get("command")
-    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-        raise ApiError(422, "invalid_command", "command must be a non-empty array of strings")
-    timeout = body.get("timeout", 60)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
-        raise ApiError(422, "invalid_timeout", "timeout must be a number of seconds from 1 to 3600")
-    stdin = body.get("stdin")
-    if stdin is not None and not isinstance(stdin, str):
-        raise ApiError(422, "invalid_stdin", "stdin must be text")
+    body = request_body()
     events = _exec_events(
         ws,
-        command,
-        float(timeout),
-        stdin.encode() if stdin is not None else None,
-        streamed=bool(body.get("stream")),
+        body.command,
+        float(body.timeout),
+        body.stdin.encode() if body.stdin is not None else None,
+        streamed=body.stream,
     )
-    if body.get("stream"):
+    if body.stream:
         first = next(events)  # refusals (not running) come before the 200
         lines = (json.dumps(event) + "\n" for event in itertools.chain([first], events))
         return Response(
@@ -167,9 +159,7 @@ def exec_in_workspace(workspace_id):
 def _path(ws) -> tuple[str, str]:
     """The absolute path asked for (relative ones are in the workspace folder) and the
     user files are read and written as."""
-    raw = request.args.get("path", "")
-    if not raw or "\x00" in raw:
-        raise ApiError(422, "invalid_path", "give ?path=… (absolute, or relative to the workspace)")
+    raw = request_query().path
     user, folder = ws.remote_user or "root", ws.workspace_folder
     path = posixpath.normpath(raw if raw.startswith("/") else posixpath.join(folder or "/", raw))
     return path, user
@@ -177,10 +167,13 @@ def _path(ws) -> tuple[str, str]:
 
 @bp.put("/workspaces/<workspace_id>/files")
 @token_required("workspaces:exec")
+@described(query=schemas.FilePath, status=201, returns=schemas.FileWritten, errors=(409, 413))
 @long_lived
 def put_file(workspace_id):
-    """Write the request body to ?path= as the workspace user (parents made); what the
-    user may not write (the read-only root of a sandbox) is refused with the reason."""
+    """Write the request body to ?path= as the workspace user (parents made).
+
+    What the user may not write (the read-only root of a sandbox) is refused with the
+    reason."""
     ws = _workspace(workspace_id, authz.USE)
     data = request.get_data(cache=False)
     if len(data) > MAX_FILE_BYTES:
@@ -201,9 +194,12 @@ def put_file(workspace_id):
 
 @bp.get("/workspaces/<workspace_id>/files")
 @token_required("workspaces:exec")
+@described(query=schemas.FilePath, returns="application/octet-stream", errors=(409,))
 @long_lived
 def get_file(workspace_id):
-    """The file at ?path=, or a tar of the directory there, as the workspace user sees it."""
+    """The file at ?path=, or a tar of the directory there, as the workspace user sees it.
+
+    Relative paths are in the workspace folder; a directory comes as application/x-tar."""
     ws = _workspace(workspace_id, authz.USE)
     runtime, container_id = running_container(ws, 120)
     path, user = _path(ws)
@@ -240,19 +236,16 @@ def get_file(workspace_id):
 
 @bp.post("/workspaces/<workspace_id>/done")
 @token_required("workspaces:write")
+@described(
+    body=schemas.Done, body_optional=True, status=202, returns=schemas.DoneAccepted, errors=(409,)
+)
 def report_done(workspace_id):
-    """An agent's sandbox is finished: {"outcome": "success"|"failure", "summary": …};
-    recorded, and the sandbox deleted."""
+    """An agent's sandbox is finished: recorded, then the sandbox is deleted."""
     ws = _workspace(workspace_id, authz.MANAGE)
     if not (ws.template and ws.template.profile == "agent"):
         raise ApiError(409, "not_a_sandbox", "only agent sandboxes report done; delete it instead")
-    body = json_body(optional=True)
-    outcome = body.get("outcome", "success")
-    summary = body.get("summary")
-    if outcome not in ("success", "failure") or (
-        summary is not None and not isinstance(summary, str)
-    ):
-        raise ApiError(422, "invalid_done", 'send {"outcome": "success"|"failure", "summary": "…"}')
+    body = request_body()
+    outcome, summary = body.outcome, body.summary
     auditing.record(
         "sandbox.done",
         f"workspace:{ws.owner.username}.{ws.name}",
@@ -273,9 +266,11 @@ def report_done(workspace_id):
 
 @bp.get("/workspaces/<workspace_id>/recordings")
 @token_required("workspaces:read")
+@described(returns=[dict])
 def list_recordings(workspace_id):
-    """Recorded SSH sessions and execs, newest first (also of deleted workspaces). What
-    people typed is the owner's: those it is shared with do not read it."""
+    """Recorded SSH sessions and execs, newest first (also of deleted workspaces).
+
+    What people typed is the owner's: those it is shared with do not read it."""
     ws = _recorded_workspace(workspace_id)
     rows = ws.recordings.order_by(Recording.id.desc())
     return jsonify([recordings.to_dict(r) for r in rows])
@@ -283,8 +278,9 @@ def list_recordings(workspace_id):
 
 @bp.get("/workspaces/<workspace_id>/recordings/<int:recording_id>")
 @token_required("workspaces:read")
+@described(returns="application/x-asciicast", errors=(410,))
 def get_recording(workspace_id, recording_id):
-    """The recording itself: asciicast v2 for SSH, JSON for an exec."""
+    """A recording: asciicast v2 (SSH) or JSON (exec: command, output, exit code)."""
     ws = _recorded_workspace(workspace_id)
     return recording_file(ws, recording_id)
 

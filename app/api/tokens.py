@@ -9,10 +9,11 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 
 from app import accounts, authz
-from app.api import bp
+from app.api import bp, schemas
 from app.api.auth import current_token, token_required
+from app.api.spec import described, request_body
 from app.durations import parse_duration
-from app.http.errors import ApiError, json_body
+from app.http.errors import ApiError
 from app.models import ApiToken, stamp, utcnow
 from app.workspaces import service
 
@@ -33,23 +34,26 @@ def token_dict(row: ApiToken) -> dict:
 
 @bp.get("/users/me/tokens")
 @token_required("account", any_workspace=False)
+@described(returns=[schemas.Token])
 def list_tokens():
+    """The caller's API tokens (never their secret)."""
     return jsonify([token_dict(t) for t in accounts.tokens_of(current_token().user)])
 
 
 @bp.post("/users/me/tokens")
 @token_required("account", any_workspace=False)
+@described(body=schemas.NewToken, status=201, returns=schemas.NewTokenAnswer)
 def create_token():
-    """{"name", "scopes": [...], "lifetime": "4h" | null, "workspace": id}."""
-    body = json_body()
-    unknown = sorted(set(body) - {"name", "scopes", "lifetime", "workspace"})
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    """Create a token: scopes (a subset of the caller's), lifetime, workspace.
+
+    The lifetime is within the instance's maximum and the caller's own; a workspace
+    limits the token to that one."""
+    body = request_body()
     caller, user = current_token(), current_token().user
     try:
         # Without scopes, the new token gets the caller's own: never more.
-        scopes = accounts.validate_scopes(body.get("scopes") or sorted(caller.scope_set))
-        lifetime = parse_duration(body["lifetime"]) if body.get("lifetime") else None
+        scopes = accounts.validate_scopes(body.scopes or sorted(caller.scope_set))
+        lifetime = parse_duration(body.lifetime) if body.lifetime else None
     except (accounts.AccountError, ValueError, TypeError) as exc:
         raise ApiError(422, "invalid_token_request", str(exc)) from None
     wider = sorted(set(scopes) - caller.scope_set)
@@ -70,15 +74,15 @@ def create_token():
                 f"{caller.expires_at:%Y-%m-%d %H:%M} UTC)",
             )
     workspace = None
-    if body.get("workspace") is not None:
+    if body.workspace is not None:
         try:
-            workspace = service.get_visible(user, body["workspace"], needed=authz.USE)
+            workspace = service.get_visible(user, body.workspace, needed=authz.USE)
         except service.WorkspaceError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
     try:
         row, plaintext = accounts.create_token(
             user,
-            body.get("name") or "api",
+            body.name or "api",
             lifetime,
             scopes=scopes,
             workspace=workspace,
@@ -93,7 +97,9 @@ def create_token():
 
 @bp.delete("/users/me/tokens/<int:token_id>")
 @token_required("account", any_workspace=False)
+@described(status=204)
 def revoke_token(token_id):
+    """Revoke one of the caller's tokens."""
     row = ApiToken.get_or_none((ApiToken.id == token_id) & (ApiToken.user == current_token().user))
     if row is None:
         raise ApiError(404, "not_found", f"you have no token {token_id}")

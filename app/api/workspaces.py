@@ -7,14 +7,16 @@ import json
 from flask import Response, current_app, jsonify, request, stream_with_context
 
 from app import authz
-from app.api import bp
+from app.api import bp, schemas
 from app.api.auth import current_token, require_right, token_required
+from app.api.spec import described, request_body, request_query
 from app.backups import database as db_backups
 from app.backups import workspaces as volume_backups
 from app.http import auditing
-from app.http.errors import ApiError, json_body
+from app.http.errors import ApiError
 from app.models import StateChange, Template, Transition, Workspace, stamp
 from app.slots import held, long_lived
+from app.states import Status
 from app.workspaces import activity, apps, logs, service, sharing, templates
 
 
@@ -24,10 +26,6 @@ def _settings():
 
 def _user():
     return current_token().user
-
-
-def _body() -> dict:
-    return json_body()
 
 
 def _dict(ws) -> dict:
@@ -66,23 +64,24 @@ def template_dict(template: Template) -> dict:
 
 @bp.get("/templates")
 @token_required("workspaces:read")
+@described(returns=[schemas.Template])
 def list_templates():
+    """Templates to create workspaces from."""
     rows = Template.select().where(Template.enabled).order_by(Template.name)
     return jsonify([template_dict(t) for t in rows])
 
 
 @bp.patch("/templates/<name>")
 @token_required("admin", any_workspace=False)
+@described(body=schemas.TemplateChange, returns=schemas.Template)
 def update_template(name):
-    """Admins change a template's parameters, limits (lifecycle too), approvals, enabled."""
+    """Change a template's parameters, limits (lifecycle too), approvals, enabled or
+    pricing (admins and template admins)."""
     require_right("templates.manage", "change templates")
     template = Template.get_or_none(Template.name == name)
     if template is None:
         raise ApiError(404, "not_found", f"there is no template {name!r}")
-    body = _body()
-    unknown = sorted(set(body) - {"parameters", "limits", "approvals", "enabled", "pricing"})
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
+    body = request_body().model_dump(exclude_unset=True)
     may_grant_host = authz.can(_user(), "templates.approve_host")
     try:
         templates.update(template, **body, may_grant_host=may_grant_host)
@@ -97,29 +96,23 @@ def update_template(name):
 
 @bp.post("/workspaces")
 @token_required("workspaces:write", any_workspace=False)
+@described(body=schemas.NewWorkspace, status=201, returns=schemas.Workspace, errors=(409,))
 def create_workspace():
+    """Create a workspace (built and started by the worker).
+
+    From a template or a repository; with ``wait``, the answer comes when it is running
+    or failed."""
     require_right("workspaces.create", "create workspaces")
-    body = _body()
-    unknown = sorted(
-        set(body) - {"name", "template", "repo", "parameters", "ttl", "restore", "egress", "wait"}
-    )
-    wait = body.get("wait", False)
-    if wait is True:
-        wait = 600
-    if wait is not False and (
-        isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 < wait <= 1800
-    ):
-        raise ApiError(422, "invalid_wait", "wait must be true or a number of seconds up to 1800")
-    if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}")
-    restore = body.get("restore")
+    body = request_body()
+    wait = 600 if body.wait is True else body.wait
+    restore = body.restore
     ws = service.create(
         _user(),
-        body.get("name"),
-        template_name=body.get("template"),
-        repo=body.get("repo"),
-        parameters=body.get("parameters"),
-        ttl=body.get("ttl"),
+        body.name,
+        template_name=body.template,
+        repo=body.repo.model_dump() if body.repo else None,
+        parameters=body.parameters,
+        ttl=body.ttl,
         cause="api",
         actor=_user().username,
         data_dir=_settings().data_dir,
@@ -127,10 +120,10 @@ def create_workspace():
         private_networks=_settings().private_networks,
         restore=service.backup_for(_user(), restore, _settings()) if restore else None,
         source_ip=request.remote_addr,
-        egress_allow=body.get("egress"),
+        egress_allow=body.egress,
         allow_pool=True,
     )
-    if ws.status == "running":  # claimed from the warm pool: ready, but without its token
+    if ws.status == Status.RUNNING:  # claimed from the warm pool: ready, but without its token
         _hand_pool_token(ws)
     if wait:
         with held():  # waits in a long-request slot, never in a page's thread
@@ -153,7 +146,9 @@ def _hand_pool_token(ws) -> None:
 
 @bp.get("/workspaces")
 @token_required("workspaces:read")
+@described(returns=[schemas.Workspace])
 def list_workspaces():
+    """Workspaces the caller may see."""
     rows = service.visible_to(_user()).order_by(service.Workspace.id)
     if current_token().workspace_id is not None:
         rows = rows.where(service.Workspace.id == current_token().workspace_id)
@@ -162,12 +157,15 @@ def list_workspaces():
 
 @bp.get("/workspaces/<workspace_id>")
 @token_required("workspaces:read")
+@described(returns=schemas.Workspace)
 def get_workspace(workspace_id):
+    """One workspace."""
     return jsonify(_dict(_workspace(workspace_id)))
 
 
 @bp.get("/workspaces/<workspace_id>/history")
 @token_required("workspaces:read")
+@described(returns=dict)
 def workspace_history(workspace_id):
     """Every status change, newest first, with its cause, actor and note (the reason of
     an automatic action), and the jobs with their reasons."""
@@ -207,13 +205,11 @@ def workspace_history(workspace_id):
 
 @bp.post("/workspaces/<workspace_id>/activity")
 @token_required("workspaces:write")
+@described(body=schemas.KeepAlive, body_optional=True, returns=schemas.Workspace)
 def keep_alive(workspace_id):
     """An explicit keep-alive: counts as use for the idle auto-stop."""
     ws = _workspace(workspace_id, authz.USE)
-    body = json_body(optional=True)
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if detail is not None and not isinstance(detail, str):
-        raise ApiError(422, "invalid_detail", "detail must be text")
+    detail = request_body().detail
     activity.record(
         ws.id, "keepalive", (detail or f"API keep-alive by {_user().username}")[:200], force=True
     )
@@ -222,28 +218,31 @@ def keep_alive(workspace_id):
 
 @bp.put("/workspaces/<workspace_id>/ttl")
 @token_required("workspaces:write", any_workspace=False)
+@described(body=schemas.TtlChange, returns=schemas.Workspace)
 def set_ttl(workspace_id):
-    ws = service.set_ttl(
-        _workspace(workspace_id, authz.MANAGE), _body(), actor=_user().username, cause="api"
-    )
+    """Set or extend the deletion deadline: ttl from now, expires_at, or ttl null."""
+    ws = _workspace(workspace_id, authz.MANAGE)
+    body = request_body().model_dump(exclude_unset=True)
+    ws = service.set_ttl(ws, body, actor=_user().username, cause="api")
     return jsonify(_dict(ws))
 
 
 @bp.put("/workspaces/<workspace_id>/idle-timeout")
 @token_required("workspaces:write", any_workspace=False)
+@described(body=schemas.IdleTimeoutChange, returns=schemas.Workspace)
 def set_idle_timeout(workspace_id):
-    ws = service.set_idle_timeout(
-        _workspace(workspace_id, authz.MANAGE),
-        _body().get("idle_timeout"),
-        actor=_user().username,
-        cause="api",
-    )
+    """Change the idle timeout within the template's range (0 = never, if allowed)."""
+    ws = _workspace(workspace_id, authz.MANAGE)
+    value = request_body().idle_timeout
+    ws = service.set_idle_timeout(ws, value, actor=_user().username, cause="api")
     return jsonify(_dict(ws))
 
 
 @bp.post("/workspaces/<workspace_id>/backup")
 @token_required("workspaces:write", any_workspace=False)
+@described(status=202, returns=schemas.Accepted, errors=(409,))
 def backup_workspace(workspace_id):
+    """Back up the workspace's volumes (tarballs)."""
     return _transition(workspace_id, "backup")
 
 
@@ -253,20 +252,21 @@ def _port_error(exc: apps.PortError):
 
 @bp.get("/workspaces/<workspace_id>/ports")
 @token_required("workspaces:read")
+@described(returns=[schemas.Port])
 def list_ports(workspace_id):
+    """Ports open in the browser, with their URLs."""
     ws = _workspace(workspace_id)
     return jsonify([apps.describe_port(_settings(), ws, p) for p in apps.ports(ws)])
 
 
 @bp.put("/workspaces/<workspace_id>/ports/<port>")
 @token_required("workspaces:write", any_workspace=False)
+@described(body=schemas.PortChange, body_optional=True, returns=schemas.Port, errors=(409,))
 def open_port(workspace_id, port):
-    """Open a port in the browser (or change it): {"shared": bool, "label": text}."""
+    """Open a port in the browser, or change it (shared: every signed-in user)."""
     ws = _workspace(workspace_id, authz.MANAGE)
-    body = json_body(optional=True)
-    if not isinstance(body, dict) or not isinstance(body.get("shared", False), bool):
-        raise ApiError(422, "invalid_port", 'send {"shared": true|false, "label": "..."}')
-    if body.get("shared") and current_token().workspace_id is not None:
+    body = request_body()
+    if body.shared and current_token().workspace_id is not None:
         # Like sharing the workspace itself: not for a token that lives inside it.
         raise ApiError(
             403, "token_limited", "a token limited to one workspace cannot share its ports"
@@ -275,8 +275,8 @@ def open_port(workspace_id, port):
         row = apps.open_port(
             ws,
             port,
-            shared=body.get("shared", False),
-            label=body.get("label"),
+            shared=body.shared,
+            label=body.label,
             allow_shared=_settings().apps_domain != "none",
         )
     except apps.PortError as exc:
@@ -286,7 +286,9 @@ def open_port(workspace_id, port):
 
 @bp.delete("/workspaces/<workspace_id>/ports/<port>")
 @token_required("workspaces:write", any_workspace=False)
+@described(status=204, errors=(409,))
 def close_port(workspace_id, port):
+    """Close a port (not one from forwardPorts)."""
     ws = _workspace(workspace_id, authz.MANAGE)
     try:
         apps.close_port(ws, port)
@@ -297,6 +299,7 @@ def close_port(workspace_id, port):
 
 @bp.get("/backups")
 @token_required("workspaces:read", any_workspace=False)
+@described(returns=[dict])
 def list_backups():
     """Workspace backups (one's own; all for admins), and database backups for admins."""
     user, settings = _user(), _settings()
@@ -329,42 +332,54 @@ def _transition(workspace_id, kind: str, options: dict | None = None):
 
 @bp.post("/workspaces/<workspace_id>/start")
 @token_required("workspaces:write")
+@described(status=202, returns=schemas.Accepted, errors=(409,))
 def start_workspace(workspace_id):
+    """Start a stopped workspace."""
     return _transition(workspace_id, "start")
 
 
 @bp.post("/workspaces/<workspace_id>/stop")
 @token_required("workspaces:write", any_workspace=False)
+@described(status=202, returns=schemas.Accepted, errors=(409,))
 def stop_workspace(workspace_id):
+    """Stop a workspace (SIGTERM, then kill)."""
     return _transition(workspace_id, "stop")
 
 
 @bp.post("/workspaces/<workspace_id>/restart")
 @token_required("workspaces:write", any_workspace=False)
+@described(status=202, returns=schemas.Accepted, errors=(409,))
 def restart_workspace(workspace_id):
+    """Stop and start again."""
     return _transition(workspace_id, "restart")
 
 
 @bp.post("/workspaces/<workspace_id>/rebuild")
 @token_required("workspaces:write", any_workspace=False)
+@described(status=202, returns=schemas.Accepted, errors=(409,))
 def rebuild_workspace(workspace_id):
+    """Rebuild the image; volumes are kept."""
     return _transition(workspace_id, "rebuild")
 
 
 @bp.delete("/workspaces/<workspace_id>")
 @token_required("workspaces:write", any_workspace=False)
+@described(query=schemas.DeleteOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def delete_workspace(workspace_id):
-    keep = request.args.get("keep_volumes", "false").lower() in ("1", "true", "yes")
-    return _transition(workspace_id, "delete", {"keep_volumes": keep})
+    """Delete a workspace (volumes too, unless keep_volumes=true)."""
+    return _transition(workspace_id, "delete", {"keep_volumes": request_query().keep_volumes})
 
 
 @bp.get("/workspaces/<workspace_id>/logs")
 @token_required("workspaces:read")
+@described(query=schemas.LogOptions, returns="text/event-stream")
 @long_lived
 def workspace_logs(workspace_id):
+    """The latest job's log as Server-Sent Events, followed live.
+
+    Data lines, then an ``end`` event."""
     ws = _workspace(workspace_id)
-    follow = request.args.get("follow", "true").lower() not in ("0", "false", "no")
-    stream = logs.sse(ws.id, follow=follow)
+    stream = logs.sse(ws.id, follow=request_query().follow)
     return Response(
         stream_with_context(stream),
         mimetype="text/event-stream",
@@ -378,12 +393,15 @@ def _shares(ws) -> list[dict]:
 
 @bp.get("/workspaces/<workspace_id>/shares")
 @token_required("workspaces:read")
+@described(returns=[dict])
 def list_shares(workspace_id):
+    """Who the workspace is shared with."""
     return jsonify(_shares(_workspace(workspace_id)))
 
 
 @bp.put("/workspaces/<workspace_id>/shares/<kind>/<name>")
 @token_required("workspaces:write", any_workspace=False)
+@described(returns=[dict], errors=(409, 422))
 def add_share(workspace_id, kind, name):
     """Share with a user (``users/<name>``) or a group (``groups/<name>``)."""
     ws = _change_share(sharing.share, workspace_id, kind, name)
@@ -392,7 +410,9 @@ def add_share(workspace_id, kind, name):
 
 @bp.delete("/workspaces/<workspace_id>/shares/<kind>/<name>")
 @token_required("workspaces:write", any_workspace=False)
+@described(status=204, errors=(422,))
 def remove_share(workspace_id, kind, name):
+    """Stop sharing with that user or group."""
     _change_share(sharing.unshare, workspace_id, kind, name)
     return "", 204
 
@@ -410,6 +430,7 @@ def _change_share(change, workspace_id, kind: str, name: str):
 
 @bp.get("/workspaces/<workspace_id>/egress")
 @token_required("workspaces:read")
+@described(returns=dict)
 def get_egress(workspace_id):
     """The allowlist (template's and the workspace's own) and the latest decisions."""
     ws = _workspace(workspace_id)
@@ -418,12 +439,12 @@ def get_egress(workspace_id):
 
 @bp.put("/workspaces/<workspace_id>/egress")
 @token_required("workspaces:write", any_workspace=False)
+@described(body=schemas.EgressChange, returns=dict)
 def set_egress(workspace_id):
-    """{"allow": ["host", "host:port", "*.domain"]}: the workspace's own entries. Not with
-    a token limited to the workspace: a sandbox cannot widen its own way out."""
+    """Replace the workspace's own allowlist (host, host:port, *.domain).
+
+    Not with a token limited to the workspace: a sandbox cannot widen its own way out."""
     ws = _workspace(workspace_id, authz.MANAGE)
-    body = _body()
-    if set(body) != {"allow"}:
-        raise ApiError(422, "invalid_egress", 'send {"allow": ["host", "host:port", …]}')
-    service.set_egress(ws, body["allow"], actor=_user().username, source_ip=request.remote_addr)
+    allow = request_body().allow
+    service.set_egress(ws, allow, actor=_user().username, source_ip=request.remote_addr)
     return jsonify(service.egress_view(Workspace.get_by_id(ws.id)))
