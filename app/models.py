@@ -164,8 +164,9 @@ class Workspace(BaseModel):
     # (app.runtime.Placement): the web tier and the SSH gateway read it here. The address
     # is cleared when it stops.
     address = peewee.CharField(max_length=64, null=True)
-    runtime_host = peewee.CharField(max_length=255, null=True)
-    remote_user = peewee.CharField(max_length=64, null=True)
+    # Text: what a config names (remoteUser) has no length limit of Berth's own.
+    runtime_host = peewee.TextField(null=True)
+    remote_user = peewee.TextField(null=True)
     workspace_folder = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)

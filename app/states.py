@@ -74,22 +74,27 @@ REQUESTABLE_FROM: dict[Kind, tuple[Status, ...]] = {
     Kind.DELETE: tuple(s for s in LIVE),
 }
 
-# The moves a status may make. Every live status may also fail or start being deleted;
-# staying where it is (a message on the record, nothing else) is always allowed.
+# The moves a status may make. A job begins (or, run again after a crash, resumes) its
+# work from any live status: every step is idempotent, so a job re-run from wherever the
+# crash left the workspace moves it on from there. It ends in a settled status. Every
+# live status may also fail or start being deleted; staying where it is (a message on
+# the record, nothing else) is always allowed.
+WORKING = (S.PENDING, S.BUILDING, S.STARTING, S.STOPPING)
+SETTLED_BY_A_JOB = (S.RUNNING, S.STOPPED, S.POOLED)
 MOVES: dict[Status, frozenset[Status]] = {
-    status: frozenset(targets) | ({S.FAILED, S.DELETING} if status in LIVE else set())
-    for status, targets in {
-        S.PENDING: {S.BUILDING, S.STARTING, S.RUNNING, S.STOPPED},  # the last two: reconcile
-        S.BUILDING: {S.STARTING, S.RUNNING, S.STOPPED},
-        S.STARTING: {S.RUNNING, S.POOLED, S.STOPPING, S.STOPPED},
-        S.RUNNING: {S.STOPPING, S.BUILDING, S.STOPPED},  # rebuild; stopped outside Berth
-        S.STOPPING: {S.STOPPED, S.RUNNING},
-        S.STOPPED: {S.STARTING, S.BUILDING},
-        S.FAILED: {S.STARTING, S.BUILDING, S.STOPPING},
-        S.POOLED: {S.RUNNING},  # claimed
-        S.DELETING: {S.DELETED, S.RUNNING, S.STOPPED},  # reconcile: a crash mid-delete
-        S.DELETED: set(),
-    }.items()
+    status: frozenset(
+        {S.BUILDING, S.STARTING, S.STOPPING, S.FAILED, S.DELETING}
+        | (set(SETTLED_BY_A_JOB) if status in WORKING else set())
+        | {
+            S.RUNNING: {S.STOPPED},  # its container stopped by itself (reconcile)
+            S.POOLED: {S.RUNNING},  # claimed
+            S.DELETING: {S.DELETED, S.RUNNING, S.STOPPED},  # done; or reconcile after a crash
+        }.get(status, set())
+    )
+    - ({S.BUILDING, S.STARTING, S.STOPPING} if status is S.DELETING else set())
+    if status in LIVE
+    else frozenset()
+    for status in Status
 }
 
 

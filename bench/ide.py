@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.runtime.docker import tools  # noqa: E402
 from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
+from app.runtime.layout import CODE_SERVER_PORT  # noqa: E402
 from tests import services  # noqa: E402
 from tests.berthapi import Client  # noqa: E402
 
@@ -115,7 +116,7 @@ def main(count: int = 300, loads: int = 3) -> None:
         container = client.containers.get(f"berth-{instance}-ws-{ws['id']}")
         address = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
         front = f"http://127.0.0.1:{server.apps_port}"
-        direct = f"http://{address}:{tools.CODE_SERVER_PORT}"
+        direct = f"http://{address}:{CODE_SERVER_PORT}"
         through = {"Host": host, "Cookie": f"berth_app={cookie}"}
 
         small = "/healthz"

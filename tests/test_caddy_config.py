@@ -109,3 +109,9 @@ def test_every_site_routes_the_apps_origin_through_forward_auth():
     dumped = json.dumps(config)
     assert dumped.count("/_berth/authorize") == 1
     assert '"X-Berth-Upstream"' in dumped
+
+
+def test_berth_serve_finds_its_caddyfile():
+    from app.processes import supervisor
+
+    assert supervisor.CADDYFILE.is_file(), supervisor.CADDYFILE

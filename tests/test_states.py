@@ -31,6 +31,31 @@ def test_every_status_has_its_moves_and_a_deleted_workspace_has_none():
         assert sources and all(states.MOVES[s] for s in sources), kind
 
 
+FIRST_MOVES = {
+    Kind.CREATE: (Status.BUILDING, Status.STARTING),
+    Kind.START: (Status.BUILDING, Status.STARTING),
+    Kind.STOP: (Status.STOPPING,),
+    Kind.RESTART: (Status.STOPPING,),
+    Kind.REBUILD: (Status.BUILDING,),
+    Kind.DELETE: (Status.DELETING,),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FIRST_MOVES))
+def test_a_job_run_again_after_a_crash_can_go_on_from_wherever_it_was_left(kind):
+    """A worker that dies mid-job leaves the workspace in a working status, and the job
+    runs again from the top (every step is idempotent): its first move must be allowed
+    from there, and from every status a request of its kind is accepted from."""
+    sources = set(states.WORKING) | set(states.REQUESTABLE_FROM.get(kind, (Status.PENDING,)))
+    sources |= {Status.RUNNING, Status.POOLED} if kind != Kind.DELETE else set()
+    for source in sources:
+        for first in FIRST_MOVES[kind]:
+            assert states.allowed(source, first), (kind, source, first)
+    for source in states.WORKING:  # and it ends in a settled status
+        for end in (Status.RUNNING, Status.STOPPED, Status.POOLED, Status.FAILED):
+            assert states.allowed(source, end), (source, end)
+
+
 @pytest.mark.parametrize(
     ("current", "target"),
     [
@@ -106,3 +131,44 @@ def test_statuses_compare_and_store_as_their_text(instance):
     assert Workspace.get(Workspace.status == Status.FAILED).id == ws.id
     assert Workspace.select().where(Workspace.status.in_(states.ACTIVE)).count() == 0
     assert Status("failed") is Status.FAILED and f"{Status.FAILED}" == "failed"
+
+
+def test_a_long_remote_user_is_recorded_whole(instance):
+    """What a config names as its remoteUser has no length limit of Berth's own: the
+    placement that records it must not fail (and with it the job and reconcile)."""
+    ws = _workspace(Status.RUNNING)
+    Workspace.update(remote_user="u" * 5000, runtime_host="h" * 500).where(
+        Workspace.id == ws.id
+    ).execute()
+    assert len(Workspace.get_by_id(ws.id).remote_user) == 5000
+
+
+class _Troubled:
+    """A runtime that fails (a bug, not a refusal) for one workspace's container and
+    has none for the others: reconcile must go on past the first."""
+
+    instance = "fake"
+    tools = False
+
+    def __init__(self, troubled: int):
+        self.troubled = troubled
+
+    def inventory(self):
+        return [], []
+
+    def find(self, workspace_id):
+        if workspace_id == self.troubled:
+            raise RuntimeError("a bug in the runtime")
+        return None
+
+
+def test_reconcile_goes_on_past_a_workspace_it_cannot_look_at(instance):
+    from app.workspaces import worker
+
+    first, second = _workspace(Status.RUNNING), None
+    owner = User.get(User.username == "sm")
+    second = Workspace.create(owner=owner, name="v", live_name="v", status=Status.RUNNING)
+    repaired = worker.Worker(instance, runtime=_Troubled(first.id)).reconcile()
+    assert repaired == ["v: container vanished, marked failed"]
+    assert Workspace.get_by_id(second.id).status == "failed"
+    assert Workspace.get_by_id(first.id).status == "running"  # left for the next look

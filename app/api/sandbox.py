@@ -8,7 +8,7 @@ import json
 import posixpath
 import time
 
-from flask import Response, g, jsonify, request, stream_with_context
+from flask import Response, current_app, g, jsonify, request, stream_with_context
 
 from app import authz
 from app import runtime as runtimes
@@ -31,8 +31,15 @@ MAX_COLLECTED_CHARS = 32 * 1024 * 1024  # of an exec's output held in memory at 
 @bp.errorhandler(ProvisionError)
 def _runtime_refused(exc: ProvisionError):
     """The workspace stopped under a command or a file transfer (or the engine refused):
-    a conflict with its state, said in the API's error shape."""
-    return api_error(409, "runtime_refused", str(exc))
+    a conflict with its state, said in the API's error shape. The engine's own words stay
+    in the log: they name its internals (container ids, runtime errors)."""
+    current_app.logger.warning("api: the runtime refused %s: %s", request.path, exc)
+    return api_error(
+        409,
+        "runtime_refused",
+        "the workspace's container is not running or not there any more; "
+        "start the workspace (or see its page) and try again",
+    )
 
 
 def running_container(ws, timeout: float):

@@ -217,7 +217,7 @@ def build(
         return _result(engine, tag, cached=True, plan=plan, built=True)
 
     layers: list[str] = []
-    options = {"network": network, "layers": layers}
+    options = {"network": network, "layers": layers, "log": []}  # one log for every step
     try:
         if plan.kind == "dockerfile":
             on_log(f"building {plan.dockerfile.name} in {plan.build_context}")
@@ -233,15 +233,22 @@ def build(
                 **options,
             )
         _extend(plan, engine, base_ref, tag, on_log, options)
-    except BuildError:
+    except Exception:  # a failed step, or the engine refusing: no layers are left behind
         engine.discard_layers(layers)
         raise
     on_log(f"built {tag}")
     return _result(engine, tag, cached=False, plan=plan, built=True)
 
 
+def _image(engine: Engine, ref: str):
+    found = engine.image(ref)
+    if found is None:
+        raise BuildError(f"the image {ref} is not on the engine (removed during the build?)")
+    return found
+
+
 def _extend(plan: Plan, engine: Engine, base_ref: str, tag: str, on_log: Log, options) -> None:
-    base = engine.image(base_ref)
+    base = _image(engine, base_ref)
     base_entries = metadata.read_label((base.labels or {}).get(metadata.LABEL))
     entries = metadata.compose_label(base_entries, plan.feature_entries(), plan.config_entry)
     merged = metadata.merge(entries)
@@ -281,7 +288,7 @@ def _extend(plan: Plan, engine: Engine, base_ref: str, tag: str, on_log: Log, op
 
 
 def _result(engine: Engine, ref: str, cached: bool, plan: Plan, built: bool) -> BuildResult:
-    image = engine.image(ref)
+    image = _image(engine, ref)
     image_entries = metadata.read_label((image.labels or {}).get(metadata.LABEL))
     if built:
         entries, container_label = image_entries, None

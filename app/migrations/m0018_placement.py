@@ -12,11 +12,8 @@ DESCRIPTION = "where each started workspace is reached"
 def upgrade(db, migrator):
     migrate(
         migrator.add_column("workspaces", "address", peewee.CharField(max_length=64, null=True)),
-        migrator.add_column(
-            "workspaces", "runtime_host", peewee.CharField(max_length=255, null=True)
-        ),
-        migrator.add_column(
-            "workspaces", "remote_user", peewee.CharField(max_length=64, null=True)
-        ),
+        migrator.add_column("workspaces", "runtime_host", peewee.TextField(null=True)),
+        # Text: what a config names (remoteUser) has no length limit of Berth's own.
+        migrator.add_column("workspaces", "remote_user", peewee.TextField(null=True)),
         migrator.add_column("workspaces", "workspace_folder", peewee.TextField(null=True)),
     )

@@ -126,7 +126,7 @@ def berth_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "app", *args]
 
 
-CADDYFILE = Path(__file__).resolve().parent.parent / "caddy" / "Caddyfile"
+CADDYFILE = Path(__file__).resolve().parents[2] / "caddy" / "Caddyfile"
 
 
 def caddy_command() -> list[str]:

@@ -24,6 +24,7 @@ from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import Recording, StateChange, Template, Transition
 from app.slots import long_lived
+from app.states import Kind
 from app.workspaces import apps, logs, recordings, service, sharing
 
 bp = Blueprint("dashboard", __name__)
@@ -140,7 +141,9 @@ def create():
 def workspace(workspace_id):
     ws = _visible(workspace_id)
     history = ws.state_changes.order_by(StateChange.id.desc()).limit(50)
-    jobs = ws.transitions.order_by(Transition.id.desc()).limit(20)
+    # The log shown is the latest job's a person asked for, not reconcile's bookkeeping.
+    jobs = ws.transitions.where(Transition.kind != Kind.RECONCILE)
+    jobs = jobs.order_by(Transition.id.desc()).limit(20)
     return render_template(
         "dashboard/workspace.html",
         ws=ws,

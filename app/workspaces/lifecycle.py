@@ -4,6 +4,7 @@ interrupted by a crash can simply run again."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 import time
@@ -25,6 +26,7 @@ from app.states import Status as S
 from app.workspaces import apps, git, ide, pool, sandboxes, templates
 
 STOP_GRACE_SECONDS = 10
+logger = logging.getLogger("berth.worker")
 
 
 class JobFailed(Exception):
@@ -443,6 +445,9 @@ def run(ctx: Context, transition: Transition) -> None:
         outcome, error, keep_status = JobStatus.FAILED, str(exc), exc.keep_status
     except (dc.DevcontainerError, ProvisionError, templates.ParameterError) as exc:
         outcome, error = JobStatus.FAILED, str(exc)
+    except states.IllegalMove as exc:  # a bug; the job fails with it, said plainly
+        logger.exception("job %s (%s)", transition.id, transition.kind)
+        outcome, error = JobStatus.FAILED, f"Berth could not carry this out: {exc}"
     if error:
         log(f"error: {error}")
         if ws.status != S.DELETED and not keep_status:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from app.db import database
 from app.models import Transition
 from app.states import JobStatus as J
+from app.states import Kind
 
 POLL_SECONDS = 0.3
 MAX_SECONDS = 3600
@@ -28,7 +29,10 @@ def sse(workspace_id: int, follow: bool = True) -> Iterator[str]:
     yield ": berth log stream\n\n"
     while True:
         with database.connection_context():
-            query = Transition.select().where(Transition.workspace == workspace_id)
+            # The job a person follows: not reconcile's bookkeeping of a repair.
+            query = Transition.select().where(
+                (Transition.workspace == workspace_id) & (Transition.kind != Kind.RECONCILE)
+            )
             job = (
                 query.where(Transition.id == job_id).first()
                 if job_id

@@ -518,7 +518,9 @@ def to_dicts(rows, viewer: User | None = None, settings=None) -> list[dict]:
     """``to_dict`` of many workspaces in a fixed number of queries, whatever their number."""
     rows = list(rows)
     ids = [ws.id for ws in rows]
-    newest = Transition.select(peewee.fn.MAX(Transition.id)).where(Transition.workspace.in_(ids))
+    newest = Transition.select(peewee.fn.MAX(Transition.id)).where(
+        Transition.workspace.in_(ids) & (Transition.kind != Kind.RECONCILE)
+    )
     last = {
         t.workspace_id: t
         for t in Transition.select().where(Transition.id.in_(newest.group_by(Transition.workspace)))
@@ -548,7 +550,8 @@ def to_dict(
     command that viewer would type and the browser URLs of its IDE and ports. ``last``,
     ``used`` and ``port_rows``: what ``to_dicts`` read for many at once."""
     if last is _ASK:
-        last = ws.transitions.order_by(Transition.id.desc()).first()
+        last = ws.transitions.where(Transition.kind != Kind.RECONCILE)
+        last = last.order_by(Transition.id.desc()).first()
     if used is None:
         used = activity.uses(ws.id)  # one read for both "activity" and "lifecycle"
     return {

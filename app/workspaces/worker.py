@@ -229,6 +229,7 @@ class Worker:
         an engine or host restart, or a flush, lost them), then reconcile(). A firewall
         that cannot be put in place fails the job (admins see it), after reconcile."""
         try:
+            self.runtime.egress_gateway()  # the egress network: the gateway waits for it
             firewall = self.runtime.ensure_isolation_rules(self.settings.egress_port)
         except ProvisionError as exc:
             firewall = f"could not check the firewall rules: {first_line(exc)}"
@@ -275,14 +276,19 @@ class Worker:
             for ws_id in live:
                 with self._claimed(ws_id) as idle:
                     ws = Workspace.get_or_none(Workspace.id == ws_id)
-                    if not idle or ws is None or ws.status == S.DELETED:
+                    if ws is None or ws.status == S.DELETED:
                         continue
                     try:
-                        repaired += self._reconcile_one(ws)
+                        if idle:
+                            repaired += self._reconcile_one(ws)
+                        else:
+                            self._forget_a_moved_address(ws)
                     except (service.WorkspaceError, ProvisionError) as exc:
                         # One workspace's trouble is logged; the others are still looked at.
                         reason = getattr(exc, "message", None) or first_line(exc)
                         log.warning("reconcile: %s: %s", ws.name, reason)
+                    except Exception:  # noqa: BLE001  (a bug with one must not stop the rest)
+                        log.exception("reconcile: %s could not be looked at", ws.name)
         for line in repaired:
             log.info("reconcile: %s", line)
         if repaired:
@@ -384,6 +390,19 @@ class Worker:
             self.runtime.stop(container.id, lifecycle.STOP_GRACE_SECONDS)
             return [f"{ws.name}: its container was started outside Berth; stopped again"]
         return []
+
+    def _forget_a_moved_address(self, ws: Workspace) -> None:
+        """A workspace a job is busy with (a backup, say) is not reconciled, but an
+        address its container no longer has (the engine started it again) is not used
+        meanwhile: forgotten unless the job has just recorded a new start."""
+        if ws.address is None:
+            return
+        container = self.runtime.find(ws.id)
+        if container is not None and container.started_at == ws.engine_started_at:
+            return
+        Workspace.update(address=None).where(
+            (Workspace.id == ws.id) & (Workspace.engine_started_at == ws.engine_started_at)
+        ).execute()
 
     def _exited_long(self, ws: Workspace, container: Instance) -> bool:
         """Whether the container of running ``ws`` has been exited, the same start, for

@@ -34,8 +34,10 @@ class Images:
             image = self.client.images.get(ref)
         except docker.errors.ImageNotFound:
             return None
-        except docker.errors.APIError:
-            return None  # a reference the engine cannot even parse: not here either
+        except docker.errors.APIError as exc:
+            if exc.status_code == 400:  # a reference the engine cannot even parse
+                return None
+            raise
         config = image.attrs.get("Config") or {}
         return ImageInfo(
             id=image.id,

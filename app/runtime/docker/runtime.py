@@ -54,7 +54,8 @@ def refused(what: str):
 
 def connect(settings, timeout: int = 60, **options) -> DockerRuntime:
     """A runtime on the engine ``settings`` name, for this instance."""
-    client = docker.DockerClient(base_url=settings.docker_host, timeout=timeout)
+    with refused(f"connecting to the Docker engine at {settings.docker_host}"):
+        client = docker.DockerClient(base_url=settings.docker_host, timeout=timeout)
     options.setdefault("control", settings.engine_control)
     return DockerRuntime(client, settings.instance, settings.subnet_pool, **options)
 
@@ -446,7 +447,8 @@ class DockerRuntime:
     # --- images -------------------------------------------------------------------------
 
     def image(self, ref: str) -> ImageInfo | None:
-        return self.images.image(ref)
+        with refused(f"looking up the image {ref}"):
+            return self.images.image(ref)
 
     def pull(self, ref: str) -> None:
         self.images.pull(ref)
