@@ -30,21 +30,10 @@ class ExecResult:
     output: str
 
 
-def exec_in(
-    engine: Engine,
-    container_id: str,
-    command: list[str],
-    *,
-    user: str = "",
-    environment: dict | None = None,
-    workdir: str | None = None,
-    on_output: Log | None = None,
-) -> ExecResult:
-    """Run ``command`` in the container (no tty); stream its lines to ``on_output``."""
-    code, output = engine.run(
-        container_id, command, user=user, env=environment, workdir=workdir, on_output=on_output
-    )
-    return ExecResult(code, output)
+def exec_in(engine: Engine, container_id: str, command: list[str], **options) -> ExecResult:
+    """Run ``command`` in the container (no tty; options: user, env, workdir, and
+    on_output for each line as it comes)."""
+    return ExecResult(*engine.run(container_id, command, **options))
 
 
 class Session:
@@ -150,7 +139,7 @@ class Session:
             self.container_id,
             argv,
             user=self.spec.remote_user,
-            environment=self.environment(),
+            env=self.environment(),
             workdir=self.workdir(),
             on_output=on_output if on_output is not None else self.on_log,
         )

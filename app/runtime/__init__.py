@@ -128,17 +128,10 @@ class Runtime(Protocol):
 
     # --- lifecycle --------------------------------------------------------------------
     def find(self, workspace_id: int) -> Instance | None: ...
+    # Options: agent (a sandbox: stricter), owner (uid, gid of the workspace user),
+    # egress_port (on the egress network, its proxy there), extra_env.
     def create(
-        self,
-        ws: WorkspaceRef,
-        spec: RunSpec,
-        limits: Limits,
-        home: str,
-        *,
-        agent: bool = False,
-        owner: tuple[int, int] = (0, 0),
-        egress_port: int | None = None,
-        extra_env: dict[str, str] | None = None,
+        self, ws: WorkspaceRef, spec: RunSpec, limits: Limits, home: str, **options
     ) -> Instance: ...
     def start(self, instance_id: str) -> Instance: ...
     def stop(self, instance_id: str, grace_seconds: int = 10) -> None: ...
@@ -153,31 +146,16 @@ class Runtime(Protocol):
     def owner_on_egress(self, address: str) -> int | None: ...
 
     # --- exec, files, tunnels -----------------------------------------------------------
+    # Every command takes user, env and workdir; exec_stream and exec also timeout and
+    # stdin (bytes); open_exec tty and stdin (whether to keep it open), and returns
+    # (exec id, a socket: raw with a tty, else split with output_splitter).
     def exec_stream(
-        self,
-        instance_id: str,
-        argv: list[str],
-        *,
-        user: str = "",
-        env: dict | None = None,
-        workdir: str | None = None,
-        timeout: float | None = None,
-        stdin: bytes | None = None,
+        self, instance_id: str, argv: list[str], **options
     ) -> Iterator[tuple[str, bytes] | ExecEnd]: ...
     def exec(
-        self, instance_id: str, argv: list[str], max_output: int | None = None, **kwargs
+        self, instance_id: str, argv: list[str], max_output: int | None = None, **options
     ) -> ExecOutput: ...
-    def open_exec(
-        self,
-        instance_id: str,
-        argv: list[str],
-        *,
-        user: str = "",
-        env: dict | None = None,
-        workdir: str | None = None,
-        tty: bool = False,
-        stdin: bool = True,
-    ): ...
+    def open_exec(self, instance_id: str, argv: list[str], **options): ...
     def output_splitter(self) -> Callable[[bytes], list[tuple[int, bytes]]]: ...
     def resize_exec(self, exec_id: str, height: int, width: int) -> None: ...
     def exec_exit_code(self, exec_id: str, wait_seconds: float = 5.0) -> int | None: ...

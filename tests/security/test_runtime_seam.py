@@ -15,6 +15,7 @@ from app.models import Workspace
 from app.runtime import WorkspaceRef
 from app.runtime.docker import DockerRuntime, names
 from tests.security.conftest import call
+from tests.security.test_web_sessions import ide_headers
 from tests.test_web import login
 
 
@@ -29,23 +30,10 @@ def _no_remembered_grants(monkeypatch):
 
 def _authorize(app, ws_id: int):
     """The IDE of ``ws_id`` as Caddy asks for it, with mia signed in on the apps origin."""
-    from app.workspaces import apps
-
-    settings = app.config["BERTH_SETTINGS"]
     client = app.test_client()
     login(client, "mia", "mia-password")
-    with database.connection_context():
-        ide_url = apps.urls(settings, Workspace.get_by_id(ws_id))["ide"]
-    opened = client.get("/apps/open", query_string={"to": ide_url})
-    host, _, uri = opened.headers["Location"].split("://", 1)[1].partition("/")
-    forwarded = {"X-Forwarded-Host": host, "X-Forwarded-Proto": "http"}
-    traded = client.get("/_berth/authorize", headers={**forwarded, "X-Forwarded-Uri": "/" + uri})
-    cookie = traded.headers["Set-Cookie"].split(";")[0]
-    caddy = app.test_client(use_cookies=False)
-    return caddy.get(
-        "/_berth/authorize",
-        headers={**forwarded, "X-Forwarded-Uri": "/", "Cookie": cookie, "Sec-Fetch-Mode": "cors"},
-    )
+    headers = ide_headers(app, client, ws_id)
+    return app.test_client(use_cookies=False).get("/_berth/authorize", headers=headers)
 
 
 @pytest.mark.parametrize("status", ["stopped", "stopping", "failed", "deleting", "pooled"])

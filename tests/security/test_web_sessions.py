@@ -62,6 +62,23 @@ def test_a_copied_session_dies_at_a_password_change_and_the_changer_stays_in(app
     assert thief.get("/account/").status_code == 302
 
 
+def ide_headers(app, client, ws_id: int) -> dict:
+    """What Caddy sends forward_auth for a request to the IDE of ``ws_id``, once the
+    person signed in on ``client`` opened it from the dashboard (its cookie included)."""
+    from app.workspaces import apps
+
+    with database.connection_context():
+        ide_url = apps.urls(app.config["BERTH_SETTINGS"], Workspace.get_by_id(ws_id))["ide"]
+    opened = client.get("/apps/open", query_string={"to": ide_url})
+    assert opened.status_code == 302
+    host, _, uri = opened.headers["Location"].split("://", 1)[1].partition("/")
+    forwarded = {"X-Forwarded-Host": host, "X-Forwarded-Proto": "http"}
+    traded = client.get("/_berth/authorize", headers={**forwarded, "X-Forwarded-Uri": "/" + uri})
+    assert traded.status_code == 302
+    cookie = traded.headers["Set-Cookie"].split(";")[0]
+    return {**forwarded, "X-Forwarded-Uri": "/", "Cookie": cookie, "Sec-Fetch-Mode": "cors"}
+
+
 def test_the_ide_cookie_dies_at_logout(app, shared_ws, monkeypatch):
     from app.web import apps as web_apps
 
@@ -69,22 +86,9 @@ def test_the_ide_cookie_dies_at_logout(app, shared_ws, monkeypatch):
         Workspace.update(status="running", container_id="c" * 64, address="10.231.0.2").where(
             Workspace.id == shared_ws
         ).execute()
-    settings = app.config["BERTH_SETTINGS"]
     client = app.test_client()
     login(client, "mia", "mia-password")
-    with database.connection_context():
-        from app.workspaces import apps
-
-        ide_url = apps.urls(settings, Workspace.get_by_id(shared_ws))["ide"]
-    opened = client.get("/apps/open", query_string={"to": ide_url})
-    assert opened.status_code == 302
-    target = opened.headers["Location"]
-    host, _, uri = target.split("://", 1)[1].partition("/")
-    forwarded = {"X-Forwarded-Host": host, "X-Forwarded-Proto": "http"}
-    traded = client.get("/_berth/authorize", headers={**forwarded, "X-Forwarded-Uri": "/" + uri})
-    assert traded.status_code == 302
-    cookie = traded.headers["Set-Cookie"].split(";")[0]
-    ide = {**forwarded, "X-Forwarded-Uri": "/", "Cookie": cookie, "Sec-Fetch-Mode": "cors"}
+    ide = ide_headers(app, client, shared_ws)
     monkeypatch.setattr(web_apps, "GRANT_SECONDS", 0.0)
     caddy = app.test_client(use_cookies=False)  # Caddy passes the browser's Cookie header on
     granted = caddy.get("/_berth/authorize", headers=ide)

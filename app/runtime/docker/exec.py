@@ -93,17 +93,13 @@ class Exec:
         container_id: str,
         argv: list[str],
         *,
-        user: str = "",
-        env: dict | None = None,
-        workdir: str | None = None,
         timeout: float | None = None,
         stdin: bytes | None = None,
+        **options,
     ) -> Iterator[tuple[str, bytes] | ExecEnd]:
         """Run a command and yield ("stdout" | "stderr", bytes) as its output comes, then
         one ``ExecEnd``. Closing the generator early ends the command."""
-        exec_id, raw = self.open_exec(
-            container_id, argv, user=user, env=env, workdir=workdir, stdin=stdin is not None
-        )
+        exec_id, raw = self.open_exec(container_id, argv, stdin=stdin is not None, **options)
         finished = False
         try:
             if stdin is not None:
@@ -243,22 +239,14 @@ class Exec:
         state = self.client.api.inspect_container(container_id).get("State") or {}
         return state.get("Pid") if state.get("Running") else None
 
-    def run(
-        self,
-        container_id: str,
-        argv: list[str],
-        *,
-        user: str = "",
-        env: dict | None = None,
-        workdir: str | None = None,
-        on_output=None,
-    ) -> tuple[int, str]:
+    def run(self, container_id: str, argv: list[str], *, on_output=None, **options):
         """Run a command to its end (no tty, no input); hand each line of its output, as
-        it comes, to ``on_output``; return (exit code, all its output)."""
+        it comes, to ``on_output``; return (exit code, all its output). Options: user,
+        env, workdir."""
         chunks: list[bytes] = []
         pending = b""
         code = -1
-        for item in self.exec_stream(container_id, argv, user=user, env=env, workdir=workdir):
+        for item in self.exec_stream(container_id, argv, **options):
             if isinstance(item, ExecEnd):
                 code = item.exit_code
                 continue

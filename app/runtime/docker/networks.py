@@ -21,17 +21,8 @@ from app.runtime.docker.names import BRIDGE_PREFIX, LABEL_INSTANCE, LABEL_MANAGE
 class Networks:
     """Bridges of this instance, made once and found again by name."""
 
-    def __init__(
-        self,
-        client: docker.DockerClient,
-        instance: str,
-        subnet_pool: str = "10.231.0.0/16",
-        subnet_prefix: int = 24,
-    ):
-        self.client = client
-        self.instance = instance
-        self.pool = ipaddress.ip_network(subnet_pool)
-        self.prefix = subnet_prefix
+    def __init__(self, client: docker.DockerClient, instance: str, pool, prefix: int):
+        self.client, self.instance, self.pool, self.prefix = client, instance, pool, prefix
         self._lock = threading.Lock()
 
     def _used_subnets(self) -> set:

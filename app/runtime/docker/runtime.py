@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import os
 import shutil
@@ -112,7 +113,7 @@ class DockerRuntime:
         # None leaves agent forwarding out (the folder must be on the engine's host).
         self.agent_socket_root = agent_socket_root
         self.control = control_ = control_for(client, instance, control)
-        self.networks = Networks(client, instance, subnet_pool, subnet_prefix)
+        self.networks = Networks(client, instance, ipaddress.ip_network(subnet_pool), subnet_prefix)
         self.volumes_ = Volumes(client)
         self.execs = Exec(client, control_)
         self.images = Images(client)
@@ -158,19 +159,11 @@ class DockerRuntime:
         return target
 
     def create(
-        self,
-        ws: WorkspaceRef,
-        run_spec,
-        limits: Limits,
-        home: str,
-        *,
-        agent: bool = False,
-        owner: tuple[int, int] = (0, 0),
-        egress_port: int | None = None,
-        extra_env: dict[str, str] | None = None,
+        self, ws: WorkspaceRef, run_spec, limits: Limits, home: str, *, egress_port=None, **options
     ) -> Instance:
         """Create (not start) the hardened container of ``ws`` from ``run_spec``. With
-        ``egress_port``, on the egress network, its DNS and proxy at the gateway."""
+        ``egress_port``, on the egress network, its DNS and proxy at the gateway; the
+        other options (agent, owner, extra_env) as spec.container takes them."""
         with refused("preparing the workspace's network"):
             if egress_port:
                 network = self.networks.ensure_egress_network().name
@@ -186,13 +179,11 @@ class DockerRuntime:
             limits,
             home,
             network=network,
-            agent=agent,
-            owner=owner,
             egress=egress,
-            extra_env=extra_env,
             tools=self.tools,
             keepalive_source=str(self._keepalive_script()) if self.helper_dir else None,
             agent_dir=str(agent_dir) if agent_dir is not None else None,
+            **options,
         )
         with refused("preparing the workspace's volumes"):
             for role in ("workspace", "home", *roles):
