@@ -56,7 +56,6 @@ class Instance:
     # Made by an older Berth in a way that must not be kept (recreated on start).
     outdated: bool = False
     agent_sockets: bool = False  # the forwarded-agent folder is mounted
-    address: str | None = None  # on the workspace's own network, while it runs
 
     @property
     def running(self) -> bool:
@@ -85,17 +84,6 @@ class Placement:
     remote_user: str
     folder: str | None
     started_at: str | None
-
-    @classmethod
-    def of(cls, instance: Instance, host: str) -> Placement:
-        return cls(
-            instance.id,
-            instance.address,
-            host,
-            instance.remote_user,
-            instance.folder,
-            instance.started_at,
-        )
 
 
 @dataclass
@@ -150,9 +138,6 @@ class Runtime(Protocol):
     def discard(self, instance_id: str) -> None: ...
     def poll(self, instance_id: str) -> Instance | None: ...
     def adopt(self, instance_id: str) -> None: ...
-
-    host: str  # which engine (recorded as a Placement's host)
-
     def placement(self, instance_id: str) -> Placement: ...
     def remove_workspace(self, workspace_id: int, keep_volumes: bool = False) -> None: ...
     def inventory(self) -> tuple[list[Instance], list[Resource]]: ...

@@ -15,7 +15,6 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from app.models import Workspace
 from app.runtime import Runtime
 from app.runtime.layout import CODE_SERVER, CODE_SERVER_PORT, KEEPALIVE_DIR
 from app.runtime.layout import TOOLS_CURRENT as CURRENT
@@ -90,11 +89,16 @@ def healthz(address: str, timeout: float = 2.0) -> dict | None:
 
 
 def start(
-    runtime: Runtime, ws: Workspace, vscode: dict, log: Callable[[str], None], secret_key: str
+    runtime: Runtime,
+    container_id: str,
+    ws_id: int,
+    user: str,
+    folder: str,
+    vscode: dict,
+    log: Callable[[str], None],
+    secret_key: str,
 ) -> bool:
-    """Start code-server (idempotent) in started ``ws`` (where, and as whom, as its
-    placement recorded) and wait until it answers; False if it cannot."""
-    container_id, user = ws.container_id, ws.remote_user or "root"
+    """Start code-server (idempotent) and wait until it answers; False if it cannot."""
     settings = vscode.get("settings") or {}
     extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
     done = runtime.exec(
@@ -102,10 +106,10 @@ def start(
         ["sh", "-c", LAUNCH],
         user=user,
         env={
-            "BERTH_FOLDER": ws.workspace_folder or "/",
+            "BERTH_FOLDER": folder,
             "BERTH_VSCODE_SETTINGS": json.dumps(settings) if settings else "",
             "BERTH_VSCODE_EXTENSIONS": " ".join(extensions),
-            "BERTH_IDE_SECRET": secret(secret_key, ws.id, container_id),
+            "BERTH_IDE_SECRET": secret(secret_key, ws_id, container_id),
         },
         timeout=60 + 70 * len(extensions),
     )
@@ -114,7 +118,7 @@ def start(
     if done.exit_code != 0:
         log("ide: the browser IDE is not available in this workspace")
         return False
-    address = ws.address
+    address = runtime.placement(container_id).address
     deadline = time.monotonic() + READY_SECONDS
     while address and time.monotonic() < deadline:
         if healthz(address, timeout=1.0) is not None:

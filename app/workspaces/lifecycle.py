@@ -19,7 +19,7 @@ from app.config import Settings
 from app.devcontainer.build import ImageUser, image_users
 from app.egress import directory as egress_directory
 from app.models import Transition, Workspace, utcnow
-from app.runtime import Instance, Limits, Placement, ProvisionError, Runtime, WorkspaceRef
+from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
 from app.runtime.layout import BASE_IMAGE
 from app.states import JobStatus, Kind
 from app.states import Status as S
@@ -70,11 +70,11 @@ class Context:
         return self.settings.data_dir
 
 
-def record_placement(runtime: Runtime, ws: Workspace, started: Instance) -> None:
+def record_placement(runtime: Runtime, ws: Workspace, instance_id: str) -> None:
     """Write down where the started workspace is reached (its address, host, user and
     folder) and the engine's start time: the web tier and the SSH gateway read them
     here, and reconcile compares the start time."""
-    found = Placement.of(started, runtime.host)
+    found = runtime.placement(instance_id)
     ws.container_id = found.instance_id
     ws.engine_started_at = found.started_at
     ws.address = found.address
@@ -293,7 +293,8 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     # is made then, for its new owner).
     pooled = ws.owner.username == pool.POOL_USER
     try:
-        record_placement(ctx.runtime, ws, ctx.runtime.start(container.id))
+        ctx.runtime.start(container.id)
+        record_placement(ctx.runtime, ws, container.id)
         dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log)
         if is_agent(ws) and not pooled:
             hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)
@@ -304,7 +305,16 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         raise JobFailed(str(exc)) from None
     apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
     if ctx.runtime.tools and not is_agent(ws):
-        ide.start(ctx.runtime, ws, spec.vscode, log, ctx.settings.secret_key)
+        ide.start(
+            ctx.runtime,
+            container.id,
+            ws.id,
+            spec.remote_user,
+            spec.workspace_folder,
+            spec.vscode,
+            log,
+            ctx.settings.secret_key,
+        )
     if not again:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 

@@ -427,7 +427,7 @@ class Worker:
         if ws.engine_started_at is None or started is None or ws.runtime_host is None:
             # Started by a Berth that did not record it (or where it is reached) yet:
             # this start is Berth's.
-            lifecycle.record_placement(self.runtime, ws, container)
+            lifecycle.record_placement(self.runtime, ws, container.id)
             return []
         if started == ws.engine_started_at:
             return []
@@ -498,7 +498,16 @@ class Worker:
                 continue
             if ide.healthz(ws.address, 1.0) is not None:
                 continue
-            if ide.start(self.runtime, ws, {}, log.info, self.settings.secret_key):
+            if ide.start(
+                self.runtime,
+                ws.container_id,
+                ws.id,
+                ws.remote_user or "root",
+                ws.workspace_folder or "/",
+                {},
+                log.info,
+                self.settings.secret_key,
+            ):
                 started.append(ws.name)
         return f"code-server {CODE_SERVER_VERSION} ready" + (
             f"; IDE started in {', '.join(started)}" if started else ""

@@ -46,7 +46,7 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
     )
     assert decoy.exit_code == 0
     lines = []
-    with database.connection_context():
-        started = Workspace.get_by_id(ws.id)
-    assert ide.start(w.runtime, started, {}, lines.append, "k" * 32)
+    assert ide.start(
+        w.runtime, container.id, ws.id, "dev", "/workspaces", {}, lines.append, "k" * 32
+    )
     assert "ide: code-server started" in lines and "ide: code-server is ready" in lines

@@ -28,8 +28,7 @@ from app.runtime import (
     Usage,
     WorkspaceRef,
 )
-from app.runtime.docker import base_image, names, spec, tools
-from app.runtime.docker import control as engine_control
+from app.runtime.docker import base_image, control, names, spec, tools
 from app.runtime.docker.exec import Exec, Frames
 from app.runtime.docker.images import Images
 from app.runtime.docker.names import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, LABEL_WORKSPACE
@@ -67,10 +66,6 @@ def _instance(container) -> Instance:
     state = attrs.get("State") or {}
     started = state.get("StartedAt") or ""
     labels = container.labels or {}
-    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    # A workspace's container is on one network only (its own, or the egress network).
-    address = next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), None)
-    running = (state.get("Status") or container.status) == "running"
     return Instance(
         id=container.id,
         name=container.name,
@@ -90,7 +85,6 @@ def _instance(container) -> Instance:
         agent_sockets=any(
             m.get("Destination") == AGENT_SOCKET_DIR for m in attrs.get("Mounts") or []
         ),
-        address=address if running else None,
     )
 
 
@@ -118,10 +112,10 @@ class DockerRuntime:
         # Host folder with one sub-folder per workspace for forwarded SSH agent sockets;
         # None leaves agent forwarding out (the folder must be on the engine's host).
         self.agent_socket_root = agent_socket_root
-        self.control = engine_control.EngineControl(client, instance, control)
+        self.control = control_ = control_for(client, instance, control)
         self.networks = Networks(client, instance, ipaddress.ip_network(subnet_pool), subnet_prefix)
         self.volumes_ = Volumes(client)
-        self.execs = Exec(client, self.control)
+        self.execs = Exec(client, control_)
         self.images = Images(client)
 
     def close(self) -> None:
@@ -202,8 +196,10 @@ class DockerRuntime:
             ) from None
 
     def start(self, instance_id: str) -> Instance:
-        """Start the container; return it as started (one look, which also serves to
-        give a container of an older Berth today's restart policy)."""
+        try:
+            self.adopt(instance_id)
+        except ProvisionError as exc:  # the start matters more than the policy
+            log.warning("could not set the restart policy of %s: %s", instance_id[:12], exc)
         try:
             self.client.api.start(instance_id)
         except docker.errors.APIError as exc:
@@ -211,23 +207,15 @@ class DockerRuntime:
                 f"Docker could not start the container: {exc.explanation or exc}"
             ) from None
         with refused("looking at the started container"):
-            container = self.client.containers.get(instance_id)
-        try:
-            self._adopt(container.attrs)
-        except ProvisionError as exc:  # the start matters more than the policy
-            log.warning("could not set the restart policy of %s: %s", instance_id[:12], exc)
-        return _instance(container)
+            return _instance(self.client.containers.get(instance_id))
 
     def adopt(self, instance_id: str) -> None:
         """A container made by an older Berth gets today's restart policy, in place."""
         with refused("setting the restart policy"):
-            self._adopt(self.client.api.inspect_container(instance_id))
-
-    def _adopt(self, attrs: dict) -> None:
-        policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
-        if policy.get("Name") != spec.RESTART_POLICY["Name"]:
-            with refused("setting the restart policy"):
-                self.client.api.update_container(attrs["Id"], restart_policy=spec.RESTART_POLICY)
+            attrs = self.client.api.inspect_container(instance_id)
+            policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+            if policy.get("Name") != spec.RESTART_POLICY["Name"]:
+                self.client.api.update_container(instance_id, restart_policy=spec.RESTART_POLICY)
 
     def stop(self, instance_id: str, grace_seconds: int = 10) -> None:
         """SIGTERM, then SIGKILL after the grace period (Docker's stop does exactly that)."""
@@ -240,19 +228,33 @@ class DockerRuntime:
             self.client.api.remove_container(instance_id, force=True)
 
     def poll(self, instance_id: str) -> Instance | None:
-        with refused("looking at the container"):
-            try:
-                return _instance(self.client.containers.get(instance_id))
-            except docker.errors.NotFound:
-                return None
+        try:
+            return _instance(self.client.containers.get(instance_id))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise ProvisionError(f"looking at the container: {exc}") from exc
 
     def placement(self, instance_id: str) -> Placement:
         """Where the started workspace is reached, for the database (forward_auth, exec
         and the SSH gateway read it there)."""
-        found = self.poll(instance_id)
-        if found is None:
-            raise ProvisionError(f"the container {instance_id[:12]} is not there")
-        return Placement.of(found, self.host)
+        with refused("looking up the container's address"):
+            container = self.client.containers.get(instance_id)
+        address = None
+        networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        for network in networks.values():
+            if network.get("IPAddress"):
+                address = network["IPAddress"]
+                break
+        found = _instance(container)
+        return Placement(
+            instance_id=found.id,
+            address=address if found.running else None,
+            host=self.host,
+            remote_user=found.remote_user,
+            folder=found.folder,
+            started_at=found.started_at,
+        )
 
     def remove_workspace(self, workspace_id: int, keep_volumes: bool = False) -> None:
         """Remove the workspace's container and network, and its volumes unless kept."""
@@ -481,10 +483,10 @@ class DockerRuntime:
         """The engine's control image (tunnels and ending commands where the engine's
         processes are not visible); returns what it is, for the log."""
         with refused("making the control image"):
-            image = engine_control.build_image(
+            image = control.build_image(
                 self.client, base_image.BASE_IMAGE, self.build_network(), on_log
             )
-        return f"{engine_control.CONTROL_IMAGE} ({image[:19]})"
+        return f"{control.CONTROL_IMAGE} ({image[:19]})"
 
     def ensure_tools(self, on_log: Callable[[str], None], engine_dir: str = "", **options):
         with refused("building the IDE bundle"):
@@ -502,3 +504,7 @@ class DockerRuntime:
         """The engine's version and info documents (berth doctor)."""
         with refused("asking the engine"):
             return self.client.version(), self.client.info()
+
+
+def control_for(client: docker.DockerClient, instance: str, mode: str) -> control.EngineControl:
+    return control.EngineControl(client, instance, mode)
