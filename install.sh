@@ -165,6 +165,10 @@ else
 fi
 export COMPOSE_PROJECT_NAME=${PROJECT:-$(env_get COMPOSE_PROJECT_NAME)}
 COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-berth}
+# Compose 1.x drops other characters silently, and the volume names derive from this one.
+[[ $COMPOSE_PROJECT_NAME =~ ^[a-z0-9][a-z0-9_-]{0,62}$ ]] || die \
+    "--project $COMPOSE_PROJECT_NAME: use lowercase letters, digits, - and _ (at most 63)" \
+    "for example: --project berth"
 
 # --- uninstall ----------------------------------------------------------------------
 if [ "$UNINSTALL" -eq 1 ]; then
@@ -191,7 +195,12 @@ UPGRADE=0
 [ -f "$ENV_FILE" ] && UPGRADE=1
 if [ "$UPGRADE" -eq 1 ]; then say "Upgrading the installation in $HERE (settings in .env)"; else say "Writing .env"; fi
 [ -n "$(env_get BERTH_SECRET_KEY)" ] || env_set BERTH_SECRET_KEY "$(random_hex)"
-[ -n "$(env_get POSTGRES_PASSWORD)" ] || env_set POSTGRES_PASSWORD "$(random_hex)"
+if [ -z "$(env_get POSTGRES_PASSWORD)" ]; then
+    env_set POSTGRES_PASSWORD "$(random_hex)"
+    if docker volume inspect "${COMPOSE_PROJECT_NAME}_postgres" >/dev/null 2>&1; then
+        note "found the database of an earlier install (${COMPOSE_PROJECT_NAME}_postgres): it is kept and takes the new password in .env"
+    fi
+fi
 [ -n "$(env_get BERTH_METRICS_TOKEN)" ] || env_set BERTH_METRICS_TOKEN "$(random_hex)"
 env_set COMPOSE_PROJECT_NAME "$COMPOSE_PROJECT_NAME"
 pick() { # pick NAME GIVEN DEFAULT: the option given, else what .env has, else the default
@@ -298,6 +307,12 @@ health_of() {
     [ -n "$id" ] || { echo missing; return; }
     docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id"
 }
+restarts_of() {
+    local id
+    id=$(container_of "$1")
+    [ -n "$id" ] || { echo 0; return; }
+    docker inspect -f '{{.RestartCount}}' "$id" 2>/dev/null || echo 0
+}
 if [ "$UPGRADE" -eq 1 ] && [ -n "$(container_of web)" ]; then
     STEP="backing up the database before the upgrade"
     if [ "$(health_of web)" = healthy ]; then
@@ -330,6 +345,17 @@ wait_healthy() {
             case "$state" in missing | created | exited) missing=1 ;; esac
         done
         [ -z "$pending" ] && return 0
+        for service in "$@"; do
+            # A service that keeps exiting (a bad setting, say) will not get healthy by
+            # waiting: show why now instead of after the whole wait. Docker doubles the
+            # pause between restarts, so 8 is about a minute of failing, longer than a
+            # dependency takes to come back during an upgrade.
+            [ "$(restarts_of "$service")" -ge 8 ] || continue
+            printf '\n--- last log lines of %s ---\n' "$service" >&2
+            compose logs --no-color --tail 30 "$service" >&2 || true
+            die "$service keeps exiting (restarted $(restarts_of "$service") times)" \
+                "read its log above (${COMPOSE[*]} logs $service); fix the cause, then run install.sh again"
+        done
         if [ "$missing" -eq 1 ] && [ $SECONDS -ge $next_up ]; then
             compose up -d >/dev/null 2>&1 || true
             next_up=$((SECONDS + 30))

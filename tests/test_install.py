@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
 import socket
 import ssl
 import subprocess
@@ -35,7 +36,9 @@ from tests.test_ide import wait_for_workbench
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-PROJECT = "berthe2e"
+# Its own project name per run: a run that died before its teardown on a shared engine
+# leaves volumes that must not meet the next run's fresh .env.
+PROJECT = f"berthe2e{secrets.token_hex(3)}"
 SERVICES = ["engine", "postgres", "web", "worker", "ssh", "egress", "caddy"]
 
 pytestmark = pytest.mark.slow
@@ -60,6 +63,13 @@ class Appliance:
         self.apps_port, self.ssh_port = free_port(), free_port()
         self.url = f"https://localhost:{self.https_port}"
         self.ca = str(folder / "berth-root-ca.crt")  # requests wants a str
+
+    def ports(self) -> list[str]:
+        return [
+            "--domain", "localhost", "--http-port", str(self.http_port),
+            "--https-port", str(self.https_port), "--apps-port", str(self.apps_port),
+            "--ssh-port", str(self.ssh_port),
+        ]  # fmt: skip
 
     def install(self, *extra: str):
         return run("bash", "install.sh", *extra, cwd=self.folder)
@@ -114,6 +124,12 @@ def appliance(tmp_path_factory):
     yield subject
     if (folder / ".env").exists():
         run("bash", "install.sh", "--uninstall", "--purge", cwd=folder, check=False)
+    # Whatever a failure left behind without an .env to uninstall with.
+    for kind in ("container", "volume", "network"):
+        names = subject.project_objects(kind)
+        if names:
+            rm = ["docker", "rm", "-f"] if kind == "container" else ["docker", kind, "rm"]
+            run(*rm, *names, check=False)
 
 
 def tls_names(port: int, server_name: str, ca: str) -> list[str]:
@@ -182,20 +198,7 @@ def open_ide(browser, appliance, ide_url: str) -> None:
 def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     # --- a fresh install -----------------------------------------------------------------
     started = time.monotonic()
-    installed = appliance.install(
-        "--domain",
-        "localhost",
-        "--http-port",
-        str(appliance.http_port),
-        "--https-port",
-        str(appliance.https_port),
-        "--apps-port",
-        str(appliance.apps_port),
-        "--ssh-port",
-        str(appliance.ssh_port),
-        "--project",
-        PROJECT,
-    )
+    installed = appliance.install(*appliance.ports(), "--project", PROJECT)
     install_seconds = time.monotonic() - started
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "install-time.txt").write_text(f"{install_seconds:.0f} s\n{installed.stdout}")
@@ -337,6 +340,20 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     assert (appliance.folder / ".env").exists()
     with pytest.raises(requests.ConnectionError):
         requests.get(appliance.url + "/healthz", verify=appliance.ca, timeout=5)
+
+    # --- .env lost: install.sh again keeps the old database and gets into it ---------------
+    old_password = appliance.env("POSTGRES_PASSWORD")
+    (appliance.folder / ".env").rename(tmp_path / "lost.env")
+    again = appliance.install(*appliance.ports(), "--project", PROJECT)
+    assert "found the database of an earlier install" in again.stdout
+    assert appliance.env("POSTGRES_PASSWORD") != old_password
+    assert "Password:" not in again.stdout  # the admin from before is still there
+    assert appliance.health() == {service: "healthy" for service in SERVICES}
+    assert appliance.project_objects("volume") == volumes
+    api = Client(appliance.url, token.strip())
+    api.session.verify = appliance.ca
+    api.session.trust_env = False
+    assert api.get(ws["id"])["name"] == "demo"
 
 
 def _in_engine(appliance, *argv: str) -> str:
