@@ -195,3 +195,90 @@ def test_run_spec_on_a_volume(tmp_path, docker_client, base_image):
         volume.remove(force=True)
     with pytest.raises(docker.errors.NotFound):
         docker_client.volumes.get(volume.name)
+
+
+class CountingRuntime(DockerRuntime):
+    """The Docker runtime, counting the commands it runs in containers."""
+
+    def __init__(self, client):
+        super().__init__(client, "test")
+        self.runs: list[list[str]] = []
+
+    def run(self, container_id, argv, **options):
+        self.runs.append(argv)
+        return super().run(container_id, argv, **options)
+
+
+def test_each_phase_is_one_exec_with_the_references_semantics(tmp_path, docker_client, base_image):
+    """Seven commands over every phase: one exec per phase, each command in the
+    workspace folder once it exists, output and order as they happen."""
+    folder = "/srv/made-by-oncreate"
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "workspaceFolder": folder,
+                "remoteEnv": {"GREETING": "hi"},
+                "onCreateCommand": f"pwd > /tmp/1; mkdir -p {folder}",
+                "updateContentCommand": ["sh", "-c", "pwd > /tmp/2; printf no-newline"],
+                "postCreateCommand": "pwd > /tmp/3; echo $GREETING > /tmp/greeting",
+                "postStartCommand": ["sh", "-c", "echo start >> /tmp/starts"],
+                "postAttachCommand": "echo attach >> /tmp/attaches",
+            }
+        ),
+    )
+    plan, built = _build(tmp_path, docker_client)
+    spec = dc.run_spec(plan, built)
+    spec.workspace_mount = None  # the folder is made by onCreate, not mounted
+    runtime = CountingRuntime(docker_client)
+    log: list[str] = []
+    container = up(runtime, spec, on_log=log.append)
+    try:
+        phases = 5
+        # patch + user lookup, markers, the environment probe, then one per phase
+        assert len(runtime.runs) == 3 + phases, runtime.runs
+        out = dc.Session(runtime, container.id, spec).run_command(
+            ["sh", "-c", "cat /tmp/1 /tmp/2 /tmp/3 /tmp/greeting /tmp/starts /tmp/attaches"], "t"
+        )
+        # onCreate ran where the container starts; the folder existed for the others.
+        assert out.output.split() == ["/", folder, folder, "hi", "start", "attach"]
+        assert "no-newline" in log
+        ran = [line for line in log if line.startswith("Running the ")]
+        assert [line.split()[2] for line in ran] == [
+            "onCreateCommand", "updateContentCommand", "postCreateCommand",
+            "postStartCommand", "postAttachCommand",
+        ]  # fmt: skip
+        assert all(not line.startswith("\x1e") and "\x1e" not in line for line in log)
+    finally:
+        container.remove(force=True)
+
+
+def test_a_failing_command_in_a_phase_is_named_and_stops_the_rest(
+    tmp_path, docker_client, base_image
+):
+    feature(tmp_path, "one", postCreateCommand="echo from the feature")
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "features": {"./one": {}},
+                "postCreateCommand": "echo first line; printf 'partial'; exit 9",
+                "postStartCommand": "touch /tmp/never",
+            }
+        ),
+    )
+    plan, built = _build(tmp_path, docker_client)
+    spec = dc.run_spec(plan, built)
+    log: list[str] = []
+    with pytest.raises(dc.LifecycleError) as error:
+        up(DockerRuntime(docker_client, "test"), spec, on_log=log.append)
+    failure = error.value
+    assert (failure.hook, failure.origin, failure.exit_code) == (
+        "postCreateCommand", "devcontainer.json", 9,
+    )  # fmt: skip
+    # Only the failing command's own output, not the feature's before it.
+    assert failure.output.splitlines() == ["first line", "partial"]
+    assert "from the feature" in log
+    assert not any("postStartCommand" in line for line in log)

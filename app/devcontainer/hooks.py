@@ -21,6 +21,8 @@ from app.devcontainer.variables import substitute
 
 Log = Callable[[str], None]
 SYSTEM_DATA = "/var/devcontainer"
+# The passwd line of the user named by the script's second argument.
+USER_ENTRY = 'getent passwd "$2" 2>/dev/null || grep "^$2:" /etc/passwd\n'
 ONCE_PER_CONTAINER = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
 
 
@@ -51,6 +53,8 @@ class Session:
         self.spec = spec
         self.on_log = on_log
         self._env: dict[str, str] | None = None
+        self._marker_folder: str | None = None  # found by due_hooks
+        self._passwd: ExecResult | None = None  # found by patch_system_config
 
     def run_as_root(self, script: str, *args: str) -> ExecResult:
         return exec_in(
@@ -71,15 +75,16 @@ class Session:
             "printf '%s\\n' \"$1\" >> /etc/environment; fi\n"
             f"if once {SYSTEM_DATA}/.patchEtcProfileMarker; then "
             "sed -i -E 's/((^|\\s)PATH=)([^\\$]*)$/\\1${PATH:-\\3}/g' /etc/profile || true; fi\n"
+            + USER_ENTRY
         )
         lines = "".join(f'\n{k}="{v}"' for k, v in self.container_env().items())
-        self.run_as_root(script, lines)
+        # The same exec looks up the remote user's shell, for the environment probe.
+        self._passwd = self.run_as_root(script, lines, self.spec.remote_user)
 
     def _shell(self) -> str:
-        found = self.run_as_root(
-            'getent passwd "$1" 2>/dev/null || grep "^$1:" /etc/passwd', self.spec.remote_user
-        )
-        fields = found.output.strip().split(":")
+        found = self._passwd or self.run_as_root(USER_ENTRY, "", self.spec.remote_user)
+        last = (found.output.strip().splitlines() or [""])[-1]  # after any sed complaint
+        fields = last.split(":")
         return fields[6] if found.exit_code == 0 and len(fields) >= 7 and fields[6] else "/bin/sh"
 
     def _probe(self) -> dict[str, str]:
@@ -144,18 +149,6 @@ class Session:
             on_output=on_output if on_output is not None else self.on_log,
         )
 
-    def run_hook(self, hook_name: str, hook: Hook) -> None:
-        command = hook.command
-        if not command:
-            return
-        if isinstance(command, dict):
-            self._run_parallel(hook_name, hook)
-            return
-        self.on_log(f"Running the {hook_name} from {hook.origin}: {_show(command)}")
-        result = self.run_command(command, hook_name)
-        if result.exit_code != 0:
-            raise LifecycleError(hook_name, hook.origin, result.exit_code, result.output)
-
     def _run_parallel(self, hook_name: str, hook: Hook) -> None:
         results: dict[str, ExecResult] = {}
 
@@ -184,10 +177,11 @@ class Session:
     def due_hooks(self, markers: list[tuple[str, str, bool]]) -> list[str]:
         """Which of (hook, marker value, has commands) are due, in one exec. The reference
         rewrites a hook's marker just before running it, so the marker of a hook with
-        commands is only read here and written by ``claim``; one with nothing to run is
-        written straight away."""
+        commands is only read here and written when its phase runs; one with nothing to
+        run is written straight away."""
         script = (
             'mkdir -p "$HOME/.devcontainer" || exit 0\n'
+            'printf "%s\\n" "$HOME/.devcontainer"\n'
             'for item in "$@"; do name=${item%%=*}; rest=${item#*=}; write=${rest%%=*}; '
             'value=${rest#*=}; file="$HOME/.devcontainer/.${name}Marker"; '
             'content="$(cat "$file" 2>/dev/null || echo ENOENT)"; '
@@ -201,20 +195,104 @@ class Session:
             ["/bin/sh", "-c", script, "-", *args],
             user=self.spec.remote_user,
         )
-        return result.output.split()
+        lines = result.output.splitlines()
+        if not lines:
+            return []
+        # The user's own HOME, before remoteEnv (which may set another) applies.
+        self._marker_folder = lines[0]
+        return lines[1:]
 
-    def claim(self, hook_name: str, value: str) -> bool:
-        """Write the marker of a due hook; True when it was written (the hook may run)."""
-        script = 'echo "$2" > "$HOME/.devcontainer/.$1Marker"'
-        return (
-            exec_in(
-                self.engine,
-                self.container_id,
-                ["/bin/sh", "-c", script, "-", hook_name, value],
-                user=self.spec.remote_user,
-            ).exit_code
-            == 0
+    def run_phase(self, hook_name: str, hooks: list[Hook], marker: str | None = None) -> bool:
+        """Run one phase's commands in order, the first failure stopping the rest; with a
+        ``marker``, write it first. Commands in a row take one exec between them, with
+        the folder check and the marker; a parallel (object) command runs as its own
+        execs. False when the marker could not be written (the phase did not run)."""
+        batch: list[Hook] = []
+        for hook in hooks:
+            if not hook.command:
+                continue
+            if isinstance(hook.command, dict):
+                if not self._run_batch(hook_name, batch, marker):
+                    return False
+                batch, marker = [], None
+                self._run_parallel(hook_name, hook)
+            else:
+                batch.append(hook)
+        return self._run_batch(hook_name, batch, marker)
+
+    def _run_batch(self, hook_name: str, hooks: list[Hook], marker: str | None) -> bool:
+        if not hooks and marker is None:
+            return True
+        nonce = uuid.uuid4().hex
+        lines = [
+            f"mark() {{ printf '\\036{nonce} %s\\n' \"$*\"; }}",
+            'if [ -n "$1" ]; then',
+            '    echo "$2" > "$1" 2>/dev/null || { mark unclaimed; exit 0; }',
+            "fi",
+            "start=$(pwd)",
+        ]
+        for index, hook in enumerate(hooks):
+            command = hook.command
+            run = (
+                shlex.join(["/bin/sh", "-c", command])
+                if isinstance(command, str)
+                else shlex.join(str(arg) for arg in command)
+            )
+            lines += [
+                f"mark run {index}",
+                # The folder may appear during the phase (a command cloning into it).
+                'if [ -d "$3" ]; then cd "$3" 2>/dev/null || cd "$start"; else cd "$start"; fi',
+                run,
+                f"code=$?; if [ $code -ne 0 ]; then mark failed {index} $code; exit $code; fi",
+            ]
+        marker_file = ""
+        if marker is not None:
+            if self._marker_folder is None:
+                raise RuntimeError("due_hooks finds the marker folder before a phase runs")
+            marker_file = f"{self._marker_folder}/.{hook_name}Marker"
+        state = {"index": None, "output": [], "failed": None, "unclaimed": False}
+
+        def on_output(line: str) -> None:
+            tag = f"\x1e{nonce} "
+            at = line.find(tag)
+            if at < 0:
+                state["output"].append(line)
+                self.on_log(line)
+                return
+            if line[:at]:
+                state["output"].append(line[:at])
+                self.on_log(line[:at])
+            word, *rest = line[at + len(tag) :].split()
+            if word == "unclaimed":
+                state["unclaimed"] = True
+            elif word == "run":
+                index = int(rest[0])
+                state["index"], state["output"] = index, []
+                hook = hooks[index]
+                self.on_log(f"Running the {hook_name} from {hook.origin}: {_show(hook.command)}")
+            elif word == "failed":
+                state["failed"] = int(rest[0])
+
+        script = "\n".join(lines)
+        env = self.environment() if hooks else None
+        result = exec_in(
+            self.engine,
+            self.container_id,
+            ["/bin/sh", "-c", script, "-", marker_file, marker or "", self.spec.workspace_folder],
+            user=self.spec.remote_user,
+            env=env,
+            on_output=on_output,
         )
+        if state["unclaimed"] or (result.exit_code != 0 and not hooks):
+            return False  # the marker was not written: the phase is not this run's
+        if result.exit_code != 0:
+            # Without a "failed" mark the exec itself ended (the container stopped, say):
+            # the command that was running is the one that failed.
+            index = state["failed"] if state["failed"] is not None else state["index"] or 0
+            raise LifecycleError(
+                hook_name, hooks[index].origin, result.exit_code, "\n".join(state["output"])
+            )
+        return True
 
 
 def _show(command) -> str:
@@ -238,13 +316,9 @@ def run_lifecycle(
     markers = dict(due)
     # Markers are written even when there is nothing to run, as the reference does.
     for hook_name in session.due_hooks([(h, v, bool(spec.hooks[h])) for h, v in due]):
-        if not session.claim(hook_name, markers[hook_name]):
-            continue
-        for hook in spec.hooks[hook_name]:
-            session.run_hook(hook_name, hook)
-        ran.append(hook_name)
+        if session.run_phase(hook_name, spec.hooks[hook_name], markers[hook_name]):
+            ran.append(hook_name)
     if attach and spec.hooks["postAttachCommand"]:
-        for hook in spec.hooks["postAttachCommand"]:
-            session.run_hook("postAttachCommand", hook)
+        session.run_phase("postAttachCommand", spec.hooks["postAttachCommand"])
         ran.append("postAttachCommand")
     return ran
