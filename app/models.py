@@ -189,6 +189,8 @@ class Transition(BaseModel):
     reason = peewee.TextField(null=True)  # why it was requested, for automatic ones
     error = peewee.TextField(null=True)
     log = peewee.TextField(default="")
+    # JSON: [[stage, seconds], ...] in the order they ran (app.workspaces.lifecycle.JobLog)
+    stages = peewee.TextField(default="[]")
     created_at = peewee.DateTimeField(default=utcnow)
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)

@@ -118,7 +118,8 @@ def test_the_api_names_the_ide_and_port_urls(ide):
     assert urls["ide"] == f"http://code--ann.localhost:{ide.apps_port}/"
     assert urls["ports"] == {"8000": f"http://8000--code--ann.localhost:{ide.apps_port}/"}
     log = ide.clients["ann"].log(ide.ws["id"])
-    assert "ide: code-server is ready" in log
+    # Started before "running", not waited for: the first open waits in Caddy instead.
+    assert "ide: code-server started" in log and "ide: code-server is ready" not in log
     assert "extension ms-python.python could not be installed" in log
 
 
@@ -244,6 +245,18 @@ def test_an_open_ide_keeps_the_workspace_up(ide, page):
         assert seen["ide"]["detail"] in ("IDE open in a browser", "browser (ann)")
     finally:
         ann.call("PUT", f"/workspaces/{ws_id}/idle-timeout", 200, json={"idle_timeout": "0"})
+
+
+def test_the_ide_opened_the_moment_its_workspace_runs_loads(ide, page):
+    """The job does not wait for code-server to listen: an open right after "running"
+    waits in Caddy for it instead of getting a 502."""
+    ann = ide.clients["ann"]
+    login(page, ide, "ann")
+    ann.act(ide.ws["id"], "restart")
+    ann.wait(ide.ws["id"], "running")
+    response = page.goto(open_url(ide, ide.ws["urls"]["ide"]))
+    assert response is not None and response.status == 200, response and response.status
+    wait_for_workbench(page)
 
 
 def test_a_stopped_workspace_starts_from_its_ide_url(ide, page):

@@ -1,6 +1,8 @@
 """The workspace state machine (app.states): which moves are allowed, and that ``move``
 records every one, a reconcile's included, on SQLite and on PostgreSQL."""
 
+import json
+
 import pytest
 
 from app import states
@@ -172,3 +174,23 @@ def test_reconcile_goes_on_past_a_workspace_it_cannot_look_at(instance):
     assert repaired == ["v: container vanished, marked failed"]
     assert Workspace.get_by_id(second.id).status == "failed"
     assert Workspace.get_by_id(first.id).status == "running"  # left for the next look
+
+
+def test_a_job_records_each_stage_and_what_it_took(instance):
+    """JobLog times stages with the clock it is given: a failing stage is timed too, a
+    stage run twice (a restart's two starts) adds up, and the row gets them in order."""
+    from app.workspaces.lifecycle import JobLog
+
+    ticks = iter([0.0, 1.5, 2.0, 2.25, 3.0, 3.5])
+    job = _job(_workspace(Status.STOPPED))
+    log = JobLog(job, clock=lambda: next(ticks))
+    with log.stage("build"):
+        pass
+    with pytest.raises(RuntimeError), log.stage("start"):
+        raise RuntimeError("the engine refused")
+    with log.stage("start"):
+        pass
+    log.flush()
+    assert log.stages == [["build", 1.5], ["start", 0.75]]
+    assert json.loads(Transition.get_by_id(job.id).stages) == [["build", 1.5], ["start", 0.75]]
+    assert log.timing() == "took 2.25 s: build 1.50 s, start 0.75 s"

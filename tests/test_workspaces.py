@@ -37,6 +37,9 @@ def test_lifecycle_keeps_files_and_delete_leaves_nothing(stack, docker_client):
     ann.act(wid, "stop")
     assert ann.wait(wid, "stopped")["status"] == "stopped"
     assert docker_client.containers.get(first_container).status == "exited"
+    # The stop's log says what its one stage took.
+    timing = [line for line in ann.log(wid).splitlines() if line.startswith("took ")]
+    assert len(timing) == 1 and re.fullmatch(r"took [\d.]+ s: stop [\d.]+ s", timing[0]), timing
     assert (
         ann.call("POST", f"/workspaces/{wid}/exec", 409, json={"command": ["true"]}).json()[
             "error"
@@ -60,6 +63,20 @@ def test_lifecycle_keeps_files_and_delete_leaves_nothing(stack, docker_client):
     ann.delete(wid)
     ann.wait(wid, "deleted", timeout=120)
     assert ann.call("GET", f"/workspaces/{wid}").status_code == 404
+
+    # Each job says where its time went, in the API and at the end of its log.
+    jobs = {
+        job["kind"]: job
+        for job in ann.call("GET", f"/workspaces/{wid}/history", 200).json()["transitions"]
+    }
+    stages = {kind: [s["stage"] for s in job["stages"]] for kind, job in jobs.items()}
+    assert stages["create"][:3] == ["source", "config", "build"]
+    assert {"volumes", "create", "start", "hooks"} <= set(stages["create"])
+    assert stages["start"][:3] == ["source", "config", "build"] and "create" not in stages["start"]
+    assert stages["stop"] == ["stop"] and stages["delete"] == ["remove"]
+    assert stages["restart"].count("stop") == 1 and "start" in stages["restart"]
+    assert all(s["seconds"] >= 0 for job in jobs.values() for s in job["stages"])
+    assert all(job["started_at"] and job["finished_at"] for job in jobs.values())
     assert labelled(stack, docker_client, wid) == {"containers": [], "volumes": [], "networks": []}
     # The name is free again once the workspace is gone.
     again = ann.create("life", template="base")

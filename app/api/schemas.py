@@ -361,6 +361,44 @@ class Workspace(BaseModel):
     lifecycle: Lifecycle
 
 
+class StateChangeRecord(BaseModel):
+    at: str
+    from_: str | None = Field(alias="from")
+    to: str
+    cause: str
+    actor: str | None
+    message: str | None
+
+
+class Stage(BaseModel):
+    """A part of a job and the seconds it took: source, config, build, volumes, create,
+    start, hooks, ide, stop, backup, remove."""
+
+    stage: str
+    seconds: float
+
+
+class Job(BaseModel):
+    id: int
+    kind: str
+    status: str
+    cause: str
+    actor: str | None
+    reason: str | None
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    stages: list[Stage]
+
+
+class History(BaseModel):
+    """Status changes (newest first, at most 200) and jobs (newest first, at most 100)."""
+
+    changes: list[StateChangeRecord]
+    transitions: list[Job]
+
+
 class TransitionRef(BaseModel):
     id: int
     kind: str

@@ -165,7 +165,7 @@ def get_workspace(workspace_id):
 
 @bp.get("/workspaces/<workspace_id>/history")
 @token_required("workspaces:read")
-@described(returns=dict)
+@described(returns=schemas.History)
 def workspace_history(workspace_id):
     """Every status change, newest first, with its cause, actor and note (the reason of
     an automatic action), and the jobs with their reasons."""
@@ -195,7 +195,12 @@ def workspace_history(workspace_id):
                     "reason": t.reason,
                     "error": t.error,
                     "created_at": stamp(t.created_at),
+                    "started_at": stamp(t.started_at),
                     "finished_at": stamp(t.finished_at),
+                    "stages": [
+                        {"stage": name, "seconds": seconds}
+                        for name, seconds in json.loads(t.stages or "[]")
+                    ],
                 }
                 for t in jobs
             ],

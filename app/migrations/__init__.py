@@ -34,6 +34,7 @@ from app.migrations import (
     m0016_jobs,
     m0017_engine_start,
     m0018_placement,
+    m0019_stages,
 )
 from app.models import utcnow
 
@@ -56,6 +57,7 @@ STEPS = [
     m0016_jobs,
     m0017_engine_start,
     m0018_placement,
+    m0019_stages,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

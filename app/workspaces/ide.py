@@ -97,8 +97,12 @@ def start(
     vscode: dict,
     log: Callable[[str], None],
     secret_key: str,
+    wait: bool = True,
 ) -> bool:
-    """Start code-server (idempotent) and wait until it answers; False if it cannot."""
+    """Start code-server (idempotent) and, with ``wait``, wait until it answers; False if
+    it cannot. Without ``wait`` a workspace is "running" about a second sooner: the
+    first request to the IDE waits in Caddy until code-server listens
+    (caddy/routes.caddy)."""
     settings = vscode.get("settings") or {}
     extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
     done = runtime.exec(
@@ -118,6 +122,8 @@ def start(
     if done.exit_code != 0:
         log("ide: the browser IDE is not available in this workspace")
         return False
+    if not wait:
+        return True
     address = runtime.placement(container_id).address
     deadline = time.monotonic() + READY_SECONDS
     while address and time.monotonic() < deadline:

@@ -8,6 +8,8 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +41,39 @@ class JobFailed(Exception):
 
 
 class JobLog:
-    """Collects a job's lines and writes them to its transition row, at most twice a second."""
+    """Collects a job's lines and the time each of its stages took, and writes them to
+    its transition row, at most twice a second."""
 
-    def __init__(self, transition: Transition):
+    def __init__(self, transition: Transition, clock: Callable[[], float] = time.perf_counter):
         self.transition = transition
         self.lines: list[str] = []
+        self.stages: list[list] = []  # [stage, seconds] in the order they ran
+        self._clock = clock
         self._lock = threading.Lock()
         self._flushed_at = 0.0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time what runs inside as stage ``name`` (a failing stage is timed too); the
+        same name twice (a restart's two starts) adds up."""
+        began = self._clock()
+        try:
+            yield
+        finally:
+            took = round(self._clock() - began, 3)
+            with self._lock:
+                for entry in self.stages:
+                    if entry[0] == name:
+                        entry[1] = round(entry[1] + took, 3)
+                        break
+                else:
+                    self.stages.append([name, took])
+
+    def timing(self) -> str:
+        """The stages in a line, for the end of the log."""
+        parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.stages)
+        total = sum(seconds for _, seconds in self.stages)
+        return f"took {total:.2f} s: {parts}"
 
     def __call__(self, line: str) -> None:
         with self._lock:
@@ -56,8 +84,11 @@ class JobLog:
     def flush(self) -> None:
         with self._lock:
             text = "\n".join(self.lines) + ("\n" if self.lines else "")
+            stages = json.dumps(self.stages)
             self._flushed_at = time.monotonic()
-        Transition.update(log=text).where(Transition.id == self.transition.id).execute()
+        Transition.update(log=text, stages=stages).where(
+            Transition.id == self.transition.id
+        ).execute()
 
 
 @dataclass
@@ -181,23 +212,26 @@ def _with_remedy(ctx: Context, error: str) -> str:
 
 
 def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
-    folder = _prepare_source(ctx, ws, log)
-    config, approvals = _load_config(ctx, ws, folder, log)
-    plan = dc.plan(
-        config,
-        local_env={},
-        approvals=approvals,
-        feature_cache=ctx.data_dir / "cache" / "features",
-        private=ctx.settings.private_networks,
-    )
+    with log.stage("source"):
+        folder = _prepare_source(ctx, ws, log)
+    with log.stage("config"):
+        config, approvals = _load_config(ctx, ws, folder, log)
+        plan = dc.plan(
+            config,
+            local_env={},
+            approvals=approvals,
+            feature_cache=ctx.data_dir / "cache" / "features",
+            private=ctx.settings.private_networks,
+        )
     for warning in plan.warnings:
         log(f"warning: {warning}")
     # RUN steps sit behind the same firewall as workspaces (app.runtime.docker.networks).
-    network = ctx.runtime.build_network()
-    try:
-        result = dc.build(plan, ctx.runtime, on_log=log, network=network)
-    except dc.BuildError as exc:
-        raise JobFailed(_with_remedy(ctx, str(exc))) from None
+    with log.stage("build"):
+        network = ctx.runtime.build_network()
+        try:
+            result = dc.build(plan, ctx.runtime, on_log=log, network=network)
+        except dc.BuildError as exc:
+            raise JobFailed(_with_remedy(ctx, str(exc))) from None
     ws.image = result.image
     ws.save(only=[Workspace.image])
     return plan, result, approvals
@@ -256,48 +290,32 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     )
     if fresh:
         user = _image_users(ctx, result.image_id).get(spec.remote_user) or ImageUser(0, 0, "/root")
-        restore_from = json.loads(transition.options or "{}").get("restore")
-        has_volumes = any(
-            v.name == ctx.runtime.volume_name(ref, "workspace") for v in ctx.runtime.volumes(ws.id)
-        )
-        if restore_from and not has_volumes:
-            try:
-                source = volume_backups.find(ctx.settings, restore_from)
-                roles = volume_backups.restore(ctx.runtime, ref, result.image_id, source)
-            except BackupError as exc:
-                raise JobFailed(str(exc)) from None
-            log(f"restored the volumes {', '.join(roles)} from the backup {source.id}")
-        elif not has_volumes:
-            if ws.repo_url:
-                log(f"copying the repository into {spec.workspace_folder}")
-            ctx.runtime.seed_workspace_volume(
+        with log.stage("volumes"):
+            _prepare_volumes(ctx, ws, log, transition, ref, result.image_id, spec, plan, user)
+        with log.stage("create"):
+            container = ctx.runtime.create(
                 ref,
-                result.image_id,
-                user.uid,
-                user.gid,
-                str(plan.config.workspace) if ws.repo_url else None,
+                spec,
+                _limits(ws),
+                user.home,
+                agent=is_agent(ws),
+                owner=(user.uid, user.gid),
+                egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
+                extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
             )
-        container = ctx.runtime.create(
-            ref,
-            spec,
-            _limits(ws),
-            user.home,
-            agent=is_agent(ws),
-            owner=(user.uid, user.gid),
-            egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
-            extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
-        )
-        ws.container_id = container.id
-        ws.save(only=[Workspace.container_id])
+            ws.container_id = container.id
+            ws.save(only=[Workspace.container_id])
     # Warm-pool members wait, exec-ready, until an API create claims one (and its token
     # is made then, for its new owner).
     pooled = ws.owner.username == pool.POOL_USER
     try:
-        ctx.runtime.start(container.id)
-        record_placement(ctx.runtime, ws, container.id)
-        dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log)
-        if is_agent(ws) and not pooled:
-            hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)
+        with log.stage("start"):
+            ctx.runtime.start(container.id)
+            record_placement(ctx.runtime, ws, container.id)
+        with log.stage("hooks"):
+            dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log)
+            if is_agent(ws) and not pooled:
+                hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)
     except (dc.LifecycleError, ProvisionError) as exc:
         # Keep volumes (they may hold work); drop the container so a retry starts clean.
         ctx.runtime.discard(container.id)
@@ -305,25 +323,54 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         raise JobFailed(str(exc)) from None
     apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
     if ctx.runtime.tools and not is_agent(ws):
-        ide.start(
-            ctx.runtime,
-            container.id,
-            ws.id,
-            spec.remote_user,
-            spec.workspace_folder,
-            spec.vscode,
-            log,
-            ctx.settings.secret_key,
-        )
+        with log.stage("ide"):
+            ide.start(
+                ctx.runtime,
+                container.id,
+                ws.id,
+                spec.remote_user,
+                spec.workspace_folder,
+                spec.vscode,
+                log,
+                ctx.settings.secret_key,
+                wait=False,
+            )
     if not again:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 
 
-def _stop(ctx: Context, ws: Workspace, transition: Transition) -> None:
+def _prepare_volumes(ctx, ws, log, transition, ref, image_id, spec, plan, user) -> None:
+    """A new container's volumes: restored from a backup when asked, else the workspace
+    volume seeded (with the repository, for a repository's workspace) unless it exists."""
+    restore_from = json.loads(transition.options or "{}").get("restore")
+    has_volumes = any(
+        v.name == ctx.runtime.volume_name(ref, "workspace") for v in ctx.runtime.volumes(ws.id)
+    )
+    if restore_from and not has_volumes:
+        try:
+            source = volume_backups.find(ctx.settings, restore_from)
+            roles = volume_backups.restore(ctx.runtime, ref, image_id, source)
+        except BackupError as exc:
+            raise JobFailed(str(exc)) from None
+        log(f"restored the volumes {', '.join(roles)} from the backup {source.id}")
+    elif not has_volumes:
+        if ws.repo_url:
+            log(f"copying the repository into {spec.workspace_folder}")
+        ctx.runtime.seed_workspace_volume(
+            ref,
+            image_id,
+            user.uid,
+            user.gid,
+            str(plan.config.workspace) if ws.repo_url else None,
+        )
+
+
+def _stop(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:
     states.move(ws, S.STOPPING, transition, message=transition.reason)
     container = ctx.runtime.find(ws.id)
     if container is not None:
-        ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
+        with log.stage("stop"):
+            ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
     clear_placement(ws)
     states.move(ws, S.STOPPED, transition)
 
@@ -346,8 +393,9 @@ def _rebuild(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -
     _plan_and_build(ctx, ws, log)  # fails before anything is removed if the build fails
     container = ctx.runtime.find(ws.id)
     if container is not None:
-        ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
-        ctx.runtime.discard(container.id)
+        with log.stage("stop"):
+            ctx.runtime.stop(container.id, STOP_GRACE_SECONDS)
+            ctx.runtime.discard(container.id)
         clear_placement(ws)
     _create_and_start(ctx, ws, log, transition)
     if old_image and old_image != ws.image:
@@ -386,7 +434,8 @@ def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) ->
     states.move(ws, S.DELETING, transition, message=transition.reason)
     ws.keep_volumes = keep
     ws.save(only=[Workspace.keep_volumes])
-    ctx.runtime.remove_workspace(ws.id, keep_volumes=keep)
+    with log.stage("remove"):
+        ctx.runtime.remove_workspace(ws.id, keep_volumes=keep)
     clear_placement(ws)
     shutil.rmtree(source_dir(ctx, ws).parent, ignore_errors=True)
     states.move(ws, S.DELETED, transition, message="volumes kept" if keep else None)
@@ -398,18 +447,19 @@ def _delete(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) ->
 def _backup(ctx: Context, ws: Workspace, log: JobLog) -> volume_backups.Backup:
     """Archive the workspace's volumes (a running workspace keeps running)."""
     log("backing up the workspace's volumes")
-    return volume_backups.backup(
-        ctx.settings,
-        ctx.runtime,
-        _ref(ctx, ws),
-        ws.image or BASE_IMAGE,
-        {
-            "workspace_id": ws.id,
-            "template": ws.template.name if ws.template else None,
-            "repo": {"url": ws.repo_url, "ref": ws.repo_ref} if ws.repo_url else None,
-            "parameters": json.loads(ws.parameters),
-        },
-    )
+    with log.stage("backup"):
+        return volume_backups.backup(
+            ctx.settings,
+            ctx.runtime,
+            _ref(ctx, ws),
+            ws.image or BASE_IMAGE,
+            {
+                "workspace_id": ws.id,
+                "template": ws.template.name if ws.template else None,
+                "repo": {"url": ws.repo_url, "ref": ws.repo_ref} if ws.repo_url else None,
+                "parameters": json.loads(ws.parameters),
+            },
+        )
 
 
 def run(ctx: Context, transition: Transition) -> None:
@@ -426,9 +476,9 @@ def run(ctx: Context, transition: Transition) -> None:
         if transition.kind in (Kind.CREATE, Kind.START):
             _create_and_start(ctx, ws, log, transition)
         elif transition.kind == Kind.STOP:
-            _stop(ctx, ws, transition)
+            _stop(ctx, ws, log, transition)
         elif transition.kind == Kind.RESTART:
-            _stop(ctx, ws, transition)
+            _stop(ctx, ws, log, transition)
             _create_and_start(ctx, ws, log, transition)
         elif transition.kind == Kind.REBUILD:
             _rebuild(ctx, ws, log, transition)
@@ -454,6 +504,8 @@ def run(ctx: Context, transition: Transition) -> None:
             states.move(ws, S.FAILED, transition, error=error)
     else:
         log(f"{transition.kind} done")
+    if log.stages:
+        log(log.timing())
     log.flush()
     Transition.update(status=outcome, error=error, finished_at=utcnow()).where(
         Transition.id == transition.id
