@@ -262,16 +262,21 @@ class Session:
             if line[:at]:
                 state["output"].append(line[:at])
                 self.on_log(line[:at])
-            word, *rest = line[at + len(tag) :].split()
-            if word == "unclaimed":
+            # A command can read the script (and so the nonce) from /proc: a mark that
+            # names no command of this batch is taken for output, never trusted further.
+            word, arg = [*line[at + len(tag) :].split(), "", ""][:2]
+            index = int(arg) if arg.isascii() and arg.isdigit() and int(arg) < len(hooks) else None
+            if word == "unclaimed" and state["index"] is None:
                 state["unclaimed"] = True
-            elif word == "run":
-                index = int(rest[0])
+            elif word == "run" and index is not None:
                 state["index"], state["output"] = index, []
                 hook = hooks[index]
                 self.on_log(f"Running the {hook_name} from {hook.origin}: {_show(hook.command)}")
-            elif word == "failed":
-                state["failed"] = int(rest[0])
+            elif word == "failed" and index is not None:
+                state["failed"] = index
+            else:
+                state["output"].append(line[at:])
+                self.on_log(line[at:])
 
         script = "\n".join(lines)
         env = self.environment() if hooks else None
