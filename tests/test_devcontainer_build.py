@@ -282,3 +282,75 @@ def test_a_failing_command_in_a_phase_is_named_and_stops_the_rest(
     assert failure.output.splitlines() == ["first line", "partial"]
     assert "from the feature" in log
     assert not any("postStartCommand" in line for line in log)
+
+
+def test_array_commands_run_as_programs_of_their_own(tmp_path, docker_client, base_image):
+    """An array is a program and its arguments, as the reference runs it: never a
+    built-in, function or assignment of the phase's script, and nothing of one command's
+    shell state reaches the next."""
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "onCreateCommand": ["umask", "077"],  # no such program: fails, 127
+            }
+        ),
+    )
+    plan, built = _build(tmp_path, docker_client)
+    with pytest.raises(dc.LifecycleError) as failed:
+        up(DockerRuntime(docker_client, "test"), dc.run_spec(plan, built))
+    assert failed.value.exit_code == 127
+
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "remoteEnv": {"WITH-DASH": "kept"},
+                "onCreateCommand": ["sh", "-c", "umask 077; exit 0"],
+                "updateContentCommand": ["echo", "a\\tb"],
+                "postCreateCommand": "umask > /tmp/umask",
+                # A name no shell passes on: this phase gets an exec of its own.
+                "postStartCommand": ["printenv", "WITH-DASH"],
+            }
+        ),
+    )
+    plan, built = _build(tmp_path, docker_client)
+    log: list[str] = []
+    container = up(
+        DockerRuntime(docker_client, "test"), dc.run_spec(plan, built), on_log=log.append
+    )
+    try:
+        # /bin/echo prints the backslash as it is (a shell's echo would make a tab).
+        assert "a\\tb" in log
+        assert container.exec_run(["cat", "/tmp/umask"]).output == b"0022\n"
+        assert "kept" in log
+    finally:
+        container.remove(force=True)
+
+
+def test_odd_homes_and_markers_do_not_break_the_hooks(tmp_path, docker_client, base_image):
+    """A HOME with a newline, and a marker that is a directory, are no hook names."""
+    write(
+        tmp_path,
+        json.dumps(
+            {
+                "image": base_image,
+                "containerEnv": {"HOME": "/tmp/odd\nhome"},
+                "onCreateCommand": 'cd "$HOME/.devcontainer" && rm .postStartCommandMarker '
+                "&& mkdir .postStartCommandMarker",
+                "postCreateCommand": "echo created > /tmp/created",
+            }
+        ),
+    )
+    plan, built = _build(tmp_path, docker_client)
+    spec = dc.run_spec(plan, built)
+    runtime = DockerRuntime(docker_client, "test")
+    container = up(runtime, spec)
+    try:
+        container.restart(timeout=0)
+        assert dc.run_lifecycle(runtime, container.id, spec) == []
+        assert container.exec_run(["cat", "/tmp/created"]).output == b"created\n"
+    finally:
+        container.remove(force=True)

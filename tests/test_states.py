@@ -193,4 +193,4 @@ def test_a_job_records_each_stage_and_what_it_took(instance):
     log.flush()
     assert log.stages == [["build", 1.5], ["start", 0.75]]
     assert json.loads(Transition.get_by_id(job.id).stages) == [["build", 1.5], ["start", 0.75]]
-    assert log.timing() == "took 2.25 s: build 1.50 s, start 0.75 s"
+    assert log.timing() == "stages: build 1.50 s, start 0.75 s (2.25 s together)"

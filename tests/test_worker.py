@@ -428,3 +428,22 @@ def test_networks_made_at_once_by_several_processes_all_succeed(docker_client):
     finally:
         for network in docker_client.networks.list(filters={"label": f"berth.instance={instance}"}):
             network.remove()
+
+
+def test_a_bug_in_a_job_fails_it_and_the_workspace_plainly(instance_dir, monkeypatch):
+    """An exception Berth did not expect (a bug) ends the job and the workspace as
+    failed, with words and the log kept, instead of leaving the workspace half-way."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "buggy", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a hook name nobody expected")
+
+    monkeypatch.setattr(lifecycle.dc, "run_lifecycle", broken)
+    job = _run_next_job(w, ws.id)
+    assert job.status == "failed"
+    assert "internal error: KeyError" in job.error
+    assert status_of(ws.id) == "failed"
+    assert "stages: " in job.log and "hooks " in job.log  # timed up to where it broke

@@ -8,6 +8,7 @@ devcontainer.json's, and the first failure stops the rest.
 
 from __future__ import annotations
 
+import re
 import shlex
 import threading
 import uuid
@@ -23,6 +24,7 @@ Log = Callable[[str], None]
 SYSTEM_DATA = "/var/devcontainer"
 # The passwd line of the user named by the script's second argument.
 USER_ENTRY = 'getent passwd "$2" 2>/dev/null || grep "^$2:" /etc/passwd\n'
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ONCE_PER_CONTAINER = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
 
 
@@ -138,7 +140,7 @@ class Session:
         return folder if found.exit_code == 0 else None
 
     def run_command(self, command, label: str, on_output: Log | None = None) -> ExecResult:
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else _words(command)
         return exec_in(
             self.engine,
             self.container_id,
@@ -180,13 +182,14 @@ class Session:
         commands is only read here and written when its phase runs; one with nothing to
         run is written straight away."""
         script = (
-            'mkdir -p "$HOME/.devcontainer" || exit 0\n'
-            'printf "%s\\n" "$HOME/.devcontainer"\n'
+            'mkdir -p "$HOME/.devcontainer" 2>/dev/null || exit 0\n'
+            "printf '%s\\0' \"$HOME/.devcontainer\"\n"
             'for item in "$@"; do name=${item%%=*}; rest=${item#*=}; write=${rest%%=*}; '
             'value=${rest#*=}; file="$HOME/.devcontainer/.${name}Marker"; '
             'content="$(cat "$file" 2>/dev/null || echo ENOENT)"; '
             'if [ "$content" != "$value" ]; then '
-            'if [ "$write" = 1 ]; then echo "$value" > "$file"; else echo "$name"; fi; fi; done'
+            'if [ "$write" = 1 ]; then echo "$value" 2>/dev/null > "$file"; '
+            'else echo "$name"; fi; fi; done'
         )
         args = [f"{hook}={0 if commands else 1}={value}" for hook, value, commands in markers]
         result = exec_in(
@@ -195,12 +198,15 @@ class Session:
             ["/bin/sh", "-c", script, "-", *args],
             user=self.spec.remote_user,
         )
-        lines = result.output.splitlines()
-        if not lines:
+        # The user's own HOME (before remoteEnv, which may set another), ended by a NUL
+        # (a HOME may hold a newline); then the due hooks, one a line. Anything else the
+        # container printed is no hook name.
+        folder, ended, due = result.output.partition("\0")
+        if not ended:
             return []
-        # The user's own HOME, before remoteEnv (which may set another) applies.
-        self._marker_folder = lines[0]
-        return lines[1:]
+        self._marker_folder = folder
+        known = {hook for hook, _, _ in markers}
+        return [line for line in due.splitlines() if line in known]
 
     def run_phase(self, hook_name: str, hooks: list[Hook], marker: str | None = None) -> bool:
         """Run one phase's commands in order, the first failure stopping the rest; with a
@@ -220,9 +226,44 @@ class Session:
                 batch.append(hook)
         return self._run_batch(hook_name, batch, marker)
 
+    def _marker_file(self, hook_name: str, marker: str | None) -> str:
+        if marker is None:
+            return ""
+        if self._marker_folder is None:
+            raise RuntimeError("due_hooks finds the marker folder before a phase runs")
+        return f"{self._marker_folder}/.{hook_name}Marker"
+
+    def _run_each(self, hook_name: str, hooks: list[Hook], marker: str | None) -> bool:
+        """The phase with an exec per command, as before batching: for an environment
+        with a name no shell passes on to its children (``A-B``, ``BASH_FUNC_f%%``)."""
+        if marker is not None:
+            claimed = exec_in(
+                self.engine,
+                self.container_id,
+                [
+                    "/bin/sh",
+                    "-c",
+                    'echo "$2" > "$1"',
+                    "-",
+                    self._marker_file(hook_name, marker),
+                    marker,
+                ],
+                user=self.spec.remote_user,
+            )
+            if claimed.exit_code != 0:
+                return False
+        for hook in hooks:
+            self.on_log(f"Running the {hook_name} from {hook.origin}: {_show(hook.command)}")
+            result = self.run_command(hook.command, hook_name)
+            if result.exit_code != 0:
+                raise LifecycleError(hook_name, hook.origin, result.exit_code, result.output)
+        return True
+
     def _run_batch(self, hook_name: str, hooks: list[Hook], marker: str | None) -> bool:
         if not hooks and marker is None:
             return True
+        if hooks and not all(SHELL_NAME.fullmatch(name) for name in self.environment()):
+            return self._run_each(hook_name, hooks, marker)
         nonce = uuid.uuid4().hex
         lines = [
             f"mark() {{ printf '\\036{nonce} %s\\n' \"$*\"; }}",
@@ -230,26 +271,25 @@ class Session:
             '    echo "$2" > "$1" 2>/dev/null || { mark unclaimed; exit 0; }',
             "fi",
             "start=$(pwd)",
+            # A relative folder that starts with a dash is no option of cd.
+            'case "$3" in /*) folder=$3 ;; *) folder=./$3 ;; esac',
         ]
         for index, hook in enumerate(hooks):
             command = hook.command
-            run = (
-                shlex.join(["/bin/sh", "-c", command])
-                if isinstance(command, str)
-                else shlex.join(str(arg) for arg in command)
-            )
+            # An array is a program and its arguments, as an exec of its own would run
+            # them: exec in a subshell, so no built-in, function or assignment of this
+            # script's shell takes them. Their stderr joins stdout to keep the order.
+            argv = ["/bin/sh", "-c", command] if isinstance(command, str) else _words(command)
+            run = f"(exec {shlex.join(argv)}) 2>&1"
             lines += [
                 f"mark run {index}",
                 # The folder may appear during the phase (a command cloning into it).
-                'if [ -d "$3" ]; then cd "$3" 2>/dev/null || cd "$start"; else cd "$start"; fi',
+                'if [ -d "$folder" ]; then cd "$folder" 2>/dev/null || cd "$start"; '
+                'else cd "$start"; fi',
                 run,
                 f"code=$?; if [ $code -ne 0 ]; then mark failed {index} $code; exit $code; fi",
             ]
-        marker_file = ""
-        if marker is not None:
-            if self._marker_folder is None:
-                raise RuntimeError("due_hooks finds the marker folder before a phase runs")
-            marker_file = f"{self._marker_folder}/.{hook_name}Marker"
+        marker_file = self._marker_file(hook_name, marker)
         state = {"index": None, "output": [], "failed": None, "unclaimed": False}
 
         def on_output(line: str) -> None:
@@ -265,7 +305,8 @@ class Session:
             # A command can read the script (and so the nonce) from /proc: a mark that
             # names no command of this batch is taken for output, never trusted further.
             word, arg = [*line[at + len(tag) :].split(), "", ""][:2]
-            index = int(arg) if arg.isascii() and arg.isdigit() and int(arg) < len(hooks) else None
+            index = int(arg) if re.fullmatch(r"[0-9]{1,6}", arg) else None
+            index = index if index is not None and index < len(hooks) else None
             if word == "unclaimed" and state["index"] is None:
                 state["unclaimed"] = True
             elif word == "run" and index is not None:
@@ -300,8 +341,13 @@ class Session:
         return True
 
 
+def _words(command: list) -> list[str]:
+    """An array command's words (a number in the array is its text)."""
+    return [str(word) for word in command]
+
+
 def _show(command) -> str:
-    return command if isinstance(command, str) else shlex.join(command)
+    return command if isinstance(command, str) else shlex.join(_words(command))
 
 
 def run_lifecycle(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from app.runtime.layout import TOOLS_CURRENT as CURRENT
 from app.runtime.layout import TOOLS_MARKER as MARKER
 from app.runtime.layout import TOOLS_MOUNT_POINT as MOUNT_POINT
 
+logger = logging.getLogger("berth.ide")
 DATA = "$HOME/.local/share/code-server"
 PIDFILE = f"{KEEPALIVE_DIR}/ide.pid"
 READY_SECONDS = 60.0
@@ -122,9 +125,18 @@ def start(
     if done.exit_code != 0:
         log("ide: the browser IDE is not available in this workspace")
         return False
-    if not wait:
-        return True
     address = runtime.placement(container_id).address
+    if not wait:
+        # Nobody waits for it, but an IDE that never comes up is still said somewhere.
+        threading.Thread(
+            target=wait_ready, args=(address, logger.warning), daemon=True, name="ide-ready"
+        ).start()
+        return True
+    return wait_ready(address, log)
+
+
+def wait_ready(address: str | None, log: Callable[[str], None]) -> bool:
+    """Wait until code-server at ``address`` answers; say if it does not in time."""
     deadline = time.monotonic() + READY_SECONDS
     while address and time.monotonic() < deadline:
         if healthz(address, timeout=1.0) is not None:

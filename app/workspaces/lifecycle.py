@@ -70,10 +70,11 @@ class JobLog:
                     self.stages.append([name, took])
 
     def timing(self) -> str:
-        """The stages in a line, for the end of the log."""
+        """The stages in a line, for the end of the log (their sum, not the job's wall
+        time: the wait for the worker and the bookkeeping between stages are not in it)."""
         parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.stages)
         total = sum(seconds for _, seconds in self.stages)
-        return f"took {total:.2f} s: {parts}"
+        return f"stages: {parts} ({total:.2f} s together)"
 
     def __call__(self, line: str) -> None:
         with self._lock:
@@ -498,6 +499,13 @@ def run(ctx: Context, transition: Transition) -> None:
     except states.IllegalMove as exc:  # a bug; the job fails with it, said plainly
         logger.exception("job %s (%s)", transition.id, transition.kind)
         outcome, error = JobStatus.FAILED, f"Berth could not carry this out: {exc}"
+    except Exception as exc:  # noqa: BLE001  (a bug, too: the workspace must not stay half-way)
+        logger.exception("job %s (%s) crashed", transition.id, transition.kind)
+        outcome, error = (
+            JobStatus.FAILED,
+            f"Berth could not carry this out (an internal error: {type(exc).__name__}); "
+            "the worker's log has the details",
+        )
     if error:
         log(f"error: {error}")
         if ws.status != S.DELETED and not keep_status:
