@@ -460,6 +460,9 @@ class Connection(paramiko.ServerInterface):
         relay(channel, sock, on_input=lambda: self.record_activity(f"forwarded port {port}"))
 
     def record_activity(self, detail: str, sessions: int = 0) -> None:
+        every = self.gateway.settings.activity_interval
+        if not sessions and not activity.would_record(self.workspace_id, "ssh", every):
+            return  # throttled: no connection to the database for nothing
         try:
             with short_connection():
                 activity.record(
@@ -467,7 +470,7 @@ class Connection(paramiko.ServerInterface):
                     "ssh",
                     f"{detail} ({self.user.username})",
                     sessions=sessions,
-                    every=self.gateway.settings.activity_interval,
+                    every=every,
                 )
         except Exception:  # activity is bookkeeping; it never breaks a session
             log.exception("ssh: could not record activity for %s", self.target)

@@ -20,6 +20,13 @@ _last_write: dict[tuple[int, str], float] = {}
 _lock = threading.Lock()
 
 
+def would_record(workspace_id: int, source: str, every: float = THROTTLE_SECONDS) -> bool:
+    """Whether ``record`` would write now: a caller on a hot path (an SSH session's
+    every chunk) asks this before it opens a database connection at all."""
+    with _lock:
+        return time.monotonic() - _last_write.get((workspace_id, source), -every) >= every
+
+
 def _due(workspace_id: int, source: str, force: bool, every: float) -> bool:
     key = (workspace_id, source)
     now = time.monotonic()
