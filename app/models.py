@@ -144,6 +144,8 @@ class Workspace(BaseModel):
     template = peewee.ForeignKeyField(Template, null=True, on_delete="SET NULL")
     repo_url = peewee.TextField(null=True)
     repo_ref = peewee.CharField(max_length=255, null=True)
+    # The config's path in the repository, when the creator chose one of several.
+    repo_config = peewee.TextField(null=True)
     parameters = peewee.TextField(default="{}")
     status = peewee.CharField(max_length=16, default="pending", index=True)
     error = peewee.TextField(null=True)
@@ -174,6 +176,16 @@ class Workspace(BaseModel):
     class Meta:
         table_name = "workspaces"
         indexes = ((("owner", "live_name"), True),)
+
+    @property
+    def repo(self) -> dict | None:
+        """The repository it is built from, as the API gives and takes it."""
+        if not self.repo_url:
+            return None
+        found = {"url": self.repo_url, "ref": self.repo_ref}
+        if self.repo_config:
+            found["config"] = self.repo_config
+        return found
 
 
 class Transition(BaseModel):

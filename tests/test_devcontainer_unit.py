@@ -401,3 +401,16 @@ def test_feature_safe_id():
     assert features.safe_id("magicNumber") == "MAGICNUMBER"
     assert features.safe_id("my-option.name") == "MY_OPTION_NAME"
     assert features.safe_id("2fast") == "_FAST"
+
+
+def test_a_chosen_config_that_links_outside_the_repository_is_refused(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / ".devcontainer" / "evil").mkdir(parents=True)
+    secret = tmp_path / "host-file.json"
+    secret.write_text('{"image": "x"}')
+    (repo / ".devcontainer" / "evil" / "devcontainer.json").symlink_to(secret)
+    with pytest.raises(dc.ConfigError, match="leads outside the repository"):
+        dc.load(repo, ".devcontainer/evil/devcontainer.json", root=repo)
+    # Discovered rather than chosen, it is refused the same way.
+    with pytest.raises(dc.ConfigError, match="leads outside the repository"):
+        dc.load(repo, dc.discover(repo)[0], root=repo)

@@ -155,6 +155,46 @@ def test_workspace_from_a_repository_with_its_own_config(stack, base_image):
     ann.wait(ws["id"], "deleted", timeout=120)
 
 
+def test_a_repository_with_several_configs_asks_which_one(stack, base_image):
+    """No silent pick: without a choice the create fails naming every config; with one,
+    that config is built; a choice the repository does not have is named."""
+    config = {"image": base_image}
+    url = git_repo(
+        stack.repos / "several",
+        {
+            ".devcontainer/api/devcontainer.json": json.dumps(
+                {**config, "containerEnv": {"WHICH": "api"}}
+            ),
+            ".devcontainer/web/devcontainer.json": json.dumps(
+                {**config, "containerEnv": {"WHICH": "web"}}
+            ),
+        },
+    )
+    ann = stack.clients["ann"]
+    asked = ann.wait(ann.create("several", repo={"url": url})["id"], "running", "failed")
+    assert asked["status"] == "failed"
+    assert asked["error"].startswith("the repository has 2 devcontainer configs (")
+    assert ".devcontainer/api/devcontainer.json" in asked["error"]
+    assert ".devcontainer/web/devcontainer.json" in asked["error"]
+
+    chosen = ann.create(
+        "chosen", repo={"url": url, "config": "./.devcontainer//web/devcontainer.json"}
+    )
+    assert chosen["repo"]["config"] == ".devcontainer/web/devcontainer.json"  # as stored
+    chosen = ann.wait(chosen["id"], "running", "failed")
+    assert chosen["status"] == "running", ann.log(chosen["id"])
+    assert ann.sh(chosen["id"], "echo $WHICH").strip() == "web"
+    assert "using the repository's .devcontainer/web/devcontainer.json" in ann.log(chosen["id"])
+
+    missing = ann.create(
+        "missing", repo={"url": url, "config": ".devcontainer/db/devcontainer.json"}
+    )
+    missing = ann.wait(missing["id"], "running", "failed")
+    assert missing["status"] == "failed" and "devcontainer.json" in missing["error"]
+    for ws in (asked, chosen, missing):
+        ann.delete(ws["id"])
+
+
 def test_repository_without_config_uses_the_template(stack):
     url = git_repo(stack.repos / "plain", {"app.txt": "plain repo\n"})
     ann = stack.clients["ann"]

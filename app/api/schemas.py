@@ -69,6 +69,11 @@ class Repo(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     url: str
     ref: str | None = None
+    config: str | None = Field(
+        None,
+        description="which devcontainer.json of the repository, when it has several "
+        "(a path in it, like .devcontainer/api/devcontainer.json)",
+    )
 
 
 class NewWorkspace(Body):

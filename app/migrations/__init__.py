@@ -35,6 +35,7 @@ from app.migrations import (
     m0017_engine_start,
     m0018_placement,
     m0019_stages,
+    m0020_repo_config,
 )
 from app.models import utcnow
 
@@ -58,6 +59,7 @@ STEPS = [
     m0017_engine_start,
     m0018_placement,
     m0019_stages,
+    m0020_repo_config,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

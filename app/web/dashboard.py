@@ -108,7 +108,11 @@ def create():
     if form.get("idle_timeout", "").strip():
         parameters["idle_timeout"] = form["idle_timeout"].strip()
     repo = (
-        {"url": form["repo_url"].strip(), "ref": form.get("repo_ref", "").strip() or None}
+        {
+            "url": form["repo_url"].strip(),
+            "ref": form.get("repo_ref", "").strip() or None,
+            "config": form.get("repo_config", "").strip() or None,
+        }
         if form.get("repo_url", "").strip()
         else None
     )

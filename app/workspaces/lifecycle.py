@@ -156,10 +156,22 @@ def _load_config(
     ctx: Context, ws: Workspace, folder: Path, log: JobLog
 ) -> tuple[dc.DevcontainerConfig, dc.Approvals]:
     """The config to build and the approvals it runs with: a template's own config has
-    its template's; a repository's own config has none, whatever template was named."""
-    if ws.repo_url and dc.discover(folder):
+    its template's; a repository's own config has none, whatever template was named. A
+    repository with several configs needs one chosen (``repo.config``): no silent pick."""
+    if ws.repo_url and ws.repo_config:
+        log(f"using the repository's {ws.repo_config}")
+        return dc.load(folder, ws.repo_config, root=folder), dc.Approvals()
+    found = dc.discover(folder) if ws.repo_url else []
+    if len(found) > 1:
+        names = ", ".join(str(path.relative_to(folder)) for path in found)
+        raise JobFailed(
+            f"the repository has {len(found)} devcontainer configs ({names}); create the "
+            "workspace again with the one to use (the form's Config field, or repo.config "
+            "in the API)"
+        )
+    if found:
         log("using the repository's own devcontainer.json")
-        return dc.load(folder), dc.Approvals()
+        return dc.load(folder, found[0], root=folder), dc.Approvals()
     if ws.template is None:
         raise JobFailed("the repository has no devcontainer.json and no template was chosen")
     try:
@@ -457,7 +469,7 @@ def _backup(ctx: Context, ws: Workspace, log: JobLog) -> volume_backups.Backup:
             {
                 "workspace_id": ws.id,
                 "template": ws.template.name if ws.template else None,
-                "repo": {"url": ws.repo_url, "ref": ws.repo_ref} if ws.repo_url else None,
+                "repo": ws.repo,
                 "parameters": json.loads(ws.parameters),
             },
         )

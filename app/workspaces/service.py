@@ -68,6 +68,29 @@ def validate_name(name) -> str:
     return name
 
 
+CONFIG_NAMES = ("devcontainer.json", ".devcontainer.json")
+
+
+def validate_config_path(repo: dict) -> str | None:
+    """The repository's config a creator chose (``repo.config``), as a clean relative
+    path that names a devcontainer.json; None when none was chosen."""
+    config = repo.get("config")
+    if config is None:
+        return None
+    problem = None
+    if not isinstance(config, str) or not config.strip():
+        problem = "must be a path in the repository, like .devcontainer/api/devcontainer.json"
+    elif len(config) > 255 or any(ch in config for ch in "\\\0\n\r"):
+        problem = "is not a plain path"
+    elif config.startswith("/") or ".." in config.split("/"):
+        problem = "must be relative to the repository and stay inside it"
+    elif config.rsplit("/", 1)[-1] not in CONFIG_NAMES:
+        problem = "must name a devcontainer.json or .devcontainer.json"
+    if problem:
+        raise WorkspaceError(422, "invalid_config", f"repo config {config!r} {problem}")
+    return "/".join(part for part in config.split("/") if part not in ("", "."))
+
+
 def validate_repo(repo, local_roots: list[Path], allowed=()) -> tuple[str, str | None]:
     if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not repo["url"]:
         raise WorkspaceError(422, "invalid_repo", "repo must be an object with a 'url'")
@@ -193,9 +216,10 @@ def create(
                 f"template {template_name!r} does not exist; choose one of "
                 f"{', '.join(names) or 'none (an admin must add one)'}",
             )
-    repo_url = repo_ref = None
+    repo_url = repo_ref = repo_config = None
     if repo is not None:
         repo_url, repo_ref = validate_repo(repo, list(local_roots), private_networks)
+        repo_config = validate_config_path(repo)
     if template is None and repo_url is None:
         raise WorkspaceError(422, "missing_source", "give a 'template' or a 'repo' to build from")
     if parameters is not None and not isinstance(parameters, dict):
@@ -241,6 +265,7 @@ def create(
             template=template,
             repo_url=repo_url,
             repo_ref=repo_ref,
+            repo_config=repo_config,
             parameters=json.dumps(resolved.values),
             status="pending",
             ttl_expires_at=utcnow() + lifetime if lifetime else None,
@@ -559,7 +584,7 @@ def to_dict(
         "name": ws.name,
         "owner": ws.owner.username,
         "template": ws.template.name if ws.template else None,
-        "repo": {"url": ws.repo_url, "ref": ws.repo_ref} if ws.repo_url else None,
+        "repo": ws.repo,
         "parameters": json.loads(ws.parameters),
         "status": ws.status,
         "error": ws.error,

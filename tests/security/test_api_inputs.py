@@ -225,3 +225,46 @@ def test_listing_workspaces_costs_the_same_queries_for_three_or_thirty(app, toke
     many = cost()
     assert len(call(client, tokens["mia"], "GET", "/workspaces").get_json()) == 30
     assert many == few, (few, many)
+
+
+def test_a_repository_config_path_stays_inside_the_repository(app, tokens):
+    """repo.config picks one of a repository's devcontainer configs: only a relative
+    path that stays inside and names a devcontainer.json; nothing is created otherwise.
+    (A config that is a link leading outside is refused when the job reads it:
+    tests/test_devcontainer_unit.py and app.devcontainer.inputs.)"""
+    client = app.test_client()
+    before = _counts()
+    repo = "https://git.example.invalid/team/app.git"
+    for config, code in (
+        ("../outside/devcontainer.json", "invalid_config"),
+        (".devcontainer/../../devcontainer.json", "invalid_config"),
+        ("/etc/devcontainer.json", "invalid_config"),
+        (".devcontainer/a/settings.json", "invalid_config"),
+        (".devcontainer\\a\\devcontainer.json", "invalid_config"),
+        (".devcontainer/a\x00/devcontainer.json", "invalid_config"),
+        ("   ", "invalid_config"),
+        ("x/" * 200 + "devcontainer.json", "invalid_config"),
+        (7, "invalid_repo"),
+        (["devcontainer.json"], "invalid_repo"),
+    ):
+        refused = call(
+            client,
+            tokens["mia"],
+            "POST",
+            "/workspaces",
+            json={"name": "cfg", "repo": {"url": repo, "config": config}},
+        )
+        assert refused.status_code == 422, (config, refused.get_json())
+        assert refused.get_json()["error"]["code"] == code, (config, refused.get_json())
+    assert _counts() == before
+    taken = call(
+        client,
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        json={"name": "cfg", "repo": {"url": repo, "config": ".devcontainer/a/devcontainer.json"}},
+    )
+    assert taken.status_code == 201, taken.get_json()
+    assert taken.get_json()["repo"] == {
+        "url": repo, "ref": None, "config": ".devcontainer/a/devcontainer.json",
+    }  # fmt: skip
