@@ -500,8 +500,15 @@ def check_boundaries(appliance, api, ws) -> None:
     assert "Template thief added." in added.text, (added.status_code, web_log.stderr[-3000:])
     thief = api.wait(api.create("thief", template="thief")["id"], "running", "failed", timeout=600)
     assert thief["status"] == "running", api.log(thief["id"])
-    seen = api.sh(thief["id"], "cat /steal/note.txt 2>&1; touch /tools/backdoor; echo done")
-    assert "kept-across-upgrades" not in seen and seen.endswith("done\n")
+
+    # Docker now and then loses the whole output of a short exec under load (moby#27289;
+    # seen once here: exit 0, nothing printed): asked again until the output is whole.
+    def whole_output():
+        out = api.sh(thief["id"], "cat /steal/note.txt 2>&1; touch /tools/backdoor; echo done")
+        return out if out.endswith("done\n") else None
+
+    seen = wait_until(whole_output, 30, what="the thief's exec output")
+    assert "kept-across-upgrades" not in seen
     own = f"{_workspace_container(appliance, thief['id'])['Name'].lstrip('/')}-"
     for mount in _workspace_container(appliance, thief["id"])["Mounts"]:
         if mount["Type"] == "volume":
