@@ -4,6 +4,7 @@ The schema itself is owned by ``app.migrations``: a change here goes with a new 
 that brings existing databases to the same shape (tests compare the two).
 """
 
+import json
 from datetime import UTC, datetime
 
 import peewee
@@ -170,12 +171,24 @@ class Workspace(BaseModel):
     runtime_host = peewee.TextField(null=True)
     remote_user = peewee.TextField(null=True)
     workspace_folder = peewee.TextField(null=True)
+    # JSON {"instance": container id, "env": {...}}: the userEnvProbe result with remoteEnv
+    # applied, for that container (app.workspaces.lifecycle.record_environment).
+    remote_env = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
         table_name = "workspaces"
         indexes = ((("owner", "live_name"), True),)
+
+    @property
+    def person_env(self) -> dict[str, str]:
+        """What a person's process in the running container gets (remoteEnv included);
+        nothing recorded for this container yet is an empty environment."""
+        recorded = json.loads(self.remote_env or "{}")
+        if not self.container_id or recorded.get("instance") != self.container_id:
+            return {}
+        return dict(recorded.get("env") or {})
 
     @property
     def repo(self) -> dict | None:

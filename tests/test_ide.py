@@ -30,6 +30,8 @@ PORT_SERVER = (
 CONFIG = {
     "image": "berth-base:bookworm",
     "forwardPorts": [8000],
+    # The IDE's terminals get remoteEnv, as VS Code gives it.
+    "remoteEnv": {"FROM_REMOTE_ENV": "in-the-ide"},
     "customizations": {
         "vscode": {
             "settings": {"editor.fontSize": 17},
@@ -139,8 +141,11 @@ def test_the_workbench_renders_and_its_terminal_runs_in_the_workspace(ide, page)
     ann = ide.clients["ann"]
     run_in_terminal(
         ide_page,
-        "echo berth-$((6*7)) > /tmp/from-ide.txt",
-        lambda: ann.exec(ide.ws["id"], ["cat", "/tmp/from-ide.txt"])["stdout"] == "berth-42\n",
+        "echo berth-$((6*7)) $FROM_REMOTE_ENV > /tmp/from-ide.txt",
+        lambda: (
+            ann.exec(ide.ws["id"], ["cat", "/tmp/from-ide.txt"])["stdout"]
+            == "berth-42 in-the-ide\n"
+        ),
     )
     ide_page.screenshot(path=str(ARTIFACTS / "ide-terminal.png"))
     settings = ann.sh(ide.ws["id"], "cat ~/.local/share/code-server/Machine/settings.json")

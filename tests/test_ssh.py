@@ -521,3 +521,47 @@ def test_sharing_reaches_ssh_exec_and_the_ide_and_is_audited(gw, stack):
     assert [r["action"] for r in shares][:2] == ["share.remove", "share.add"]
     assert all(r["actor"] == "ann" and r["detail"]["user"] == "bob" for r in shares[:2])
     assert stack.cli("audit", "verify").returncode == 0
+
+
+def test_remote_env_reaches_ssh_api_exec_and_survives_a_restart(gw, stack, base_image):
+    """A config's remoteEnv (with ${containerEnv:...} resolved) and the probed user
+    environment reach an SSH command and an API exec, as devcontainer exec and VS Code
+    apply them, and are still there after a stop and start."""
+    import json
+
+    from tests.dcfiles import git_repo
+
+    url = git_repo(
+        stack.repos / "remote-env",
+        {
+            ".devcontainer/devcontainer.json": json.dumps(
+                {
+                    "image": base_image,
+                    "containerEnv": {"BASE_DIR": "/opt"},
+                    "remoteEnv": {
+                        "MY_TOOL": "here",
+                        "TOOL_HOME": "${containerEnv:BASE_DIR}/tool",
+                        "PATH": "${containerEnv:PATH}:/opt/tool/bin",
+                    },
+                }
+            )
+        },
+    )
+    ann = stack.clients["ann"]
+    ws = ann.wait(ann.create("envs", repo={"url": url})["id"], "running", "failed")
+    assert ws["status"] == "running", ann.log(ws["id"])
+    show = "echo $MY_TOOL; echo $TOOL_HOME; echo $PATH"
+    try:
+        for _ in ("first start", "after a restart"):
+            by_api = ann.sh(ws["id"], show).split("\n")
+            assert by_api[:2] == ["here", "/opt/tool"], by_api
+            assert by_api[2].endswith(":/opt/tool/bin"), by_api
+            by_ssh = gw.ssh("envs", show)
+            assert by_ssh.returncode == 0, by_ssh.stderr
+            assert by_ssh.stdout.decode().split("\n")[:3] == by_api[:3]
+            ann.act(ws["id"], "stop")
+            ann.wait(ws["id"], "stopped")
+            ann.act(ws["id"], "start")
+            ann.wait(ws["id"], "running")
+    finally:
+        ann.delete(ws["id"])

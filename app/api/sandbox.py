@@ -63,8 +63,11 @@ def _exec_events(
     happens (the client may leave half-way)."""
     runtime, container_id = running_container(ws, timeout)
     user, workdir = ws.remote_user or "root", ws.workspace_folder
-    # The sandbox's token is its owner's: only the owner's own commands get it.
-    env = sandboxes.exec_env(ws, _settings().secret_key) if ws.owner_id == _user().id else {}
+    # The person's environment (remoteEnv included), as devcontainer exec gives it; the
+    # sandbox's token is its owner's: only the owner's own commands get it.
+    env = {**ws.person_env}
+    if ws.owner_id == _user().id:
+        env.update(sandboxes.exec_env(ws, _settings().secret_key))
     detail = " ".join(command)[:200]
     target = f"workspace:{ws.owner.username}.{ws.name}"
     actor_id = _user().id

@@ -119,6 +119,11 @@ class Session:
             env.pop(transient, None)
         return env
 
+    @property
+    def probed(self) -> bool:
+        """Whether ``environment()`` was worked out already (a hook ran)."""
+        return self._env is not None
+
     def environment(self) -> dict[str, str]:
         """The probed user environment plus remoteEnv, with ${containerEnv:...} resolved."""
         if self._env is None:
@@ -356,9 +361,12 @@ def run_lifecycle(
     spec: RunSpec,
     on_log: Log = lambda line: None,
     attach: bool = True,
+    session: Session | None = None,
 ) -> list[str]:
-    """Run the hooks due now in a started container; return the names of those that ran."""
-    session = Session(engine, container_id, spec, on_log)
+    """Run the hooks due now in a started container; return the names of those that ran.
+    A caller that wants the person's environment afterwards passes its own ``session``
+    (its ``environment()`` is then probed at most once)."""
+    session = session or Session(engine, container_id, spec, on_log)
     session.patch_system_config()
     facts = engine.facts(container_id)
     due = [(hook, facts["created"]) for hook in ONCE_PER_CONTAINER]

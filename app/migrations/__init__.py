@@ -36,6 +36,7 @@ from app.migrations import (
     m0018_placement,
     m0019_stages,
     m0020_repo_config,
+    m0021_person_env,
 )
 from app.models import utcnow
 
@@ -60,6 +61,7 @@ STEPS = [
     m0018_placement,
     m0019_stages,
     m0020_repo_config,
+    m0021_person_env,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -225,6 +225,7 @@ class Connection(paramiko.ServerInterface):
         self.target = "?"
         self.remote_user = "root"
         self.folder: str | None = None
+        self.person_env: dict[str, str] = {}
         self.sessions: dict[int, Session] = {}
         self.tunnels: dict[int, tuple[str, int]] = {}
         self.counted = False
@@ -489,6 +490,7 @@ class Connection(paramiko.ServerInterface):
                 if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
                     self.remote_user = ws.remote_user or "root"
                     self.folder = ws.workspace_folder
+                    self.person_env = ws.person_env
                     return ws.container_id
                 if job is not None:
                     job = Transition.get_by_id(job.id)

@@ -139,6 +139,9 @@ class Session:
             else:
                 argv = ["/bin/sh", "-c", SFTP_SERVER]
             env = {
+                # remoteEnv and the probed environment, as VS Code and devcontainer exec
+                # give them; what SSH itself sets, and what the client sends, win.
+                **conn.person_env,
                 "USER": account.name,
                 "LOGNAME": account.name,
                 "SHELL": account.shell,

@@ -32,6 +32,8 @@ READY_SECONDS = 60.0
 # games); an extension that cannot be installed (no marketplace offline) is reported.
 LAUNCH = rf"""
 set -u
+# A remoteEnv PATH may leave out what this script needs; the IDE keeps the person's first.
+PATH="${{PATH:-}}:/usr/local/bin:/usr/bin:/bin"
 if [ ! -e {CURRENT}/{MARKER} ]; then echo "berth-ide: the tools bundle is not ready"; exit 3; fi
 data="{DATA}"
 mkdir -p "$data/Machine"
@@ -101,11 +103,13 @@ def start(
     log: Callable[[str], None],
     secret_key: str,
     wait: bool = True,
+    env: dict[str, str] | None = None,
 ) -> bool:
     """Start code-server (idempotent) and, with ``wait``, wait until it answers; False if
     it cannot. Without ``wait`` a workspace is "running" about a second sooner: the
     first request to the IDE waits in Caddy until code-server listens
-    (caddy/routes.caddy)."""
+    (caddy/routes.caddy). ``env`` is the person's environment (remoteEnv included): the
+    IDE's terminals and tasks inherit it."""
     settings = vscode.get("settings") or {}
     extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
     done = runtime.exec(
@@ -113,6 +117,7 @@ def start(
         ["sh", "-c", LAUNCH],
         user=user,
         env={
+            **(env or {}),
             "BERTH_FOLDER": folder,
             "BERTH_VSCODE_SETTINGS": json.dumps(settings) if settings else "",
             "BERTH_VSCODE_EXTENSIONS": " ".join(extensions),

@@ -125,6 +125,17 @@ def record_placement(runtime: Runtime, ws: Workspace, instance_id: str) -> None:
     )
 
 
+def record_environment(ws: Workspace, instance_id: str, session: dc.Session) -> None:
+    """Write down the environment a person's processes get in this container: the
+    userEnvProbe result with remoteEnv applied, as devcontainer exec and VS Code give
+    theirs. SSH sessions, API execs and the IDE read it. Like the reference, the probe
+    is made once per container: a start of the same container keeps what was found."""
+    if not session.probed and ws.person_env and ws.container_id == instance_id:
+        return
+    ws.remote_env = json.dumps({"instance": instance_id, "env": session.environment()})
+    ws.save(only=[Workspace.remote_env])
+
+
 def clear_placement(ws: Workspace) -> None:
     """A stopped or removed workspace has no address to reach."""
     if ws.address is not None:
@@ -326,7 +337,9 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             ctx.runtime.start(container.id)
             record_placement(ctx.runtime, ws, container.id)
         with log.stage("hooks"):
-            dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log)
+            session = dc.Session(ctx.runtime, container.id, spec, log)
+            dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log, session=session)
+            record_environment(ws, container.id, session)
             if is_agent(ws) and not pooled:
                 hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)
     except (dc.LifecycleError, ProvisionError) as exc:
@@ -347,6 +360,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 log,
                 ctx.settings.secret_key,
                 wait=False,
+                env=ws.person_env,
             )
     if not again:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)

@@ -507,6 +507,7 @@ class Worker:
                 {},
                 log.info,
                 self.settings.secret_key,
+                env=ws.person_env,
             ):
                 started.append(ws.name)
         return f"code-server {CODE_SERVER_VERSION} ready" + (
