@@ -12,7 +12,6 @@ Run: python bench/density.py [workspaces] [ide sessions] [idle seconds]
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
 from app.runtime.docker.names import LABEL_ROLE, LABEL_WORKSPACE  # noqa: E402
+from bench.common import at_once, tear_down  # noqa: E402
 from tests import services  # noqa: E402
 from tests.berthapi import Client  # noqa: E402
 
@@ -123,17 +123,11 @@ def main(count: int = 30, sessions: int = 3, idle_seconds: float = 60) -> None:
             with lock:
                 made.append(ws)
 
-        started = time.perf_counter()
-        for batch in range(0, count, 10):  # ten at a time: a burst is bench/workspaces.py
-            threads = [
-                threading.Thread(target=one, args=(n,))
-                for n in range(batch, min(count, batch + 10))
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        took = time.perf_counter() - started
+        # Ten at a time: a burst is bench/workspaces.py's measure.
+        took = sum(
+            at_once([lambda n=n: one(n) for n in range(batch, min(count, batch + 10))])
+            for batch in range(0, count, 10)
+        )
         if len(made) != count:
             raise SystemExit(f"only {len(made)} of {count} workspaces came up")
 
@@ -150,13 +144,7 @@ def main(count: int = 30, sessions: int = 3, idle_seconds: float = 60) -> None:
         if after:
             rows["idle workspace after an IDE session"] = statistics.median(after)
     finally:
-        for ws in api.call("GET", "/workspaces").json():
-            api.call("DELETE", f"/workspaces/{ws['id']}")
-        for ws in api.call("GET", "/workspaces").json():
-            api.wait(ws["id"], "deleted", timeout=300)
-        server.stop()
-        services.remove_engine_objects([server.data_dir])
-        shutil.rmtree(root, ignore_errors=True)
+        tear_down(api, server, root)
 
     baseline = rows["bare container (sleep), baseline"]
     print(f"\ndensity: {count} workspaces of the base template up in {took:.1f} s")

@@ -22,6 +22,7 @@ import docker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image  # noqa: E402
+from bench.common import at_once, tear_down  # noqa: E402
 from tests import reference, services  # noqa: E402
 from tests.berthapi import Client  # noqa: E402
 
@@ -125,26 +126,14 @@ def main(rounds: int = 3, burst: int = 20) -> None:
                 latencies.append(time.perf_counter() - started)
 
         bare_burst = burst_of_docker_runs(client, image, burst)
-        threads = [threading.Thread(target=one, args=(n,)) for n in range(burst)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        total = time.perf_counter() - started
+        total = at_once([lambda n=n: one(n) for n in range(burst)])
         running = sum(
             1
             for w in api.call("GET", "/workspaces").json()
             if w["status"] == "running" and w["name"].startswith("burst")
         )
     finally:
-        for ws in api.call("GET", "/workspaces").json():
-            api.call("DELETE", f"/workspaces/{ws['id']}")
-        for ws in api.call("GET", "/workspaces").json():
-            api.wait(ws["id"], "deleted", timeout=300)
-        server.stop()
-        services.remove_engine_objects([server.data_dir])  # its egress and build networks
-        shutil.rmtree(root, ignore_errors=True)
+        tear_down(api, server, root)
 
     print(f"\nworkspace lifecycle, {rounds} rounds (median seconds)")
     for name, values in rows.items():
@@ -198,13 +187,7 @@ def burst_of_docker_runs(client: docker.DockerClient, image: str, burst: int) ->
         with lock:
             made.append(container)
 
-    threads = [threading.Thread(target=one) for _ in range(burst)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    took = time.perf_counter() - started
+    took = at_once([one] * burst)
     for container in made:
         container.remove(force=True)
     return took

@@ -197,6 +197,11 @@ def test_run_spec_on_a_volume(tmp_path, docker_client, base_image):
         docker_client.volumes.get(volume.name)
 
 
+def _config(folder, image: str, config: dict) -> None:
+    """Write a devcontainer.json on ``image`` with ``config``'s properties."""
+    write(folder, json.dumps({"image": image, **config}))
+
+
 class CountingRuntime(DockerRuntime):
     """The Docker runtime, counting the commands it runs in containers."""
 
@@ -213,20 +218,18 @@ def test_each_phase_is_one_exec_with_the_references_semantics(tmp_path, docker_c
     """Seven commands over every phase: one exec per phase, each command in the
     workspace folder once it exists, output and order as they happen."""
     folder = "/srv/made-by-oncreate"
-    write(
+    _config(
         tmp_path,
-        json.dumps(
-            {
-                "image": base_image,
-                "workspaceFolder": folder,
-                "remoteEnv": {"GREETING": "hi"},
-                "onCreateCommand": f"pwd > /tmp/1; mkdir -p {folder}",
-                "updateContentCommand": ["sh", "-c", "pwd > /tmp/2; printf no-newline"],
-                "postCreateCommand": "pwd > /tmp/3; echo $GREETING > /tmp/greeting",
-                "postStartCommand": ["sh", "-c", "echo start >> /tmp/starts"],
-                "postAttachCommand": "echo attach >> /tmp/attaches",
-            }
-        ),
+        base_image,
+        {
+            "workspaceFolder": folder,
+            "remoteEnv": {"GREETING": "hi"},
+            "onCreateCommand": f"pwd > /tmp/1; mkdir -p {folder}",
+            "updateContentCommand": ["sh", "-c", "pwd > /tmp/2; printf no-newline"],
+            "postCreateCommand": "pwd > /tmp/3; echo $GREETING > /tmp/greeting",
+            "postStartCommand": ["sh", "-c", "echo start >> /tmp/starts"],
+            "postAttachCommand": "echo attach >> /tmp/attaches",
+        },
     )
     plan, built = _build(tmp_path, docker_client)
     spec = dc.run_spec(plan, built)
@@ -258,16 +261,14 @@ def test_a_failing_command_in_a_phase_is_named_and_stops_the_rest(
     tmp_path, docker_client, base_image
 ):
     feature(tmp_path, "one", postCreateCommand="echo from the feature")
-    write(
+    _config(
         tmp_path,
-        json.dumps(
-            {
-                "image": base_image,
-                "features": {"./one": {}},
-                "postCreateCommand": "echo first line; printf 'partial'; exit 9",
-                "postStartCommand": "touch /tmp/never",
-            }
-        ),
+        base_image,
+        {
+            "features": {"./one": {}},
+            "postCreateCommand": "echo first line; printf 'partial'; exit 9",
+            "postStartCommand": "touch /tmp/never",
+        },
     )
     plan, built = _build(tmp_path, docker_client)
     spec = dc.run_spec(plan, built)
@@ -288,33 +289,29 @@ def test_array_commands_run_as_programs_of_their_own(tmp_path, docker_client, ba
     """An array is a program and its arguments, as the reference runs it: never a
     built-in, function or assignment of the phase's script, and nothing of one command's
     shell state reaches the next."""
-    write(
+    _config(
         tmp_path,
-        json.dumps(
-            {
-                "image": base_image,
-                "onCreateCommand": ["umask", "077"],  # no such program: fails, 127
-            }
-        ),
+        base_image,
+        {
+            "onCreateCommand": ["umask", "077"],  # no such program: fails, 127
+        },
     )
     plan, built = _build(tmp_path, docker_client)
     with pytest.raises(dc.LifecycleError) as failed:
         up(DockerRuntime(docker_client, "test"), dc.run_spec(plan, built))
     assert failed.value.exit_code == 127
 
-    write(
+    _config(
         tmp_path,
-        json.dumps(
-            {
-                "image": base_image,
-                "remoteEnv": {"WITH-DASH": "kept"},
-                "onCreateCommand": ["sh", "-c", "umask 077; exit 0"],
-                "updateContentCommand": ["echo", "a\\tb"],
-                "postCreateCommand": "umask > /tmp/umask",
-                # A name no shell passes on: this phase gets an exec of its own.
-                "postStartCommand": ["printenv", "WITH-DASH"],
-            }
-        ),
+        base_image,
+        {
+            "remoteEnv": {"WITH-DASH": "kept"},
+            "onCreateCommand": ["sh", "-c", "umask 077; exit 0"],
+            "updateContentCommand": ["echo", "a\\tb"],
+            "postCreateCommand": "umask > /tmp/umask",
+            # A name no shell passes on: this phase gets an exec of its own.
+            "postStartCommand": ["printenv", "WITH-DASH"],
+        },
     )
     plan, built = _build(tmp_path, docker_client)
     log: list[str] = []
@@ -332,17 +329,15 @@ def test_array_commands_run_as_programs_of_their_own(tmp_path, docker_client, ba
 
 def test_odd_homes_and_markers_do_not_break_the_hooks(tmp_path, docker_client, base_image):
     """A HOME with a newline, and a marker that is a directory, are no hook names."""
-    write(
+    _config(
         tmp_path,
-        json.dumps(
-            {
-                "image": base_image,
-                "containerEnv": {"HOME": "/tmp/odd\nhome"},
-                "onCreateCommand": 'cd "$HOME/.devcontainer" && rm .postStartCommandMarker '
-                "&& mkdir .postStartCommandMarker",
-                "postCreateCommand": "echo created > /tmp/created",
-            }
-        ),
+        base_image,
+        {
+            "containerEnv": {"HOME": "/tmp/odd\nhome"},
+            "onCreateCommand": 'cd "$HOME/.devcontainer" && rm .postStartCommandMarker '
+            "&& mkdir .postStartCommandMarker",
+            "postCreateCommand": "echo created > /tmp/created",
+        },
     )
     plan, built = _build(tmp_path, docker_client)
     spec = dc.run_spec(plan, built)
