@@ -4,6 +4,9 @@ import pytest
 
 from tests.services import ARTIFACTS, start_berth_serve
 
+# A flashed message; an admin's page may also show a health banner (role="status").
+FLASH = ".alert[role=alert]"
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -52,14 +55,14 @@ def test_disabled_user_is_refused_and_re_enabled_by_the_admin(server, page, brow
     page.goto(server.url + "/admin/")
     row = page.locator("tr[data-user=ben]")
     row.locator("text=Disable").click()
-    assert "ben is disabled" in page.locator(".alert").inner_text()
+    assert "ben is disabled" in page.locator(FLASH).inner_text()
 
     other = browser.new_context().new_page()
     log_in(other, server, "ben", "ben-password")
     assert "This account is disabled" in other.get_by_test_id("login-error").inner_text()
 
     page.locator("tr[data-user=ben]").locator("text=Enable").click()
-    assert "ben is enabled again" in page.locator(".alert").inner_text()
+    assert "ben is enabled again" in page.locator(FLASH).inner_text()
     log_in(other, server, "ben", "ben-password")
     other.wait_for_url(server.url + "/")
     other.goto(server.url + "/admin/")

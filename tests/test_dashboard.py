@@ -18,7 +18,7 @@ def test_create_follow_and_stop_from_the_dashboard(stack, page):
     page.select_option("select[name=template]", "base")
     page.fill("input[name=memory]", "1024")
     page.click("text=Create workspace")
-    assert "Workspace clicked is being created." in page.locator(".alert").inner_text()
+    assert "Workspace clicked is being created." in page.locator(".alert[role=alert]").inner_text()
     status = page.get_by_test_id("ws-status")
     status.filter(has_text="running").wait_for(timeout=300_000)
     # The log followed the job live and ends with the outcome.
