@@ -104,12 +104,14 @@ def start(
     secret_key: str,
     wait: bool = True,
     env: dict[str, str] | None = None,
+    address: str | None = None,
 ) -> bool:
     """Start code-server (idempotent) and, with ``wait``, wait until it answers; False if
     it cannot. Without ``wait`` a workspace is "running" about a second sooner: the
     first request to the IDE waits in Caddy until code-server listens
     (caddy/routes.caddy). ``env`` is the person's environment (remoteEnv included): the
-    IDE's terminals and tasks inherit it."""
+    IDE's terminals and tasks inherit it. ``address``, where the caller has just recorded
+    the workspace, saves asking the engine again."""
     settings = vscode.get("settings") or {}
     extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
     done = runtime.exec(
@@ -130,14 +132,18 @@ def start(
     if done.exit_code != 0:
         log("ide: the browser IDE is not available in this workspace")
         return False
-    address = runtime.placement(container_id).address
+    address = address or runtime.placement(container_id).address
     if not wait:
-        # Nobody waits for it, but an IDE that never comes up is still said somewhere.
-        threading.Thread(
-            target=wait_ready, args=(address, logger.warning), daemon=True, name="ide-ready"
-        ).start()
+        threading.Thread(target=_watch, args=(address,), daemon=True, name="ide-ready").start()
         return True
     return wait_ready(address, log)
+
+
+def _watch(address: str | None) -> None:
+    """Nobody waits for an IDE started without ``wait``; one that never answers is still
+    said, in the worker's log."""
+    if not wait_ready(address, lambda line: None):
+        logger.warning("ide: code-server at %s did not answer in %.0f s", address, READY_SECONDS)
 
 
 def wait_ready(address: str | None, log: Callable[[str], None]) -> bool:

@@ -130,7 +130,7 @@ def record_environment(ws: Workspace, instance_id: str, session: dc.Session) -> 
     userEnvProbe result with remoteEnv applied, as devcontainer exec and VS Code give
     theirs. SSH sessions, API execs and the IDE read it. Like the reference, the probe
     is made once per container: a start of the same container keeps what was found."""
-    if not session.probed and ws.person_env and ws.container_id == instance_id:
+    if not session.probed and ws.person_env:  # recorded for this very container
         return
     ws.remote_env = json.dumps({"instance": instance_id, "env": session.environment()})
     ws.save(only=[Workspace.remote_env])
@@ -361,6 +361,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 ctx.settings.secret_key,
                 wait=False,
                 env=ws.person_env,
+                address=ws.address,
             )
     if not again:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
