@@ -174,6 +174,9 @@ class Workspace(BaseModel):
     # JSON {"instance": container id, "env": {...}}: the userEnvProbe result with remoteEnv
     # applied, for that container (app.workspaces.lifecycle.record_environment).
     remote_env = peewee.TextField(null=True)
+    # JSON {"instance", "state", "since", "note"}: what Berth last did with the browser
+    # IDE of that container (app.workspaces.ide_sessions).
+    ide = peewee.TextField(null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 

@@ -2,12 +2,13 @@
 
 Starts N workspaces of the base template (default 30) on one `berth serve`, lets them
 settle, and prints: the control plane's total RSS (berth serve and every process under
-it, Caddy included); memory per idle workspace (its cgroup's usage less page cache, with
-code-server running in it, as Berth starts it); the same for a few workspaces after one
-IDE session in headless Chromium, closed and left idle; and how many idle workspaces
-16 GiB holds at that rate. The baseline, measured in the same run, is a bare container
+it, Caddy included); memory per idle workspace (its cgroup's usage less page cache; the
+IDE starts on its first open); the same for a few workspaces during one IDE session in
+headless Chromium and after it closed and the IDE stopped for idleness (the template's
+ide_idle_timeout set to a minute here); and how many idle workspaces 16 GiB holds at
+that rate. The baseline, measured in the same run, is a bare container
 of the same image running `sleep`.
-Run: python bench/density.py [workspaces] [ide sessions] [idle seconds]
+Run: python bench/density.py [workspaces] [ide sessions] [settle seconds]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests import services  # noqa: E402
 from tests.berthapi import Client  # noqa: E402
 
 MiB = 1024 * 1024
+IDE_IDLE_TIMEOUT = "1m"
 TARGETS = {  # MiB
     "idle workspace": 64,
     "idle workspace after an IDE session": 128,
@@ -72,8 +74,9 @@ def workspace_container(client, ws_id: int):
     return next(c for c in found if c.labels.get(LABEL_ROLE) == "workspace")
 
 
-def open_ide_once(server, ws: dict, idle_seconds: float) -> None:
-    """Sign in, open the workspace's IDE until its workbench shows, close the tab."""
+def open_ide_once(server, ws: dict, client) -> float:
+    """Sign in, open the workspace's IDE until its workbench shows, close the tab; the
+    workspace's memory while it was open."""
     from playwright.sync_api import sync_playwright
 
     from tests.test_ide import login, open_url, wait_for_workbench
@@ -85,11 +88,22 @@ def open_ide_once(server, ws: dict, idle_seconds: float) -> None:
         page.goto(open_url(server, ws["urls"]["ide"]))
         wait_for_workbench(page, timeout=180_000)
         page.wait_for_timeout(3_000)  # the workbench's first requests settle
+        during = container_memory(workspace_container(client, ws["id"]))
         browser.close()
-    time.sleep(idle_seconds)
+    return during
 
 
-def main(count: int = 30, sessions: int = 3, idle_seconds: float = 60) -> None:
+def ides_stopped(api, spaces: list[dict], timeout: float) -> float:
+    """Seconds until the IDE of every workspace in ``spaces`` has stopped for idleness."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if all(api.get(ws["id"])["ide"]["state"] == "stopped" for ws in spaces):
+            return time.monotonic() - started
+        time.sleep(2)
+    raise SystemExit(f"the IDEs did not stop within {timeout:.0f} s of their tabs closing")
+
+
+def main(count: int = 30, sessions: int = 3, settle_seconds: float = 60) -> None:
     client = docker.from_env(timeout=600)
     ensure_base_image(client, BASE_IMAGE)
     root = Path(tempfile.mkdtemp(prefix="berth-bench-"))
@@ -131,17 +145,24 @@ def main(count: int = 30, sessions: int = 3, idle_seconds: float = 60) -> None:
         if len(made) != count:
             raise SystemExit(f"only {len(made)} of {count} workspaces came up")
 
-        time.sleep(idle_seconds)  # code-server and the shells settle
+        time.sleep(settle_seconds)  # the shells and hooks settle
         idle = [container_memory(workspace_container(client, ws["id"])) for ws in made]
         rows["idle workspace"] = statistics.median(idle)
         plane = tree_rss(server.process.pid)
         rows["control plane RSS"] = sum(plane.values())
 
-        after = []
-        for ws in made[:sessions]:
-            open_ide_once(server, api.get(ws["id"]), idle_seconds)
-            after.append(container_memory(workspace_container(client, ws["id"])))
-        if after:
+        # The IDE stops a minute after code-server last saw a connection (15 minutes
+        # unless the template says otherwise).
+        listed = api.call("GET", "/templates", 200).json()
+        limits = next(t for t in listed if t["name"] == "base")["limits"]
+        changed = {**limits, "ide_idle_timeout": IDE_IDLE_TIMEOUT}
+        api.call("PATCH", "/templates/base", 200, json={"limits": changed})
+        opened = made[:sessions]
+        during = [open_ide_once(server, api.get(ws["id"]), client) for ws in opened]
+        if opened:
+            rows["workspace with its IDE open"] = statistics.median(during)
+            stopped_after = ides_stopped(api, opened, 900)
+            after = [container_memory(workspace_container(client, ws["id"])) for ws in opened]
             rows["idle workspace after an IDE session"] = statistics.median(after)
     finally:
         tear_down(api, server, root)
@@ -159,6 +180,11 @@ def main(count: int = 30, sessions: int = 3, idle_seconds: float = 60) -> None:
         "control plane by process (MiB): "
         + ", ".join(f"{name} {mib:.0f}" for name, mib in sorted(plane.items(), key=lambda i: -i[1]))
     )
+    if sessions:
+        print(
+            f"the IDEs stopped {stopped_after:.0f} s after their last tab closed "
+            f"(ide_idle_timeout {IDE_IDLE_TIMEOUT}, plus code-server's minute and the sweep)"
+        )
     per = rows.get("idle workspace after an IDE session", rows["idle workspace"])
     print(f"\n16 GiB holds about {int(16 * 1024 / per)} idle workspaces at {per:.0f} MiB each")
 

@@ -18,6 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from app.workspaces import ide as ide_module
 from tests.conftest import start_stack, stop_stack
 from tests.services import wait_until
 
@@ -120,9 +121,10 @@ def test_the_api_names_the_ide_and_port_urls(ide):
     assert urls["ide"] == f"http://code--ann.localhost:{ide.apps_port}/"
     assert urls["ports"] == {"8000": f"http://8000--code--ann.localhost:{ide.apps_port}/"}
     log = ide.clients["ann"].log(ide.ws["id"])
-    # Started before "running", not waited for: the first open waits in Caddy instead.
-    assert "ide: code-server started" in log and "ide: code-server is ready" not in log
+    # Settings and extensions are put in place at the start; code-server itself starts on
+    # the first open of the IDE.
     assert "extension ms-python.python could not be installed" in log
+    assert "code-server started" not in log
 
 
 def test_the_workbench_renders_and_its_terminal_runs_in_the_workspace(ide, page):
@@ -236,32 +238,135 @@ def test_a_forged_upstream_header_changes_nothing(ide, browser):
         decoy.shutdown()
 
 
-def test_an_open_ide_keeps_the_workspace_up(ide, page):
+def container_memory(docker_client, name: str) -> float:
+    """MiB the container's cgroup uses, page cache left out (as bench/density.py)."""
+    stats = docker_client.containers.get(name).stats(stream=False)["memory_stats"]
+    detail = stats.get("stats") or {}
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", detail.get("cache", 0)))
+    return (stats.get("usage", 0) - cache) / 2**20
+
+
+def ide_health(docker_client, name: str) -> dict | None:
+    """code-server's own /healthz answer in that container, read from the host."""
+    networks = docker_client.containers.get(name).attrs["NetworkSettings"]["Networks"]
+    address = next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
+    return ide_module.healthz(address)
+
+
+def navigate_once(server, page, address: str) -> requests.Response:
+    """Open ``address`` as a browser tab would, signed in as ``page`` is, but stop at the
+    first answer of the apps origin: no reload, no request after it."""
+    jar = {c["name"]: c["value"] for c in page.context.cookies(server.url)}
+    handed = requests.get(open_url(server, address), cookies=jar, allow_redirects=False, timeout=10)
+    ticketed = urlsplit(handed.headers["Location"])
+    direct = f"http://127.0.0.1:{ticketed.port}"
+    headers = {"Host": ticketed.netloc, "Sec-Fetch-Mode": "navigate", "Accept": "text/html"}
+    traded = requests.get(
+        f"{direct}{ticketed.path}?{ticketed.query}",
+        headers=headers,
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert traded.status_code == 302, traded.text
+    return requests.get(
+        direct + traded.headers["Location"], headers=headers, cookies=traded.cookies, timeout=10
+    )
+
+
+@pytest.fixture
+def short_ide_idle(ide):
+    """The base template's IDE stops after 3 s without a connection (15 min by default)."""
+    boss = ide.clients["boss"]
+    listed = boss.call("GET", "/templates", 200).json()
+    limits = next(t for t in listed if t["name"] == "base")["limits"]
+    changed = {**limits, "ide_idle_timeout": "3s"}
+    boss.call("PATCH", "/templates/base", 200, json={"limits": changed})
+    yield
+    boss.call("PATCH", "/templates/base", 200, json={"limits": limits})
+
+
+def test_the_ide_starts_on_its_first_open_and_stops_when_nobody_has_it_open(
+    ide, page, docker_client, short_ide_idle
+):
     ann = ide.clients["ann"]
-    ws_id = ide.ws["id"]
-    ann.call("PUT", f"/workspaces/{ws_id}/idle-timeout", 200, json={"idle_timeout": "15s"})
+    ws = ann.wait(ann.create("lazy", template="base")["id"], "running", timeout=600)
+    name = ide.docker_name(ws["id"])
+    try:
+        assert ws["ide"] == {"state": "off", "since": None, "note": None}
+        assert ide_health(docker_client, name) is None  # not started with the workspace
+        without = container_memory(docker_client, name)
+        # The first open starts it; the page says so and waits (a page's request, as a
+        # browser sends it, but nothing follows it: nobody will have the IDE open).
+        login(page, ide, "ann")
+        first = navigate_once(ide, page, ws["urls"]["ide"])
+        assert first.status_code == 503 and "Starting the IDE of lazy" in first.text
+        wait_until(lambda: ann.get(ws["id"])["ide"]["state"] == "ready", 90, what="the IDE up")
+        assert ide_health(docker_client, name) is not None
+        running = container_memory(docker_client, name)
+        # Nobody opened it: it stops after the template's 3 s; the workspace runs on.
+        wait_until(lambda: ann.get(ws["id"])["ide"]["state"] == "stopped", 60, what="a stop")
+        seen = ann.get(ws["id"])
+        assert seen["status"] == "running"
+        assert seen["ide"]["note"] == "nobody had it open for 3s"
+        wait_until(lambda: ide_health(docker_client, name) is None, 30, what="code-server gone")
+        # ...and its memory with it.
+        stopped = wait_until(
+            lambda: (m := container_memory(docker_client, name)) < without + 16 and m, 30
+        )
+        print(f"memory (MiB): before {without:.0f}, IDE up {running:.0f}, stopped {stopped:.0f}")
+        assert running - stopped > 32  # code-server alone, never opened: about 60 MiB
+        # The next open starts it again, in a real browser this time.
+        page.goto(open_url(ide, ws["urls"]["ide"]))
+        wait_for_workbench(page)
+        assert ann.get(ws["id"])["ide"]["state"] == "ready"
+    finally:
+        page.close()
+        ann.delete(ws["id"])
+
+
+def test_an_open_ide_keeps_the_workspace_and_itself_up(ide, page, docker_client, short_ide_idle):
+    """An open tab keeps both up past their timeouts (the workspace's 15 s, the IDE's 3 s)
+    and past code-server's renewal of its heartbeat, a minute after the last one."""
+    ann = ide.clients["ann"]
+    ws = ann.create("kept", template="base", parameters={"idle_timeout": "15s"})
+    ws = ann.wait(ws["id"], "running", timeout=600)
+    name = ide.docker_name(ws["id"])
     try:
         login(page, ide, "ann")
-        page.goto(open_url(ide, ide.ws["urls"]["ide"]))
+        page.goto(open_url(ide, ws["urls"]["ide"]))
         wait_for_workbench(page)
-        page.wait_for_timeout(40_000)  # well past the idle timeout, tab open, no typing
-        assert ann.get(ws_id)["status"] == "running"
-        seen = ann.get(ws_id)["activity"]["sources"]
-        assert seen["ide"]["detail"] in ("IDE open in a browser", "browser (ann)")
+        first = ide_health(docker_client, name)["lastHeartbeat"]
+        wait_until(
+            lambda: ide_health(docker_client, name)["lastHeartbeat"] > first,
+            90,
+            1,
+            "code-server renewing its heartbeat for the open tab",
+        )
+        page.wait_for_timeout(5_000)  # more than the IDE's timeout and two sweeps
+        seen = ann.get(ws["id"])
+        assert seen["status"] == "running" and seen["ide"]["state"] == "ready"
+        assert seen["activity"]["sources"]["ide"]["detail"] in (
+            "IDE open in a browser",
+            "browser (ann)",
+        )
+        page.wait_for_selector(".monaco-workbench .part.editor")
     finally:
-        ann.call("PUT", f"/workspaces/{ws_id}/idle-timeout", 200, json={"idle_timeout": "0"})
+        page.close()
+        ann.delete(ws["id"])
 
 
-def test_the_ide_opened_the_moment_its_workspace_runs_loads(ide, page):
-    """The job does not wait for code-server to listen: an open right after "running"
-    waits in Caddy for it instead of getting a 502."""
+def test_the_ide_opened_the_moment_its_workspace_runs_loads_without_a_502(ide, page):
+    """Opened right after "running", the IDE starts: the page that waits for it, then
+    the workbench; never the proxy's bare 502."""
     ann = ide.clients["ann"]
     login(page, ide, "ann")
     ann.act(ide.ws["id"], "restart")
     ann.wait(ide.ws["id"], "running")
-    response = page.goto(open_url(ide, ide.ws["urls"]["ide"]))
-    assert response is not None and response.status == 200, response and response.status
+    answers = []
+    page.on("response", lambda r: r.request.is_navigation_request() and answers.append(r.status))
+    page.goto(open_url(ide, ide.ws["urls"]["ide"]))
     wait_for_workbench(page)
+    assert 502 not in answers and answers[-1] == 200, answers
 
 
 def test_a_stopped_workspace_starts_from_its_ide_url(ide, page):

@@ -17,7 +17,7 @@ from app.db import database, open_database
 from app.models import StateChange, Transition, User, Workspace
 from app.runtime import WorkspaceRef
 from app.runtime.docker import DockerRuntime, names
-from app.workspaces import ide, lifecycle, service, templates, worker
+from app.workspaces import ide, ide_sessions, lifecycle, service, templates, worker
 from tests.dcfiles import git_repo
 from tests.services import remove_engine_objects, wait_until
 
@@ -302,21 +302,34 @@ def test_an_exited_container_is_marked_stopped_only_once_it_stays_exited(
 def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
     instance_dir, docker_client, tools_bundle
 ):
+    """The engine restarts a container behind Berth's back: its IDE went with it. The
+    sweep notices, and the next open starts it again (the record for the same container
+    said "ready": it is never taken for an answer)."""
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "coder", template_name="base", data_dir=instance_dir.data_dir)
     w = worker.Worker(instance_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
-    address = w.runtime.placement(w.runtime.find(ws.id).id).address
-    wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering")
+
+    def open_ide() -> Workspace:
+        with database.connection_context():
+            row = Workspace.get_by_id(ws.id)
+            assert ide_sessions.claim(row)
+            assert ide_sessions.launch(w.runtime, instance_dir.secret_key, row)
+            return row
+
+    open_ide()
     docker_client.containers.get(w.runtime.find(ws.id).id).restart(timeout=1)
-    assert (
-        ide.healthz(w.runtime.placement(w.runtime.find(ws.id).id).address) is None
-    )  # went with it
+    assert ide.healthz(w.runtime.placement(w.runtime.find(ws.id).id).address) is None
     assert w.reconcile() == ["coder: started again by the engine, set up again"]
     assert _run_next_job(w, ws.id).status == "succeeded"
-    address = w.runtime.placement(w.runtime.find(ws.id).id).address
-    wait_until(lambda: ide.healthz(address) is not None, 120, what="the IDE answering again")
+    with database.connection_context():
+        assert ide_sessions.stop_idle(w.runtime) == "no idle IDE"
+        gone = ide_sessions.state_of(Workspace.get_by_id(ws.id))
+        assert (gone.state, gone.note) == (ide_sessions.STOPPED, "code-server had exited")
+    row = open_ide()
+    assert ide_sessions.state_of(row).state == ide_sessions.READY
+    assert ide.healthz(row.address) is not None
 
 
 def test_a_container_the_engine_keeps_restarting_is_stopped_and_marked(instance_dir, docker_client):

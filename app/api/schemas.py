@@ -349,6 +349,15 @@ class Lifecycle(BaseModel):
     warnings: list[str] = []
 
 
+class Ide(BaseModel):
+    """The browser IDE: it starts on the first open of its URL and stops when nobody has
+    had it open for the template's ide_idle_timeout; the workspace keeps running."""
+
+    state: Literal["off", "starting", "ready", "stopped", "unavailable"]
+    since: str | None = None
+    note: str | None = Field(None, description="why it stopped, or why it is unavailable")
+
+
 class Workspace(BaseModel):
     id: int
     name: str
@@ -362,6 +371,7 @@ class Workspace(BaseModel):
     ttl_expires_at: str | None
     ssh: str | None = Field(examples=["ssh -p 2222 demo@berth.example"])
     urls: dict[str, Any] | None = Field(description="the IDE and the open ports in the browser")
+    ide: Ide | None = None
     activity: Activity | None
     lifecycle: Lifecycle
 

@@ -37,6 +37,7 @@ from app.migrations import (
     m0019_stages,
     m0020_repo_config,
     m0021_person_env,
+    m0022_ide_state,
 )
 from app.models import utcnow
 
@@ -62,6 +63,7 @@ STEPS = [
     m0019_stages,
     m0020_repo_config,
     m0021_person_env,
+    m0022_ide_state,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

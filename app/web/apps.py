@@ -24,7 +24,7 @@ from app.http.extensions import limiter
 from app.models import User
 from app.runtime.layout import CODE_SERVER_PORT
 from app.states import Status as S
-from app.workspaces import activity, apps, ide, service
+from app.workspaces import activity, apps, ide, ide_sessions, lifecycle, service
 
 bp = Blueprint("apps", __name__)
 COOKIE = "berth_app"
@@ -34,6 +34,7 @@ COOKIE_SECONDS = 8 * 3600
 # Berth's own cookies stay out of workspaces; the IDE's session cookie is Berth's to set.
 NOT_FORWARDED = {"berth_session", COOKIE, ide.SESSION_COOKIE}
 GRANT_SECONDS = 2.0
+IDE_PROBE_SECONDS = 0.5  # a container that is up refuses at once when nothing listens
 MAX_CACHED = 4096  # grants cached below (one per cookie)
 
 _grants: dict[tuple[str, str], Grant] = {}
@@ -222,6 +223,10 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
     address = ws.address if ws.status == S.RUNNING else None
     if address is None:
         return _starting(ws, user)
+    # Ports are served through code-server's proxy as well: either needs it running.
+    waiting = _ide_waiting(ws, address, target)
+    if waiting is not None:
+        return waiting
     secret = ide.secret(_settings().secret_key, ws.id, ws.container_id or "")
     return Grant(ws.id, user.username, address, secret, time.monotonic() + GRANT_SECONDS)
 
@@ -247,6 +252,36 @@ def _trade_ticket(ticket: str, target: apps.Target, uri: str, secure: bool):
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _ide_waiting(ws, address: str, target: apps.Target):
+    """None when code-server answers; else it is started (once, however many ask) and
+    the page that waits for it, or says why it cannot be had. Requests other than a
+    page's own wait in Caddy for it instead (caddy/routes.caddy): a tab's reconnect."""
+    if lifecycle.is_agent(ws):
+        return _message(
+            404,
+            "Not in the browser",
+            f"{ws.name} is an agent sandbox: it has no browser IDE or ports; use SSH.",
+        )
+    if ide.healthz(address, timeout=IDE_PROBE_SECONDS) is not None:
+        ide_sessions.answered(ws)
+        return None
+    state = ide_sessions.opened(_settings(), ws)
+    what = f"Port {target.port} of {ws.name}" if target.port else f"The IDE of {ws.name}"
+    if state.state == ide_sessions.UNAVAILABLE:
+        # Ports go through the IDE's proxy, so they wait for it too.
+        return _message(503, "Not available yet", f"{what}: {state.note}.", refresh=15)
+    if not _navigation():
+        return None
+    return _message(
+        503,
+        f"Opening port {target.port} of {ws.name}"
+        if target.port
+        else f"Starting the IDE of {ws.name}",
+        f"{what} is being started. This page opens it by itself when it is ready.",
+        refresh=1,
+    )
 
 
 def _starting(ws, user: User):

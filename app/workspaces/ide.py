@@ -4,15 +4,17 @@ at /opt/berth. It listens on the container's network and lets in only requests c
 the workspace's IDE secret as its session cookie, which Caddy adds after Berth's
 forward_auth said yes: nobody reaches the IDE around Berth's login, a local user of the
 host included. The secret is derived from the instance's key and the container, so it
-is never stored, and is new with every container."""
+is never stored, and is new with every container.
+
+The settings and extensions are put in place when the workspace starts; code-server
+itself starts on the first open of the IDE and stops when nobody has had it open for a
+while (app.workspaces.ide_sessions), so an idle workspace costs little memory."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import logging
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -23,19 +25,38 @@ from app.runtime.layout import TOOLS_CURRENT as CURRENT
 from app.runtime.layout import TOOLS_MARKER as MARKER
 from app.runtime.layout import TOOLS_MOUNT_POINT as MOUNT_POINT
 
-logger = logging.getLogger("berth.ide")
 DATA = "$HOME/.local/share/code-server"
 PIDFILE = f"{KEEPALIVE_DIR}/ide.pid"
 READY_SECONDS = 60.0
+NOT_AVAILABLE = "the browser IDE is not available in this workspace"
 
-# Runs as the remote user. Settings arrive in an environment variable (no quoting
-# games); an extension that cannot be installed (no marketplace offline) is reported.
-LAUNCH = rf"""
+# Each runs as the remote user. A remoteEnv PATH may leave out what they need; the
+# person's own PATH stays first.
+_PREAMBLE = rf"""
 set -u
-# A remoteEnv PATH may leave out what this script needs; the IDE keeps the person's first.
 PATH="${{PATH:-}}:/usr/local/bin:/usr/bin:/bin"
 if [ ! -e {CURRENT}/{MARKER} ]; then echo "berth-ide: the tools bundle is not ready"; exit 3; fi
 data="{DATA}"
+mkdir -p "$data"
+# The pid file lives in the container's own tmpfs, so it goes with the container: after a
+# restart a pid from before could name any new process (this script's own grep once).
+pidfile={PIDFILE}
+[ -w "${{pidfile%/*}}" ] || pidfile="$data/berth.pid"
+pid=$(cat "$pidfile" 2>/dev/null || true)
+case "$pid" in ''|*[!0-9]*) pid=0;; esac
+# Only a process running from the bundle is taken for the IDE; anything else a pid file
+# names (an IDE of an older Berth without a password included) is not.
+ours() {{
+    case "$(readlink "/proc/$1/exe" 2>/dev/null)" in {MOUNT_POINT}/*) return 0;; esac
+    return 1
+}}
+"""
+
+# Settings arrive in an environment variable (no quoting games); an extension that
+# cannot be installed (no marketplace offline) is reported, not fatal.
+PREPARE = (
+    _PREAMBLE
+    + rf"""
 mkdir -p "$data/Machine"
 if [ -n "${{BERTH_VSCODE_SETTINGS:-}}" ]; then
     printf '%s\n' "$BERTH_VSCODE_SETTINGS" > "$data/Machine/settings.json"
@@ -47,20 +68,18 @@ for extension in ${{BERTH_VSCODE_EXTENSIONS:-}}; do
         echo "extension $extension could not be installed: $(printf '%s' "$out" | tail -n 1)"
     fi
 done
-# The pid file lives in the container's own tmpfs, so it goes with the container: after a
-# restart a pid from before could name any new process (this script's own grep once).
-# And the process must run from the bundle: one started by an older Berth without a
-# password, or anything else, is not taken for the IDE.
-pidfile={PIDFILE}
-[ -w "${{pidfile%/*}}" ] || pidfile="$data/berth.pid"
-pid=$(cat "$pidfile" 2>/dev/null || true)
-case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
-{MOUNT_POINT}/*)
+"""
+)
+
+LAUNCH = (
+    _PREAMBLE
+    + rf"""
+if ours "$pid"; then
     if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--auth password"; then
         echo "code-server already runs"; exit 0
     fi
-    kill "$pid" 2>/dev/null; sleep 1;;
-esac
+    kill "$pid" 2>/dev/null; sleep 1
+fi
 HASHED_PASSWORD="$BERTH_IDE_SECRET" nohup setsid {CODE_SERVER} \
     --bind-addr 0.0.0.0:{CODE_SERVER_PORT} --auth password \
     --disable-telemetry --disable-update-check --disable-workspace-trust \
@@ -69,6 +88,22 @@ HASHED_PASSWORD="$BERTH_IDE_SECRET" nohup setsid {CODE_SERVER} \
 echo $! > "$pidfile"
 echo "code-server started"
 """
+)
+
+# code-server leads its own process group (setsid above): the group goes, its extension
+# host and terminal host with it, and with them their memory.
+STOP = (
+    _PREAMBLE
+    + r"""
+if ! ours "$pid"; then echo "code-server does not run"; exit 0; fi
+kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+tries=0
+while ours "$pid" && [ "$tries" -lt 50 ]; do sleep 0.1; tries=$((tries + 1)); done
+if ours "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
+rm -f "$pidfile"
+echo "code-server stopped"
+"""
+)
 
 
 SESSION_COOKIE = "code-server-session"
@@ -93,27 +128,49 @@ def healthz(address: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
-def start(
+def prepare(
+    runtime: Runtime,
+    container_id: str,
+    user: str,
+    vscode: dict,
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> bool:
+    """Write the devcontainer's VS Code settings and install its extensions, before
+    anyone opens the IDE (which starts on its first open: ``launch``). Nothing to do
+    costs no engine call; False if the bundle is not there."""
+    settings = vscode.get("settings") or {}
+    extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
+    if not settings and not extensions:
+        return True
+    done = runtime.exec(
+        container_id,
+        ["sh", "-c", PREPARE],
+        user=user,
+        env={
+            **(env or {}),
+            "BERTH_VSCODE_SETTINGS": json.dumps(settings) if settings else "",
+            "BERTH_VSCODE_EXTENSIONS": " ".join(extensions),
+        },
+        timeout=30 + 70 * len(extensions),
+    )
+    _say(done, log)
+    return done.exit_code == 0
+
+
+def launch(
     runtime: Runtime,
     container_id: str,
     ws_id: int,
     user: str,
     folder: str,
-    vscode: dict,
-    log: Callable[[str], None],
     secret_key: str,
-    wait: bool = True,
+    log: Callable[[str], None],
     env: dict[str, str] | None = None,
-    address: str | None = None,
 ) -> bool:
-    """Start code-server (idempotent) and, with ``wait``, wait until it answers; False if
-    it cannot. Without ``wait`` a workspace is "running" about a second sooner: the
-    first request to the IDE waits in Caddy until code-server listens
-    (caddy/routes.caddy). ``env`` is the person's environment (remoteEnv included): the
-    IDE's terminals and tasks inherit it. ``address``, where the caller has just recorded
-    the workspace, saves asking the engine again."""
-    settings = vscode.get("settings") or {}
-    extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
+    """Start code-server (idempotent) without waiting for it to listen; False if it
+    cannot start. ``env`` is the person's environment (remoteEnv included): the IDE's
+    terminals and tasks inherit it."""
     done = runtime.exec(
         container_id,
         ["sh", "-c", LAUNCH],
@@ -121,29 +178,27 @@ def start(
         env={
             **(env or {}),
             "BERTH_FOLDER": folder,
-            "BERTH_VSCODE_SETTINGS": json.dumps(settings) if settings else "",
-            "BERTH_VSCODE_EXTENSIONS": " ".join(extensions),
             "BERTH_IDE_SECRET": secret(secret_key, ws_id, container_id),
         },
-        timeout=60 + 70 * len(extensions),
+        timeout=60,
     )
+    _say(done, log)
+    return done.exit_code == 0
+
+
+def stop(runtime: Runtime, container_id: str, user: str) -> str:
+    """Stop code-server and everything it started; the workspace keeps running. As the
+    remote user: a pid file the workspace wrote can name only that user's processes."""
+    done = runtime.exec(container_id, ["sh", "-c", STOP], user=user, timeout=30)
+    said = (done.stdout + done.stderr).strip().splitlines()
+    return said[-1] if said else f"the stop ended with exit code {done.exit_code}"
+
+
+def _say(done, log: Callable[[str], None]) -> None:
     for line in (done.stdout + done.stderr).splitlines():
         log(f"ide: {line}")
     if done.exit_code != 0:
-        log("ide: the browser IDE is not available in this workspace")
-        return False
-    address = address or runtime.placement(container_id).address
-    if not wait:
-        threading.Thread(target=_watch, args=(address,), daemon=True, name="ide-ready").start()
-        return True
-    return wait_ready(address, log)
-
-
-def _watch(address: str | None) -> None:
-    """Nobody waits for an IDE started without ``wait``; one that never answers is still
-    said, in the worker's log."""
-    if not wait_ready(address, lambda line: None):
-        logger.warning("ide: code-server at %s did not answer in %.0f s", address, READY_SECONDS)
+        log(f"ide: {NOT_AVAILABLE}")
 
 
 def wait_ready(address: str | None, log: Callable[[str], None]) -> bool:

@@ -25,7 +25,7 @@ from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
 from app.runtime.layout import BASE_IMAGE
 from app.states import JobStatus, Kind
 from app.states import Status as S
-from app.workspaces import apps, git, ide, pool, sandboxes, templates
+from app.workspaces import apps, git, ide, ide_sessions, pool, sandboxes, templates
 
 STOP_GRACE_SECONDS = 10
 logger = logging.getLogger("berth.worker")
@@ -349,20 +349,14 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         raise JobFailed(str(exc)) from None
     apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
     if ctx.runtime.tools and not is_agent(ws):
+        # code-server itself starts on the first open of the IDE (ide_sessions); a start
+        # asked for by opening it does not wait for another.
         with log.stage("ide"):
-            ide.start(
-                ctx.runtime,
-                container.id,
-                ws.id,
-                spec.remote_user,
-                spec.workspace_folder,
-                spec.vscode,
-                log,
-                ctx.settings.secret_key,
-                wait=False,
-                env=ws.person_env,
-                address=ws.address,
+            ide.prepare(
+                ctx.runtime, container.id, spec.remote_user, spec.vscode, log, ws.person_env
             )
+            if transition.cause == "ide":
+                ide_sessions.opened(ctx.settings, ws)
     if not again:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 

@@ -39,6 +39,7 @@ from app.workspaces import (
     apps,
     automatic,
     git,
+    ide_sessions,
     pool,
     quotas,
     templates,
@@ -596,6 +597,7 @@ def to_dict(
         if viewer is not None and settings
         else None,
         "urls": apps.urls(settings, ws, port_rows) if settings else None,
+        "ide": ide_sessions.state_of(ws).as_dict(),
         "activity": _activity(ws, used),
         "lifecycle": {
             "idle_timeout": idle_timeout_text(ws),

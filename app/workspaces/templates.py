@@ -226,6 +226,7 @@ LIMIT_DURATIONS = (
     "failed_cleanup_after",
     "expected_duration",  # anomaly alerts (app.workspaces.anomalies)
     "cpu_alert_after",
+    "ide_idle_timeout",  # the browser IDE stops after this without a connection
 )
 
 

@@ -35,7 +35,7 @@ from app.states import JobStatus as J
 from app.states import Status as S
 from app.workspaces import (
     anomalies,
-    ide,
+    ide_sessions,
     lifecycle,
     pool,
     recordings,
@@ -492,27 +492,9 @@ class Worker:
         self.runtime.ensure_tools(
             platform.Progress("tools", log), engine_dir=self.settings.tools_dir
         )
-        started = []
-        for ws in Workspace.select().where(Workspace.status == S.RUNNING):
-            if lifecycle.is_agent(ws) or ws.address is None:
-                continue
-            if ide.healthz(ws.address, 1.0) is not None:
-                continue
-            if ide.start(
-                self.runtime,
-                ws.container_id,
-                ws.id,
-                ws.remote_user or "root",
-                ws.workspace_folder or "/",
-                {},
-                log.info,
-                self.settings.secret_key,
-                env=ws.person_env,
-            ):
-                started.append(ws.name)
-        return f"code-server {CODE_SERVER_VERSION} ready" + (
-            f"; IDE started in {', '.join(started)}" if started else ""
-        )
+        # Workspaces that started meanwhile get their IDE on its next open (ide_sessions).
+        log.info("the browser IDE's tools are ready (code-server %s)", CODE_SERVER_VERSION)
+        return f"code-server {CODE_SERVER_VERSION} ready"
 
     # --- main loop ----------------------------------------------------------------------
 
@@ -544,6 +526,12 @@ class Worker:
         book.add(
             "lifecycle",
             lambda: jobs.sweep(settings, self.runtime),
+            IntervalTrigger(seconds=settings.lifecycle_interval),
+            f"every {settings.lifecycle_interval}s",
+        )
+        book.add(
+            "ide-idle",
+            lambda: ide_sessions.stop_idle(self.runtime),
             IntervalTrigger(seconds=settings.lifecycle_interval),
             f"every {settings.lifecycle_interval}s",
         )

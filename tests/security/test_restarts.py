@@ -27,13 +27,18 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
     w = worker.Worker(instance_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
     for kind in ("stop", "start", "stop", "start"):
+        if kind == "stop":  # the IDE runs when it stops (it starts on an open, not by itself)
+            running = w.runtime.find(ws.id).id
+            assert ide.launch(w.runtime, running, ws.id, "dev", "/workspaces", "k" * 32, print)
         with database.connection_context():
             service.request(Workspace.get_by_id(ws.id), kind, data_dir=instance_dir.data_dir)
         job = _run_next_job(w, ws.id)
         assert job.status == "succeeded", job.error
-    assert "ide: code-server started" in job.log
     container = docker_client.containers.get(w.runtime.find(ws.id).id)
     address = w.runtime.placement(container.id).address
+    lines = []
+    assert ide.launch(w.runtime, container.id, ws.id, "dev", "/workspaces", "k" * 32, lines.append)
+    assert lines == ["ide: code-server started"], lines
     wait_until(lambda: ide.healthz(address) is not None, 60, what="the IDE answering")
     pid = w.runtime.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
     w.runtime.exec(container.id, ["kill", pid], user="dev")
@@ -48,8 +53,16 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
         user="dev",
     )
     assert decoy.exit_code == 0
+    decoy_pid = w.runtime.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
     lines = []
-    assert ide.start(
-        w.runtime, container.id, ws.id, "dev", "/workspaces", {}, lines.append, "k" * 32
-    )
-    assert "ide: code-server started" in lines and "ide: code-server is ready" in lines
+    assert ide.launch(w.runtime, container.id, ws.id, "dev", "/workspaces", "k" * 32, lines.append)
+    assert "ide: code-server started" in lines
+    assert ide.wait_ready(address, lines.append) and "ide: code-server is ready" in lines
+    # Stopping the IDE stops only a process from the bundle: the decoy lives on.
+    assert ide.stop(w.runtime, container.id, "dev") == "code-server stopped"
+    wait_until(lambda: ide.healthz(address) is None, 30, what="the IDE gone")
+    assert w.runtime.exec(container.id, ["kill", "-0", decoy_pid], user="dev").exit_code == 0
+    # A pid file naming anything else (the container's first process) stops nothing.
+    w.runtime.exec(container.id, ["sh", "-c", f"echo 1 > {ide.PIDFILE}"], user="dev")
+    assert ide.stop(w.runtime, container.id, "dev") == "code-server does not run"
+    assert w.runtime.exec(container.id, ["kill", "-0", decoy_pid], user="dev").exit_code == 0
