@@ -129,3 +129,41 @@ def test_a_new_container_starts_with_no_ide(workspace):
     stale.container_id = "c1"
     assert not sessions._record(stale, sessions.READY, NOW)
     assert sessions.state_of(Workspace.get_by_id(workspace.id)).state == sessions.OFF
+
+
+def test_the_sweep_stops_every_idle_ide_while_others_write(workspace, monkeypatch):
+    """Another process writing between the sweep's read and its own write (the web
+    recording activity, say) must not cost an IDE its stop (SQLite once refused such a
+    write at once: "database is locked")."""
+    from app.db import database
+    from app.models import User
+    from app.workspaces import ide
+
+    other = Workspace.create(
+        owner=workspace.owner, name="v", status="running", container_id="c2", address="10.9.0.3"
+    )
+    Workspace.update(address="10.9.0.2").where(Workspace.id == workspace.id).execute()
+    for row in Workspace.select():
+        assert sessions.claim(row, NOW - timedelta(hours=1))
+        sessions.answered(row, NOW - timedelta(hours=1))
+
+    def write_elsewhere():
+        with database.connection_context():
+            User.update(last_login_at=NOW).execute()
+
+    def healthz(address, timeout=2.0):
+        writer = threading.Thread(target=write_elsewhere)
+        writer.start()
+        writer.join()
+        return {"status": "expired", "lastHeartbeat": 0}
+
+    stopped = []
+    monkeypatch.setattr(ide, "healthz", healthz)
+    monkeypatch.setattr(ide, "stop", lambda runtime, cid, user: stopped.append(cid) or "stopped")
+    done = sessions.stop_idle(None, NOW)
+    assert sorted(stopped) == ["c1", "c2"], done
+    for row in (workspace, other):
+        state = sessions.state_of(Workspace.get_by_id(row.id))
+        assert (state.state, state.note) == (sessions.STOPPED, "nobody had it open for 15m")
+    # Stopped ones are left alone by the next sweep.
+    assert sessions.stop_idle(None, NOW + timedelta(hours=1)) == "no idle IDE"

@@ -200,7 +200,9 @@ def stop_idle(runtime: Runtime, now: datetime | None = None) -> str:
     workspaces keep running. Each workspace on its own: one that fails is logged."""
     now = now or utcnow()
     done = []
-    for ws in Workspace.select().where(Workspace.status == S.RUNNING):
+    # Read all first: a write while SQLite still reads the rows in the same connection
+    # would be refused at once ("database is locked") rather than wait its turn.
+    for ws in list(Workspace.select().where(Workspace.status == S.RUNNING)):
         try:
             line = _stop_if_idle(runtime, ws, now)
         except Exception:  # noqa: BLE001  (one workspace must not stop the sweep)

@@ -58,7 +58,9 @@ def refill(data_dir, create) -> list[str]:
     """Create what is missing in every template's pool with ``create(owner, name,
     template_name)`` (service.create, passed in to keep this module below it)."""
     made = []
-    for template in Template.select().where(Template.enabled):
+    # Read before writing: SQLite refuses a write at once while the same connection
+    # still reads rows another process has written since ("database is locked").
+    for template in list(Template.select().where(Template.enabled)):
         wanted = size_of(template)
         if wanted <= 0:
             continue

@@ -49,9 +49,8 @@ def issue(ws: Workspace, secret_key: str) -> str:
 
 
 def revoke(ws: Workspace) -> None:
-    for token in ApiToken.select().where(
-        (ApiToken.workspace == ws) & ApiToken.revoked_at.is_null()
-    ):
+    live = ApiToken.select().where((ApiToken.workspace == ws) & ApiToken.revoked_at.is_null())
+    for token in list(live):  # read before writing (app.workspaces.pool.refill)
         accounts.revoke_token(token, actor="system")
 
 

@@ -138,7 +138,8 @@ def enforce_budgets(settings: Settings, now: datetime | None = None) -> str:
     now = now or utcnow()
     month = now.strftime("%Y-%m")
     done = []
-    for budget in Budget.select(Budget, Group).join(Group):
+    # Read before writing (app.workspaces.pool.refill).
+    for budget in list(Budget.select(Budget, Group).join(Group)):
         spent = costs.group_spend(budget.group, now)
         used = spent / budget.monthly if budget.monthly else float("inf")
         about = {"spent": round(spent, 4), "monthly": budget.monthly, "month": month}
@@ -161,7 +162,7 @@ def enforce_budgets(settings: Settings, now: datetime | None = None) -> str:
         running = Workspace.select().where(
             Workspace.owner.in_(members) & Workspace.status.in_((S.RUNNING, S.STARTING))
         )
-        for ws in running:
+        for ws in list(running):
             if service.active_job(ws) is not None:
                 continue
             try:
