@@ -273,6 +273,21 @@ def navigate_once(server, page, address: str) -> requests.Response:
     )
 
 
+def bundle_processes(container) -> list[str]:
+    """The pids of the processes running from the tools bundle (code-server and its
+    helpers), each with its start time (a pid may be used again)."""
+    listing = container.exec_run(
+        [
+            "sh",
+            "-c",
+            "for p in /proc/[0-9]*; do case $(readlink $p/exe) in /opt/berth/*) "
+            "echo ${p#/proc/} $(cut -d' ' -f22 $p/stat);; esac; done",
+        ],
+        user="dev",
+    )
+    return listing.output.decode().splitlines()
+
+
 @pytest.fixture
 def short_ide_idle(ide):
     """The base template's IDE stops after 3 s without a connection (15 min by default)."""
@@ -319,8 +334,17 @@ def test_the_ide_starts_on_its_first_open_and_stops_when_nobody_has_it_open(
         page.goto(open_url(ide, ws["urls"]["ide"]))
         wait_for_workbench(page)
         assert ann.get(ws["id"])["ide"]["state"] == "ready"
+        # After a session, its extension host and the rest go with it too (the tab is
+        # closed first; a request still on its way may start a new one, as it should).
+        container = docker_client.containers.get(name)
+        wait_until(lambda: len(bundle_processes(container)) >= 3, 60, what="the IDE's helpers")
+        page.context.close()
+        session = bundle_processes(container)
+        stop = container.exec_run(["sh", "-c", ide_module.STOP], user="dev")
+        assert stop.output.decode().strip() == "code-server stopped"
+        assert set(session) & set(bundle_processes(container)) == set()
     finally:
-        page.close()
+        page.context.close()
         ann.delete(ws["id"])
 
 

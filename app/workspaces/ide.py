@@ -96,10 +96,14 @@ STOP = (
     _PREAMBLE
     + r"""
 if ! ours "$pid"; then echo "code-server does not run"; exit 0; fi
-kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+# The whole group, not only its leader: an extension host may outlive code-server.
+# (No "--" before the group: dash's kill takes it for a number and fails.)
+kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
 tries=0
-while ours "$pid" && [ "$tries" -lt 50 ]; do sleep 0.1; tries=$((tries + 1)); done
-if ours "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; fi
+while kill -0 "-$pid" 2>/dev/null && [ "$tries" -lt 50 ]; do
+    sleep 0.1; tries=$((tries + 1))
+done
+kill -KILL "-$pid" 2>/dev/null
 rm -f "$pidfile"
 echo "code-server stopped"
 """
