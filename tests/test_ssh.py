@@ -284,6 +284,31 @@ def test_refusals_look_the_same(gw, stack):
     assert "refused 'ann.shell'" in stack.log()
 
 
+def test_weak_ciphers_and_macs_are_refused_and_plain_ssh_still_connects(gw):
+    def ssh(*options: str) -> subprocess.CompletedProcess:
+        # Without LogLevel=ERROR: the refusal is said at OpenSSH's default level.
+        argv = gw.args("ann", *options)
+        quiet = argv.index("LogLevel=ERROR")
+        del argv[quiet - 1 : quiet + 1]
+        return subprocess.run(
+            ["ssh", *argv, "-p", str(gw.port), "shell@127.0.0.1", "echo plain"],
+            capture_output=True,
+            timeout=120,
+        )
+
+    for weak, says in (
+        (["-c", "aes128-cbc"], b"no matching cipher"),
+        (["-c", "3des-cbc"], b"no matching cipher"),
+        (["-c", "aes128-ctr", "-m", "hmac-md5"], b"no matching MAC"),
+    ):
+        done = ssh(*weak)
+        assert done.returncode == 255 and says in done.stderr, (weak, done.stderr)
+    # OpenSSH's own preference (AES-CTR here, with an encrypt-then-MAC SHA-2) still works.
+    done = ssh("-v")
+    assert done.stdout == b"plain\n", done.stderr[-500:]
+    assert b"kex: client->server cipher: aes128-ctr MAC: hmac-sha2-256-etm" in done.stderr
+
+
 def test_failed_logins_are_rate_limited(gw, stack):
     port = free_port()
     limited = subprocess.Popen(
@@ -376,12 +401,14 @@ def test_config_ssh_writes_verified_host_entries_idempotently(gw, stack, tmp_pat
     assert once.count("# --- BEGIN berth") == 1
     # Strict host key checking on, with the key config-ssh fetched: no prompt, no warning.
     done = subprocess.run(
-        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "berth-shell", "echo via-config"],
+        ["ssh", "-v", "-F", str(config), "-o", "BatchMode=yes", "berth-shell", "echo via-config"],
         capture_output=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().strip() == "via-config"
+    # The gateway's fastest cipher, which OpenSSH would not pick by itself.
+    assert b"kex: client->server cipher: aes128-gcm@openssh.com" in done.stderr
     bad = stack.cli(*argv, env={"BERTH_URL": stack.url, "BERTH_TOKEN": "nope"}, check=False)
     assert bad.returncode == 1 and "401" in bad.stderr
 

@@ -11,6 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+# The gateway's fastest first (app.ssh.gateway.CIPHERS): OpenSSH would otherwise pick
+# AES-CTR, its own first that the gateway offers, and move about 0.6x the bytes.
+CIPHERS = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr"
+
 
 class ConfigSshError(Exception):
     pass
@@ -69,6 +73,7 @@ def render(
             f"  HostKeyAlias {alias}",
             f"  UserKnownHostsFile {known_hosts}",
             "  StrictHostKeyChecking yes",
+            f"  Ciphers {CIPHERS}",
         ]
         if identity_file:
             lines += [f"  IdentityFile {identity_file}", "  IdentitiesOnly yes"]
