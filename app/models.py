@@ -63,6 +63,9 @@ class User(BaseModel):
     # OpenID Connect, "github|<id>" for GitHub.
     email = peewee.CharField(max_length=254, null=True, unique=True)
     sso_subject = peewee.CharField(max_length=255, null=True, unique=True)
+    # The person's dotfiles repository, installed into each new workspace of theirs
+    # (app.workspaces.dotfiles).
+    dotfiles_url = peewee.TextField(null=True)
 
     class Meta:
         table_name = "users"

@@ -110,3 +110,26 @@ def test_token_created_in_the_browser_works_on_the_api(server, page):
         server.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"}
     )
     assert answer.status == 401 and answer.json()["error"]["code"] == "token_revoked"
+
+
+def test_dotfiles_are_set_refused_with_the_reason_and_removed_on_the_account_page(server, page):
+    log_in(page, server, "ben", "ben-password")
+    page.wait_for_url(server.url + "/")
+    page.goto(server.url + "/account/")
+    card = page.get_by_test_id("dotfiles-card")
+    card.locator("input[name=url]").fill("https://ben:secret@git.example.org/dots")
+    card.locator("button:has-text('Save')").click()
+    refused = page.locator(FLASH).inner_text()
+    assert "Dotfiles not set" in refused and "may not carry credentials" in refused
+    card = page.get_by_test_id("dotfiles-card")
+    assert card.locator("input[name=url]").input_value() == ""
+    card.locator("input[name=url]").fill("https://git.example.org/ben/dots")
+    card.locator("button:has-text('Save')").click()
+    assert (
+        "get the dotfiles of https://git.example.org/ben/dots" in page.locator(FLASH).inner_text()
+    )
+    card = page.get_by_test_id("dotfiles-card")
+    assert card.locator("input[name=url]").input_value() == "https://git.example.org/ben/dots"
+    card.locator("button:has-text('Remove')").click()
+    assert "get no dotfiles" in page.locator(FLASH).inner_text()
+    assert page.get_by_test_id("dotfiles-card").locator("button:has-text('Remove')").count() == 0

@@ -252,6 +252,17 @@ class NewKey(Body):
     name: str | None = None
 
 
+class Dotfiles(Body):
+    """A person's dotfiles repository, installed into each of their new workspaces."""
+
+    model_config = ConfigDict(extra="forbid")
+    error_code = "invalid_dotfiles"
+    url: str | None = Field(
+        description="a public https repository; null or empty removes it",
+        examples=["https://github.com/you/dotfiles"],
+    )
+
+
 Role = Annotated[
     str, _accounts(accounts.check_role), Field(json_schema_extra={"enum": list(ROLES)})
 ]
@@ -387,7 +398,7 @@ class StateChangeRecord(BaseModel):
 
 class Stage(BaseModel):
     """A part of a job and the seconds it took: source, config, build, volumes, create,
-    start, hooks, ide, stop, backup, remove."""
+    start, hooks, dotfiles, ide, stop, backup, remove."""
 
     stage: str
     seconds: float
@@ -508,6 +519,7 @@ class Me(BaseModel):
     username: str
     role: str
     groups: list[str]
+    dotfiles: str | None = Field(None, description="the dotfiles repository (its URL)")
     token: TokenInfo
     created_at: str
     last_login_at: str | None

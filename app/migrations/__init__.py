@@ -38,6 +38,7 @@ from app.migrations import (
     m0020_repo_config,
     m0021_person_env,
     m0022_ide_state,
+    m0023_dotfiles,
 )
 from app.models import utcnow
 
@@ -64,6 +65,7 @@ STEPS = [
     m0020_repo_config,
     m0021_person_env,
     m0022_ide_state,
+    m0023_dotfiles,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -17,7 +17,7 @@ from app.durations import parse_duration
 from app.http.extensions import LoginUser
 from app.models import TOKEN_SCOPES, ApiToken
 from app.ssh import keys as ssh_keys
-from app.workspaces import service
+from app.workspaces import dotfiles, service
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -80,6 +80,29 @@ def remove_key(key_id):
     except ssh_keys.SshKeyError:
         abort(404, "There is no such key.")
     flash(f"SSH key {key.name} removed.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/dotfiles", methods=["POST"])
+@login_required
+def set_dotfiles():
+    url = "" if request.form.get("remove") else request.form.get("url", "")
+    try:
+        user = dotfiles.choose(
+            current_user.row,
+            url,
+            current_app.config["BERTH_SETTINGS"],
+            source_ip=request.remote_addr,
+        )
+    except service.WorkspaceError as refusal:
+        flash(f"Dotfiles not set: {refusal.message}.", "error")
+    else:
+        flash(
+            f"Your new workspaces get the dotfiles of {user.dotfiles_url}."
+            if user.dotfiles_url
+            else "Your new workspaces get no dotfiles.",
+            "success",
+        )
     return redirect(url_for("account.index"))
 
 

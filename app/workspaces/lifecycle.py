@@ -25,7 +25,7 @@ from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
 from app.runtime.layout import BASE_IMAGE
 from app.states import JobStatus, Kind
 from app.states import Status as S
-from app.workspaces import apps, git, ide, ide_sessions, pool, sandboxes, templates
+from app.workspaces import apps, dotfiles, git, ide, ide_sessions, pool, sandboxes, templates
 
 STOP_GRACE_SECONDS = 10
 logger = logging.getLogger("berth.worker")
@@ -348,6 +348,19 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         clear_placement(ws)
         raise JobFailed(str(exc)) from None
     apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
+    # A new container of a person's workspace: their dotfiles, unless its home has them.
+    if fresh and ws.owner.dotfiles_url and not pooled and not is_agent(ws):
+        with log.stage("dotfiles"):
+            dotfiles.install(
+                ctx.runtime,
+                container.id,
+                ws.owner.dotfiles_url,
+                spec.remote_user,
+                ws.person_env,
+                log,
+                scratch=source_dir(ctx, ws).parent,
+                allowed=ctx.settings.private_networks,
+            )
     if ctx.runtime.tools and not is_agent(ws):
         # code-server itself starts on the first open of the IDE (ide_sessions); a start
         # asked for by opening it does not wait for another.
