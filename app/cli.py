@@ -101,24 +101,6 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _wait_for_web(host: str, port: int, timeout: float) -> bool:
-    """Wait until the web app answers through Caddy (which answers 502 until it does)."""
-    import urllib.error
-    import urllib.request
-
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://{target}:{port}/login", timeout=2) as answer:  # noqa: S310
-                if answer.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    return False
-
-
 @main.command()
 @data_dir_option
 @click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for everyone).")
@@ -129,10 +111,10 @@ def serve(data_dir, host, port, ssh_port):
     from app import runtime
     from app.processes.supervisor import (
         Child,
-        Supervisor,
         berth_command,
         caddy_command,
         caddy_environment,
+        exec_into,
     )
 
     settings = load_settings(data_dir=data_dir, host=host, port=port, ssh_port=ssh_port)
@@ -159,16 +141,17 @@ def serve(data_dir, host, port, ssh_port):
         Child("egress", berth_command("egress"), env),
     ]
 
-    def announce():
-        if _wait_for_web(settings.host, settings.port, timeout=30):
-            click.echo(f"berth: ready at {settings.public_url}  (data in {settings.data_dir})")
-            ides = settings.apps_origin.replace("{label}", "*")
-            click.echo(f"berth: IDEs and ports at {ides}; SSH on port {settings.ssh_port}")
-            click.echo("berth: press Ctrl-C to stop")
-        else:
-            click.echo("berth: the web app did not answer within 30 s; see the messages above")
-
-    sys.exit(Supervisor(children, say=click.echo).run(on_started=announce))
+    target = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host  # noqa: S104
+    ides = settings.apps_origin.replace("{label}", "*")
+    exec_into(
+        children,
+        (target, settings.port),
+        [
+            f"berth: ready at {settings.public_url}  (data in {settings.data_dir})",
+            f"berth: IDEs and ports at {ides}; SSH on port {settings.ssh_port}",
+            "berth: press Ctrl-C to stop",
+        ],
+    )
 
 
 @main.command()
@@ -180,7 +163,7 @@ def web(data_dir, bind):
 
     settings = load_settings(data_dir=data_dir)
     open_instance(settings)
-    web.run(settings, bind or f"{settings.host}:{settings.port}")
+    web.exec_master(settings, bind or f"{settings.host}:{settings.port}")
 
 
 @main.command()

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from limits import parse as parse_rate_limit
-
 
 class ConfigError(Exception):
     """A setting has a value Berth cannot use; the message names the setting."""
@@ -63,6 +61,10 @@ def _as_networks(setting: str, value) -> str:
 
 
 def _as_rate_limit(setting: str, value) -> str:
+    if str(value) in (Settings.login_limit_account, Settings.login_limit_ip):
+        return str(value)  # a default: every process but the web then skips importing limits
+    from limits import parse as parse_rate_limit  # (with asyncio: about 14 MiB a process)
+
     try:
         parse_rate_limit(str(value))
     except ValueError:

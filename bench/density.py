@@ -61,7 +61,11 @@ def tree_rss(pid: int) -> dict[str, float]:
             continue
         words = [w for w in argv if not w.startswith("-")]
         name = Path(argv[0]).name if argv else process.name()
-        if "app" in words and words.index("app") + 1 < len(words):
+        if "app.processes.supervisor" in words:
+            name = "berth serve (supervisor)"
+        elif "app.processes.web" in words:
+            name = "berth web"
+        elif "app" in words and words.index("app") + 1 < len(words):
             name = "berth " + words[words.index("app") + 1]
         elif "gunicorn" in " ".join(argv[:2]):
             name = "gunicorn (web)"

@@ -287,3 +287,15 @@ def in_thread(func):
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def role_of(argv: list[str]) -> str | None:
+    """Which part of Berth a process is, from its command line: ``python -m app <role>``,
+    the web master after its exec (``python -m app.processes.web``), or Caddy."""
+    if argv and argv[0].endswith("caddy"):
+        return "caddy"
+    if argv[1:3] == ["-m", "app"] and len(argv) > 3:
+        return argv[3]
+    if argv[1:3] == ["-m", "app.processes.web"]:
+        return "web"
+    return None

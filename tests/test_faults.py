@@ -25,7 +25,13 @@ import pytest
 import requests
 
 from tests.berthapi import ApiError, Client
-from tests.services import free_port, remove_engine_objects, start_berth_serve, wait_until
+from tests.services import (
+    free_port,
+    remove_engine_objects,
+    role_of,
+    start_berth_serve,
+    wait_until,
+)
 
 PROCESSES = ("web", "worker", "ssh", "egress", "caddy")
 SETTLED = ("running", "stopped", "failed")
@@ -47,10 +53,9 @@ def children(server) -> dict[str, int]:
             continue
         if int(stat[stat.rindex(")") + 2 :].split()[1]) != server.process.pid:
             continue
-        if argv[0].endswith(b"caddy"):
-            found["caddy"] = int(entry.name)
-        elif len(argv) > 3 and argv[1:3] == [b"-m", b"app"]:
-            found[argv[3].decode()] = int(entry.name)
+        role = role_of([a.decode(errors="replace") for a in argv])
+        if role:
+            found[role] = int(entry.name)
     return found
 
 

@@ -8,11 +8,11 @@ import psutil
 import pytest
 import requests
 
-from tests.services import answers, berth, start_berth_serve, wait_until
+from tests.services import answers, berth, role_of, start_berth_serve, wait_until
 
 
 def _children(process, role):
-    return [p for p in process.children() if p.cmdline()[3:4] == [role]]
+    return [p for p in process.children() if role_of(p.cmdline()) == role]
 
 
 def _tree(pid):
@@ -26,7 +26,7 @@ def test_serve_boots_serves_and_stops_cleanly(berth_server):
     assert f"ready at {berth_server.url}" in berth_server.log()
     tree = _tree(berth_server.process.pid)
     assert len(tree) >= 5  # supervisor, gunicorn master and worker, berth worker, caddy
-    roles = {"caddy" if p.cmdline()[1:2] == ["run"] else p.cmdline()[3] for p in tree[0].children()}
+    roles = {role_of(p.cmdline()) for p in tree[0].children()}
     assert roles == {"web", "caddy", "worker", "ssh", "egress"}, berth_server.log()[-3000:]
     assert berth_server.stop() == 0
     gone, alive = psutil.wait_procs(tree, timeout=5)
