@@ -326,7 +326,8 @@ def test_the_ide_comes_back_after_the_engine_starts_a_workspace_again(
     with database.connection_context():
         assert ide_sessions.stop_idle(w.runtime) == "no idle IDE"
         gone = ide_sessions.state_of(Workspace.get_by_id(ws.id))
-        assert (gone.state, gone.note) == (ide_sessions.STOPPED, "code-server had exited")
+        assert gone.state == ide_sessions.STOPPED
+        assert gone.note == "code-server had exited or stopped answering"
     row = open_ide()
     assert ide_sessions.state_of(row).state == ide_sessions.READY
     assert ide.healthz(row.address) is not None

@@ -23,7 +23,6 @@ def me():
             "username": user.username,
             "role": user.role,
             "groups": [g.name for g in groups.of(user)],
-            "dotfiles": user.dotfiles_url,
             "token": {
                 "id": current_token().id,
                 "scopes": current_token().scopes.split(),

@@ -258,6 +258,7 @@ class Dotfiles(Body):
     model_config = ConfigDict(extra="forbid")
     error_code = "invalid_dotfiles"
     url: str | None = Field(
+        max_length=2048,
         description="a public https repository; null or empty removes it",
         examples=["https://github.com/you/dotfiles"],
     )
@@ -519,7 +520,6 @@ class Me(BaseModel):
     username: str
     role: str
     groups: list[str]
-    dotfiles: str | None = Field(None, description="the dotfiles repository (its URL)")
     token: TokenInfo
     created_at: str
     last_login_at: str | None

@@ -8,13 +8,14 @@ starts with a dot is linked into $HOME (a file already there is kept, and said).
 
 Its output goes to the build log; a failure is a warning, never a failed workspace. It
 happens once per workspace: the home volume keeps what it installed (and a mark), so a
-rebuild or a start does not run it again. A workspace shared with others, or an agent
-sandbox, gets nothing of anyone's.
+rebuild or a start does not run it again. A workspace gets only its owner's dotfiles
+(never those of the people it is shared with), and an agent sandbox none.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tarfile
 import tempfile
@@ -26,11 +27,13 @@ from app.models import User
 from app.runtime import ProvisionError, Runtime
 from app.workspaces import git, service
 
+logger = logging.getLogger("berth.worker")
 FOLDER = "$HOME/.config/berth/dotfiles"
 MARK = "$HOME/.config/berth/dotfiles-installed"
 MAX_BYTES = 64 * 1024 * 1024  # a dotfiles repository larger than this is refused
 MAX_OUTPUT = 1024 * 1024
-INSTALL_SECONDS = 600
+INSTALL_SECONDS = 300
+CLONE_SECONDS = 120
 INSTALLERS = (
     "install.sh",
     "install",
@@ -117,14 +120,14 @@ def install(
     """Install the dotfiles at ``url`` unless the workspace has them already; every
     problem is a warning in ``log``."""
     try:
-        had = runtime.exec(container_id, ["sh", "-c", _INSTALLED], user=user, timeout=30)
+        had = runtime.exec(container_id, ["sh", "-c", _INSTALLED], user=user, env=env, timeout=30)
         if had.exit_code == 0:
             return
         log(f"dotfiles: cloning {url}")
         scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch, prefix="dotfiles-") as tmp:
             clone = Path(tmp) / "dotfiles"
-            git.clone(url, None, clone, allowed)
+            git.clone(url, None, clone, allowed, shallow=True, timeout=CLONE_SECONDS)
             archive = _archive(clone)
         done = runtime.exec(
             container_id,
@@ -140,6 +143,10 @@ def install(
         return
     except ProvisionError as exc:
         log(f"warning: dotfiles: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001  (a failure here never fails the workspace)
+        logger.exception("dotfiles of %s", url)
+        log(f"warning: dotfiles: they could not be installed ({type(exc).__name__})")
         return
     for line in (done.stdout + done.stderr).splitlines():
         log(f"dotfiles: {line}")
@@ -166,5 +173,15 @@ def _archive(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for entry in sorted(folder.iterdir()):
-            tar.add(entry, arcname=entry.name, recursive=True)
+            tar.add(entry, arcname=entry.name, recursive=True, filter=_as_nobodys)
     return buffer.getvalue()
+
+
+def _as_nobodys(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """Nothing of this host in the archive: no owner (the user who unpacks it owns it),
+    and not git's reflog (it names the server's user and host)."""
+    if member.name == ".git/logs" or member.name.startswith(".git/logs/"):
+        return None
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    return member

@@ -56,7 +56,15 @@ def check_destination(url: str, allowed=()) -> list[str]:
         raise CloneError(f"repository {host} is refused: {exc}") from None
 
 
-def clone(url: str, ref: str | None, target: Path, allowed=()) -> None:
+def clone(
+    url: str,
+    ref: str | None,
+    target: Path,
+    allowed=(),
+    *,
+    shallow: bool = False,
+    timeout: float = 600,
+) -> None:
     """Clone ``url`` at ``ref`` into ``target``, all or nothing (no half-cloned folder).
     An https URL is cloned from the address checked for it (git never resolves the name
     again) and without following redirects."""
@@ -64,7 +72,12 @@ def clone(url: str, ref: str | None, target: Path, allowed=()) -> None:
     shutil.rmtree(partial, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     # No prompts (no terminal here) and only plain transports: never ext:: or ssh helpers.
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "https:file"}
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "https:file",
+        "GIT_LFS_SKIP_SMUDGE": "1",  # a filter from the host's config fetches nothing
+    }
     pinned = []
     if url.startswith("https://"):
         parts = urlsplit(url)
@@ -72,11 +85,17 @@ def clone(url: str, ref: str | None, target: Path, allowed=()) -> None:
         pinned = ["-c", "http.followRedirects=false"]
         if not destinations.outbound_proxy():  # through a proxy, the proxy resolves
             pinned += ["-c", f"http.curloptResolve={parts.hostname}:{parts.port or 443}:{address}"]
-    steps = [["git", *pinned, "clone", "--quiet", "--", url, str(partial)]]
+    # Shallow: only the files, not the history (a dotfiles repository, say).
+    depth = ["--depth", "1", "--single-branch", "--no-tags"] if shallow and not ref else []
+    steps = [["git", *pinned, "clone", "--quiet", *depth, "--", url, str(partial)]]
     if ref:
         steps.append(["git", "-C", str(partial), "checkout", "--quiet", ref])
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, env=env, timeout=600)
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise CloneError(f"cloning {url} took longer than {timeout:.0f} s") from None
         if done.returncode != 0:
             shutil.rmtree(partial, ignore_errors=True)
             reason = (done.stderr.strip().splitlines() or ["git failed"])[-1]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import time
-import urllib.request
 from collections.abc import Callable
 
 from app.runtime import Runtime
@@ -28,6 +28,7 @@ from app.runtime.layout import TOOLS_MOUNT_POINT as MOUNT_POINT
 DATA = "$HOME/.local/share/code-server"
 PIDFILE = f"{KEEPALIVE_DIR}/ide.pid"
 READY_SECONDS = 60.0
+HEALTHZ_MAX = 4096  # code-server's answer is about 50 bytes
 NOT_AVAILABLE = "the browser IDE is not available in this workspace"
 
 # Each runs as the remote user. A remoteEnv PATH may leave out what they need; the
@@ -122,14 +123,30 @@ def secret(secret_key: str, ws_id: int, container_id: str) -> str:
 
 
 def healthz(address: str, timeout: float = 2.0) -> dict | None:
-    """code-server's own health answer (it does not count as use), or None."""
+    """code-server's own health answer (it does not count as use), or None. Whatever
+    answers on that port may be the workspace's own server: the whole exchange has one
+    deadline and at most HEALTHZ_MAX bytes are read."""
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(  # noqa: S310 (a fixed http URL on the workspace network)
-            f"http://{address}:{CODE_SERVER_PORT}/healthz", timeout=timeout
-        ) as answer:
-            return json.loads(answer.read())
-    except (OSError, ValueError):
+        with socket.create_connection((address, CODE_SERVER_PORT), timeout=timeout) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.0\r\nHost: code-server\r\n\r\n")
+            answer = b""
+            while len(answer) < HEALTHZ_MAX:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                conn.settimeout(left)
+                chunk = conn.recv(HEALTHZ_MAX - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        if not head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.0 200 ")):
+            return None
+        found = json.loads(body)
+    except (OSError, ValueError, RecursionError):
         return None
+    return found if isinstance(found, dict) else None
 
 
 def prepare(

@@ -11,9 +11,11 @@ answers is always asked of code-server itself (/healthz): a state is never taken
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -98,22 +100,37 @@ def claim(ws: Workspace, now: datetime | None = None) -> bool:
     current = state_of(ws)
     if current.state == STARTING and now - current.since < LAUNCH_TAKES_AT_MOST:
         return False
-    if current.state == UNAVAILABLE and now - current.since < RETRY:
-        return False
+    if current.state in (UNAVAILABLE, READY) and now - current.since < RETRY:
+        return False  # failed, or answered, a moment ago
     return _record(ws, STARTING, now)
 
 
 def opened(settings, ws: Workspace, now: datetime | None = None) -> IdeState:
     """Someone opens the IDE of the running ``ws`` and code-server does not answer: start
-    it in the background (once, however many ask) and say where it stands."""
+    it in the background (once, however many ask) and say where it stands. A process
+    runs at most LAUNCHES launches at once, one per workspace: however a workspace
+    makes its IDE look (answering now and then), it cannot make threads pile up."""
     if claim(ws, now):
-        threading.Thread(
-            target=_launch_in_background,
-            args=(settings, ws.id),
-            daemon=True,
-            name=f"ide-launch-{ws.id}",
-        ).start()
+        with _launching_lock:
+            if ws.id in _launching:
+                return state_of(ws)
+            _launching.add(ws.id)
+        _launcher().submit(_launch_in_background, settings, ws.id)
     return state_of(ws)
+
+
+LAUNCHES = 4
+_launching: set[int] = set()
+_launching_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _launcher() -> ThreadPoolExecutor:
+    global _pool
+    with _launching_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(LAUNCHES, thread_name_prefix="ide-launch")
+        return _pool
 
 
 def answered(ws: Workspace, now: datetime | None = None) -> None:
@@ -123,25 +140,30 @@ def answered(ws: Workspace, now: datetime | None = None) -> None:
 
 
 def _launch_in_background(settings, ws_id: int) -> None:
-    with database.connection_context():
-        ws = Workspace.get_or_none(Workspace.id == ws_id)
-        if ws is None:
-            return
-        try:
-            runtime = runtimes.connect(settings, timeout=90)
-        except Exception as exc:  # noqa: BLE001  (the engine is away: say so on the page)
-            _record(ws, UNAVAILABLE, utcnow(), f"the container engine did not answer ({exc})")
-            return
-        try:
-            launch(runtime, settings.secret_key, ws)
-        except Exception:
-            log.exception("ide: launching the IDE of workspace %s failed", ws_id)
-            _record(ws, UNAVAILABLE, utcnow(), "an internal error; see the web log")
-        finally:
-            runtime.close()
+    try:
+        with database.connection_context():
+            ws = Workspace.get_or_none(Workspace.id == ws_id)
+            if ws is None:
+                return
+            try:
+                runtime = runtimes.connect(settings, timeout=90)
+            except Exception:  # noqa: BLE001  (the engine is away: say so on the page)
+                log.exception("ide: no engine to launch the IDE of workspace %s", ws_id)
+                _record(ws, UNAVAILABLE, utcnow(), "the container engine did not answer")
+                return
+            try:
+                launch(runtime, settings.secret_key, ws)
+            except Exception:
+                log.exception("ide: launching the IDE of workspace %s failed", ws_id)
+                _record(ws, UNAVAILABLE, utcnow(), "an internal error; see the web log")
+            finally:
+                runtime.close()
+    finally:
+        with _launching_lock:
+            _launching.discard(ws_id)
 
 
-def launch(runtime: Runtime, secret_key: str, ws: Workspace) -> bool:
+def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True) -> bool:
     """Start code-server in ``ws`` (already claimed) and wait until it answers; the state
     says how it went."""
     said: list[str] = []
@@ -156,12 +178,18 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace) -> bool:
             said.append,
             env=ws.person_env,
         )
-    except ProvisionError as exc:  # the container went away meanwhile
-        _record(ws, UNAVAILABLE, utcnow(), f"the workspace's container is gone ({exc})")
+    except ProvisionError:  # the container went away meanwhile
+        _record(ws, UNAVAILABLE, utcnow(), "the workspace's container is gone")
         return False
     if started and ide.wait_ready(ws.address, said.append):
         _record(ws, READY, utcnow())
         return True
+    if "ide: code-server already runs" in said:
+        # Running but not answering (hung): start it anew, once.
+        log.info("%s/%s: code-server does not answer; restarting it", ws.owner.username, ws.name)
+        with contextlib.suppress(ProvisionError):
+            ide.stop(runtime, ws.container_id, ws.remote_user or "root")
+        return launch(runtime, secret_key, ws, again=False) if again else False
     for line in said:
         log.info("%s/%s: %s", ws.owner.username, ws.name, line)
     if any(NOT_INSTALLED in line for line in said):
@@ -169,11 +197,14 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace) -> bool:
             "the browser IDE is still being installed on this server (the first time "
             "takes a few minutes); SSH works now"
         )
-    elif started:
-        note = f"code-server did not answer within {ide.READY_SECONDS:.0f} s"
     else:
-        why = [line for line in said if not line.endswith(ide.NOT_AVAILABLE)]
-        note = "code-server could not start: " + (why[-1] if why else "no output")
+        # What the workspace printed stays in the log: the note is shown to whoever may
+        # open the IDE or a shared port.
+        note = (
+            f"code-server did not answer within {ide.READY_SECONDS:.0f} s"
+            if started
+            else "code-server could not start"
+        ) + f" (its log in the workspace: {ide.DATA}/berth.log)"
     _record(ws, UNAVAILABLE, utcnow(), note)
     return False
 
@@ -220,18 +251,21 @@ def _stop_if_idle(runtime: Runtime, ws: Workspace, now: datetime) -> str | None:
     timeout = idle_timeout(ws)
     if timeout is None:
         return None
-    health = ide.healthz(ws.address, 1.0)
+    health = ide.healthz(ws.address, 2.0)
     if health is None:
-        if current.state == READY:  # it went away by itself; the next open starts it
-            _record(ws, STOPPED, now, "code-server had exited")
-        return None
-    since = idle_since(health, current)
-    if since is None or now - since < timeout:
-        return None
-    # Recorded first: an open from now on starts it again rather than trusting it.
-    note = f"nobody had it open for {format_duration(timeout)}"
+        if current.state != READY:
+            return None
+        # Gone by itself, or too busy to answer: either way stopped for sure (the stop
+        # finds nothing to do when it is gone), and the next open starts it.
+        note = "code-server had exited or stopped answering"
+    else:
+        since = idle_since(health, current)
+        if since is None or now - since < timeout:
+            return None
+        note = f"nobody had it open for {format_duration(timeout)}"
+    # Stopped first, then recorded: a stop that fails is tried again by the next sweep.
+    said = ide.stop(runtime, ws.container_id, ws.remote_user or "root")
     if not _record(ws, STOPPED, now, note):
         return None
-    said = ide.stop(runtime, ws.container_id, ws.remote_user or "root")
     log.info("ide: %s/%s: %s (%s)", ws.owner.username, ws.name, said, note)
-    return f"IDE stopped, {note}"
+    return f"IDE stopped, {note}" if health is not None else None

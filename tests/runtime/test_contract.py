@@ -109,6 +109,13 @@ def test_exec_exit_codes_streams_stdin_and_environment(runtime, image_spec):
     )
     fed = runtime.exec(running.id, ["cat"], stdin=b"\x00binary\xff")
     assert fed.exit_code == 0 and fed.stdout.encode(errors="replace").startswith(b"\x00binary")
+    # A command that never reads its input cannot hold the caller past its deadline,
+    # however much input waits (more than any socket buffer), and one that stops reading
+    # half-way is no error of the caller's.
+    stuck = runtime.exec(running.id, ["sleep", "60"], stdin=b"x" * (32 << 20), timeout=2)
+    assert stuck.timed_out and stuck.exit_code == -1
+    early = runtime.exec(running.id, ["head", "-c", "3"], stdin=b"y" * (32 << 20), timeout=30)
+    assert (early.exit_code, early.stdout, early.timed_out) == (0, "yyy", False)
     env = runtime.exec(running.id, ["sh", "-c", "echo $FROM_CONFIG $EXTRA"], env={"EXTRA": "x"})
     assert env.stdout == "yes x\n"
     where = runtime.exec(running.id, ["pwd"], workdir="/tmp")

@@ -46,6 +46,24 @@ def test_links_in_the_repository_are_carried_as_links_not_followed(tmp_path):
     assert members[".bashrc"].isfile()
 
 
+def test_the_archive_names_nothing_of_this_host(tmp_path):
+    """No owner of the server's (the one who unpacks it owns it), no reflog naming the
+    server's user and host."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(clone)], check=True)
+    (clone / ".vimrc").write_text("set nu\n")
+    subprocess.run(["git", "-C", str(clone), "add", "-A"], check=True)
+    commit = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t", "commit"]
+    subprocess.run([*commit, "-qm", "x"], check=True)
+    assert (clone / ".git" / "logs" / "HEAD").exists()
+    with tarfile.open(fileobj=io.BytesIO(dotfiles._archive(clone))) as tar:
+        members = tar.getmembers()
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
+    names = {m.name for m in members}
+    assert ".vimrc" in names and ".git/HEAD" in names
+    assert not any(n == ".git/logs" or n.startswith(".git/logs/") for n in names)
+
+
 def test_a_repository_too_large_is_refused(tmp_path, monkeypatch):
     clone = _clone(tmp_path, {"big": "x" * 5000, "small": "y"})
     monkeypatch.setattr(dotfiles, "MAX_BYTES", 4096)
@@ -109,7 +127,8 @@ def test_only_the_account_scope_sets_dotfiles_and_each_change_is_audited(app, lo
     )
     account = token(["account"])
     assert call(client, account, "PUT", "/users/me/dotfiles", json=body).status_code == 200
-    assert call(client, account, "GET", "/me").get_json()["dotfiles"] == str(local_repo)
+    got = call(client, account, "GET", "/users/me/dotfiles").get_json()
+    assert got == {"url": str(local_repo)}
     cleared = call(client, account, "PUT", "/users/me/dotfiles", json={"url": None})
     assert cleared.get_json() == {"url": None}
     with database.connection_context():

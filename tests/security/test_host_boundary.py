@@ -370,12 +370,24 @@ def test_the_ide_is_reached_only_through_berth(hb, tools_bundle, docker_client):
     attrs = _inspect(hb, docker_client, ws["id"])
     address = next(iter(attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
     base = f"http://{address}:13337"
+    secret_key = (hb.data_dir / "secret_key").read_text().strip()
+    secret = ide.secret(secret_key, ws["id"], attrs["Id"])
+    # code-server starts on the IDE's first open: started here as that open starts it.
+    labels = attrs["Config"]["Labels"]
+    launched = docker_client.containers.get(attrs["Id"]).exec_run(
+        ["sh", "-c", ide.LAUNCH],
+        user=labels["berth.remote_user"],
+        environment={
+            "BERTH_FOLDER": labels["berth.workspace_folder"],
+            "BERTH_IDE_SECRET": secret,
+        },
+    )
+    assert launched.exit_code == 0, launched.output
     wait_until(lambda: _get_status(base + "/healthz") == 200, timeout=60, what="code-server up")
     # Berth's own user, without the IDE secret: code-server's login, not the IDE.
     bare = requests.get(base + "/", allow_redirects=False, timeout=10)
     assert bare.status_code in (302, 401) and "login" in bare.headers.get("Location", "login")
-    secret_key = (hb.data_dir / "secret_key").read_text().strip()
-    cookie = {ide.SESSION_COOKIE: ide.secret(secret_key, ws["id"], attrs["Id"])}
+    cookie = {ide.SESSION_COOKIE: secret}
     assert requests.get(base + "/", cookies=cookie, timeout=10).status_code == 200
     # Another local user cannot even connect.
     probe = f"import socket; socket.create_connection(({address!r}, 13337), 5)"

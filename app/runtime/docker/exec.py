@@ -19,6 +19,7 @@ from app.runtime.layout import KEEPALIVE_MARK
 log = logging.getLogger("berth.runtime")
 
 DETACH_KEYS = "ctrl-^,ctrl-@,ctrl-^,ctrl-@"
+INPUT_CHUNK = 256 * 1024
 # Prints the mark's time (seconds since the epoch) and its first 200 bytes, only when it
 # is a regular file; whatever the workspace left there is read by its own user, inside it.
 _READ_MARK = (
@@ -102,19 +103,19 @@ class Exec:
         exec_id, raw = self.open_exec(container_id, argv, stdin=stdin is not None, **options)
         finished = False
         try:
-            if stdin is not None:
-                raw.sendall(stdin)
-                raw.shutdown(socket.SHUT_WR)  # half-close: the command sees end of input
-            frames = Frames()
             deadline = time.monotonic() + timeout if timeout else None
-            timed_out = False
+            timed_out = stdin is not None and not self._send_input(exec_id, raw, stdin, deadline)
+            frames = Frames()
             with Readable(raw) as waiting:
-                while True:
+                while not timed_out:
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     if not waiting.wait(wait):
                         timed_out = True
                         break
-                    chunk = raw.recv(65536)
+                    try:
+                        chunk = raw.recv(65536)
+                    except ConnectionResetError:  # it ended while input was still coming
+                        break
                     if not chunk:
                         break
                     for stream, data in frames.feed(chunk):
@@ -129,6 +130,29 @@ class Exec:
             if not finished:  # the reader went away: end what it started
                 raw.close()
                 self.end_exec(exec_id, grace_seconds=0)
+
+    def _send_input(self, exec_id: str, raw, data: bytes, deadline: float | None) -> bool:
+        """Send a command's whole input, then end it (half-close); False when the deadline
+        passed first: a command that never reads its input must not hold the caller for
+        ever. The engine keeps taking nothing from one that exited before reading all of
+        it, without closing: while sending stalls, ask whether it still runs."""
+        left = memoryview(data)
+        try:
+            while left:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                raw.settimeout(0.5)
+                try:
+                    left = left[raw.send(left[:INPUT_CHUNK]) :]
+                except TimeoutError:
+                    if not self.client.api.exec_inspect(exec_id).get("Running"):
+                        break  # it ended; its output and exit code say how
+            raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # it ended and the engine closed: the same
+        finally:
+            raw.settimeout(None)
+        return True
 
     def exec(
         self, container_id: str, argv: list[str], max_output: int | None = None, **kwargs
