@@ -63,6 +63,7 @@ class Appliance:
         self.apps_port, self.ssh_port = free_port(), free_port()
         self.url = f"https://localhost:{self.https_port}"
         self.ca = str(folder / "berth-root-ca.crt")  # requests wants a str
+        self.phases: list[tuple[str, float]] = []
 
     def ports(self) -> list[str]:
         return [
@@ -73,6 +74,21 @@ class Appliance:
 
     def install(self, *extra: str):
         return run("bash", "install.sh", *extra, cwd=self.folder)
+
+    def phase(self, name: str) -> None:
+        """Start timing the next part of the test (written to test-artifacts at the end,
+        however it ends: what makes this test long, measured, not guessed)."""
+        self.phases.append((name, time.monotonic()))
+
+    def write_phases(self) -> None:
+        if not self.phases:
+            return
+        ends = [at for _, at in self.phases[1:]] + [time.monotonic()]
+        lines = [
+            f"{end - at:7.1f} s  {name}" for (name, at), end in zip(self.phases, ends, strict=True)
+        ]
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "install-phases.txt").write_text("\n".join(lines) + "\n")
 
     def container(self, service: str) -> str:
         found = run(
@@ -122,6 +138,7 @@ def appliance(tmp_path_factory):
     run("cp", "--parents", "-t", str(folder), *filter(None, files.split("\0")), cwd=ROOT)
     subject = Appliance(folder)
     yield subject
+    subject.phase("teardown")
     if (folder / ".env").exists():
         run("bash", "install.sh", "--uninstall", "--purge", cwd=folder, check=False)
     # Whatever a failure left behind without an .env to uninstall with.
@@ -130,6 +147,7 @@ def appliance(tmp_path_factory):
         if names:
             rm = ["docker", "rm", "-f"] if kind == "container" else ["docker", kind, "rm"]
             run(*rm, *names, check=False)
+    subject.write_phases()
 
 
 def tls_names(port: int, server_name: str, ca: str) -> list[str]:
@@ -197,6 +215,7 @@ def open_ide(browser, appliance, ide_url: str) -> None:
 
 def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     # --- a fresh install -----------------------------------------------------------------
+    appliance.phase("a fresh install")
     started = time.monotonic()
     installed = appliance.install(*appliance.ports(), "--project", PROJECT)
     install_seconds = time.monotonic() - started
@@ -220,6 +239,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
         assert all("docker.sock" not in (m.get("Source") or "") for m in mounts), service
 
     # --- TLS from the internal CA, on the main origin ------------------------------------
+    appliance.phase("TLS from the internal CA, on the main origin")
     assert tls_names(appliance.https_port, "localhost", appliance.ca) == ["localhost"]
     assert requests.get(appliance.url + "/healthz", verify=appliance.ca, timeout=10).json() == {
         "status": "ok"
@@ -227,6 +247,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     sign_in_with_one_time_password(browser, appliance, password)
 
     # --- a workspace through the API --------------------------------------------------------
+    appliance.phase("a workspace through the API")
     token = appliance.exec("web", "berth", "token", "create", "admin", "--name", "e2e").stdout
     api = Client(appliance.url, token.strip())
     api.session.verify = appliance.ca
@@ -239,6 +260,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     assert ws["ssh"] == f"ssh -p {appliance.ssh_port} demo@localhost"
 
     # --- SSH through the gateway ------------------------------------------------------------
+    appliance.phase("SSH through the gateway")
     key = tmp_path / "id_ed25519"
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
     api.call(
@@ -264,6 +286,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     check_engine_control(appliance, api, ws, key, tmp_path)
 
     # --- the nightly backup job, and its dump restored -------------------------------------
+    appliance.phase("the nightly backup job, and its dump restored")
     appliance.exec("worker", "berth", "backup", "now")
     dumps = sorted((appliance.folder / "backups" / "database").glob("*.pgdump"))
     assert dumps, "the backup is not in backups/ on the host"
@@ -284,9 +307,11 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     assert rows == ["demo", "admin"]
 
     # --- the security boundaries hold in the appliance (docs/security.md 1, 2 and 6) ---------
+    appliance.phase("the security boundaries hold in the appliance (docs/security.md 1, 2 and 6)")
     check_boundaries(appliance, api, ws)
 
     # --- the IDE through Caddy over TLS -----------------------------------------------------
+    appliance.phase("the IDE through Caddy over TLS")
     ide_url = ws["urls"]["ide"]
     assert ide_url == f"https://demo--admin.localhost:{appliance.apps_port}/"
 
@@ -310,6 +335,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     open_ide(browser, appliance, ide_url)
 
     # --- install.sh again, with changed code: an upgrade in place ----------------------------
+    appliance.phase("install.sh again, with changed code: an upgrade in place")
     dump_folder = appliance.folder / "backups" / "database"
     dumps_before = {path.name for path in dump_folder.glob("*.pgdump")}
     before = {service: appliance.container(service) for service in ("engine", "web")}
@@ -333,6 +359,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     assert api.sh(ws["id"], "cat ~/note.txt") == "kept-across-upgrades\n"
 
     # --- uninstall: nothing left running, the data kept -------------------------------------
+    appliance.phase("uninstall: nothing left running, the data kept")
     volumes = appliance.project_objects("volume")
     appliance.install("--uninstall")
     assert appliance.project_objects("container") == []
@@ -343,6 +370,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
         requests.get(appliance.url + "/healthz", verify=appliance.ca, timeout=5)
 
     # --- .env lost: install.sh again keeps the old database and gets into it ---------------
+    appliance.phase(".env lost: install.sh again keeps the old database and gets into it")
     old_password = appliance.env("POSTGRES_PASSWORD")
     (appliance.folder / ".env").rename(tmp_path / "lost.env")
     again = appliance.install(*appliance.ports(), "--project", PROJECT)
