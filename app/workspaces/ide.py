@@ -30,13 +30,14 @@ PIDFILE = f"{KEEPALIVE_DIR}/ide.pid"
 READY_SECONDS = 60.0
 HEALTHZ_MAX = 4096  # code-server's answer is about 50 bytes
 NOT_AVAILABLE = "the browser IDE is not available in this workspace"
+NOT_INSTALLED = "the tools bundle is not ready"
 
 # Each runs as the remote user. A remoteEnv PATH may leave out what they need; the
 # person's own PATH stays first.
 _PREAMBLE = rf"""
 set -u
 PATH="${{PATH:-}}:/usr/local/bin:/usr/bin:/bin"
-if [ ! -e {CURRENT}/{MARKER} ]; then echo "berth-ide: the tools bundle is not ready"; exit 3; fi
+if [ ! -e {CURRENT}/{MARKER} ]; then echo "berth-ide: {NOT_INSTALLED}"; exit 3; fi
 data="{DATA}"
 mkdir -p "$data"
 # The pid file lives in the container's own tmpfs, so it goes with the container: after a

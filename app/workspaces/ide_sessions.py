@@ -21,23 +21,21 @@ from datetime import UTC, datetime, timedelta
 
 from app import runtime as runtimes
 from app.db import database
-from app.durations import format_duration, parse_duration
+from app.durations import format_duration
 from app.models import Workspace, stamp, utcnow
 from app.runtime import ProvisionError, Runtime
 from app.states import Status as S
-from app.workspaces import ide
+from app.workspaces import automatic, ide
 
 log = logging.getLogger("berth.ide")
 
 OFF, STARTING, READY, STOPPED, UNAVAILABLE = "off", "starting", "ready", "stopped", "unavailable"
 DEFAULT_IDLE_TIMEOUT = timedelta(minutes=15)
-NEVER = ("0", "never")
 # A launch whose process died (a web restart) is taken over by the next open after
 # this; one that failed is tried again by an open after RETRY.
 LAUNCH_TAKES_AT_MOST = timedelta(seconds=ide.READY_SECONDS + 30)
 RETRY = timedelta(seconds=10)
 HEARTBEAT = timedelta(seconds=60)  # how often code-server looks for connections
-NOT_INSTALLED = "the tools bundle is not ready"
 
 
 @dataclass(frozen=True)
@@ -85,9 +83,7 @@ def idle_timeout(ws: Workspace) -> timedelta | None:
     value = (json.loads(ws.template.limits) if ws.template else {}).get("ide_idle_timeout")
     if value in (None, ""):
         return DEFAULT_IDLE_TIMEOUT
-    if str(value).strip().lower() in NEVER:
-        return None
-    return parse_duration(str(value))
+    return automatic.idle_timeout_of(value)  # "0" or "never": never
 
 
 # --- starting it: on an open -----------------------------------------------------------
@@ -192,7 +188,7 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True)
         return launch(runtime, secret_key, ws, again=False) if again else False
     for line in said:
         log.info("%s/%s: %s", ws.owner.username, ws.name, line)
-    if any(NOT_INSTALLED in line for line in said):
+    if any(ide.NOT_INSTALLED in line for line in said):
         note = (
             "the browser IDE is still being installed on this server (the first time "
             "takes a few minutes); SSH works now"
