@@ -33,6 +33,9 @@ Ports:
 Other:
   --admin NAME        the first admin's account name (default admin)
   --project NAME      the compose project name (default berth)
+  --tools-bundle FILE the browser IDE's tools bundle from `berth tools export` on another
+                      Berth of this version, for a machine that cannot reach npm (else
+                      the worker builds it after the install, about 3 minutes)
   --uninstall         stop and remove the containers; volumes, .env and backups stay
   --purge             with --uninstall: also delete the volumes (all workspaces and the
                       database), the images and .env; backups/ stays
@@ -57,7 +60,7 @@ on_error() {
 trap 'on_error $LINENO' ERR
 
 # --- arguments ----------------------------------------------------------------------
-DOMAIN="" EMAIL="" IP="" TLS="" ADMIN="admin" PROJECT="" UNINSTALL=0 PURGE=0
+DOMAIN="" EMAIL="" IP="" TLS="" ADMIN="admin" PROJECT="" UNINSTALL=0 PURGE=0 TOOLS_BUNDLE=""
 HTTP_PORT="" HTTPS_PORT="" APPS_PORT="" SSH_PORT=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -71,6 +74,7 @@ while [ $# -gt 0 ]; do
     --ssh-port) SSH_PORT=${2:?}; shift ;;
     --admin) ADMIN=${2:?}; shift ;;
     --project) PROJECT=${2:?}; shift ;;
+    --tools-bundle) TOOLS_BUNDLE=${2:?--tools-bundle needs a file}; shift ;;
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
     -h | --help) usage; exit 0 ;;
@@ -78,6 +82,11 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ -n "$TOOLS_BUNDLE" ]; then
+    [ -f "$TOOLS_BUNDLE" ] && [ -r "$TOOLS_BUNDLE" ] || die "--tools-bundle: $TOOLS_BUNDLE is not a readable file" \
+        "make it with 'berth tools export FILE' on a Berth of this version, then copy it here"
+    TOOLS_BUNDLE=$(realpath "$TOOLS_BUNDLE")
+fi
 
 # --- .env ---------------------------------------------------------------------------
 env_get() { [ -f "$ENV_FILE" ] && sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 || true; }
@@ -383,6 +392,14 @@ if ! docker exec "$engine" docker image inspect "$WORKSPACE_BASE" >/dev/null 2>&
     say "Loading $WORKSPACE_BASE into the engine (templates build on it)"
     docker save "$BASE" | docker exec -i "$engine" docker load -q >/dev/null
     docker exec "$engine" docker tag "$BASE" "$WORKSPACE_BASE"
+fi
+
+if [ -n "$TOOLS_BUNDLE" ]; then
+    STEP="importing the tools bundle"
+    say "Importing the IDE's tools bundle from $TOOLS_BUNDLE"
+    # Before the worker starts, so it finds the bundle instead of building one.
+    compose run --rm -T --no-deps -v "$TOOLS_BUNDLE:/tmp/berth-tools-bundle.tar:ro" \
+        worker berth tools import /tmp/berth-tools-bundle.tar
 fi
 
 STEP="starting the stack"

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -302,6 +303,65 @@ def doctor(data_dir):
     else:
         click.echo("Everything Berth needs is in order.")
     sys.exit(1 if failed else 0)
+
+
+# --- the IDE's tools bundle, for hosts that cannot reach npm ----------------------------
+
+
+@main.group()
+def tools():
+    """Move the browser IDE's tools bundle (code-server) between engines as a file."""
+
+
+def _tools_runtime(data_dir):
+    from app import runtime as runtimes
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        settings.ensure_data_dir()
+        return settings, runtimes.connect(settings, timeout=600)
+    except (ConfigError, runtimes.ProvisionError) as exc:
+        _fail(str(exc), 2)
+
+
+@tools.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@data_dir_option
+def tools_export(file, data_dir):
+    """Write the finished bundle on this engine to FILE (a tar archive)."""
+    from app.runtime import ProvisionError
+
+    _, runtime = _tools_runtime(data_dir)
+    partial = file.with_name(f".{file.name}.partial")
+    try:
+        with partial.open("wb") as out:
+            runtime.export_tools(out)
+        partial.replace(file)
+    except (ProvisionError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        _fail(f"exporting the tools bundle failed: {exc}")
+    click.echo(f"berth: tools bundle written to {file} ({file.stat().st_size >> 20} MiB)", err=True)
+
+
+@tools.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
+def tools_import(file, data_dir):
+    """Make the bundle in FILE (from `berth tools export`) this engine's, so the worker
+    does not build it."""
+    from app.runtime import ProvisionError
+
+    settings, runtime = _tools_runtime(data_dir)
+    try:
+        fresh = runtime.import_tools(
+            file, lambda line: click.echo(f"berth: {line}", err=True), settings.tools_dir
+        )
+    except ProvisionError as exc:
+        _fail(f"importing the tools bundle failed: {exc}")
+    click.echo(
+        "berth: tools bundle imported" if fresh else "berth: this tools bundle was already there",
+        err=True,
+    )
 
 
 # --- accounts ----------------------------------------------------------------------

@@ -500,7 +500,7 @@ class Settings:
     def instance(self) -> str:
         """A short id of this instance, on every Docker object it makes, so instances
         sharing one engine never touch each other's workspaces."""
-        return _read_or_create_secret(self.data_dir / "instance_id", lambda: secrets.token_hex(2))
+        return _read_or_create_secret(self.data_dir / "instance_id", lambda: secrets.token_hex(4))
 
 
 def _read_config_file(environ, data_dir: Path) -> dict:

@@ -60,6 +60,8 @@ class Client:
                 ws["status"] in statuses and job.get("status") in ("succeeded", "failed", None)
             ):
                 return ws or {"status": "deleted"}
+            if ws["status"] == "failed" and job.get("status") == "failed":
+                raise ApiError(f"workspace {ws_id} failed instead of reaching {statuses}: {ws}")
             time.sleep(0.2)
         raise ApiError(f"workspace {ws_id} did not reach {statuses} in {timeout:.0f}s: {ws}")
 

@@ -11,6 +11,12 @@ over TLS (certificates from Caddy's internal CA, checked against its root); a se
 keeps the engine, the workspace and its files; ``install.sh --uninstall`` leaves
 nothing running and the volumes in place. The fresh install's wall time is written to
 test-artifacts/install-time.txt.
+
+The fresh install imports the IDE's tools bundle exported from this host's engine
+(``--tools-bundle``, as on a machine without npm) instead of building it again in the
+appliance's engine, which took five of this test's minutes: the build script runs for
+real on the host (conftest's tools_bundle), its lock and a volume backed by a folder as
+in the appliance in test_tools_bundle.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import secrets
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -150,6 +157,16 @@ def appliance(tmp_path_factory):
     subject.write_phases()
 
 
+@pytest.fixture(scope="module")
+def tools_archive(tools_bundle, tmp_path_factory) -> Path:
+    """The host's tools bundle as a file, made by ``berth tools export``."""
+    folder = tmp_path_factory.mktemp("tools")
+    archive = folder / "berth-tools.tar"
+    run(sys.executable, "-m", "app", "tools", "export", str(archive),
+        "--data-dir", str(folder / "data"), cwd=ROOT)  # fmt: skip
+    return archive
+
+
 def tls_names(port: int, server_name: str, ca: str) -> list[str]:
     """The DNS names of the certificate served for ``server_name``, verified against
     the internal CA's root (raises when it does not verify)."""
@@ -213,16 +230,19 @@ def open_ide(browser, appliance, ide_url: str) -> None:
     page.context.close()
 
 
-def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
+def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path, tools_archive):
     # --- a fresh install -----------------------------------------------------------------
     appliance.phase("a fresh install")
     started = time.monotonic()
-    installed = appliance.install(*appliance.ports(), "--project", PROJECT)
+    installed = appliance.install(
+        *appliance.ports(), "--project", PROJECT, "--tools-bundle", str(tools_archive)
+    )
     install_seconds = time.monotonic() - started
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "install-time.txt").write_text(f"{install_seconds:.0f} s\n{installed.stdout}")
     print(f"fresh install: {install_seconds:.0f} s")
     out = installed.stdout
+    assert "Importing the IDE's tools bundle" in out
     assert f"Open:        {appliance.url}" in out
     assert f"ssh -p {appliance.ssh_port}" in out
     password = re.search(r"Password:\s+(\S+)", out)[1]
@@ -315,7 +335,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
     ide_url = ws["urls"]["ide"]
     assert ide_url == f"https://demo--admin.localhost:{appliance.apps_port}/"
 
-    # The worker builds the tools bundle in the appliance's engine after its first start;
+    # The worker finds the imported bundle in the appliance's engine (it builds none);
     # code-server starts in the workspace when the IDE is first opened.
     def worker_log() -> str:
         logs = run("docker", "logs", appliance.container("worker"))
@@ -323,10 +343,11 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path):
 
     wait_until(
         lambda: "the browser IDE's tools are ready" in worker_log(),
-        900,
-        5,
+        300,
+        2,
         "code-server in the workspace",
     )
+    assert "building the tools bundle" not in worker_log()
     assert tls_names(appliance.apps_port, "demo--admin.localhost", appliance.ca) == [
         "demo--admin.localhost"
     ]

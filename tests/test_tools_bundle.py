@@ -4,6 +4,7 @@ A small stand-in script plays the builder here (the real one takes minutes)."""
 
 from __future__ import annotations
 
+import io
 import secrets
 import threading
 
@@ -11,6 +12,7 @@ import docker
 import pytest
 
 from app.runtime.docker import tools
+from tests.services import wait_until
 
 # Writes a version folder like build-tools.sh does, slowly enough for a race, and counts
 # how many builders ran at once in a file of the volume.
@@ -37,7 +39,24 @@ def volume(docker_client):
     for container in docker_client.containers.list(all=True, filters={"label": "berth.tools"}):
         if container.labels.get("berth.tools.version", "").startswith("test-"):
             container.remove(force=True)
-    docker_client.volumes.get(name).remove(force=True)
+    remove_when_free(docker_client, name)
+
+
+def remove_when_free(client, name: str) -> None:
+    """Remove a volume once the probes that read it (removed by the engine after they
+    exit, a moment later) let go of it."""
+    wait_until(lambda: _removed(client, name), 30, what=f"volume {name} removed")
+
+
+def _removed(client, name: str) -> bool:
+    try:
+        client.volumes.get(name).remove(force=True)
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:
+            return False
+        if exc.status_code != 404:
+            raise
+    return True
 
 
 def _read(client, volume: str, script: str) -> str:
@@ -84,3 +103,45 @@ def test_builders_on_one_engine_take_turns_and_switch_versions_atomically(
     )
     assert seen.split() == [f"versions/{second}", second, "code-server"]
     assert docker_client.containers.list(all=True, filters={"name": tools.BUILDER}) == []
+
+
+def test_a_bundle_exported_to_a_file_is_imported_on_another_engine(
+    docker_client, base_image, volume, tmp_path
+):
+    """What a host that cannot reach npm does: ``berth tools export`` where the bundle
+    was built, ``berth tools import`` (or install.sh --tools-bundle) there. Here the
+    second volume stands for the other engine, backed by a folder as in the appliance."""
+    version = f"test-{secrets.token_hex(3)}"
+    tools.ensure(docker_client, volume=volume, version=version, script=STAND_IN, instance="t")
+    archive = tmp_path / "bundle.tar"
+    with archive.open("wb") as out:
+        tools.export(docker_client, out, volume=volume, version=version)
+    tools.check_archive(archive, version)
+
+    other, folder = f"{volume}-other", tmp_path / "engine-dir"
+    folder.mkdir()
+    lines: list[str] = []
+    try:
+        assert tools.import_archive(
+            docker_client, archive, lines.append, engine_dir=str(folder), volume=other,
+            version=version,
+        )  # fmt: skip
+        assert f"tools bundle {version} is current" in lines
+        assert tools.ready(docker_client, other, version)
+        assert _read(docker_client, other, "/opt/berth/current/bin/code-server") == version + "\n"
+        # The files are in the folder that backs the volume, nothing half-copied beside.
+        assert sorted(p.name for p in folder.iterdir()) == ["current", "versions"]
+        # A second import of the same version changes nothing.
+        assert not tools.import_archive(docker_client, archive, volume=other, version=version)
+        # This Berth's own version is not in that archive: refused, naming both.
+        with pytest.raises(tools.ToolsError, match=f"holds '{version}'.*needs the bundle"):
+            tools.import_archive(docker_client, archive, volume=other)
+    finally:
+        remove_when_free(docker_client, other)
+    assert docker_client.containers.list(all=True, filters={"name": tools.BUILDER}) == []
+
+
+def test_export_refuses_an_unfinished_bundle(docker_client, base_image, volume, tmp_path):
+    docker_client.volumes.create(volume)
+    with pytest.raises(tools.ToolsError, match="not built on this engine yet"):
+        tools.export(docker_client, io.BytesIO(), volume=volume, version="test-none")

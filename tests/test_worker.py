@@ -421,7 +421,7 @@ def test_networks_made_at_once_by_several_processes_all_succeed(docker_client):
     import secrets
     from concurrent.futures import ThreadPoolExecutor
 
-    instance = secrets.token_hex(2)
+    instance = secrets.token_hex(4)
     pool = f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/24"
 
     def fresh():  # each thread is a process of its own: no lock shared between them

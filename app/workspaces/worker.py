@@ -469,6 +469,9 @@ class Worker:
                 register(name, "when the worker starts, retried until it succeeds")
         delay = TOOLS_RETRY_SECONDS
         pending = list(steps)
+        if self._tools_already_there():
+            # Imported or built before: a lookup, so it need not wait for the templates.
+            pending.insert(0, pending.pop(pending.index("tools")))
         while pending and not self.stopping.is_set():
             for name in list(pending):
                 with database.connection_context():
@@ -480,6 +483,12 @@ class Worker:
                 if self.stopping.wait(delay):
                     return
                 delay = min(delay * 2, 600)
+
+    def _tools_already_there(self) -> bool:
+        try:
+            return self.runtime.tools_ready()
+        except ProvisionError:
+            return False  # no base image yet, say: the step itself will tell
 
     def _base_image(self) -> str:
         image = self.runtime.ensure_base_image(platform.Progress("base-image", log))

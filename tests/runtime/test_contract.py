@@ -34,7 +34,7 @@ RUNTIMES = {"docker": _docker}
 
 @pytest.fixture(scope="module", params=sorted(RUNTIMES))
 def runtime(request, base_image):
-    instance = secrets.token_hex(2)
+    instance = secrets.token_hex(4)
     pool = f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/24"
     made = RUNTIMES[request.param](instance, pool)
     made.ensure_control_image(lambda line: None)  # socat and procps: a listener, ps

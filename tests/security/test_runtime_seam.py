@@ -91,7 +91,7 @@ def test_the_egress_gateway_never_attributes_another_instance_s_container(base_i
     """Another Berth on the same engine, or anything else, that attaches a container to
     this instance's egress network with a workspace label gets no allowlist here."""
     client = docker.from_env(timeout=60)
-    mine, theirs = secrets.token_hex(2), secrets.token_hex(2)
+    mine, theirs = secrets.token_hex(4), secrets.token_hex(4)
     pool = f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/24"
     runtime = DockerRuntime(client, mine, pool, subnet_prefix=28)
     network = runtime.networks.ensure_egress_network()

@@ -494,6 +494,20 @@ class DockerRuntime:
                 self.client, on_log=on_log, engine_dir=engine_dir, instance=self.instance, **options
             )
 
+    def export_tools(self, out) -> None:
+        """Write the finished IDE bundle to the binary file ``out`` (``berth tools
+        export``), for an engine that cannot build it."""
+        with refused("exporting the IDE bundle"):
+            tools.export(self.client, out)
+
+    def import_tools(self, path: Path, on_log: Callable[[str], None], engine_dir: str = "") -> bool:
+        """Make the bundle in the archive at ``path`` this engine's (``berth tools
+        import``); False when that version was already there."""
+        with refused("importing the IDE bundle"):
+            return tools.import_archive(
+                self.client, path, on_log, engine_dir=engine_dir, instance=self.instance
+            )
+
     def tools_ready(self) -> bool:
         """Whether the IDE bundle of this Berth's version is built (in the engine's
         volume berth-tools)."""
