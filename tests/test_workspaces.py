@@ -329,6 +329,31 @@ def test_transitions_refused_in_the_wrong_state(stack):
     ann.wait(ws["id"], "deleted", timeout=120)
 
 
+def test_actions_with_wait_answer_when_their_job_ended(stack):
+    ann = stack.clients["ann"]
+    body = {"name": "waits", "template": "base", "wait": 300}
+    ws = ann.call("POST", "/workspaces", 201, json=body).json()
+    assert ws["status"] == "running", ann.log(ws["id"])
+    wid = ws["id"]
+    for bad in ("soon", "-1", "2000"):  # refused before anything is asked of the worker
+        error = ann.call("POST", f"/workspaces/{wid}/stop?wait={bad}", 422).json()["error"]
+        assert error["code"] == "invalid_wait" and "1800" in error["message"]
+    assert ann.get(wid)["status"] == "running"
+    assert [j["kind"] for j in ann.call("GET", f"/workspaces/{wid}/history").json()[
+        "transitions"]] == ["create"]  # fmt: skip
+
+    stopped = ann.call("POST", f"/workspaces/{wid}/stop?wait=true", 202).json()
+    assert stopped["workspace"]["status"] == "stopped"
+    assert stopped["transition"]["status"] == "succeeded"
+    started = ann.call("POST", f"/workspaces/{wid}/start?wait=120", 202).json()
+    assert started["workspace"]["status"] == "running"
+    assert started["transition"]["status"] == "succeeded"
+    assert ann.sh(wid, "echo up") == "up\n"
+    gone = ann.call("DELETE", f"/workspaces/{wid}?wait=1&keep_volumes=false", 202).json()
+    assert gone["transition"]["kind"] == "delete"
+    ann.wait(wid, "deleted", timeout=120)
+
+
 def test_exec_separates_streams_and_times_out(stack):
     ann = stack.clients["ann"]
     ws = ann.wait(ann.create("execs", template="base")["id"], "running")

@@ -206,7 +206,26 @@ class Done(Body):
     summary: str | None = None
 
 
-class DeleteOptions(Query):
+def _seconds_or_flag(value: Any) -> Any:
+    """``wait=true`` is the longest usual wait; ``false``/``0`` none; else seconds."""
+    text = str(value).lower()
+    if text in ("true", "yes"):
+        return 600
+    if text in ("", "false", "no"):
+        return 0
+    return value
+
+
+class ActionOptions(Query):
+    wait: Annotated[
+        float,
+        BeforeValidator(_seconds_or_flag),
+        Field(ge=0, le=1800, description="answer when the job ended (true: up to 600 s)"),
+        Refusal("invalid_wait", "must be true or a number of seconds up to 1800"),
+    ] = 0
+
+
+class DeleteOptions(ActionOptions):
     keep_volumes: Annotated[bool, _flag(False)] = False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from flask import Response, current_app, jsonify, request, stream_with_context
@@ -106,7 +107,24 @@ def create_workspace():
     body = request_body()
     wait = 600 if body.wait is True else body.wait
     restore = body.restore
-    ws = service.create(
+    # The slot is taken first: when none is free, nothing is created (a 503 after the
+    # create would leave a workspace its client does not know of).
+    with _slot_for(wait):
+        ws = _create(body, restore)
+        if ws.status == Status.RUNNING:  # from the warm pool: ready, but without its token
+            _hand_pool_token(ws)
+        if wait:
+            ws = service.wait_until_settled(ws, float(wait))
+    return jsonify(_dict(ws)), 201
+
+
+def _slot_for(wait):
+    """A long-request slot when the request will wait (never in a page's thread)."""
+    return held() if wait else contextlib.nullcontext()
+
+
+def _create(body, restore):
+    return service.create(
         _user(),
         body.name,
         template_name=body.template,
@@ -123,12 +141,6 @@ def create_workspace():
         egress_allow=body.egress,
         allow_pool=True,
     )
-    if ws.status == Status.RUNNING:  # claimed from the warm pool: ready, but without its token
-        _hand_pool_token(ws)
-    if wait:
-        with held():  # waits in a long-request slot, never in a page's thread
-            ws = service.wait_until_settled(ws, float(wait))
-    return jsonify(_dict(ws)), 201
 
 
 def _hand_pool_token(ws) -> None:
@@ -318,15 +330,20 @@ def list_backups():
 def _transition(workspace_id, kind: str, options: dict | None = None):
     # Those a workspace is shared with may start it (as opening its IDE would), not more.
     ws = _workspace(workspace_id, authz.USE if kind == "start" else authz.MANAGE)
-    job = service.request(
-        ws,
-        kind,
-        cause="api",
-        actor=_user().username,
-        options=options,
-        data_dir=_settings().data_dir,
-        source_ip=request.remote_addr,
-    )
+    wait = request_query().wait
+    with _slot_for(wait):
+        job = service.request(
+            ws,
+            kind,
+            cause="api",
+            actor=_user().username,
+            options=options,
+            data_dir=_settings().data_dir,
+            source_ip=request.remote_addr,
+        )
+        if wait:
+            job = service.wait_for_job(job, wait)
+            ws = Workspace.get_or_none(Workspace.id == ws.id) or ws
     return jsonify(
         {
             "workspace": _dict(ws),
@@ -337,33 +354,41 @@ def _transition(workspace_id, kind: str, options: dict | None = None):
 
 @bp.post("/workspaces/<workspace_id>/start")
 @token_required("workspaces:write")
-@described(status=202, returns=schemas.Accepted, errors=(409,))
+@described(query=schemas.ActionOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def start_workspace(workspace_id):
-    """Start a stopped workspace."""
+    """Start a stopped workspace.
+
+    With ``wait``, the answer comes when the job has ended."""
     return _transition(workspace_id, "start")
 
 
 @bp.post("/workspaces/<workspace_id>/stop")
 @token_required("workspaces:write", any_workspace=False)
-@described(status=202, returns=schemas.Accepted, errors=(409,))
+@described(query=schemas.ActionOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def stop_workspace(workspace_id):
-    """Stop a workspace (SIGTERM, then kill)."""
+    """Stop a workspace (SIGTERM, then kill).
+
+    With ``wait``, the answer comes when the job has ended."""
     return _transition(workspace_id, "stop")
 
 
 @bp.post("/workspaces/<workspace_id>/restart")
 @token_required("workspaces:write", any_workspace=False)
-@described(status=202, returns=schemas.Accepted, errors=(409,))
+@described(query=schemas.ActionOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def restart_workspace(workspace_id):
-    """Stop and start again."""
+    """Stop and start again.
+
+    With ``wait``, the answer comes when the job has ended."""
     return _transition(workspace_id, "restart")
 
 
 @bp.post("/workspaces/<workspace_id>/rebuild")
 @token_required("workspaces:write", any_workspace=False)
-@described(status=202, returns=schemas.Accepted, errors=(409,))
+@described(query=schemas.ActionOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def rebuild_workspace(workspace_id):
-    """Rebuild the image; volumes are kept."""
+    """Rebuild the image; volumes are kept.
+
+    With ``wait``, the answer comes when the job has ended."""
     return _transition(workspace_id, "rebuild")
 
 

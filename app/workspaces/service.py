@@ -32,6 +32,7 @@ from app.models import (
     stamp,
     utcnow,
 )
+from app.states import JobStatus as J
 from app.states import Kind
 from app.states import Status as S
 from app.workspaces import (
@@ -649,9 +650,31 @@ def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
     """``ws`` once it is running (ready for exec: its lifecycle commands ran) or failed,
     or as it is after ``seconds``."""
     deadline = time.monotonic() + seconds
-    while True:
+    for pause in _pauses():
         ws = Workspace.get_by_id(ws.id)
         if ws.status in (S.RUNNING, S.FAILED, S.DELETED) or time.monotonic() >= deadline:
             return ws
         database.close()  # not holding a connection while the worker builds
-        time.sleep(0.2)
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+    raise AssertionError("unreachable")
+
+
+def wait_for_job(job: Transition, seconds: float) -> Transition:
+    """``job`` once it succeeded or failed, or as it is after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    for pause in _pauses():
+        job = Transition.get_by_id(job.id)
+        if job.status in (J.SUCCEEDED, J.FAILED) or time.monotonic() >= deadline:
+            return job
+        database.close()
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+    raise AssertionError("unreachable")
+
+
+def _pauses():
+    """Short looks first (most jobs on a cached image end within a second), then one
+    every quarter second: a waiting client learns of the end within tens of ms."""
+    pause = 0.02
+    while True:
+        yield pause
+        pause = min(pause * 1.5, 0.25)
