@@ -15,7 +15,7 @@ from app import migrations
 from app.config import Settings
 from app.db import database, open_database
 from app.models import StateChange, Transition, User, Workspace
-from app.runtime import WorkspaceRef
+from app.runtime import ProvisionError, WorkspaceRef
 from app.runtime.docker import DockerRuntime, names
 from app.workspaces import ide, ide_sessions, lifecycle, service, templates, worker
 from tests.dcfiles import git_repo
@@ -461,3 +461,46 @@ def test_a_bug_in_a_job_fails_it_and_the_workspace_plainly(instance_dir, monkeyp
     assert "internal error: KeyError" in job.error
     assert status_of(ws.id) == "failed"
     assert "stages: " in job.log and "hooks " in job.log  # timed up to where it broke
+
+
+def test_a_seeding_that_fails_beside_the_create_leaves_no_container(
+    instance_dir, docker_client, monkeypatch
+):
+    """The workspace volume is seeded while the container is made; when the seeding
+    fails, the container goes (a retry must seed again, never start on an unseeded
+    volume) and the job fails with the seeding's words. The next start works."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "seeded", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir)
+    real_seed = type(w.runtime).seed_workspace_volume
+
+    def failing_seed(runtime, ref, *args, **kwargs):
+        runtime.volumes_.ensure_volume(ref, "workspace")  # made, as a real failure would
+        raise ProvisionError("preparing the workspace volume failed: disk on fire")
+
+    monkeypatch.setattr(type(w.runtime), "seed_workspace_volume", failing_seed)
+    job = _run_next_job(w, ws.id)
+    assert job.status == "failed" and "disk on fire" in job.error
+    assert status_of(ws.id) == "failed"
+    mine = {"label": [f"berth.instance={instance_dir.instance}", f"berth.workspace={ws.id}"]}
+    assert docker_client.containers.list(all=True, filters=mine) == []
+
+    monkeypatch.setattr(type(w.runtime), "seed_workspace_volume", real_seed)
+    seeded = []
+    monkeypatch.setattr(
+        type(w.runtime),
+        "seed_workspace_volume",
+        lambda runtime, *args, **kwargs: (seeded.append(1), real_seed(runtime, *args, **kwargs)),
+    )
+    roles = {
+        (v.attrs["Labels"] or {}).get("berth.role")
+        for v in docker_client.volumes.list(filters=mine)
+    }
+    assert "workspace" not in roles  # not mistaken for a seeded one by the retry
+    with database.connection_context():
+        service.request(Workspace.get_by_id(ws.id), "start", data_dir=instance_dir.data_dir)
+    job = _run_next_job(w, ws.id)
+    assert job.status == "succeeded", job.log
+    assert seeded == [1]
+    assert status_of(ws.id) == "running"

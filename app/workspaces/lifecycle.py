@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,18 +316,33 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     if fresh:
         user = _image_users(ctx, result.image_id).get(spec.remote_user) or ImageUser(0, 0, "/root")
         with log.stage("volumes"):
-            _prepare_volumes(ctx, ws, log, transition, ref, result.image_id, spec, plan, user)
-        with log.stage("create"):
-            container = ctx.runtime.create(
-                ref,
-                spec,
-                _limits(ws),
-                user.home,
-                agent=is_agent(ws),
-                owner=(user.uid, user.gid),
-                egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
-                extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
+            seed = _prepare_volumes(
+                ctx, ws, log, transition, ref, result.image_id, spec, plan, user
             )
+        # The workspace volume is seeded (a container of its own) while the network and
+        # the container are made: neither needs the other until the start.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as beside:
+            seeding = beside.submit(_timed, log, "volumes", seed) if seed else None
+            try:
+                with log.stage("create"):
+                    container = ctx.runtime.create(
+                        ref,
+                        spec,
+                        _limits(ws),
+                        user.home,
+                        agent=is_agent(ws),
+                        owner=(user.uid, user.gid),
+                        egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
+                        extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
+                    )
+            finally:
+                seeded = seeding.exception() if seeding else None  # waits for it
+            if seeded is not None:
+                # Never start on a volume whose seeding failed: the container goes, and
+                # the volume this job made for it, so a retry seeds again.
+                ctx.runtime.discard(container.id)
+                ctx.runtime.discard_volume(ref, "workspace")
+                raise seeded
             ws.container_id = container.id
             ws.save(only=[Workspace.container_id])
     # Warm-pool members wait, exec-ready, until an API create claims one (and its token
@@ -374,9 +390,18 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 
 
-def _prepare_volumes(ctx, ws, log, transition, ref, image_id, spec, plan, user) -> None:
-    """A new container's volumes: restored from a backup when asked, else the workspace
-    volume seeded (with the repository, for a repository's workspace) unless it exists."""
+def _timed(log: JobLog, stage: str, work: Callable[[], None]) -> None:
+    with log.stage(stage):
+        work()
+
+
+def _prepare_volumes(
+    ctx, ws, log, transition, ref, image_id, spec, plan, user
+) -> Callable[[], None] | None:
+    """A new container's volumes: restored from a backup when asked; else, unless the
+    workspace volume exists, the seeding of it (with the repository, for a repository's
+    workspace) to run (it neither logs nor touches the database: it may run beside the
+    create)."""
     restore_from = json.loads(transition.options or "{}").get("restore")
     has_volumes = any(
         v.name == ctx.runtime.volume_name(ref, "workspace") for v in ctx.runtime.volumes(ws.id)
@@ -391,13 +416,9 @@ def _prepare_volumes(ctx, ws, log, transition, ref, image_id, spec, plan, user) 
     elif not has_volumes:
         if ws.repo_url:
             log(f"copying the repository into {spec.workspace_folder}")
-        ctx.runtime.seed_workspace_volume(
-            ref,
-            image_id,
-            user.uid,
-            user.gid,
-            str(plan.config.workspace) if ws.repo_url else None,
-        )
+        source = str(plan.config.workspace) if ws.repo_url else None
+        return lambda: ctx.runtime.seed_workspace_volume(ref, image_id, user.uid, user.gid, source)
+    return None
 
 
 def _stop(ctx: Context, ws: Workspace, log: JobLog, transition: Transition) -> None:

@@ -672,9 +672,9 @@ def wait_for_job(job: Transition, seconds: float) -> Transition:
 
 
 def _pauses():
-    """Short looks first (most jobs on a cached image end within a second), then one
-    every quarter second: a waiting client learns of the end within tens of ms."""
-    pause = 0.02
+    """Short looks at first (a job on a cached image ends within a second or two, and
+    the client should learn of it within tens of ms), sparser once it is a build."""
+    pause, began = 0.02, time.monotonic()
     while True:
         yield pause
-        pause = min(pause * 1.5, 0.25)
+        pause = min(pause * 1.5, 0.1 if time.monotonic() - began < 10 else 0.5)

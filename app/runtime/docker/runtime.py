@@ -427,6 +427,11 @@ class DockerRuntime:
         with refused("preparing the workspace volume"):
             self.volumes_.seed_workspace_volume(ws, image, uid, gid, source_dir)
 
+    def discard_volume(self, ws: WorkspaceRef, role: str) -> None:
+        """Remove the workspace's volume ``role`` (one made by anything else is left)."""
+        with refused(f"removing the volume {role}"):
+            self.volumes_.discard_volume(ws, role)
+
     def export_volume(self, ws: WorkspaceRef, role: str, image: str, destination: Path) -> None:
         with refused(f"reading the volume {role}"):
             self.volumes_.export_volume(ws, role, image, destination)

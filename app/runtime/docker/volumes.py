@@ -3,6 +3,7 @@ or read from an archive for backups. Each is reached only through the engine."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import tarfile
@@ -34,6 +35,18 @@ class Volumes:
                 f"the volume {name} exists but was not made by Berth for {ws.name}"
             )
         return volume
+
+    def discard_volume(self, ws: WorkspaceRef, role: str) -> None:
+        """Remove the workspace's volume ``role``; one that is missing or was made by
+        anything else is left alone."""
+        try:
+            volume = self.client.volumes.get(names.volume_name(ws, role))
+        except docker.errors.NotFound:
+            return
+        labels = volume.attrs.get("Labels") or {}
+        if all(labels.get(key) == value for key, value in names.labels(ws).items()):
+            with contextlib.suppress(docker.errors.NotFound):
+                volume.remove()
 
     def seed_workspace_volume(
         self, ws: WorkspaceRef, image: str, uid: int, gid: int, source_dir: str | None = None
