@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from app.runtime import WorkspaceRef
 
 LABEL_MANAGED = "berth.managed"
@@ -13,7 +15,7 @@ LABEL_OWNER = "berth.owner"
 LABEL_ROLE = "berth.role"
 LABEL_USER = "berth.remote_user"
 LABEL_FOLDER = "berth.workspace_folder"
-BRIDGE_PREFIX = "berth"  # bridge interfaces are berth<id>, which the firewall rule matches
+BRIDGE_PREFIX = "berth"  # every bridge interface of Berth's starts so (the firewall rule)
 
 
 def labels(ws: WorkspaceRef) -> dict[str, str]:
@@ -34,8 +36,11 @@ def network_name(ws: WorkspaceRef) -> str:
 
 
 def bridge_name(ws: WorkspaceRef) -> str:
-    # Interface names have at most 15 characters: berth + 4 hex + up to 6 digits.
-    return f"{BRIDGE_PREFIX}{ws.instance}{ws.id}"[:15]
+    """berth and 10 hex digits of a hash of the instance and the workspace id: interface
+    names have at most 15 characters, too few for an 8-hex instance id and every
+    workspace id (a cut name made workspace 123 collide with 12)."""
+    digest = hashlib.blake2s(f"{ws.instance}/{ws.id}".encode(), digest_size=5).hexdigest()
+    return f"{BRIDGE_PREFIX}{digest}"
 
 
 def volume_name(ws: WorkspaceRef, role: str) -> str:
