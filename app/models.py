@@ -150,6 +150,9 @@ class Workspace(BaseModel):
     repo_ref = peewee.CharField(max_length=255, null=True)
     # The config's path in the repository, when the creator chose one of several.
     repo_config = peewee.TextField(null=True)
+    # JSON list of the configs the repository has, when it has several and none was
+    # chosen (the create failed asking which): the choice offered on its page.
+    repo_choices = peewee.TextField(null=True)
     parameters = peewee.TextField(default="{}")
     status = peewee.CharField(max_length=16, default="pending", index=True)
     error = peewee.TextField(null=True)
@@ -204,6 +207,8 @@ class Workspace(BaseModel):
         found = {"url": self.repo_url, "ref": self.repo_ref}
         if self.repo_config:
             found["config"] = self.repo_config
+        if self.repo_choices:
+            found["choices"] = json.loads(self.repo_choices)
         return found
 
 

@@ -84,6 +84,7 @@ WORKSPACE_MATRIX = {
     "keepalive": (ALLOWED, HIDDEN, ALLOWED, ALLOWED, HIDDEN, FORBIDDEN),
     "start": (ALLOWED, HIDDEN, ALLOWED, ALLOWED, HIDDEN, FORBIDDEN),
     "stop": (ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN),
+    "config": (ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN),
     "ttl": (ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN),
     "open-port": (ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN),
     "share": (ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN),
@@ -96,6 +97,7 @@ REQUESTS = {
     "keepalive": ("POST", "/activity", {}),
     "start": ("POST", "/start", None),
     "stop": ("POST", "/stop", None),
+    "config": ("PUT", "/config", {"config": ".devcontainer/devcontainer.json"}),
     "ttl": ("PUT", "/ttl", {"ttl": "2h"}),
     "open-port": ("PUT", "/ports/8000", {"shared": False}),
     "share": ("PUT", "/shares/users/root", None),
@@ -121,8 +123,8 @@ def test_workspace_matrix_over_the_api(app, tokens, shared_ws, action):
         if expected == FORBIDDEN:
             message = response.get_json()["error"]["message"]
             assert "this needs" in message and "mia.code" in message, message
-        if action == "stop" and expected == ALLOWED:
-            # Stopping a stopped workspace is refused for its state, after authorization.
+        if action in ("stop", "config") and expected == ALLOWED:
+            # Refused for its state (stopped; no repository), after authorization.
             assert response.status_code == 409
         if action == "delete" and expected == ALLOWED:
             break  # the first allowed delete removes it for the rest
@@ -166,6 +168,9 @@ def test_matrix_over_the_pages(app, shared_ws):
             ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN,
         ),
         ("POST", f"/workspaces/{shared_ws}/shares"): (
+            ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN,
+        ),
+        ("POST", f"/workspaces/{shared_ws}/config"): (
             ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN,
         ),
         ("GET", "/workspaces/new"): (ALLOWED, ALLOWED, ALLOWED, ALLOWED, ALLOWED, FORBIDDEN),

@@ -176,6 +176,28 @@ def test_a_repository_with_several_configs_asks_which_one(stack, base_image):
     assert asked["error"].startswith("the repository has 2 devcontainer configs (")
     assert ".devcontainer/api/devcontainer.json" in asked["error"]
     assert ".devcontainer/web/devcontainer.json" in asked["error"]
+    assert asked["repo"]["choices"] == [
+        ".devcontainer/api/devcontainer.json",
+        ".devcontainer/web/devcontainer.json",
+    ]
+    # Answered on the failed workspace itself: built with that one, the name kept.
+    answer = ann.call(
+        "PUT",
+        f"/workspaces/{asked['id']}/config",
+        202,
+        json={"config": ".devcontainer/api/devcontainer.json"},
+    ).json()
+    assert answer["transition"]["kind"] == "start"
+    asked = ann.wait(asked["id"], "running", "failed")
+    assert asked["status"] == "running", ann.log(asked["id"])
+    assert asked["repo"]["config"] == ".devcontainer/api/devcontainer.json"
+    assert "choices" not in asked["repo"]
+    assert ann.sh(asked["id"], "echo $WHICH").strip() == "api"
+    refused = ann.call(
+        "PUT", f"/workspaces/{asked['id']}/config", 409, json={"config": answer["workspace"][
+            "repo"]["config"]}
+    ).json()["error"]  # fmt: skip
+    assert refused["code"] == "invalid_state" and "is running" in refused["message"]
 
     chosen = ann.create(
         "chosen", repo={"url": url, "config": "./.devcontainer//web/devcontainer.json"}

@@ -76,6 +76,23 @@ class Repo(BaseModel):
     )
 
 
+class RepoState(Repo):
+    choices: list[str] | None = Field(
+        None,
+        description="the configs the repository has, when it has several and none was "
+        "chosen (the create failed asking which: PUT …/config with one of them)",
+    )
+
+
+class ConfigChoice(Body):
+    error_code = "invalid_config"
+    config: Annotated[
+        str,
+        Field(examples=[".devcontainer/api/devcontainer.json"]),
+        Refusal("invalid_config", "must be a path in the repository to a devcontainer.json"),
+    ]
+
+
 class NewWorkspace(Body):
     name: Annotated[
         str,
@@ -394,7 +411,7 @@ class Workspace(BaseModel):
     name: str
     owner: str
     template: str | None
-    repo: Repo | None
+    repo: RepoState | None
     parameters: dict[str, Any]
     status: Status
     error: str | None

@@ -244,6 +244,25 @@ def set_ttl(workspace_id):
     return jsonify(_dict(ws))
 
 
+@bp.put("/workspaces/<workspace_id>/config")
+@token_required("workspaces:write", any_workspace=False)
+@described(body=schemas.ConfigChoice, status=202, returns=schemas.Accepted, errors=(409,))
+def choose_config(workspace_id):
+    """Choose which of its repository's configs a workspace whose create failed is
+    built with (a repository with several asks), and try the create again."""
+    ws = _workspace(workspace_id, authz.MANAGE)
+    job = service.choose_config(
+        ws,
+        request_body().config,
+        cause="api",
+        actor=_user().username,
+        data_dir=_settings().data_dir,
+        source_ip=request.remote_addr,
+    )
+    ws = Workspace.get_by_id(ws.id)
+    return _accepted(ws, job)
+
+
 @bp.put("/workspaces/<workspace_id>/idle-timeout")
 @token_required("workspaces:write", any_workspace=False)
 @described(body=schemas.IdleTimeoutChange, returns=schemas.Workspace)
@@ -257,10 +276,12 @@ def set_idle_timeout(workspace_id):
 
 @bp.post("/workspaces/<workspace_id>/backup")
 @token_required("workspaces:write", any_workspace=False)
-@described(status=202, returns=schemas.Accepted, errors=(409,))
+@described(query=schemas.ActionOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def backup_workspace(workspace_id):
-    """Back up the workspace's volumes (tarballs)."""
-    return _transition(workspace_id, "backup")
+    """Back up the workspace's volumes (tarballs).
+
+    With ``wait``, the answer comes when the job has ended."""
+    return _transition(workspace_id, "backup", request_query().wait)
 
 
 def _port_error(exc: apps.PortError):
@@ -327,10 +348,18 @@ def list_backups():
     return jsonify([b.to_dict() for b in found])
 
 
-def _transition(workspace_id, kind: str, options: dict | None = None):
+def _accepted(ws, job):
+    return jsonify(
+        {
+            "workspace": _dict(ws),
+            "transition": {"id": job.id, "kind": job.kind, "status": job.status},
+        }
+    ), 202
+
+
+def _transition(workspace_id, kind: str, wait: float, options: dict | None = None):
     # Those a workspace is shared with may start it (as opening its IDE would), not more.
     ws = _workspace(workspace_id, authz.USE if kind == "start" else authz.MANAGE)
-    wait = request_query().wait
     with _slot_for(wait):
         job = service.request(
             ws,
@@ -344,12 +373,7 @@ def _transition(workspace_id, kind: str, options: dict | None = None):
         if wait:
             job = service.wait_for_job(job, wait)
             ws = Workspace.get_or_none(Workspace.id == ws.id) or ws
-    return jsonify(
-        {
-            "workspace": _dict(ws),
-            "transition": {"id": job.id, "kind": job.kind, "status": job.status},
-        }
-    ), 202
+    return _accepted(ws, job)
 
 
 @bp.post("/workspaces/<workspace_id>/start")
@@ -359,7 +383,7 @@ def start_workspace(workspace_id):
     """Start a stopped workspace.
 
     With ``wait``, the answer comes when the job has ended."""
-    return _transition(workspace_id, "start")
+    return _transition(workspace_id, "start", request_query().wait)
 
 
 @bp.post("/workspaces/<workspace_id>/stop")
@@ -369,7 +393,7 @@ def stop_workspace(workspace_id):
     """Stop a workspace (SIGTERM, then kill).
 
     With ``wait``, the answer comes when the job has ended."""
-    return _transition(workspace_id, "stop")
+    return _transition(workspace_id, "stop", request_query().wait)
 
 
 @bp.post("/workspaces/<workspace_id>/restart")
@@ -379,7 +403,7 @@ def restart_workspace(workspace_id):
     """Stop and start again.
 
     With ``wait``, the answer comes when the job has ended."""
-    return _transition(workspace_id, "restart")
+    return _transition(workspace_id, "restart", request_query().wait)
 
 
 @bp.post("/workspaces/<workspace_id>/rebuild")
@@ -389,7 +413,7 @@ def rebuild_workspace(workspace_id):
     """Rebuild the image; volumes are kept.
 
     With ``wait``, the answer comes when the job has ended."""
-    return _transition(workspace_id, "rebuild")
+    return _transition(workspace_id, "rebuild", request_query().wait)
 
 
 @bp.delete("/workspaces/<workspace_id>")
@@ -397,7 +421,8 @@ def rebuild_workspace(workspace_id):
 @described(query=schemas.DeleteOptions, status=202, returns=schemas.Accepted, errors=(409,))
 def delete_workspace(workspace_id):
     """Delete a workspace (volumes too, unless keep_volumes=true)."""
-    return _transition(workspace_id, "delete", {"keep_volumes": request_query().keep_volumes})
+    query = request_query()
+    return _transition(workspace_id, "delete", query.wait, {"keep_volumes": query.keep_volumes})
 
 
 @bp.get("/workspaces/<workspace_id>/logs")

@@ -39,6 +39,7 @@ from app.migrations import (
     m0021_person_env,
     m0022_ide_state,
     m0023_dotfiles,
+    m0024_repo_choices,
 )
 from app.models import utcnow
 
@@ -66,6 +67,7 @@ STEPS = [
     m0021_person_env,
     m0022_ide_state,
     m0023_dotfiles,
+    m0024_repo_choices,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

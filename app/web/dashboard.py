@@ -154,6 +154,7 @@ def workspace(workspace_id):
         history=list(history),
         jobs=list(jobs),
         parameters=json.loads(ws.parameters),
+        config_choices=json.loads(ws.repo_choices or "[]") if ws.status == "failed" else [],
         ssh_command=service.ssh_command(
             ws, current_user.row, _settings().ssh_host, _settings().ssh_port
         ),
@@ -187,6 +188,24 @@ def set_ttl(workspace_id):
             ws, {"ttl": value or None}, actor=current_user.username, cause="user"
         ),
         f"Time to live of {ws.name} set.",
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/config", methods=["POST"])
+@login_required
+def choose_config(workspace_id):
+    ws = _visible(workspace_id, authz.MANAGE)
+    config = request.form.get("config", "")
+    return _change(
+        ws,
+        lambda: service.choose_config(
+            ws,
+            config,
+            actor=current_user.username,
+            data_dir=_settings().data_dir,
+            source_ip=request.remote_addr,
+        ),
+        f"{ws.name} is being created with {config}.",
     )
 
 

@@ -175,11 +175,12 @@ def _load_config(
         return dc.load(folder, ws.repo_config, root=folder), dc.Approvals()
     found = dc.discover(folder) if ws.repo_url else []
     if len(found) > 1:
-        names = ", ".join(str(path.relative_to(folder)) for path in found)
+        choices = [str(path.relative_to(folder)) for path in found]
+        ws.repo_choices = json.dumps(choices)
+        ws.save(only=[Workspace.repo_choices])
         raise JobFailed(
-            f"the repository has {len(found)} devcontainer configs ({names}); create the "
-            "workspace again with the one to use (the form's Config field, or repo.config "
-            "in the API)"
+            f"the repository has {len(found)} devcontainer configs ({', '.join(choices)}); "
+            "choose one on the workspace's page (or PUT its repo config in the API)"
         )
     if found:
         log("using the repository's own devcontainer.json")

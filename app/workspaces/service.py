@@ -615,6 +615,60 @@ def to_dict(
     }
 
 
+def choose_config(
+    ws: Workspace,
+    config,
+    *,
+    cause: str = "user",
+    actor: str,
+    data_dir: Path,
+    source_ip: str | None = None,
+) -> Transition:
+    """Build a repository's workspace whose create failed (a repository with several
+    configs asks which) with ``config``: the choice is recorded and the create tried
+    again, in one transaction (a refused retry changes nothing)."""
+    if not ws.repo_url:
+        raise WorkspaceError(
+            409, "no_repository", f"workspace {ws.name!r} is not built from a repository"
+        )
+    path = validate_config_path({"config": config})
+    if path is None:
+        raise WorkspaceError(
+            422, "invalid_config", "config is required, like .devcontainer/api/devcontainer.json"
+        )
+    with write_transaction():
+        ws = Workspace.get_by_id(ws.id)
+        if ws.status != S.FAILED:
+            raise WorkspaceError(
+                409,
+                "invalid_state",
+                f"workspace {ws.name!r} is {ws.status}; its config is chosen when its "
+                "create failed",
+            )
+        choices = json.loads(ws.repo_choices or "[]")
+        if choices and path not in choices:
+            raise WorkspaceError(
+                422,
+                "invalid_config",
+                f"the repository has no config {path!r}; it has {', '.join(choices)}",
+            )
+        ws.repo_config, ws.repo_choices = path, None
+        ws.save(only=[Workspace.repo_config, Workspace.repo_choices])
+        audit.record(
+            "workspace.config",
+            actor=actor,
+            source_ip=source_ip,
+            target=f"workspace:{ws.owner.username}.{ws.name}",
+            config=path,
+            workspace_id=ws.id,
+        )
+        job = request(
+            ws, Kind.START, cause=cause, actor=actor, data_dir=data_dir, source_ip=source_ip
+        )
+    wakeup.notify(data_dir)  # again: the one inside came before the commit
+    return job
+
+
 def set_egress(ws: Workspace, allow, *, actor: str, source_ip: str | None = None) -> None:
     """Replace the workspace's own allowlist entries (its template's stay)."""
     try:
