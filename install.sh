@@ -85,7 +85,11 @@ done
 if [ -n "$TOOLS_BUNDLE" ]; then
     [ -f "$TOOLS_BUNDLE" ] && [ -r "$TOOLS_BUNDLE" ] || die "--tools-bundle: $TOOLS_BUNDLE is not a readable file" \
         "make it with 'berth tools export FILE' on a Berth of this version, then copy it here"
-    TOOLS_BUNDLE=$(realpath "$TOOLS_BUNDLE")
+    TOOLS_BUNDLE=$(realpath -- "$TOOLS_BUNDLE")
+    case "$TOOLS_BUNDLE" in
+    *:*) die "--tools-bundle: the path $TOOLS_BUNDLE has a ':', which compose cannot mount" \
+        "move or rename the file to a path without ':'" ;;
+    esac
 fi
 
 # --- .env ---------------------------------------------------------------------------

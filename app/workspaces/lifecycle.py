@@ -320,32 +320,9 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             seed = _prepare_volumes(
                 ctx, ws, log, transition, ref, result.image_id, spec, plan, user
             )
-        # The workspace volume is seeded (a container of its own) while the network and
-        # the container are made: neither needs the other until the start.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as beside:
-            seeding = beside.submit(_timed, log, "volumes", seed) if seed else None
-            try:
-                with log.stage("create"):
-                    container = ctx.runtime.create(
-                        ref,
-                        spec,
-                        _limits(ws),
-                        user.home,
-                        agent=is_agent(ws),
-                        owner=(user.uid, user.gid),
-                        egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
-                        extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
-                    )
-            finally:
-                seeded = seeding.exception() if seeding else None  # waits for it
-            if seeded is not None:
-                # Never start on a volume whose seeding failed: the container goes, and
-                # the volume this job made for it, so a retry seeds again.
-                ctx.runtime.discard(container.id)
-                ctx.runtime.discard_volume(ref, "workspace")
-                raise seeded
-            ws.container_id = container.id
-            ws.save(only=[Workspace.container_id])
+        container = _create_beside_seeding(ctx, ws, ref, spec, user, seed, log)
+        ws.container_id = container.id
+        ws.save(only=[Workspace.container_id])
     # Warm-pool members wait, exec-ready, until an API create claims one (and its token
     # is made then, for its new owner).
     pooled = ws.owner.username == pool.POOL_USER
@@ -389,6 +366,45 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 ide_sessions.opened(ctx.settings, ws)
     if not again:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
+
+
+def _create_beside_seeding(ctx, ws, ref, spec, user, seed, log):
+    """The container, made while ``seed`` (if any) fills the workspace volume in a
+    container of its own: neither needs the other until the start. When the seeding
+    fails, the container goes and the volume this job made for it, so a retry seeds
+    again instead of starting on an unseeded volume."""
+    container = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as beside:
+        seeding = beside.submit(_timed, log, "volumes", seed) if seed else None
+        try:
+            with log.stage("create"):
+                container = ctx.runtime.create(
+                    ref,
+                    spec,
+                    _limits(ws),
+                    user.home,
+                    agent=is_agent(ws),
+                    owner=(user.uid, user.gid),
+                    egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
+                    extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
+                )
+        finally:
+            seeded = seeding.exception() if seeding else None  # waits for it
+            if seeded is not None:
+                _undo_seeding(ctx, ref, container)
+    if seeded is not None:
+        raise seeded
+    return container
+
+
+def _undo_seeding(ctx, ref, container) -> None:
+    """Best effort: the seeding's (or the create's) own error is the one to report."""
+    try:
+        if container is not None:
+            ctx.runtime.discard(container.id)
+        ctx.runtime.discard_volume(ref, "workspace")
+    except ProvisionError as exc:
+        logger.warning("undoing a failed seeding of %s: %s", ref.name, exc)
 
 
 def _timed(log: JobLog, stage: str, work: Callable[[], None]) -> None:

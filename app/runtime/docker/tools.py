@@ -11,18 +11,20 @@ version, so a second call is a lookup, and an interrupted build starts again.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
-import tarfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 import docker
 from docker.types import Mount
 
 from app.runtime import ProvisionError
+from app.runtime.docker import tools_archive
 from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image
 from app.runtime.layout import CODE_SERVER_VERSION
 from app.runtime.layout import TOOLS_CURRENT as CURRENT
@@ -133,9 +135,10 @@ def _ensure_volume(client, volume: str, engine_dir: str) -> None:
         client.volumes.create(volume, labels={LABEL: "true"}, driver_opts=options)
 
 
-def _take_the_lock(client, instance, volume, version, engine_dir, script):
+def _take_the_lock(client, instance, volume, version, engine_dir, script, network=True):
     """Start the builder under its fixed name; None when another one runs. A builder
-    that is not running (its worker was killed, or it ended) is removed first."""
+    that is not running (its worker was killed, or it ended) is removed first. An
+    import's holder runs ``script`` without a network."""
     try:
         existing = client.containers.get(BUILDER)
     except docker.errors.NotFound:
@@ -171,6 +174,7 @@ def _take_the_lock(client, instance, volume, version, engine_dir, script):
             environment=environment,
             mounts=mounts,
             labels={LABEL: "builder", "berth.instance": instance, "berth.tools.version": version},
+            network_disabled=not network,
             detach=True,
         )
     except docker.errors.APIError as exc:
@@ -223,44 +227,8 @@ def export(client: docker.DockerClient, out: BinaryIO, volume: str = VOLUME,
 
 def check_archive(path: Path, version: str = VERSION) -> None:
     """Refuse, naming the problem, an archive that is not a finished bundle of exactly
-    ``version``: another version, a member outside its folder or written through a
-    link, a device or FIFO, no completion marker."""
-    links: set[PurePosixPath] = set()
-    finished = False
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                name = PurePosixPath(member.name.removeprefix("./"))
-                _check_member(path, member, name, version, links)
-                if member.issym():
-                    links.add(name)
-                finished = finished or name == PurePosixPath(version, MARKER)
-    except (OSError, tarfile.TarError) as exc:
-        raise ToolsError(f"{path} is not a readable tar archive: {exc}") from None
-    if not finished:
-        raise ToolsError(
-            f"{path} is not a finished bundle: {version}/{MARKER} is missing "
-            "(export it again from an engine where the tools job succeeded)"
-        )
-
-
-def _check_member(path: Path, member: tarfile.TarInfo, name: PurePosixPath, version: str,
-                  links: set[PurePosixPath]) -> None:  # fmt: skip
-    if name.is_absolute() or ".." in name.parts or not name.parts:
-        raise ToolsError(f"{path}: the member {member.name!r} points outside the bundle")
-    if name.parts[0] != version:
-        raise ToolsError(
-            f"{path} holds {name.parts[0]!r}, but this Berth needs the bundle {version} "
-            "(export it from a Berth of the same version)"
-        )
-    if any(parent in links for parent in name.parents):
-        raise ToolsError(f"{path}: the member {member.name!r} is written through a link")
-    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        raise ToolsError(f"{path}: the member {member.name!r} is a device or FIFO")
-    if member.islnk():
-        target = PurePosixPath(member.linkname.removeprefix("./"))
-        if target.is_absolute() or ".." in target.parts or target.parts[:1] != (version,):
-            raise ToolsError(f"{path}: the hard link {member.name!r} points outside the bundle")
+    ``version`` (app.runtime.docker.tools_archive says what belongs)."""
+    tools_archive.check(path, version)
 
 
 # Run in the lock holder once the archive is in: the folder becomes the version's (a
@@ -273,10 +241,14 @@ if [ ! -e "versions/$VERSION/$MARKER" ]; then
     rm -rf "versions/$VERSION"
     mv "$INCOMING/$VERSION" "versions/$VERSION"
 fi
-rm -rf "$INCOMING"
+rm -rf .incoming-*
 ln -sfn "versions/$VERSION" current.new
 mv -T current.new current
 """
+# What an import leaves when it fails (or one before it was killed): nothing else runs
+# while the lock is held, so every incoming folder is a leftover.
+_CLEAR_INCOMING = 'cd "$ROOT" && rm -rf .incoming-*'
+HOLD_SECONDS = 900  # a killed import's lock holder ends by itself after this
 
 
 def import_archive(
@@ -298,29 +270,67 @@ def import_archive(
         while True:
             if ready(client, volume, version):
                 return False
-            holder = _take_the_lock(client, instance, volume, version, engine_dir, "sleep 3600")
+            holder = _take_the_lock(
+                client, instance, volume, version, engine_dir, f"sleep {HOLD_SECONDS}",
+                network=False,
+            )  # fmt: skip
             if holder is not None:
                 break
             if not said:
                 on_log("another Berth on this engine is building the tools bundle; waiting")
                 said = True
             time.sleep(WAIT_SECONDS)
+        environment = {"ROOT": MOUNT_POINT, "VERSION": version, "MARKER": MARKER}
         try:
             incoming = f"{MOUNT_POINT}/.incoming-{secrets.token_hex(4)}"
-            _run(holder, ["mkdir", incoming])
+            _run(holder, ["sh", "-c", _CLEAR_INCOMING + ' && mkdir "$1"', "-", incoming],
+                 environment=environment)  # fmt: skip
             on_log(f"copying {path} into the engine")
-            with path.open("rb") as archive:
-                if not holder.put_archive(incoming, archive):
-                    raise ToolsError(f"the engine did not take {path}")
+            _upload(holder, incoming, path, version)
             _run(holder, ["sh", "-c", _FINISH_IMPORT],
-                 environment={"ROOT": MOUNT_POINT, "INCOMING": incoming, "VERSION": version,
-                              "MARKER": MARKER})  # fmt: skip
+                 environment={**environment, "INCOMING": incoming})  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(Exception):
+                holder.exec_run(["sh", "-c", _CLEAR_INCOMING], environment=environment)
+            raise
         finally:
             _remove(holder)
         if not ready(client, volume, version):
             raise ToolsError(f"the bundle from {path} is in the engine but not usable")
         on_log(f"tools bundle {version} is current")
         return True
+
+
+def _upload(holder, incoming: str, path: Path, version: str) -> None:
+    """Stream the clean copy of the archive (tools_archive), never the file itself,
+    into ``incoming`` in the lock holder."""
+    read_end, write_end = os.pipe()
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            with os.fdopen(write_end, "wb") as out:
+                tools_archive.clean_copy(path, version, out)
+        except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
+            failed.append(exc)
+
+    writer = threading.Thread(target=write, name="tools-import", daemon=True)
+    writer.start()
+    refused: docker.errors.DockerException | None = None
+    try:
+        with os.fdopen(read_end, "rb") as stream:
+            taken = holder.put_archive(incoming, iter(lambda: stream.read(1 << 20), b""))
+    except docker.errors.DockerException as exc:
+        refused, taken = exc, False
+    finally:
+        writer.join()
+    # The archive's own problem first: the engine's refusal of a cut stream follows it.
+    if failed and not isinstance(failed[0], BrokenPipeError):
+        raise failed[0]
+    if refused is not None:
+        raise refused
+    if not taken or failed:
+        raise ToolsError(f"the engine did not take the bundle from {path}")
 
 
 def _run(container, argv: list[str], **options) -> None:
