@@ -70,8 +70,8 @@ def test_a_finished_bundle_is_taken_with_its_links_inside(tmp_path):
         (_link(f"{VERSION}/up", "/opt/berth"), "points outside the bundle"),
         (_link(f"{VERSION}/up", "../current"), "points outside the bundle"),
         (_link(f"{VERSION}/bin/up", "../../x"), "points outside the bundle"),
-        (_special(f"{VERSION}/fifo", tarfile.FIFOTYPE), "is a device or FIFO"),
-        (_special(f"{VERSION}/disk", tarfile.BLKTYPE), "is a device or FIFO"),
+        (_special(f"{VERSION}/fifo", tarfile.FIFOTYPE), "is a device, a FIFO"),
+        (_special(f"{VERSION}/disk", tarfile.BLKTYPE), "is a device, a FIFO"),
         (_link(f"{VERSION}/hard", "/etc/shadow", tarfile.LNKTYPE), "hard link"),
         (_link(f"{VERSION}/hard", f"{VERSION}/../x", tarfile.LNKTYPE), "hard link"),
         (_link(f"{VERSION}/hard", f"{VERSION}/bin", tarfile.LNKTYPE), "no file before it"),
@@ -160,3 +160,94 @@ def test_an_unfinished_or_foreign_bundle_is_refused(tmp_path):
         tools.check_archive(tmp_path / "junk.tar", VERSION)
     with pytest.raises(tools_archive.ArchiveError, match="not a readable tar archive"):
         tools.check_archive(tmp_path / "missing.tar", VERSION)
+
+
+def _pax(name: str, headers: dict, data: bytes = b"") -> Entry:
+    member, _ = _file(name, data)
+    member.pax_headers = headers
+    return member, data
+
+
+def _write_pax(path, *members: Entry):
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for member, data in [
+            _dir(VERSION),
+            _file(f"{VERSION}/{tools.MARKER}", b""),
+            *members,
+        ]:
+            archive.addfile(member, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def test_names_another_reader_cuts_short_are_refused(tmp_path):
+    """A NUL in a PAX name: Python keeps it, the plain header field the copy would get
+    ends there, so 'd<NUL>x' would become the link 'd' unseen."""
+    link = _link(f"{VERSION}/d\x00x", "..")
+    link[0].pax_headers = {"path": f"{VERSION}/d\x00x", "linkpath": "..\x00"}
+    path = _write_pax(tmp_path / "nul.tar", link, _file(f"{VERSION}/d/evil", b"x"))
+    with pytest.raises(tools_archive.ArchiveError, match="control character"):
+        tools.check_archive(path, VERSION)
+
+
+def test_a_name_seen_twice_is_refused(tmp_path):
+    """A folder replaced by a link of the same name would leave what was known about
+    the folder's files wrong (a hard link to one then follows the new link)."""
+    path = _archive(
+        tmp_path / "twice.tar",
+        _dir(f"{VERSION}/d"),
+        _file(f"{VERSION}/d/f", b"x"),
+        _link(f"{VERSION}/d", "bin"),
+    )
+    with pytest.raises(tools_archive.ArchiveError, match="comes twice"):
+        tools.check_archive(path, VERSION)
+
+
+def test_links_that_leave_the_bundle_only_when_chained_are_refused(tmp_path):
+    """Each of these stays inside by its own text; followed through each other, the last
+    one leads to /etc."""
+    base = f"{VERSION}/a/b/c"
+    path = _archive(
+        tmp_path / "chain.tar",
+        _link(f"{base}/l1", "../.."),
+        _link(f"{base}/l2", "l1/../.."),
+        _link(f"{base}/l3", "l2/../.."),
+        _link(f"{base}/l4", "l3/../../etc"),
+    )
+    with pytest.raises(tools_archive.ArchiveError, match="through other links"):
+        tools.check_archive(path, VERSION)
+
+
+def test_oversized_headers_and_odd_values_fail_plainly_and_fast(tmp_path):
+    """A huge PAX header would keep an older Python's parser busy for minutes; an
+    infinite mtime would crash the copy instead of being a clean refusal or a zero."""
+    big = _write_pax(tmp_path / "big.tar", _pax(f"{VERSION}/x", {"comment": "9" * 200_000}))
+    with pytest.raises(tools_archive.ArchiveError, match="a header of"):
+        tools.check_archive(big, VERSION)
+    odd = _write_pax(tmp_path / "odd.tar", _pax(f"{VERSION}/x", {"mtime": "inf"}, b"y"))
+    copy = io.BytesIO()
+    tools_archive.clean_copy(odd, VERSION, copy)
+    copy.seek(0)
+    with tarfile.open(fileobj=copy) as clean:
+        assert clean.getmember(f"{VERSION}/x").mtime == 0
+
+
+def test_the_marker_must_be_a_file(tmp_path):
+    path = tmp_path / "marker.tar"
+    with tarfile.open(path, "w") as archive:
+        for member, data in [_dir(VERSION), _dir(f"{VERSION}/{tools.MARKER}")]:
+            archive.addfile(member, io.BytesIO(data) if data is not None else None)
+    with pytest.raises(tools_archive.ArchiveError, match="not a finished bundle"):
+        tools.check_archive(path, VERSION)
+
+
+def test_a_sparse_member_is_refused(tmp_path):
+    """A few KB that say 2 GiB: the copy would write them all out."""
+    member = tarfile.TarInfo(f"{VERSION}/sparse")
+    member.type, member.size = tarfile.GNUTYPE_SPARSE, 0
+    raw = bytearray(member.tobuf(tarfile.GNU_FORMAT))
+    path = _archive(tmp_path / "sparse.tar")
+    body = path.read_bytes()
+    end = body.index(b"\0" * 1024, 512 * 4)  # after the three members and their data
+    path.write_bytes(body[:end] + bytes(raw) + b"\0" * 1024)
+    with pytest.raises(tools_archive.ArchiveError, match="sparse"):
+        tools.check_archive(path, VERSION)

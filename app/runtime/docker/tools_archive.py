@@ -5,10 +5,13 @@ Docker unpacks with Go's archive/tar, which reads some headers differently from 
 tarfile (PAX against GNU long names, a global PAX path, a checksum that starts with a NUL,
 a hard link to a symlink). Checking the original and handing it over would check one
 archive and unpack another; writing a new one from what was checked closes that gap.
-What goes in: members of exactly one version's folder, regular files, folders, symlinks
-that stay inside the folder and hard links to regular files before them; nothing written
-through a link; owners root, no setuid, setgid, sticky or world-write bit; nothing after
-the end of the archive; the completion marker.
+What goes in: members of exactly one version's folder, each name once and without
+control characters; regular files (not sparse), folders, symlinks that stay inside the
+folder when followed through the archive's other links, hard links to regular files
+before them; nothing written through a link; owners root, no setuid, setgid, sticky or
+world-write bit; nothing after the end of the archive; the completion marker as a file.
+Headers larger than any real bundle needs are refused before Python parses them (a PAX
+header of a few hundred KB takes minutes in the parser of older Pythons).
 """
 
 from __future__ import annotations
@@ -24,10 +27,36 @@ from app.runtime.layout import TOOLS_MARKER as MARKER
 CHUNK = 1 << 20
 # Bits kept on files and folders: the owner's, read and execute for others.
 KEPT_MODE = 0o755
+MAX_HEADER = 16 << 10  # a PAX or long-name header (a path is at most 4 KiB)
+MAX_TOTAL = 8 << 30  # the bundle is under 1 GiB
+MAX_LINK_HOPS = 40
+CONTROL = {chr(code) for code in range(32)} | {"\x7f"}
 
 
 class ArchiveError(ProvisionError):
     """The file is no finished bundle of this version; the message says why."""
+
+
+class _Header(tarfile.TarInfo):
+    """Python's parser, with the size of a header it is about to parse bounded."""
+
+    def _proc_pax(self, archive):
+        _bounded(self)
+        return super()._proc_pax(archive)
+
+    def _proc_gnulong(self, archive):
+        _bounded(self)
+        return super()._proc_gnulong(archive)
+
+    def _proc_sparse(self, archive):
+        raise tarfile.SubsequentHeaderError("a sparse file; a bundle has none")
+
+
+def _bounded(header: tarfile.TarInfo) -> None:
+    if header.size > MAX_HEADER:
+        raise tarfile.SubsequentHeaderError(
+            f"a header of {header.size} bytes (more than {MAX_HEADER} is no bundle's)"
+        )
 
 
 class _Bundle:
@@ -35,8 +64,10 @@ class _Bundle:
 
     def __init__(self, path: Path, version: str):
         self.path, self.version = path, version
-        self.links: set[str] = set()  # symlinks: nothing is written through them
+        self.seen: set[str] = set()
+        self.links: dict[str, str] = {}  # symlink -> target: nothing is written through
         self.files: set[str] = set()  # regular files: what a hard link may point at
+        self.total = 0
         self.finished = False
 
     def fail(self, problem: str):
@@ -45,35 +76,71 @@ class _Bundle:
     def clean(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
         """A new header for ``member``, from its checked name, type and target only."""
         name = self._name(member.name, "member")
+        if name in self.seen:
+            self.fail(f"the member {name!r} comes twice (an export has each name once)")
+        self.seen.add(name)
         if any(parent in self.links for parent in _parents(name)):
             self.fail(f"the member {member.name!r} is written through a link")
         out = tarfile.TarInfo(name)
         out.uid = out.gid = 0
-        out.mtime = int(member.mtime) if member.mtime and member.mtime > 0 else 0
+        out.mtime = int(member.mtime) if 0 < member.mtime < 2**33 else 0
+        if member.sparse is not None or member.type == tarfile.GNUTYPE_SPARSE:
+            self.fail(f"the member {member.name!r} is a sparse file; a bundle has none")
         if member.isreg():
+            self.total += member.size
+            if self.total > MAX_TOTAL:
+                self.fail(f"it holds more than {MAX_TOTAL >> 30} GiB; a bundle is under 1 GiB")
             out.type, out.size, out.mode = tarfile.REGTYPE, member.size, member.mode & KEPT_MODE
+            self.files.add(name)
         elif member.isdir():
             out.type, out.mode = tarfile.DIRTYPE, member.mode & KEPT_MODE
-        elif member.issym():
+        elif member.issym() and name != self.version:
             out.type, out.mode, out.linkname = tarfile.SYMTYPE, 0o777, self._target(member, name)
+            self.links[name] = out.linkname
         elif member.islnk():
             target = self._name(member.linkname, "hard link target")
-            if target not in self.files:
+            if target not in self.files or any(p in self.links for p in _parents(target)):
                 self.fail(f"the hard link {member.name!r} points at no file before it")
             out.type, out.mode, out.linkname = tarfile.LNKTYPE, 0o644, target
         else:
-            self.fail(f"the member {member.name!r} is a device or FIFO")
-        # A name seen again takes its latest kind (tar replaces it on unpacking).
-        self.links.discard(name)
-        self.files.discard(name)
-        if out.type == tarfile.SYMTYPE:
-            self.links.add(name)
-        elif out.type == tarfile.REGTYPE:
-            self.files.add(name)
-        self.finished = self.finished or name == f"{self.version}/{MARKER}"
+            self.fail(f"the member {member.name!r} is a device, a FIFO or a misplaced link")
+        if name == f"{self.version}/{MARKER}":
+            self.finished = out.type == tarfile.REGTYPE
         return out
 
+    def check_links(self) -> None:
+        """Each symlink, followed through the archive's other links, stays inside the
+        version's folder (one at a time each looks inside; chained, they may not)."""
+        for name in self.links:
+            if not self._inside(name):
+                self.fail(f"the link {name!r} leads outside the bundle through other links")
+
+    def _inside(self, name: str) -> bool:
+        parts = name.split("/")
+        done: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not done:
+                    return False
+                done.pop()
+                continue
+            here = "/".join([*done, part])
+            if here in self.links:
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    return False  # a loop, or deeper than anything real
+                parts = self.links[here].split("/") + parts
+                continue
+            done.append(part)
+        return bool(done) and done[0] == self.version
+
     def _name(self, raw: str, what: str) -> str:
+        if CONTROL.intersection(raw):
+            self.fail(f"the {what} {raw!r} has a control character in its name")
         if raw.startswith("/") or ".." in raw.split("/"):
             self.fail(f"the {what} {raw!r} points outside the bundle")
         name = posixpath.normpath(raw)
@@ -88,6 +155,8 @@ class _Bundle:
     def _target(self, member: tarfile.TarInfo, name: str) -> str:
         """A symlink's target, which must stay inside the version's folder."""
         target = member.linkname
+        if CONTROL.intersection(target) or not target:
+            self.fail(f"the link {member.name!r} has an empty target or a control character")
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
         if target.startswith("/") or not resolved.startswith(self.version + "/"):
             self.fail(f"the link {member.name!r} points outside the bundle ({target!r})")
@@ -104,7 +173,7 @@ def clean_copy(path: Path, version: str, out: BinaryIO) -> None:
     part: its reader must not use it)."""
     bundle = _Bundle(path, version)
     try:
-        with tarfile.open(path, "r:") as source, tarfile.open(
+        with tarfile.open(path, "r:", tarinfo=_Header) as source, tarfile.open(
             fileobj=out, mode="w|", format=tarfile.PAX_FORMAT
         ) as copy:  # fmt: skip
             for member in source:
@@ -112,7 +181,8 @@ def clean_copy(path: Path, version: str, out: BinaryIO) -> None:
                 data = source.extractfile(member) if member.isreg() else None
                 copy.addfile(header, data)
             _nothing_after_the_end(bundle, source)
-    except (OSError, tarfile.TarError) as exc:
+            bundle.check_links()
+    except (OSError, ValueError, OverflowError, tarfile.TarError) as exc:
         raise ArchiveError(f"{path} is not a readable tar archive: {exc}") from None
     if not bundle.finished:
         bundle.fail(
