@@ -154,13 +154,13 @@ def test_the_workbench_renders_and_its_terminal_runs_in_the_workspace(ide, page)
     assert json.loads(settings) == {"editor.fontSize": 17}
 
 
-def test_other_members_get_403_and_anonymous_visitors_sign_in_first(ide, browser):
+def test_other_members_get_404_and_anonymous_visitors_sign_in_first(ide, browser):
     address = ide.ws["urls"]["ide"]
     bob = browser.new_context().new_page()
     login(bob, ide, "bob")
     answer = bob.goto(address)
-    assert answer.status == 403
-    assert "You may not open code of ann" in bob.content()
+    assert answer.status == 404  # as ann's workspace page answers him: nothing said
+    assert "There is no workspace code of ann" in bob.content()
     bob.context.close()
     visitor = browser.new_context().new_page()
     visitor.goto(address)

@@ -19,6 +19,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from app import authz
 from app.http import auditing
 from app.http.extensions import limiter
 from app.models import User
@@ -62,12 +63,15 @@ def open_app():
         abort(400, "That is not the address of a workspace on this Berth.")
     target, _ = found
     ws = apps.find(target)
+    missing = f"There is no workspace {target.workspace} of {target.owner}."
     if ws is None:
-        abort(404, f"There is no workspace {target.workspace} of {target.owner}.")
+        abort(404, missing)
     action = "app.open.port" if target.port else "app.open.ide"
     where = f"workspace:{ws.owner.username}.{ws.name}"
     if not apps.may_open(current_user.row, ws, target.port):
         auditing.record(action, where, "denied", port=target.port)
+        if authz.level(current_user.row, ws) is None:
+            abort(404, missing)  # as its page answers: nothing said about its existence
         abort(403, f"You may not open {target.workspace} of {target.owner}.")
     auditing.record(action, where, port=target.port, shared=ws.owner_id != current_user.row.id)
     if target.port and apps.port_row(ws, target.port) is None:
@@ -213,9 +217,10 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
             return redirect(_settings().public_url + url_for("apps.open_app", to=back))
         return _message(401, "Sign in", "Open this workspace from the Berth dashboard.")
     ws = apps.find(target)
-    if ws is None:
-        return _message(404, "Not found", f"There is no workspace {target.workspace}.")
-    if not apps.may_open(user, ws, target.port):
+    if ws is None or not apps.may_open(user, ws, target.port):
+        if ws is None or authz.level(user, ws) is None:
+            # As its page answers: nothing said about a workspace one cannot see.
+            return _message(404, "Not found", f"There is no workspace {target.workspace}.")
         return _message(403, "Forbidden", f"You may not open {target.workspace}.")
     if target.port and apps.port_row(ws, target.port) is None:
         return _message(404, "Port not open", f"Port {target.port} is not open in {ws.name}.")
