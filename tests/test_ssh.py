@@ -278,10 +278,61 @@ def test_refusals_look_the_same(gw, stack):
     ]
     for done in outcomes:
         assert done.returncode == 255
-        assert b"Permission denied (publickey)" in done.stderr
+        assert b"Permission denied (publickey,keyboard-interactive)" in done.stderr
     # An admin reaches another's workspace as <owner>.<workspace>.
     assert gw.ssh("ann.shell", "id -un", "boss").stdout.decode().strip() == "dev"
     assert "refused 'ann.shell'" in stack.log()
+
+
+def test_a_refused_person_is_told_why_in_words_that_say_nothing_of_others(gw, stack):
+    """OpenSSH, not in batch mode, prints why after the keys failed: the same words for
+    a key on no account, a key whose account has no such workspace, and a workspace
+    that exists for someone else; another for no key at all."""
+
+    # A gateway of its own: these refusals would count toward the shared one's limit.
+    port = free_port()
+    own = subprocess.Popen(
+        [sys.executable, "-m", "app", "ssh", "--port", str(port)],
+        env={**stack.env, "BERTH_SSH_FAIL_LIMIT": "100", "BERTH_PUBLIC_URL": stack.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _open(port), timeout=30, what="a gateway of its own")
+        _check_refusal_words(gw, stack, port)
+    finally:
+        own.terminate()
+        own.wait(timeout=20)
+
+
+def _check_refusal_words(gw, stack, port: int) -> None:
+    def told(login: str, who: str | None) -> str:
+        # ssh takes an option's first value: replace the batch mode and the quiet log.
+        swap = {"BatchMode=yes": "BatchMode=no", "LogLevel=ERROR": "LogLevel=INFO"}
+        argv = [swap.get(a, a) for a in gw.args(who or "ann")]
+        if who is None:  # no key at all
+            argv = [a for a in argv if a != str(gw.keys["ann"]) and a != "-i"]
+            argv += ["-o", "PubkeyAuthentication=no"]
+        done = subprocess.run(
+            ["ssh", *argv, "-p", str(port), f"{login}@127.0.0.1", "true"],
+            capture_output=True, stdin=subprocess.DEVNULL, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 255, done
+        return done.stderr.decode().replace(repr(login), "'NAME'").replace(f"{login}@", "NAME@")
+
+    said = {
+        told("shell", "stranger"),  # a key on no account
+        told("shell", "bob"),  # bob has no workspace of that name
+        told("ann.shell", "bob"),  # ann's, not shared with bob
+        told("nothing-here", "ann"),  # exists for nobody
+    }
+    assert len(said) == 1, said
+    (words,) = said
+    assert "No workspace 'NAME' opens with the key offered" in words
+    assert stack.url.rstrip("/") + "/account/" in words
+    for secret in ("ann", "bob", "stranger"):  # no account named, nothing of others
+        assert f"{secret}'s" not in words and f"{secret}." not in words
+    assert "none was offered" in told("shell", None)
 
 
 def test_weak_ciphers_and_macs_are_refused_and_plain_ssh_still_connects(gw):

@@ -243,6 +243,7 @@ class Connection(paramiko.ServerInterface):
         self.sessions: dict[int, Session] = {}
         self.tunnels: dict[int, tuple[str, int]] = {}
         self.counted = False
+        self.refused_key = False  # a key was offered and opened nothing
         self.announced = False
         self.waiting = True  # counted by the gateway until signed in or gone
         self.container_id: str | None = None  # the workspace's container, for tunnels
@@ -260,7 +261,32 @@ class Connection(paramiko.ServerInterface):
     # --- authentication ---------------------------------------------------------------
 
     def get_allowed_auths(self, username):
-        return "publickey"
+        # Keyboard-interactive signs nobody in: after the keys failed, it is how the client
+        # is told why (OpenSSH prints its instructions; clients in batch mode skip it).
+        return "publickey,keyboard-interactive"
+
+    def check_auth_interactive(self, username, submethods):
+        return paramiko.server.InteractiveQuery("Berth", self._why_refused(username))
+
+    def check_auth_interactive_response(self, responses):
+        return self._refuse("?", "keyboard-interactive (only keys sign in)")
+
+    def _why_refused(self, username: str) -> str:
+        """Words for the person that say nothing of anyone else: the same whether the key
+        is on some account or not (a public key alone may be offered), and whether or
+        not a workspace of that name exists for anyone."""
+        account = self.gateway.settings.public_url.rstrip("/") + "/account/"
+        if not self.refused_key:
+            return (
+                f"Berth signs in with SSH keys only, and none was offered. Add your public "
+                f"key on {account} and connect with it."
+            )
+        return (
+            f"No workspace {username[:64]!r} opens with the key offered. Check that the key is "
+            f"on your account ({account}; ssh -i picks a key) and that the user is the "
+            "workspace's name (NAME@host), or OWNER.NAME for one shared with you: the "
+            "workspace's page shows the command."
+        )
 
     def check_auth_publickey(self, username, key):
         with short_connection():
@@ -276,6 +302,7 @@ class Connection(paramiko.ServerInterface):
                         outcome="failure",
                         key=fingerprint,
                     )
+                self.refused_key = True
                 return self._refuse(username, f"unregistered key {fingerprint}")
             user, row = owner
             ws = service.find_for_login(user, username)
@@ -289,6 +316,7 @@ class Connection(paramiko.ServerInterface):
                         outcome="denied",
                         key=row.fingerprint,
                     )
+                self.refused_key = True
                 return self._refuse(username, f"{user.username} has no access to such a workspace")
             # paramiko asks twice per key (may I? then the signed request): record once.
             if self.user is None:
