@@ -335,6 +335,36 @@ def _check_refusal_words(gw, stack, port: int) -> None:
     assert "none was offered" in told("shell", None)
 
 
+def test_a_public_key_offered_without_its_private_half_signs_nobody_in(gw, stack):
+    """Anyone may offer a public key (they are published): paramiko asks Berth about it
+    before any signature, and the answer must not become a login. Here OpenSSH offers
+    ann's public key and then cannot sign for it: no login of ann's is recorded, and
+    the failed-login count is not forgiven."""
+    boss = stack.clients["boss"]
+
+    def logins() -> list[dict]:
+        found = boss.call(
+            "GET", "/audit", 200, params={"action": "ssh.login", "user": "ann", "limit": 500}
+        ).json()
+        return [r for r in found if r["action"] == "ssh.login" and r["outcome"] == "success"]
+
+    before = len(logins())
+    forged = gw.folder / "id_forged"
+    forged.write_bytes(gw.keys["stranger"].read_bytes())
+    forged.chmod(0o600)
+    forged.with_suffix(".pub").write_bytes(gw.keys["ann"].with_suffix(".pub").read_bytes())
+    argv = [a if a != str(gw.keys["ann"]) else str(forged) for a in gw.args("ann")]
+    done = subprocess.run(
+        ["ssh", *argv, "-p", str(gw.port), "shell@127.0.0.1", "true"],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 255, done
+    assert len(logins()) == before
+    # ann's own key, signed: one login recorded, by ann.
+    assert gw.ssh("shell", "echo in").stdout == b"in\n"
+    wait_until(lambda: len(logins()) == before + 1, timeout=30, what="ann's login recorded")
+
+
 def test_weak_ciphers_and_macs_are_refused_and_plain_ssh_still_connects(gw):
     def ssh(*options: str) -> subprocess.CompletedProcess:
         # Without LogLevel=ERROR: the refusal is said at OpenSSH's default level.

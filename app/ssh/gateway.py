@@ -237,13 +237,14 @@ class Connection(paramiko.ServerInterface):
         self.user = self.key = None
         self.workspace_id: int | None = None
         self.target = "?"
+        self.shared = False
         self.remote_user = "root"
         self.folder: str | None = None
         self.person_env: dict[str, str] = {}
         self.sessions: dict[int, Session] = {}
         self.tunnels: dict[int, tuple[str, int]] = {}
         self.counted = False
-        self.refused_key = False  # a key was offered and opened nothing
+        self.offered_key = False
         self.announced = False
         self.waiting = True  # counted by the gateway until signed in or gone
         self.container_id: str | None = None  # the workspace's container, for tunnels
@@ -276,7 +277,7 @@ class Connection(paramiko.ServerInterface):
         is on some account or not (a public key alone may be offered), and whether or
         not a workspace of that name exists for anyone."""
         account = self.gateway.settings.public_url.rstrip("/") + "/account/"
-        if not self.refused_key:
+        if not self.offered_key:
             return (
                 f"Berth signs in with SSH keys only, and none was offered. Add your public "
                 f"key on {account} and connect with it."
@@ -289,51 +290,57 @@ class Connection(paramiko.ServerInterface):
         )
 
     def check_auth_publickey(self, username, key):
+        """Whether ``key`` may open the workspace ``username`` names. paramiko asks this
+        before it checks the signature, also for a key offered without one (anyone may
+        offer a public key): so nothing here says who signed in; that is recorded once
+        the transport is authenticated (serve)."""
+        self.offered_key = True
         with short_connection():
             owner = keys.owner_of(key.asbytes())
             if owner is None:
                 fingerprint = keys.fingerprint(key.asbytes())
-                if not self.counted:
-                    audit.record(
-                        "ssh.login",
-                        actor="unknown",
-                        source_ip=self.peer[0],
-                        target=f"login:{username}"[:160],
-                        outcome="failure",
-                        key=fingerprint,
-                    )
-                self.refused_key = True
+                self._record_refusal(username, "failure", fingerprint)
                 return self._refuse(username, f"unregistered key {fingerprint}")
             user, row = owner
             ws = service.find_for_login(user, username)
             if ws is None:
-                if not self.counted:
-                    audit.record(
-                        "ssh.login",
-                        actor=user.username,
-                        source_ip=self.peer[0],
-                        target=f"login:{username}"[:160],
-                        outcome="denied",
-                        key=row.fingerprint,
-                    )
-                self.refused_key = True
-                return self._refuse(username, f"{user.username} has no access to such a workspace")
-            # paramiko asks twice per key (may I? then the signed request): record once.
-            if self.user is None:
-                audit.record(
-                    "ssh.login",
-                    actor=user.username,
-                    source_ip=self.peer[0],
-                    target=f"workspace:{ws.owner.username}.{ws.name}",
-                    key=row.fingerprint,
-                    shared=ws.owner_id != user.id,
-                )
+                self._record_refusal(username, "denied", row.fingerprint, key_of=user.username)
+                return self._refuse(username, f"a key of {user.username}'s has no such workspace")
+        # The last key that passed is the one the signature is checked for next.
+        self.user, self.key, self.workspace_id = user, row, ws.id
+        self.target = f"{ws.owner.username}.{ws.name}"
+        self.shared = ws.owner_id != user.id
+        return paramiko.AUTH_SUCCESSFUL
+
+    def _record_refusal(self, username: str, outcome: str, fingerprint: str, **detail) -> None:
+        """Once per connection (clients offer each of their keys in turn); the actor is
+        unknown: no signature proved who offered the key."""
+        if not self.counted:
+            audit.record(
+                "ssh.login",
+                actor="unknown",
+                source_ip=self.peer[0],
+                target=f"login:{username}"[:160],
+                outcome=outcome,
+                key=fingerprint,
+                **detail,
+            )
+
+    def signed_in(self) -> None:
+        """The transport is authenticated, by the key checked last: now it is a login."""
+        with short_connection():
+            audit.record(
+                "ssh.login",
+                actor=self.user.username,
+                source_ip=self.peer[0],
+                target=f"workspace:{self.target}",
+                key=self.key.fingerprint,
+                shared=self.shared,
+            )
+            keys.touch(self.key)
         if self.counted:
             self.counted = False
             self.gateway.limiter.forgive(self.peer[0])
-        self.user, self.key, self.workspace_id = user, row, ws.id
-        self.target = f"{ws.owner.username}.{ws.name}"
-        return paramiko.AUTH_SUCCESSFUL
 
     def start_recording(self, pty, kind: str, command: str | None):
         """A Cast when the workspace's template records sessions, else None."""
@@ -457,8 +464,7 @@ class Connection(paramiko.ServerInterface):
             self.stop_waiting()
             if self.user and not self.announced:
                 self.announced = True
-                with short_connection():
-                    keys.touch(self.key)
+                self.signed_in()
                 log.info(
                     "ssh: %s connected to %s from %s", self.user.username, self.target, self.peer[0]
                 )
