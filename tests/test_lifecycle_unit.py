@@ -161,3 +161,21 @@ def test_retention_keeps_the_newest_per_day_and_week_and_nothing_else(tmp_path):
     assert (folder / "notes.txt").exists()
     assert (folder / "berth-20261122T160000Z.sqlite3.partial").exists()
     assert sorted(p.name for p in folder.iterdir() if p.name in names) == sorted(kept)
+
+
+def test_only_configs_that_can_be_chosen_are_offered():
+    """A repository's folder names are anyone's: one that is no text (a lone surrogate
+    from bytes that are not UTF-8), too long or with a backslash or newline could not be
+    stored, shown or chosen; and at most 20 are offered."""
+    from app.workspaces.lifecycle import MAX_CHOICES, _offerable
+
+    good = ".devcontainer/api/devcontainer.json"
+    odd = [
+        ".devcontainer/\udcff/devcontainer.json",
+        ".devcontainer/" + "x" * 300 + "/devcontainer.json",
+        ".devcontainer/a\\b/devcontainer.json",
+        ".devcontainer/a\nb/devcontainer.json",
+    ]
+    assert _offerable([*odd, good]) == [good]
+    many = [f".devcontainer/c{n:02}/devcontainer.json" for n in range(30)]
+    assert _offerable(many) == many[:MAX_CHOICES]

@@ -203,7 +203,12 @@ def tls_ask():
     """Caddy's on-demand TLS check: a certificate is only worth getting for the host of
     a workspace or port that exists (so nobody can make Caddy ask the CA for any name)."""
     found = apps.parse(_settings(), request.args.get("domain", ""), "/")
-    if found is None or apps.find(found[0]) is None:
+    ws = apps.find(found[0]) if found is not None else None
+    if ws is None:
+        return "", 404
+    # A port's host only while that port is open: names for every port number would each
+    # cost a certificate order (and, with ACME, a line in the public CT logs).
+    if found[0].port and apps.port_row(ws, found[0].port) is None:
         return "", 404
     return "", 200
 

@@ -164,6 +164,23 @@ def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
     return folder
 
 
+MAX_CHOICES = 20
+
+
+def _offerable(paths: list[str]) -> list[str]:
+    """The configs a hostile repository's names allow to offer: text the database and a
+    page can hold and repo.config would take, at most MAX_CHOICES of them."""
+    fine = []
+    for path in sorted(paths):
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            continue  # a name that is no text
+        if len(path) <= 255 and not any(ch in path for ch in "\\\0\n\r"):
+            fine.append(path)
+    return fine[:MAX_CHOICES]
+
+
 def _load_config(
     ctx: Context, ws: Workspace, folder: Path, log: JobLog
 ) -> tuple[dc.DevcontainerConfig, dc.Approvals]:
@@ -175,7 +192,7 @@ def _load_config(
         return dc.load(folder, ws.repo_config, root=folder), dc.Approvals()
     found = dc.discover(folder) if ws.repo_url else []
     if len(found) > 1:
-        choices = [str(path.relative_to(folder)) for path in found]
+        choices = _offerable([str(path.relative_to(folder)) for path in found])
         ws.repo_choices = json.dumps(choices)
         ws.save(only=[Workspace.repo_choices])
         raise JobFailed(

@@ -662,8 +662,21 @@ def choose_config(
             config=path,
             workspace_id=ws.id,
         )
+        # A create from a backup asked too: the retry restores it as well.
+        created = (
+            ws.transitions.where(Transition.kind == Kind.CREATE)
+            .order_by(Transition.id.desc())
+            .first()
+        )
+        restore = json.loads(created.options or "{}").get("restore") if created else None
         job = request(
-            ws, Kind.START, cause=cause, actor=actor, data_dir=data_dir, source_ip=source_ip
+            ws,
+            Kind.START,
+            cause=cause,
+            actor=actor,
+            options={"restore": restore} if restore else None,
+            data_dir=data_dir,
+            source_ip=source_ip,
         )
     wakeup.notify(data_dir)  # again: the one inside came before the commit
     return job

@@ -48,3 +48,20 @@ def test_a_workspace_one_cannot_see_answers_like_one_that_does_not_exist(app, sh
     # Its owner and the group it is shared with are sent on with a ticket.
     for person in ("mia", "sam"):
         assert _open(app, person, real).status_code == 302, person
+
+
+def test_a_certificate_is_asked_for_only_for_a_host_that_is_there(app, shared_ws):  # noqa: F811
+    """Caddy asks before each on-demand certificate: a port's host counts only while
+    that port is open (every port number would otherwise be a certificate order)."""
+    from urllib.parse import urlsplit
+
+    client = app.test_client()
+    with database.connection_context():
+        ws = Workspace.get_by_id(shared_ws)
+    host = urlsplit(_ide_url(app, shared_ws)).hostname
+    assert client.get("/_berth/tls-ask", query_string={"domain": host}).status_code == 200
+    port_host = f"8000--{host}"
+    assert client.get("/_berth/tls-ask", query_string={"domain": port_host}).status_code == 404
+    with database.connection_context():
+        apps.open_port(ws, 8000)
+    assert client.get("/_berth/tls-ask", query_string={"domain": port_host}).status_code == 200

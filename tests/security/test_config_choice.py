@@ -108,3 +108,19 @@ def test_the_page_asks_its_manager_which_config(app, shared_ws):  # noqa: F811
     assert f"being created with {CHOICES[0]}" in done
     assert 'data-testid="config-choice"' not in done  # asked and answered
     assert _row(shared_ws).repo_config == CHOICES[0] and _row(shared_ws).repo_choices is None
+
+
+def test_a_create_from_a_backup_is_retried_from_it(app, tokens, shared_ws):  # noqa: F811
+    _asking(shared_ws)
+    with database.connection_context():
+        Transition.update(options=json.dumps({"restore": "backup-1"})).where(
+            (Transition.workspace == shared_ws) & (Transition.kind == "create")
+        ).execute()
+    client = app.test_client()
+    chosen = call(
+        client, tokens["mia"], "PUT", f"/workspaces/{shared_ws}/config", json={"config": CHOICES[0]}
+    )
+    assert chosen.status_code == 202, chosen.get_json()
+    with database.connection_context():
+        job = Transition.get_by_id(chosen.get_json()["transition"]["id"])
+    assert json.loads(job.options) == {"restore": "backup-1"}
