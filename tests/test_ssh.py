@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import paramiko
 import pytest
 import requests
 
@@ -363,6 +364,28 @@ def test_a_public_key_offered_without_its_private_half_signs_nobody_in(gw, stack
     # ann's own key, signed: one login recorded, by ann.
     assert gw.ssh("shell", "echo in").stdout == b"in\n"
     wait_until(lambda: len(logins()) == before + 1, timeout=30, what="ann's login recorded")
+
+
+def test_a_huge_answer_count_before_sign_in_ends_the_connection(gw):
+    """paramiko would read 2**32-1 keyboard-interactive answers out of a short packet
+    (tens of GB in the gateway) before asking Berth: the gateway ends such a connection
+    at once and goes on serving others. (Never run this against a gateway without the
+    bound: it would take the machine's memory.)"""
+    from paramiko.common import cMSG_USERAUTH_INFO_RESPONSE
+    from paramiko.message import Message
+
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=30)
+        attack = Message()
+        attack.add_byte(cMSG_USERAUTH_INFO_RESPONSE)
+        attack.add_int(0xFFFFFFFF)
+        transport._send_message(attack)
+        wait_until(lambda: not transport.is_active(), timeout=20, what="the connection ended")
+    finally:
+        transport.close()
+    assert gw.ssh("shell", "echo still").stdout == b"still\n"
 
 
 def test_weak_ciphers_and_macs_are_refused_and_plain_ssh_still_connects(gw):

@@ -92,3 +92,21 @@ def test_connections_waiting_to_sign_in_are_capped(monkeypatch):
     assert not all(others)
     gw.signed_in_or_gone("198.51.100.1")  # one signed in: room for one more from there
     assert gw.admit("198.51.100.1")
+
+
+def test_keyboard_interactive_answers_are_bounded_before_paramiko_reads_them():
+    """paramiko reads as many answers as the client claims before the server is asked;
+    Berth asks none, so a claim beyond a handful ends the connection (the real gateway:
+    tests/test_ssh.py)."""
+    from paramiko.auth_handler import AuthHandler
+    from paramiko.message import Message
+    from paramiko.ssh_exception import SSHException
+
+    from app.ssh import paramiko_limits
+
+    paramiko_limits.install()
+    huge = Message()
+    huge.add_int(0xFFFFFFFF)
+    huge.rewind()
+    with pytest.raises(SSHException, match="4294967295 parts"):
+        AuthHandler._parse_userauth_info_response(None, huge)

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.db import short_connection
 from app.models import Transition, Workspace
 from app.runtime import ProvisionError, Runtime
-from app.ssh import hostkey, keys
+from app.ssh import hostkey, keys, paramiko_limits
 from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
 from app.states import JobStatus as J
@@ -110,6 +110,7 @@ class Account:
 
 class Gateway:
     def __init__(self, settings: Settings, runtime: Runtime | None = None):
+        paramiko_limits.install()
         self.settings = settings
         self.runtime = runtime or runtimes.connect(
             settings, agent_socket_root=settings.agent_socket_root
