@@ -182,11 +182,15 @@ def test_a_server_on_a_port_serves_its_page_and_can_be_shared(ide, browser):
     page = browser.new_context().new_page()
     login(page, ide, "ann")
     page.goto(open_url(ide, address + "hello?x=1"))
+    # Ports go through code-server: when no test before opened the IDE, the port's
+    # first open starts it, and the page says so and reloads itself until it is up.
+    page.get_by_text("hello from port 8000 at /hello?x=1").wait_for(timeout=120_000)
     assert page.inner_text("body") == "hello from port 8000 at /hello?x=1"
     page.context.close()
     bob = browser.new_context().new_page()
     login(bob, ide, "bob")
-    assert bob.goto(open_url(ide, address)).status == 403
+    # Not shared with him: the same answer as for a port or workspace that is not there.
+    assert bob.goto(open_url(ide, address)).status == 404
     shared = ann.call("PUT", f"/workspaces/{ide.ws['id']}/ports/8000", 200, json={"shared": True})
     assert shared.json()["shared"] is True
     bob.goto(open_url(ide, address))

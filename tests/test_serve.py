@@ -23,7 +23,11 @@ def _tree(pid):
 def test_serve_boots_serves_and_stops_cleanly(berth_server):
     page = requests.get(berth_server.url + "/login", timeout=5)
     assert page.status_code == 200 and "Log in to Berth" in page.text
-    assert f"ready at {berth_server.url}" in berth_server.log()
+    # The supervisor says so after its own look at the port, which may come a moment
+    # after the page answered.
+    wait_until(
+        lambda: f"ready at {berth_server.url}" in berth_server.log(), 30, what="the ready line"
+    )
     tree = _tree(berth_server.process.pid)
     assert len(tree) >= 5  # supervisor, gunicorn master and worker, berth worker, caddy
     roles = {role_of(p.cmdline()) for p in tree[0].children()}
