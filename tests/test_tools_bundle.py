@@ -120,7 +120,7 @@ def test_a_bundle_exported_to_a_file_is_imported_on_another_engine(
     archive = tmp_path / "bundle.tar"
     with archive.open("wb") as out:
         tools.export(docker_client, out, volume=volume, version=version)
-    tools.check_archive(archive, version)
+    tools_archive.check(archive, version)
 
     other, folder = f"{volume}-other", tmp_path / "engine-dir"
     folder.mkdir()

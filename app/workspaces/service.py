@@ -716,23 +716,30 @@ def egress_view(ws: Workspace, limit: int = 50) -> dict:
 def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
     """``ws`` once it is running (ready for exec: its lifecycle commands ran) or failed,
     or as it is after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    for pause in _pauses():
-        ws = Workspace.get_by_id(ws.id)
-        if ws.status in (S.RUNNING, S.FAILED, S.DELETED) or time.monotonic() >= deadline:
-            return ws
-        database.close()  # not holding a connection while the worker builds
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-    raise AssertionError("unreachable")
+    return _poll(
+        lambda: Workspace.get_by_id(ws.id),
+        lambda found: found.status in (S.RUNNING, S.FAILED, S.DELETED),
+        seconds,
+    )
 
 
 def wait_for_job(job: Transition, seconds: float) -> Transition:
     """``job`` once it succeeded or failed, or as it is after ``seconds``."""
+    return _poll(
+        lambda: Transition.get_by_id(job.id),
+        lambda found: found.status in (J.SUCCEEDED, J.FAILED),
+        seconds,
+    )
+
+
+def _poll(fetch, done, seconds: float):
+    """``fetch()`` until ``done`` of it, or as it is after ``seconds``; no database
+    connection is held between looks (the worker may take minutes)."""
     deadline = time.monotonic() + seconds
     for pause in _pauses():
-        job = Transition.get_by_id(job.id)
-        if job.status in (J.SUCCEEDED, J.FAILED) or time.monotonic() >= deadline:
-            return job
+        found = fetch()
+        if done(found) or time.monotonic() >= deadline:
+            return found
         database.close()
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
     raise AssertionError("unreachable")

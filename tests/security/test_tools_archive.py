@@ -58,7 +58,7 @@ def test_a_finished_bundle_is_taken_with_its_links_inside(tmp_path):
         _link(f"{VERSION}/bin/node", "../node/bin/node"),
         _link(f"{VERSION}/bin/again", f"{VERSION}/bin/code-server", tarfile.LNKTYPE),
     )
-    tools.check_archive(path, VERSION)
+    tools_archive.check(path, VERSION)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_a_finished_bundle_is_taken_with_its_links_inside(tmp_path):
 )
 def test_a_member_that_does_not_belong_is_refused(tmp_path, member, problem):
     with pytest.raises(tools_archive.ArchiveError, match=problem):
-        tools.check_archive(_archive(tmp_path / "bad.tar", member), VERSION)
+        tools_archive.check(_archive(tmp_path / "bad.tar", member), VERSION)
 
 
 def test_nothing_is_written_through_a_link_in_the_archive(tmp_path):
@@ -90,7 +90,7 @@ def test_nothing_is_written_through_a_link_in_the_archive(tmp_path):
         _file(f"{VERSION}/up/code-server", b"x"),
     )
     with pytest.raises(tools_archive.ArchiveError, match="written through a link"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
     # A hard link to a symlink is a second symlink once unpacked: refused as well.
     path = _archive(
         tmp_path / "alias.tar",
@@ -99,7 +99,7 @@ def test_nothing_is_written_through_a_link_in_the_archive(tmp_path):
         _file(f"{VERSION}/alias/code-server", b"x"),
     )
     with pytest.raises(tools_archive.ArchiveError, match="points at no file before it"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
 
 
 def test_the_engine_gets_a_clean_copy_not_the_file(tmp_path):
@@ -145,21 +145,21 @@ def test_data_after_the_end_of_the_archive_is_refused(tmp_path):
     with path.open("ab") as out:
         out.write(b"\x00" * 1024 + hidden.getvalue())
     with pytest.raises(tools_archive.ArchiveError, match="data after the end of the archive"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
 
 
 def test_an_unfinished_or_foreign_bundle_is_refused(tmp_path):
     with pytest.raises(tools_archive.ArchiveError, match="not a finished bundle"):
-        tools.check_archive(_archive(tmp_path / "half.tar", marker=False), VERSION)
+        tools_archive.check(_archive(tmp_path / "half.tar", marker=False), VERSION)
     with pytest.raises(
         tools_archive.ArchiveError, match=f"holds '{VERSION}', but .* code-server-other"
     ):
-        tools.check_archive(_archive(tmp_path / "old.tar"), "code-server-other")
+        tools_archive.check(_archive(tmp_path / "old.tar"), "code-server-other")
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all" * 100)
     with pytest.raises(tools_archive.ArchiveError, match="not a readable tar archive"):
-        tools.check_archive(tmp_path / "junk.tar", VERSION)
+        tools_archive.check(tmp_path / "junk.tar", VERSION)
     with pytest.raises(tools_archive.ArchiveError, match="not a readable tar archive"):
-        tools.check_archive(tmp_path / "missing.tar", VERSION)
+        tools_archive.check(tmp_path / "missing.tar", VERSION)
 
 
 def _pax(name: str, headers: dict, data: bytes = b"") -> Entry:
@@ -186,7 +186,7 @@ def test_names_another_reader_cuts_short_are_refused(tmp_path):
     link[0].pax_headers = {"path": f"{VERSION}/d\x00x", "linkpath": "..\x00"}
     path = _write_pax(tmp_path / "nul.tar", link, _file(f"{VERSION}/d/evil", b"x"))
     with pytest.raises(tools_archive.ArchiveError, match="control character"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
 
 
 def test_a_name_seen_twice_is_refused(tmp_path):
@@ -199,7 +199,7 @@ def test_a_name_seen_twice_is_refused(tmp_path):
         _link(f"{VERSION}/d", "bin"),
     )
     with pytest.raises(tools_archive.ArchiveError, match="comes twice"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
 
 
 def test_links_that_leave_the_bundle_only_when_chained_are_refused(tmp_path):
@@ -214,7 +214,7 @@ def test_links_that_leave_the_bundle_only_when_chained_are_refused(tmp_path):
         _link(f"{base}/l4", "l3/../../etc"),
     )
     with pytest.raises(tools_archive.ArchiveError, match="through other links"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
 
 
 def test_oversized_headers_and_odd_values_fail_plainly_and_fast(tmp_path):
@@ -222,7 +222,7 @@ def test_oversized_headers_and_odd_values_fail_plainly_and_fast(tmp_path):
     infinite mtime would crash the copy instead of being a clean refusal or a zero."""
     big = _write_pax(tmp_path / "big.tar", _pax(f"{VERSION}/x", {"comment": "9" * 200_000}))
     with pytest.raises(tools_archive.ArchiveError, match="a header of"):
-        tools.check_archive(big, VERSION)
+        tools_archive.check(big, VERSION)
     odd = _write_pax(tmp_path / "odd.tar", _pax(f"{VERSION}/x", {"mtime": "inf"}, b"y"))
     copy = io.BytesIO()
     tools_archive.clean_copy(odd, VERSION, copy)
@@ -237,7 +237,7 @@ def test_the_marker_must_be_a_file(tmp_path):
         for member, data in [_dir(VERSION), _dir(f"{VERSION}/{tools.MARKER}")]:
             archive.addfile(member, io.BytesIO(data) if data is not None else None)
     with pytest.raises(tools_archive.ArchiveError, match="not a finished bundle"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)
 
 
 def test_a_sparse_member_is_refused(tmp_path):
@@ -250,4 +250,4 @@ def test_a_sparse_member_is_refused(tmp_path):
     end = body.index(b"\0" * 1024, 512 * 4)  # after the three members and their data
     path.write_bytes(body[:end] + bytes(raw) + b"\0" * 1024)
     with pytest.raises(tools_archive.ArchiveError, match="sparse"):
-        tools.check_archive(path, VERSION)
+        tools_archive.check(path, VERSION)

@@ -12,6 +12,7 @@ version, so a second call is a lookup, and an interrupted build starts again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import threading
@@ -93,17 +94,27 @@ def ensure(
     tests."""
     with _lock:
         ensure_base_image(client, BASE_IMAGE, on_log)
-        said = False
-        while not ready(client, volume, version):
-            builder = _take_the_lock(client, instance, volume, version, engine_dir, script)
-            if builder is None:
-                if not said:
-                    on_log("another Berth on this engine is building the tools bundle; waiting")
-                    said = True
-                time.sleep(WAIT_SECONDS)
-                continue
+        take = functools.partial(
+            _take_the_lock, client, instance, volume, version, engine_dir, script
+        )
+        while (builder := _our_turn(client, volume, version, take, on_log)) is not None:
             _follow(builder, on_log)
         _remove_ended_builder(client)
+
+
+def _our_turn(client, volume, version, take, on_log):
+    """The lock holder ``take()`` started, once no other one runs; None as soon as the
+    bundle is there (another builder made it, or an import brought it)."""
+    said = False
+    while not ready(client, volume, version):
+        holder = take()
+        if holder is not None:
+            return holder
+        if not said:
+            on_log("another Berth on this engine is building the tools bundle; waiting")
+            said = True
+        time.sleep(WAIT_SECONDS)
+    return None
 
 
 def _remove_ended_builder(client) -> None:
@@ -225,12 +236,6 @@ def export(client: docker.DockerClient, out: BinaryIO, volume: str = VOLUME,
         _remove(reader)
 
 
-def check_archive(path: Path, version: str = VERSION) -> None:
-    """Refuse, naming the problem, an archive that is not a finished bundle of exactly
-    ``version`` (app.runtime.docker.tools_archive says what belongs)."""
-    tools_archive.check(path, version)
-
-
 # Run in the lock holder once the archive is in: the folder becomes the version's (a
 # half-built one of the same version is replaced; a finished one is kept) and current.
 _FINISH_IMPORT = r"""
@@ -263,23 +268,16 @@ def import_archive(
     """Put the bundle from an archive made by ``export`` into this engine's volume and
     make it current; False when that version was already there. Holds the builder's
     lock meanwhile, so no build runs beside it."""
-    check_archive(path, version)
+    tools_archive.check(path, version)
     with _lock:
         ensure_base_image(client, BASE_IMAGE, on_log)
-        said = False
-        while True:
-            if ready(client, volume, version):
-                return False
-            holder = _take_the_lock(
-                client, instance, volume, version, engine_dir, f"sleep {HOLD_SECONDS}",
-                network=False,
-            )  # fmt: skip
-            if holder is not None:
-                break
-            if not said:
-                on_log("another Berth on this engine is building the tools bundle; waiting")
-                said = True
-            time.sleep(WAIT_SECONDS)
+        take = functools.partial(
+            _take_the_lock, client, instance, volume, version, engine_dir,
+            f"sleep {HOLD_SECONDS}", network=False,
+        )  # fmt: skip
+        holder = _our_turn(client, volume, version, take, on_log)
+        if holder is None:
+            return False
         environment = {"ROOT": MOUNT_POINT, "VERSION": version, "MARKER": MARKER}
         try:
             incoming = f"{MOUNT_POINT}/.incoming-{secrets.token_hex(4)}"

@@ -17,6 +17,11 @@ from app.runtime.docker import names
 from app.runtime.docker.names import LABEL_ROLE
 
 
+def _made_for(volume, ws: WorkspaceRef) -> bool:
+    labels = volume.attrs.get("Labels") or {}
+    return all(labels.get(key) == value for key, value in names.labels(ws).items())
+
+
 class Volumes:
     def __init__(self, client: docker.DockerClient):
         self.client = client
@@ -29,8 +34,7 @@ class Volumes:
             volume = self.client.volumes.get(name)
         except docker.errors.NotFound:
             return self.client.volumes.create(name, labels={**names.labels(ws), LABEL_ROLE: role})
-        labels = volume.attrs.get("Labels") or {}
-        if any(labels.get(key) != value for key, value in names.labels(ws).items()):
+        if not _made_for(volume, ws):
             raise ProvisionError(
                 f"the volume {name} exists but was not made by Berth for {ws.name}"
             )
@@ -43,8 +47,7 @@ class Volumes:
             volume = self.client.volumes.get(names.volume_name(ws, role))
         except docker.errors.NotFound:
             return
-        labels = volume.attrs.get("Labels") or {}
-        if all(labels.get(key) == value for key, value in names.labels(ws).items()):
+        if _made_for(volume, ws):
             with contextlib.suppress(docker.errors.NotFound):
                 volume.remove()
 
