@@ -164,6 +164,15 @@ def test_instance_matrix_over_the_api(app, tokens, cell):
 def test_matrix_over_the_pages(app, shared_ws):
     pages = {
         ("GET", f"/workspaces/{shared_ws}"): (ALLOWED, HIDDEN, ALLOWED, ALLOWED, HIDDEN, ALLOWED),
+        ("GET", f"/workspaces/{shared_ws}/live"): (
+            ALLOWED, HIDDEN, ALLOWED, ALLOWED, HIDDEN, ALLOWED,
+        ),
+        ("GET", f"/workspaces/{shared_ws}/confirm/delete"): (
+            ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN,
+        ),
+        ("POST", f"/workspaces/{shared_ws}/rebuild"): (
+            ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN,
+        ),
         ("POST", f"/workspaces/{shared_ws}/stop"): (
             ALLOWED, HIDDEN, ALLOWED, FORBIDDEN, HIDDEN, FORBIDDEN,
         ),

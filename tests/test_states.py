@@ -194,3 +194,29 @@ def test_a_job_records_each_stage_and_what_it_took(instance):
     assert log.stages == [["build", 1.5], ["start", 0.75]]
     assert json.loads(Transition.get_by_id(job.id).stages) == [["build", 1.5], ["start", 0.75]]
     assert log.timing() == "stages: build 1.50 s, start 0.75 s (2.25 s together)"
+
+
+def test_a_job_shows_the_stage_under_way_and_hook_phases_as_parts(instance):
+    """While a stage runs, the row carries it as [name, null] (the page's timeline shows it
+    running); a dotted name is a part of its stage and not counted twice in the total."""
+    from app.workspaces.lifecycle import JobLog
+
+    ticks = iter([0.0, 1.0, 1.0, 1.25, 1.75, 2.0])
+    job = _job(_workspace(Status.STOPPED))
+    log = JobLog(job, clock=lambda: next(ticks))
+    with log.stage("start"):
+        pass
+    with log.stage("hooks"), log.stage("hooks.postCreateCommand"):
+        log.flush()
+        assert json.loads(Transition.get_by_id(job.id).stages) == [
+            ["start", 1.0],
+            ["hooks", None],
+            ["hooks.postCreateCommand", None],
+        ]
+    log.flush()
+    assert json.loads(Transition.get_by_id(job.id).stages) == [
+        ["start", 1.0],
+        ["hooks.postCreateCommand", 0.5],
+        ["hooks", 1.0],
+    ]
+    assert log.timing().endswith("(2.00 s together)")

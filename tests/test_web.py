@@ -184,7 +184,7 @@ def test_account_tokens(client):
         scopes=["workspaces:read", "workspaces:exec"],
     )
     html = page.get_data(as_text=True)
-    plaintext = re.search(r'data-testid="new-token">(berth_[^<]+)<', html).group(1)
+    plaintext = re.search(r'data-testid="new-token"[^>]*>(berth_[^<]+)<', html).group(1)
     assert client.get("/account/").get_data(as_text=True).count(plaintext) == 0  # shown once
     api = client.get("/api/v2/me", headers={"Authorization": f"Bearer {plaintext}"})
     assert api.status_code == 200 and api.get_json()["username"] == "mia"

@@ -435,7 +435,8 @@ class StateChangeRecord(BaseModel):
 
 class Stage(BaseModel):
     """A part of a job and the seconds it took: source, config, build, volumes, create,
-    start, hooks, dotfiles, ide, stop, backup, remove."""
+    start, hooks, dotfiles, ide, stop, backup, remove. ``hooks.<hook>`` (one per phase
+    that ran commands, like ``hooks.postCreateCommand``) is a part of ``hooks``."""
 
     stage: str
     seconds: float

@@ -212,6 +212,7 @@ def workspace_history(workspace_id):
                     "stages": [
                         {"stage": name, "seconds": seconds}
                         for name, seconds in json.loads(t.stages or "[]")
+                        if seconds is not None  # the stage under way
                     ],
                 }
                 for t in jobs

@@ -13,6 +13,7 @@ import shlex
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from app.devcontainer.engine import Engine
@@ -362,10 +363,12 @@ def run_lifecycle(
     on_log: Log = lambda line: None,
     attach: bool = True,
     session: Session | None = None,
+    phase: Callable[[str], AbstractContextManager] = lambda hook: nullcontext(),
 ) -> list[str]:
     """Run the hooks due now in a started container; return the names of those that ran.
     A caller that wants the person's environment afterwards passes its own ``session``
-    (its ``environment()`` is then probed at most once)."""
+    (its ``environment()`` is then probed at most once); ``phase(hook)`` wraps each phase
+    that runs commands (a caller's timing)."""
     session = session or Session(engine, container_id, spec, on_log)
     session.patch_system_config()
     facts = engine.facts(container_id)
@@ -375,9 +378,11 @@ def run_lifecycle(
     markers = dict(due)
     # Markers are written even when there is nothing to run, as the reference does.
     for hook_name in session.due_hooks([(h, v, bool(spec.hooks[h])) for h, v in due]):
-        if session.run_phase(hook_name, spec.hooks[hook_name], markers[hook_name]):
-            ran.append(hook_name)
+        with phase(hook_name) if spec.hooks[hook_name] else nullcontext():
+            if session.run_phase(hook_name, spec.hooks[hook_name], markers[hook_name]):
+                ran.append(hook_name)
     if attach and spec.hooks["postAttachCommand"]:
-        session.run_phase("postAttachCommand", spec.hooks["postAttachCommand"])
+        with phase("postAttachCommand"):
+            session.run_phase("postAttachCommand", spec.hooks["postAttachCommand"])
         ran.append("postAttachCommand")
     return ran

@@ -45,17 +45,24 @@ def _require_new_password():
     return None
 
 
-@bp.route("/")
-@login_required
-def index():
+def _page(**extra):
+    # The admin scope opens the admin routes, which a member's role never may: not offered.
+    scopes = [s for s in TOKEN_SCOPES if s != "admin" or current_user.role != "member"]
     return render_template(
         "account/index.html",
         tokens=accounts.tokens_of(current_user.row),
         lifetimes=TOKEN_LIFETIMES,
-        scopes=TOKEN_SCOPES,
+        scopes=scopes,
         workspaces=service.visible_to(current_user.row).order_by(service.Workspace.name),
         ssh_keys=ssh_keys.keys_of(current_user.row),
+        **extra,
     )
+
+
+@bp.route("/")
+@login_required
+def index():
+    return _page()
 
 
 @bp.route("/keys", methods=["POST"])
@@ -155,16 +162,7 @@ def create_token():
         flash(f"Token not created: {refusal}.", "error")
         return redirect(url_for("account.index"))
     # Rendered directly, never stored in the session: the plaintext is shown exactly once.
-    return render_template(
-        "account/index.html",
-        tokens=accounts.tokens_of(current_user.row),
-        lifetimes=TOKEN_LIFETIMES,
-        scopes=TOKEN_SCOPES,
-        workspaces=service.visible_to(current_user.row).order_by(service.Workspace.name),
-        ssh_keys=ssh_keys.keys_of(current_user.row),
-        new_token=plaintext,
-        new_token_name=row.name,
-    )
+    return _page(new_token=plaintext, new_token_name=row.name)
 
 
 @bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])

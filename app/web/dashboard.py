@@ -10,6 +10,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    get_template_attribute,
     jsonify,
     redirect,
     render_template,
@@ -19,12 +20,14 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from app import authz, platform
+from app import authz, platform, states
 from app.backups import workspaces as volume_backups
 from app.messages import sentence
 from app.models import Recording, StateChange, Template, Transition
 from app.slots import long_lived
+from app.ssh import hostkey, keys
 from app.states import Kind
+from app.web import workspace_view
 from app.workspaces import apps, logs, recordings, service, sharing
 
 bp = Blueprint("dashboard", __name__)
@@ -46,37 +49,96 @@ def _templates():
     return list(Template.select().where(Template.enabled).order_by(Template.name))
 
 
+# The list offers the quick actions; the rest is on each workspace's page.
+ROW_ACTIONS = ("start", "stop")
+
+
+def _rows(workspaces: list, access: str) -> list[dict]:
+    """One entry per workspace of the list, in a fixed number of queries."""
+    ids = [ws.id for ws in workspaces]
+    busy = service.active_kinds(ids)
+    used = service.activity.uses_of(ids)
+    rows = []
+    for ws in workspaces:
+        uses = used.get(ws.id, [])
+        offered = workspace_view.actions(ws, access, busy.get(ws.id, []))
+        rows.append(
+            {
+                "ws": ws,
+                "actions": [a for a in offered if a in ROW_ACTIONS],
+                "last_used": max((u.at for u in uses), default=None),
+                "outlook": service.outlook(ws, uses=uses),
+                "ide_url": apps.url(_settings(), apps.Target(ws.owner.username, ws.name)),
+                "search": " ".join(
+                    filter(None, [ws.name, ws.owner.username, ws.template and ws.template.name,
+                                  ws.repo_url])
+                ).lower(),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def _list_page() -> dict:
+    mine = [
+        ws
+        for ws in service.visible_to(current_user.row).order_by(service.Workspace.name)
+        if ws.owner_id == current_user.row.id
+    ]
+    shared = list(
+        service.visible_to(current_user.row)
+        .where(service.Workspace.id.in_(authz.shared_with(current_user.row)))
+        .order_by(service.Workspace.name)
+    )
+    return {"mine": _rows(mine, authz.MANAGE), "shared": _rows(shared, authz.USE)}
+
+
+def _filtered(rows: list[dict], text: str, status: str) -> list[dict]:
+    """The rows a search shows (the page filters as one types; this is for no script)."""
+    text = text.strip().lower()
+    return [
+        r
+        for r in rows
+        if (not text or text in r["search"]) and (not status or r["ws"].status == status)
+    ]
+
+
 @bp.route("/")
 @login_required
 def index():
-    mine = service.visible_to(current_user.row).order_by(service.Workspace.name)
-    rows = [ws for ws in mine if ws.owner_id == current_user.row.id]
-    shared = [
-        ws
-        for ws in service.visible_to(current_user.row).where(
-            service.Workspace.id.in_(authz.shared_with(current_user.row))
-        )
-    ]
+    page = _list_page()
+    text, status = request.args.get("q", ""), request.args.get("status", "")
     return render_template(
         "dashboard/workspaces.html",
-        workspaces=rows,
-        shared=shared,
+        page={
+            "mine": _filtered(page["mine"], text, status),
+            "shared": _filtered(page["shared"], text, status),
+        },
+        total=len(page["mine"]) + len(page["shared"]),
+        query={"q": text, "status": status},
+        statuses=[str(s) for s in states.LIVE if s != states.Status.POOLED],
         may_create=authz.can(current_user.row, "workspaces.create"),
         preparation=platform.preparation(),
         # Build lines and errors may name hosts, paths, an admin's Dockerfile: admins only.
         show_details=authz.can(current_user.row, "settings.manage"),
-        ide_urls={
-            ws.id: apps.url(_settings(), apps.Target(ws.owner.username, ws.name))
-            for ws in rows + shared
-        },
     )
 
 
-@bp.route("/workspaces/status.json")
+@bp.route("/workspaces/live")
 @login_required
-def statuses():
-    rows = service.visible_to(current_user.row)
-    return jsonify({str(ws.id): {"status": ws.status, "error": ws.error} for ws in rows})
+def index_live():
+    """The list's rows as HTML, for berth.js to swap in without a reload."""
+    page = _list_page()
+    parts = get_template_attribute("dashboard/workspaces_parts.html", "rows")
+    busy = any(r["ws"].status in states.TRANSITIONAL for r in page["mine"] + page["shared"])
+    return jsonify(
+        {
+            "settled": not busy,
+            "parts": {
+                "mine": str(parts(page["mine"], "mine")),
+                "shared": str(parts(page["shared"], "shared")),
+            },
+        }
+    )
 
 
 @bp.route("/workspaces/new", methods=["GET", "POST"])
@@ -140,35 +202,98 @@ def create():
     return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
 
 
+def _page(ws) -> dict:
+    """What the workspace page shows; the live parts come from the same values."""
+    settings = _settings()
+    access = authz.level(current_user.row, ws)
+    # The log and timeline shown are of the latest job a person asked for, not
+    # reconcile's bookkeeping.
+    jobs = ws.transitions.where(Transition.kind != Kind.RECONCILE)
+    job = jobs.order_by(Transition.id.desc()).first()
+    return {
+        "ws": ws,
+        "access": access,
+        "job": job,
+        "timeline": workspace_view.timeline(job),
+        "job_warnings": workspace_view.warnings(job),
+        "actions": workspace_view.actions(ws, access),
+        "history": list(ws.state_changes.order_by(StateChange.id.desc()).limit(50)),
+        "parameters": json.loads(ws.parameters),
+        "config_choices": json.loads(ws.repo_choices or "[]") if ws.status == "failed" else [],
+        "activity": service.activity.summary(ws.id),
+        "outlook": service.outlook(ws),
+        "urls": apps.urls(settings, ws),
+        "ports": apps.ports(ws),
+        "idle_timeout": service.idle_timeout_text(ws),
+        "has_keys": current_user.row.ssh_keys.exists(),
+    }
+
+
+LIVE_PARTS = ("head", "alerts", "timeline", "facts", "ports", "history")
+
+
 @bp.route("/workspaces/<int:workspace_id>")
 @login_required
 def workspace(workspace_id):
     ws = _visible(workspace_id)
-    history = ws.state_changes.order_by(StateChange.id.desc()).limit(50)
-    # The log shown is the latest job's a person asked for, not reconcile's bookkeeping.
-    jobs = ws.transitions.where(Transition.kind != Kind.RECONCILE)
-    jobs = jobs.order_by(Transition.id.desc()).limit(20)
+    settings = _settings()
+    page = _page(ws)
     return render_template(
         "dashboard/workspace.html",
-        ws=ws,
-        history=list(history),
-        jobs=list(jobs),
-        parameters=json.loads(ws.parameters),
-        config_choices=json.loads(ws.repo_choices or "[]") if ws.status == "failed" else [],
-        ssh_command=service.ssh_command(
-            ws, current_user.row, _settings().ssh_host, _settings().ssh_port
+        page=page,
+        **page,
+        ssh_command=service.ssh_command(ws, current_user.row, settings.ssh_host, settings.ssh_port),
+        desktop=workspace_view.desktop(
+            ws,
+            current_user.row,
+            settings.ssh_host,
+            settings.ssh_port,
+            f"berth-{settings.ssh_host}-{settings.ssh_port}",
         ),
-        activity=service.activity.summary(ws.id),
-        outlook=service.outlook(ws),
-        urls=apps.urls(_settings(), ws),
-        ports=apps.ports(ws),
-        idle_timeout=service.idle_timeout_text(ws),
-        access=authz.level(current_user.row, ws),
+        host_key_fingerprint=keys.fingerprint(hostkey.load_or_create(settings.data_dir).asbytes()),
         egress=service.egress_view(ws, limit=30),
         recordings=list(ws.recordings.order_by(Recording.id.desc()).limit(50))
         if recordings.may_read(current_user.row, ws)
         else [],
         shares=sharing.shares_of(ws),
+        backups=[
+            b
+            for b in volume_backups.list_backups(settings, ws.owner.username)
+            if b.meta.get("workspace_id") == ws.id
+        ],
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/live")
+@login_required
+def workspace_live(workspace_id):
+    """The page's changing parts as HTML, for berth.js to swap in without a reload."""
+    ws = _visible(workspace_id)
+    page = _page(ws)
+    parts = get_template_attribute("dashboard/workspace_parts.html", "render_part")
+    return jsonify(
+        {
+            "status": ws.status,
+            "job": page["job"].id if page["job"] else None,
+            "settled": ws.status not in states.TRANSITIONAL
+            and not (page["job"] and page["job"].status in states.ACTIVE_JOB),
+            "parts": {name: str(parts(name, page)) for name in LIVE_PARTS},
+        }
+    )
+
+
+@bp.route("/workspaces/<int:workspace_id>/confirm/<action>")
+@login_required
+def confirm(workspace_id, action):
+    """Rebuild and delete lose something: this page says what before they are asked."""
+    if action not in workspace_view.CONFIRMED:
+        abort(404, "There is no such action.")
+    ws = _visible(workspace_id, authz.MANAGE)
+    return render_template(
+        "dashboard/confirm.html",
+        ws=ws,
+        action=action,
+        offered=action in workspace_view.actions(ws, authz.MANAGE),
         backups=[
             b
             for b in volume_backups.list_backups(_settings(), ws.owner.username)
@@ -290,8 +415,15 @@ def act(workspace_id, action):
         abort(404, "There is no such action.")
     # Those it is shared with may start it (as opening its IDE would); not more.
     ws = _visible(workspace_id, authz.USE if action == "start" else authz.MANAGE)
+    if action in workspace_view.CONFIRMED and request.form.get("confirmed") != "yes":
+        return redirect(url_for("dashboard.confirm", workspace_id=ws.id, action=action))
     options = (
-        {"keep_volumes": request.form.get("keep_volumes") == "on"} if action == "delete" else None
+        {
+            "keep_volumes": request.form.get("keep_volumes") == "on",
+            "backup_first": request.form.get("backup_first") == "on",
+        }
+        if action == "delete"
+        else None
     )
     try:
         service.request(
@@ -307,7 +439,7 @@ def act(workspace_id, action):
         flash(sentence(exc.message), "error")
     else:
         flash(f"{action.capitalize()} of {ws.name} requested.", "success")
-    if action == "delete":
+    if action == "delete" or request.form.get("next") == "list":
         return redirect(url_for("dashboard.index"))
     return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
 

@@ -64,8 +64,9 @@ def clone(
     *,
     shallow: bool = False,
     timeout: float = 600,
-) -> None:
-    """Clone ``url`` at ``ref`` into ``target``, all or nothing (no half-cloned folder).
+) -> str:
+    """Clone ``url`` at ``ref`` into ``target``, all or nothing (no half-cloned folder);
+    return the commit checked out (abbreviated hash and subject), "" when unknown.
     An https URL is cloned from the address checked for it (git never resolves the name
     again) and without following redirects."""
     partial = target.with_name(target.name + ".partial")
@@ -102,4 +103,14 @@ def clone(
             if pinned and any(word in reason.lower() for word in _UNREACHABLE):
                 reason = f"{urlsplit(url).hostname} could not be reached over https"
             raise CloneError(f"cloning {url} failed: {reason}")
+    # For the build log: which commit the workspace starts from. The folder's git config
+    # is git's own from the clone (a remote cannot set it), so reading it runs nothing.
+    head = subprocess.run(
+        ["git", "-C", str(partial), "log", "-1", "--no-show-signature", "--format=%h %s"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     partial.rename(target)
+    return head.stdout.strip()[:200] if head.returncode == 0 else ""

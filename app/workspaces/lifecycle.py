@@ -49,6 +49,7 @@ class JobLog:
         self.transition = transition
         self.lines: list[str] = []
         self.stages: list[list] = []  # [stage, seconds] in the order they ran
+        self.under_way: list[str] = []  # for the page's timeline (two may overlap)
         self._clock = clock
         self._lock = threading.Lock()
         self._flushed_at = 0.0
@@ -56,13 +57,17 @@ class JobLog:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time what runs inside as stage ``name`` (a failing stage is timed too); the
-        same name twice (a restart's two starts) adds up."""
+        same name twice (a restart's two starts) adds up. A name with a dot is a part of
+        the stage before the dot (``hooks.postCreateCommand``), not added to the total."""
         began = self._clock()
+        with self._lock:
+            self.under_way.append(name)
         try:
             yield
         finally:
             took = round(self._clock() - began, 3)
             with self._lock:
+                self.under_way.remove(name)
                 for entry in self.stages:
                     if entry[0] == name:
                         entry[1] = round(entry[1] + took, 3)
@@ -74,7 +79,7 @@ class JobLog:
         """The stages in a line, for the end of the log (their sum, not the job's wall
         time: the wait for the worker and the bookkeeping between stages are not in it)."""
         parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.stages)
-        total = sum(seconds for _, seconds in self.stages)
+        total = sum(seconds for name, seconds in self.stages if "." not in name)
         return f"stages: {parts} ({total:.2f} s together)"
 
     def __call__(self, line: str) -> None:
@@ -86,7 +91,10 @@ class JobLog:
     def flush(self) -> None:
         with self._lock:
             text = "\n".join(self.lines) + ("\n" if self.lines else "")
-            stages = json.dumps(self.stages)
+            done = {name for name, _ in self.stages}
+            # A stage under way is written as [name, null]: the page shows it running.
+            running = [[name, None] for name in dict.fromkeys(self.under_way) if name not in done]
+            stages = json.dumps(self.stages + running)
             self._flushed_at = time.monotonic()
         Transition.update(log=text, stages=stages).where(
             Transition.id == self.transition.id
@@ -158,9 +166,10 @@ def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
         return folder
     log(f"cloning {ws.repo_url}" + (f" at {ws.repo_ref}" if ws.repo_ref else ""))
     try:
-        git.clone(ws.repo_url, ws.repo_ref, folder, ctx.settings.private_networks)
+        head = git.clone(ws.repo_url, ws.repo_ref, folder, ctx.settings.private_networks)
     except git.CloneError as exc:
         raise JobFailed(str(exc)) from None
+    log(f"cloned: {head}" if head else "cloned")
     return folder
 
 
@@ -349,7 +358,14 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             record_placement(ctx.runtime, ws, container.id)
         with log.stage("hooks"):
             session = dc.Session(ctx.runtime, container.id, spec, log)
-            dc.run_lifecycle(ctx.runtime, container.id, spec, on_log=log, session=session)
+            dc.run_lifecycle(
+                ctx.runtime,
+                container.id,
+                spec,
+                on_log=log,
+                session=session,
+                phase=lambda hook: log.stage(f"hooks.{hook}"),
+            )
             record_environment(ws, container.id, session)
             if is_agent(ws) and not pooled:
                 hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)

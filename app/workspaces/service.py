@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -367,6 +368,39 @@ def _audit_request(job: Transition, ws: Workspace, owner: str, source_ip: str | 
         transition=job.id,
         workspace_id=ws.id,
     )
+
+
+OFFERED_ORDER = (Kind.START, Kind.STOP, Kind.RESTART, Kind.REBUILD, Kind.BACKUP, Kind.DELETE)
+
+
+def active_kinds(ids: list[int]) -> dict[int, list[str]]:
+    """The kinds of the jobs each workspace is busy with, in one query."""
+    found: dict[int, list[str]] = {}
+    query = Transition.select(Transition.workspace, Transition.kind).where(
+        Transition.workspace.in_(ids) & Transition.status.in_(states.ACTIVE_JOB)
+    )
+    for job in query:
+        found.setdefault(job.workspace_id, []).append(job.kind)
+    return found
+
+
+def offered(
+    ws: Workspace, may: Callable[[str], bool], busy_with: list[str] | None = None
+) -> list[str]:
+    """The requests ``ws`` would accept now that ``may(kind)`` allows, by the rules of
+    ``request`` (pages offer only these). ``busy_with``: its ``active_kinds``, when the
+    caller has them."""
+    busy = active_kinds([ws.id]).get(ws.id, []) if busy_with is None else busy_with
+    found = []
+    for kind in OFFERED_ORDER:
+        if not may(kind) or ws.status not in ALLOWED_FROM[kind]:
+            continue
+        if kind == Kind.DELETE:
+            if Kind.DELETE not in busy:
+                found.append(str(kind))
+        elif not busy:
+            found.append(str(kind))
+    return found
 
 
 def active_job(ws: Workspace) -> Transition | None:
