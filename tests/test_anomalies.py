@@ -108,7 +108,7 @@ def test_sandbox_alerts(stack, webhook, docker_client):
         assert {r["action"] for r in records} == {f"anomaly.{k}" for k in kinds}
         from tests import services
 
-        page = services.web_session(stack.url, "boss").get(stack.url + "/admin/").text
+        page = services.web_session(stack.url, "boss").get(stack.url + "/admin/operations").text
         assert 'data-anomaly="anomaly.cpu_pegged"' in page
         ann.delete(ws["id"])
         ann.wait(ws["id"], "deleted", timeout=120)

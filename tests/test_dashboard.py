@@ -56,7 +56,7 @@ def test_admin_sees_every_workspace_and_members_do_not(stack, page, browser):
     ann = stack.clients["ann"]
     ws = ann.create("annsown", template="base")
     log_in(page, stack.url, "boss", "boss-password")
-    page.goto(stack.url + "/admin/")
+    page.goto(stack.url + "/admin/workspaces")
     assert "annsown" in page.get_by_test_id("all-workspaces").inner_text()
 
     other = browser.new_context().new_page()
@@ -71,7 +71,7 @@ def test_admin_sees_every_workspace_and_members_do_not(stack, page, browser):
 
 def test_admin_edits_a_template(stack, page):
     log_in(page, stack.url, "boss", "boss-password")
-    page.goto(stack.url + "/admin/")
+    page.goto(stack.url + "/admin/templates")
     form = page.locator("form[data-template=node]")
     form.locator("textarea[name=approvals]").fill("{not json")
     form.locator("button").click()
@@ -94,7 +94,7 @@ def test_admin_adds_templates_from_git_and_from_an_upload(stack, page, base_imag
     config = json.dumps({"image": base_image, "containerEnv": {"MADE_FROM": "added-template"}})
     url = git_repo(stack.repos / "team-template", {"env/devcontainer.json": config})
     log_in(page, stack.url, "boss", "boss-password")
-    page.goto(stack.url + "/admin/")
+    page.goto(stack.url + "/admin/templates")
     form = page.get_by_test_id("add-template")
     form.locator("input[name=name]").fill("team")
     form.locator("input[name=git_url]").fill(url)

@@ -539,7 +539,7 @@ def check_boundaries(appliance, api, ws) -> None:
         data={"username": "admin", "password": NEW_PASSWORD, "csrf_token": csrf},
     )
     csrf = re.search(
-        r'name="csrf_token" value="([^"]+)"', admin.get(appliance.url + "/admin/").text
+        r'name="csrf_token" value="([^"]+)"', admin.get(appliance.url + "/admin/templates").text
     )[1]
     added = admin.post(
         appliance.url + "/admin/templates",

@@ -269,7 +269,7 @@ def test_the_admin_page_shows_jobs_and_backups(lc, page):
     page.fill("input[name=username]", "boss")
     page.fill("input[name=password]", "boss-password")
     page.click("button[type=submit]")
-    page.goto(lc.url + "/admin/")
+    page.goto(lc.url + "/admin/operations")
     jobs = page.locator("[data-testid=jobs]")
     for name in ("reconcile", "lifecycle", "backup"):
         assert jobs.locator(f"tr[data-job={name}]").count() == 1

@@ -72,7 +72,16 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
             ("account", "/account/"),
             ("not-found", "/workspaces/999999"),
         ],
-        "boss": [("admin", "/admin/"), ("audit", "/admin/audit"), ("costs", "/admin/costs")],
+        "boss": [
+            ("admin", "/admin/"),
+            ("admin-people", "/admin/people"),
+            ("admin-groups", "/admin/groups"),
+            ("admin-workspaces", "/admin/workspaces"),
+            ("admin-templates", "/admin/templates"),
+            ("admin-operations", "/admin/operations"),
+            ("audit", "/admin/audit"),
+            ("costs", "/admin/costs"),
+        ],
     }
     problems = {}
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
@@ -99,7 +108,7 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
             context.close()
     found = {key: value for key, value in problems.items() if value}
     assert not found, "\n".join(f"{key}: {value}" for key, value in found.items())
-    assert len(problems) == 2 * 2 * 12
+    assert len(problems) == 2 * 2 * 17
 
 
 def test_the_workspace_page_follows_the_workspace_without_a_reload(stack, page):

@@ -114,7 +114,7 @@ def test_first_sign_in_provisions_and_maps_groups_to_roles(browser, idp):
     assert "alice" in chip and "admin" in chip
     assert _users(idp)["alice"] == "admin"
     assert "alice" in idp.cli("group", "list").stdout.split("team\t")[1]
-    page.goto(idp.url + "/admin/")
+    page.goto(idp.url + "/admin/people")
     assert page.locator("tr[data-user=alice]").inner_text().count("alice@corp.test") == 1
     # Logout ends the Berth session.
     page.click("form[action='/logout'] button")
@@ -124,7 +124,9 @@ def test_first_sign_in_provisions_and_maps_groups_to_roles(browser, idp):
 
     context, page = _sign_in(browser, idp, "carol")
     assert "auditor" in page.locator("[data-testid=current-user]").inner_text()
-    assert page.locator("a:has-text('Audit')").count() == 1
+    page.goto(idp.url + "/admin/")
+    assert page.locator("nav.subnav a:has-text('Audit')").count() == 1
+    assert page.locator("nav.subnav a:has-text('Templates')").count() == 0
     context.close()
 
 

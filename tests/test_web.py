@@ -131,38 +131,56 @@ def test_failed_logins_are_limited_per_address(client):
     assert "from your address" in response.get_data(as_text=True)
 
 
+PEOPLE = "/admin/people"
+
+
 def test_admin_manages_people(client):
     login(client, "mia", "member-password")
     assert client.get("/admin/").status_code == 403
     form_post(client, "/logout")
     login(client, "root-admin", "admin-password")
-    page = client.get("/admin/").get_data(as_text=True)
+    page = client.get("/admin/people").get_data(as_text=True)
     assert "mia" in page and "root-admin" in page
 
     page = form_post(
-        client, "/admin/users", "/admin/", username="noah", password="noah-password", role="member"
+        client,
+        "/admin/users",
+        "/admin/people",
+        username="noah",
+        password="noah-password",
+        role="member",
     ).get_data(as_text=True)
     assert "User noah created." in page
     page = form_post(
-        client, "/admin/users", "/admin/", username="noah", password="noah-password", role="member"
+        client,
+        "/admin/users",
+        "/admin/people",
+        username="noah",
+        password="noah-password",
+        role="member",
     ).get_data(as_text=True)
     assert "already exists" in page
     page = form_post(
-        client, "/admin/users", "/admin/", username="Bad Name", password="x" * 9, role="member"
+        client,
+        "/admin/users",
+        "/admin/people",
+        username="Bad Name",
+        password="x" * 9,
+        role="member",
     ).get_data(as_text=True)
     assert "is not allowed" in page
 
     with database.connection_context():
         noah = User.get(User.username == "noah")
         me = User.get(User.username == "root-admin")
-    page = form_post(client, f"/admin/users/{noah.id}/disable", "/admin/").get_data(as_text=True)
+    page = form_post(client, f"/admin/users/{noah.id}/disable", PEOPLE).get_data(as_text=True)
     assert "noah is disabled" in page
-    page = form_post(client, f"/admin/users/{me.id}/disable", "/admin/").get_data(as_text=True)
+    page = form_post(client, f"/admin/users/{me.id}/disable", PEOPLE).get_data(as_text=True)
     assert "cannot disable your own account" in page
-    page = form_post(client, f"/admin/users/{noah.id}/enable", "/admin/").get_data(as_text=True)
+    page = form_post(client, f"/admin/users/{noah.id}/enable", PEOPLE).get_data(as_text=True)
     assert "noah is enabled again" in page
     page = form_post(
-        client, f"/admin/users/{noah.id}/password", "/admin/", password="fresh-password"
+        client, f"/admin/users/{noah.id}/password", PEOPLE, password="fresh-password"
     ).get_data(as_text=True)
     assert "password of noah was reset" in page
     assert (
@@ -376,3 +394,35 @@ def test_admins_see_when_berth_itself_needs_attention(app):
     member = app.test_client()
     login(member, "mia", "member-password")
     assert 'data-testid="platform-health"' not in member.get("/").get_data(as_text=True)
+
+
+def test_the_admin_area_is_pages_with_search_and_paging(client):
+    with database.connection_context():
+        for n in range(60):
+            accounts.create_user(f"user-{n:02d}", "long-enough-password")
+        accounts.create_user("tia", "long-enough-password", "template-admin")
+    login(client, "root-admin", "admin-password")
+    overview = client.get("/admin/").get_data(as_text=True)
+    for card in ("people", "groups", "workspaces", "operations", "templates", "costs"):
+        assert f'data-card="{card}"' in overview, card
+    assert "No template has prices yet" in overview  # why costs show 0
+    nav = overview.split('class="subnav"')[1].split("</nav>")[0]
+    assert all(f'href="/admin/{page}"' in nav for page in ("people", "templates", "audit"))
+    first = client.get("/admin/people").get_data(as_text=True)
+    assert "63 people" in first and "Page 1 of 2" in first and 'rel="next"' in first
+    assert first.count("<tr data-user=") == 50
+    second = client.get("/admin/people?page=2").get_data(as_text=True)
+    assert second.count("<tr data-user=") == 13 and 'rel="prev"' in second
+    found = client.get("/admin/people?q=user-07").get_data(as_text=True)
+    assert 'data-user="user-07"' in found and found.count("<tr data-user=") == 1
+    assert "Page 1 of 1" not in found  # one page needs no pager
+    assert client.get("/admin/people?page=junk").status_code == 200
+    # A template-admin's admin area is the templates; the rest is refused.
+    form_post(client, "/logout")
+    login(client, "tia", "long-enough-password")
+    mine = client.get("/admin/").get_data(as_text=True)
+    assert 'data-card="templates"' in mine and 'data-card="people"' not in mine
+    nav = mine.split('class="subnav"')[1].split("</nav>")[0]
+    assert 'href="/admin/people"' not in nav and 'href="/admin/templates"' in nav
+    assert client.get("/admin/people").status_code == 403
+    assert client.get("/admin/templates").status_code == 200

@@ -1,4 +1,5 @@
-"""The admin page: people, workspaces, templates, scheduled jobs and backups."""
+"""The admin area: an overview, then a page each for people, groups and quotas,
+workspaces, templates, jobs and backups, the audit log and costs."""
 
 import csv
 import io
@@ -7,6 +8,8 @@ import secrets
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 
 from flask import (
@@ -29,6 +32,7 @@ from app.durations import parse_time
 from app.http import auditing
 from app.models import ROLES, Budget, Group, Quota, ScheduledJob, Template, User, Workspace, utcnow
 from app.scheduler import register, run_recorded
+from app.states import Status
 from app.workspaces import quotas, service, templates
 from app.workspaces.scheduled import nightly_backup
 
@@ -71,28 +75,220 @@ def _user_or_404(user_id: int) -> User:
     return user
 
 
+# The admin area's pages, and the rights that open each (the sub-navigation shows a
+# person only those their role opens).
+SECTIONS = (
+    ("admin.index", "Overview", ("users.manage", "templates.manage", "audit.read")),
+    ("admin.people", "People", ("users.manage", "audit.read")),
+    ("admin.groups_and_quotas", "Groups and quotas", ("users.manage", "audit.read")),
+    ("admin.all_workspaces", "Workspaces", ("users.manage", "audit.read")),
+    ("admin.templates_page", "Templates", ("templates.manage",)),
+    ("admin.operations", "Jobs and backups", ("users.manage", "audit.read")),
+    ("admin.audit_log", "Audit", ("audit.read",)),
+    ("admin.cost_report", "Costs", ("workspaces.read_all",)),
+)
+PER_PAGE = 50
+
+
+@bp.context_processor
+def _sections():
+    if not current_user.is_authenticated:
+        return {}
+    mine = [
+        (endpoint, label)
+        for endpoint, label, rights in SECTIONS
+        if any(authz.can(current_user.row, right) for right in rights)
+    ]
+    return {"admin_sections": mine}
+
+
+@dataclass
+class Paging:
+    page: int
+    pages: int
+    url: Callable[[int], str]
+
+
+def _paged(query, endpoint: str):
+    """One page of ``query`` (PER_PAGE rows, ?page=N) and how to reach the others, the
+    other query arguments kept."""
+    total = query.count()
+    pages = max(1, -(-total // PER_PAGE))
+    try:
+        page = min(max(1, int(request.args.get("page", 1))), pages)
+    except ValueError:
+        page = 1
+    args = {k: v for k, v in request.args.items() if k != "page"}
+    paging = Paging(page, pages, lambda n: url_for(endpoint, **args, page=n))
+    return list(query.paginate(page, PER_PAGE)), total, paging
+
+
 @bp.route("/")
 @right_required("users.manage", "templates.manage", "audit.read")
 def index():
-    users = User.select().order_by(User.username)
-    workspaces = service.visible_to(current_user.row).order_by(Workspace.id.desc())
-    templates = Template.select().order_by(Template.name)
+    """Where each part of the admin area stands, with what needs looking at."""
     settings = current_app.config["BERTH_SETTINGS"]
+    may = {
+        right: authz.can(current_user.row, right) for _, _, rights in SECTIONS for right in rights
+    }
+    cards = []
+    if may["users.manage"] or may["audit.read"]:
+        people = User.select().count()
+        disabled = User.select().where(User.disabled_at.is_null(False)).count()
+        cards.append(
+            {
+                "name": "people",
+                "endpoint": "admin.people",
+                "title": "People",
+                "summary": f"{people} account{'s' if people != 1 else ''}"
+                + (f", {disabled} disabled" if disabled else ""),
+                "hint": "Only you so far: add the team on the People page." if people == 1 else "",
+            }
+        )
+        group_count = Group.select().count()
+        cards.append(
+            {
+                "name": "groups",
+                "endpoint": "admin.groups_and_quotas",
+                "title": "Groups and quotas",
+                "summary": f"{group_count} group{'s' if group_count != 1 else ''}, "
+                f"{Quota.select().count()} quota(s)",
+                "hint": ""
+                if group_count
+                else "No groups yet: groups share workspaces and carry quotas and budgets.",
+            }
+        )
+        counts = {}
+        for ws in service.visible_to(current_user.row).select(Workspace.status):
+            counts[ws.status] = counts.get(ws.status, 0) + 1
+        cards.append(
+            {
+                "name": "workspaces",
+                "endpoint": "admin.all_workspaces",
+                "title": "Workspaces",
+                "summary": ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+                or "none yet",
+                "warning": f"{counts['failed']} failed" if counts.get("failed") else "",
+            }
+        )
+        failing = [
+            j.name for j in ScheduledJob.select().where(ScheduledJob.last_outcome == "failed")
+        ]
+        backups = db_backups.list_backups(settings)
+        cards.append(
+            {
+                "name": "operations",
+                "endpoint": "admin.operations",
+                "title": "Jobs and backups",
+                "summary": f"{ScheduledJob.select().count()} scheduled jobs; latest database "
+                "backup "
+                + (
+                    max(b.taken_at for b in backups).strftime("%Y-%m-%d %H:%M UTC")
+                    if backups
+                    else "none yet"
+                ),
+                "warning": ("Failing: " + ", ".join(failing)) if failing else "",
+            }
+        )
+    if may["templates.manage"]:
+        enabled = Template.select().where(Template.enabled).count()
+        cards.append(
+            {
+                "name": "templates",
+                "endpoint": "admin.templates_page",
+                "title": "Templates",
+                "summary": f"{enabled} enabled of {Template.select().count()}",
+            }
+        )
+    if may["workspaces.read_all"]:
+        priced = Template.select().where(Template.pricing.not_in(["", "{}"])).count()
+        cards.append(
+            {
+                "name": "costs",
+                "endpoint": "admin.cost_report",
+                "title": "Costs",
+                "summary": "Cost per workspace, person and group, and budgets.",
+                "hint": ""
+                if priced
+                else "No template has prices yet, so every cost shows "
+                "as 0: set a template's pricing on the Templates page.",
+            }
+        )
+    return render_template("admin/index.html", cards=cards)
+
+
+@bp.route("/people")
+@right_required("users.manage", "audit.read")
+def people():
+    text = request.args.get("q", "").strip().lower()
+    query = User.select().order_by(User.username)
+    if text:
+        query = query.where(User.username.contains(text) | User.email.contains(text))
+    users, total, paging = _paged(query, "admin.people")
+    return render_template(
+        "admin/people.html",
+        users=users,
+        total=total,
+        paging=paging,
+        q=text,
+        user_groups={u.id: [g.name for g in groups.of(u)] for u in users},
+        roles=ROLES,
+    )
+
+
+@bp.route("/groups")
+@right_required("users.manage", "audit.read")
+def groups_and_quotas():
     group_rows = list(Group.select().order_by(Group.name))
     return render_template(
-        "admin/index.html",
+        "admin/groups.html",
         groups=group_rows,
         group_members={g.id: groups.members(g) for g in group_rows},
-        user_groups={u.id: [g.name for g in groups.of(u)] for u in users},
-        anomalies=[audit.to_dict(r) for r in audit.search(action="anomaly.").limit(20)],
         quotas=[
             quotas.to_dict(q.user or q.group)
             for q in Quota.select().order_by(Quota.group, Quota.user)
         ],
-        users=users,
-        roles=ROLES,
-        workspaces=list(workspaces),
-        templates=list(templates),
+    )
+
+
+@bp.route("/workspaces")
+@right_required("users.manage", "audit.read")
+def all_workspaces():
+    text = request.args.get("q", "").strip().lower()
+    status = request.args.get("status", "")
+    query = service.visible_to(current_user.row).order_by(Workspace.id.desc())
+    if text:
+        owners = User.select(User.id).where(User.username.contains(text))
+        query = query.where(Workspace.name.contains(text) | Workspace.owner.in_(owners))
+    if status:
+        query = query.where(Workspace.status == status)
+    rows, total, paging = _paged(query, "admin.all_workspaces")
+    return render_template(
+        "admin/workspaces.html",
+        workspaces=rows,
+        total=total,
+        paging=paging,
+        q=text,
+        status=status,
+        statuses=[str(s) for s in Status],
+    )
+
+
+@bp.route("/templates")
+@right_required("templates.manage")
+def templates_page():
+    return render_template(
+        "admin/templates.html", templates=list(Template.select().order_by(Template.name))
+    )
+
+
+@bp.route("/operations")
+@right_required("users.manage", "audit.read")
+def operations():
+    settings = current_app.config["BERTH_SETTINGS"]
+    return render_template(
+        "admin/operations.html",
+        anomalies=[audit.to_dict(r) for r in audit.search(action="anomaly.").limit(20)],
         jobs=list(ScheduledJob.select().order_by(ScheduledJob.name)),
         backups=db_backups.list_backups(settings) + volume_backups.list_backups(settings),
         backup_dir=settings.backups,
@@ -111,7 +307,7 @@ def backup_now():
         flash("The backup failed; see Scheduled jobs.", "error")
     else:
         flash(f"Backup written: {detail}.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.operations"))
 
 
 def _json_field(name: str, text: str):
@@ -166,10 +362,10 @@ def add_template():
             "failure",
             error=getattr(exc, "message", str(exc)),
         )
-        return redirect(url_for("admin.index"))
+        return redirect(url_for("admin.templates_page"))
     auditing.record("template.create", f"template:{template.name}", source=template.source_kind)
     flash(f"Template {template.name} added.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.templates_page"))
 
 
 def _extract(upload, folder) -> None:
@@ -212,10 +408,10 @@ def update_template(template_id):
     except templates.GrantRefused as exc:
         auditing.record("template.update", f"template:{template.name}", "denied", error=str(exc))
         flash(f"Template {template.name} not changed: {exc}.", "error")
-        return redirect(url_for("admin.index"))
+        return redirect(url_for("admin.templates_page"))
     except (ValueError, templates.TemplateError) as exc:
         flash(f"Template {template.name} not changed: {exc}.", "error")
-        return redirect(url_for("admin.index"))
+        return redirect(url_for("admin.templates_page"))
     auditing.record(
         "template.update",
         f"template:{template.name}",
@@ -226,7 +422,7 @@ def update_template(template_id):
         enabled=template.enabled,
     )
     flash(f"Template {template.name} saved.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.templates_page"))
 
 
 @bp.route("/users", methods=["POST"])
@@ -244,7 +440,7 @@ def create_user():
     else:
         auditing.record("user.create", f"user:{user.username}", role=user.role)
         flash(f"User {user.username} created.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.people"))
 
 
 @bp.route("/users/<int:user_id>/disable", methods=["POST"])
@@ -268,7 +464,7 @@ def _set_disabled(user_id: int, disabled: bool):
     else:
         auditing.record("user.disable" if disabled else "user.enable", f"user:{user.username}")
         flash(f"{user.username} is {'disabled' if disabled else 'enabled again'}.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.people"))
 
 
 @bp.route("/users/<int:user_id>/password", methods=["POST"])
@@ -282,7 +478,7 @@ def reset_password(user_id):
     else:
         auditing.record("user.password_reset", f"user:{user.username}")
         flash(f"The password of {user.username} was reset.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.people"))
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -297,7 +493,7 @@ def set_role(user_id):
     else:
         auditing.record("user.role", f"user:{user.username}", before=before, after=user.role)
         flash(f"{user.username} is now {user.role}.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.people"))
 
 
 @bp.route("/groups", methods=["POST"])
@@ -310,7 +506,7 @@ def create_group():
     else:
         auditing.record("group.create", f"group:{group.name}")
         flash(f"Group {group.name} created.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.groups_and_quotas"))
 
 
 @bp.route("/groups/<int:group_id>/members", methods=["POST"])
@@ -323,7 +519,7 @@ def group_member(group_id):
         user = accounts.find_user(request.form.get("username", ""))
     except accounts.AccountError as refusal:
         flash(f"Group not changed: {refusal}.", "error")
-        return redirect(url_for("admin.index"))
+        return redirect(url_for("admin.groups_and_quotas"))
     if request.form.get("remove"):
         if groups.remove_member(group, user):
             auditing.record("group.member.remove", f"group:{group.name}", user=user.username)
@@ -332,7 +528,7 @@ def group_member(group_id):
         if groups.add_member(group, user):
             auditing.record("group.member.add", f"group:{group.name}", user=user.username)
         flash(f"{user.username} is in {group.name}.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.groups_and_quotas"))
 
 
 @bp.route("/audit")
@@ -380,7 +576,7 @@ def set_quota():
     else:
         auditing.record("quota.set", f"{kind}:{name}", **values)
         flash(f"Quota of {kind} {name} set.", "success")
-    return redirect(url_for("admin.index"))
+    return redirect(url_for("admin.groups_and_quotas"))
 
 
 def _period(args):

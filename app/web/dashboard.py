@@ -226,6 +226,10 @@ def _page(ws) -> dict:
         "ports": apps.ports(ws),
         "idle_timeout": service.idle_timeout_text(ws),
         "has_keys": current_user.row.ssh_keys.exists(),
+        "ide": workspace_view.ide_health(
+            ws,
+            not any(s["name"] == "tools" and s["state"] != "done" for s in platform.preparation()),
+        ),
     }
 
 

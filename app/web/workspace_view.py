@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 from app import authz
 from app.models import Transition, User, Workspace
 from app.states import JobStatus
-from app.workspaces import service
+from app.workspaces import ide_sessions, service
 
 # What each stage of a job is called on the page (app.workspaces.lifecycle.JobLog).
 STAGES = {
@@ -84,6 +84,35 @@ def warnings(job: Transition | None) -> list[str]:
         return []
     found = [line[len(WARNING) :] for line in job.log.splitlines() if line.startswith(WARNING)]
     return list(dict.fromkeys(found))[:20]
+
+
+@dataclass
+class AppHealth:
+    state: str  # ready, starting, off, stopped, unavailable, installing
+    text: str
+
+
+def ide_health(ws: Workspace, tools_ready: bool) -> AppHealth:
+    """Where the browser IDE of ``ws`` stands, in words, with what works meanwhile."""
+    state = ide_sessions.state_of(ws)
+    if ws.status != "running":
+        return AppHealth("off", "runs while the workspace runs; opening it starts the workspace")
+    if not tools_ready and state.state != ide_sessions.READY:
+        return AppHealth(
+            "installing",
+            "being installed on this server (the first time takes a few minutes); "
+            "SSH and desktop IDEs work now",
+        )
+    if state.state == ide_sessions.READY:
+        return AppHealth("ready", "ready")
+    if state.state == ide_sessions.STARTING:
+        return AppHealth("starting", "starting (a few seconds)")
+    if state.state == ide_sessions.UNAVAILABLE:
+        return AppHealth("unavailable", f"unavailable: {state.note}; SSH works now")
+    if state.state == ide_sessions.STOPPED:
+        why = f" ({state.note})" if state.note else ""
+        return AppHealth("stopped", f"stopped{why}; opening it starts it again")
+    return AppHealth("off", "starts when you open it (a few seconds)")
 
 
 @dataclass

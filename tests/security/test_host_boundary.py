@@ -244,7 +244,7 @@ def test_a_repository_config_does_not_run_with_its_templates_approvals(hb, docke
     # The legitimate use: a template whose own config needs NET_ADMIN, approved by an admin.
     url = git_repo(hb.repos / "netadmin", {"devcontainer.json": json.dumps(asks)})
     admin = web_session(hb.url, "boss")
-    page = admin.get(hb.url + "/admin/").text
+    page = admin.get(hb.url + "/admin/templates").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     added = admin.post(
         hb.url + "/admin/templates",
