@@ -29,6 +29,16 @@ def _env_name(name: str) -> str:
     return "BERTH_" + name.upper()
 
 
+SMTP_TLS = ("starttls", "ssl", "none")
+
+
+def _as_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    text = str(value).lower()
+    if text not in choices:
+        raise ConfigError(name, f"{value!r} is not one of {', '.join(choices)}")
+    return text
+
+
 def _as_port(setting: str, value) -> int:
     try:
         port = int(value)
@@ -252,6 +262,14 @@ class Settings:
     recording_retention_days: int = 30  # recorded sessions are deleted after this
     # Where anomaly and budget alerts are POSTed as JSON (empty: shown on the admin page only).
     alert_webhook: str = ""
+    # Email to owners before Berth stops or deletes their workspace by itself: an SMTP
+    # server (empty host: no email), "starttls", "ssl" or "none", the sender address.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_tls: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
     # The egress proxy's port on the egress network's gateway (sandboxes' only way out).
     egress_port: int = 3128
     sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -468,8 +486,18 @@ class Settings:
             alert_webhook=_as_url("BERTH_ALERT_WEBHOOK", pick("alert_webhook", ""))
             if pick("alert_webhook", "")
             else "",
+            smtp_host=str(pick("smtp_host", "")),
+            smtp_port=_as_port("BERTH_SMTP_PORT", pick("smtp_port", 587)),
+            smtp_tls=_as_choice("BERTH_SMTP_TLS", pick("smtp_tls", "starttls"), SMTP_TLS),
+            smtp_user=str(pick("smtp_user", "")),
+            smtp_password=str(pick("smtp_password", "")),
+            smtp_from=str(pick("smtp_from", "")),
             sources=sources,
         )
+        if settings.smtp_host and "@" not in settings.smtp_from:
+            raise ConfigError(
+                "BERTH_SMTP_FROM", "is needed with BERTH_SMTP_HOST: the address mail comes from"
+            )
         if settings.oidc_issuer and not settings.oidc_client_id:
             raise ConfigError("BERTH_OIDC_CLIENT_ID", "is needed with BERTH_OIDC_ISSUER")
         if not settings.password_login and not (settings.oidc_issuer or settings.github_client_id):

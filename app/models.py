@@ -153,6 +153,7 @@ class Workspace(BaseModel):
     # JSON list of the configs the repository has, when it has several and none was
     # chosen (the create failed asking which): the choice offered on its page.
     repo_choices = peewee.TextField(null=True)
+    notified = peewee.CharField(max_length=64, null=True)  # the last warning mailed (a hash)
     parameters = peewee.TextField(default="{}")
     status = peewee.CharField(max_length=16, default="pending", index=True)
     error = peewee.TextField(null=True)

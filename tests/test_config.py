@@ -92,3 +92,17 @@ def test_durations():
     for bad in ("", "10", "abc", "5x", "0h", "-1d"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_mail_settings_name_what_is_missing_or_wrong(tmp_path):
+    base = {"data_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="BERTH_SMTP_FROM.*the address mail comes from"):
+        Settings.load({**base, "smtp_host": "mail.team.test"}, environ={})
+    with pytest.raises(
+        ConfigError, match="BERTH_SMTP_TLS.*'tls' is not one of starttls, ssl, none"
+    ):
+        Settings.load({**base, "smtp_tls": "tls"}, environ={})
+    settings = Settings.load(
+        {**base, "smtp_host": "mail.team.test", "smtp_from": "berth@team.test"}, environ={}
+    )
+    assert (settings.smtp_port, settings.smtp_tls) == (587, "starttls")

@@ -40,6 +40,7 @@ from app.migrations import (
     m0022_ide_state,
     m0023_dotfiles,
     m0024_repo_choices,
+    m0025_notices,
 )
 from app.models import utcnow
 
@@ -68,6 +69,7 @@ STEPS = [
     m0022_ide_state,
     m0023_dotfiles,
     m0024_repo_choices,
+    m0025_notices,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

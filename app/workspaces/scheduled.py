@@ -19,7 +19,7 @@ from app.models import Budget, Group, GroupMember, Transition, Workspace, utcnow
 from app.runtime import ProvisionError, Runtime
 from app.states import JobStatus as J
 from app.states import Status as S
-from app.workspaces import activity, automatic, ide, service
+from app.workspaces import activity, automatic, ide, notices, service
 
 log = logging.getLogger("berth.scheduler")
 # An automatic action that failed (a backup before deletion, say) is retried at most
@@ -99,6 +99,8 @@ def _sweep_one(
     settings: Settings, runtime: Runtime | None, ws: Workspace, now: datetime
 ) -> str | None:
     look = service.outlook(ws, now)
+    if look.warnings and look.due is None:
+        notices.tell_owner(settings, ws, look.warnings, now)
     # Signs of use Berth has to go and look for are read only when they could change
     # the answer: a mark from berth-keepalive, an open IDE tab.
     idle = look.due is not None and look.due[1] == "idle" and runtime is not None
