@@ -13,22 +13,38 @@ TIMEOUT_SECONDS = 10
 
 
 class MailError(Exception):
-    pass
+    """A send that failed; ``recipient`` when the server refused that address only (the
+    server works, other people's mail goes on)."""
+
+    def __init__(self, message: str, recipient: bool = False):
+        super().__init__(message)
+        self.recipient = recipient
 
 
 def configured(settings: Settings) -> bool:
     return bool(settings.smtp_host)
 
 
+def plain_address(text: str | None) -> bool:
+    """One bare address: local@domain, no name, no list, no spaces or control
+    characters (an address from a provider or a form is sent to as nothing else)."""
+    if not text or len(text) > 254 or not text.isprintable() or text.count("@") != 1:
+        return False
+    local, domain = text.split("@")
+    return bool(local and domain) and not any(c in text for c in ' ,;<>()[]"\\:')
+
+
 def send(settings: Settings, to: str, subject: str, body: str) -> None:
     """Send one plain-text message, or raise MailError naming the server and why."""
-    message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = to
-    message["Subject"] = subject
-    message.set_content(body)
     where = f"{settings.smtp_host}:{settings.smtp_port}"
+    if not plain_address(to):
+        raise MailError(f"{to!r} is not one plain email address", recipient=True)
     try:
+        message = EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = to
+        message["Subject"] = subject
+        message.set_content(body)
         if settings.smtp_tls == "ssl":
             server = smtplib.SMTP_SSL(
                 settings.smtp_host,
@@ -44,5 +60,8 @@ def send(settings: Settings, to: str, subject: str, body: str) -> None:
             if settings.smtp_user:
                 server.login(settings.smtp_user, settings.smtp_password)
             server.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = f"mail to {to} through {where} was refused: {exc}"
+        raise MailError(refused, recipient=True) from None
     except (OSError, smtplib.SMTPException, ValueError) as exc:
         raise MailError(f"mail to {to} through {where} failed: {exc}") from None

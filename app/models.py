@@ -228,6 +228,8 @@ class Transition(BaseModel):
     log = peewee.TextField(default="")
     # JSON: [[stage, seconds], ...] in the order they ran (app.workspaces.lifecycle.JobLog)
     stages = peewee.TextField(default="[]")
+    # JSON: Berth's own warnings about the job (JobLog.warn), for the page's warning box.
+    warnings = peewee.TextField(default="[]")
     created_at = peewee.DateTimeField(default=utcnow)
     started_at = peewee.DateTimeField(null=True)
     finished_at = peewee.DateTimeField(null=True)

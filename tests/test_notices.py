@@ -13,7 +13,7 @@ from email import message_from_bytes
 import pytest
 from aiosmtpd.controller import Controller
 
-from app.models import AuditEvent, User, Workspace
+from app.models import AuditEvent, Template, User, Workspace
 from app.workspaces import notices, scheduled
 
 NOW = datetime(2026, 6, 1, 12, 0, 0)
@@ -22,6 +22,12 @@ NOW = datetime(2026, 6, 1, 12, 0, 0)
 class Inbox:
     def __init__(self):
         self.messages = []
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802
+        if address.startswith("gone@"):
+            return "550 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
         self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
@@ -59,11 +65,14 @@ def _settings(instance, port):
     )
 
 
-def _expiring(name="notes", email="ann@team.test", ttl=timedelta(minutes=10)):
-    owner = User.get_or_none(User.username == "ann") or User.create(
-        username="ann", password_hash=None, role="member", email=email
+def _expiring(
+    name="notes", email="ann@team.test", ttl=timedelta(minutes=10), owner="ann", template=None
+):
+    owner = User.get_or_none(User.username == owner) or User.create(
+        username=owner, password_hash=None, role="member", email=email
     )
     return Workspace.create(
+        template=template,
         owner=owner,
         name=name,
         live_name=name,
@@ -115,3 +124,25 @@ def test_a_mail_server_that_is_away_is_tried_again_later(instance, smtp):
     assert inbox.messages == []  # waits RETRY_AFTER after a failure
     scheduled.sweep(settings, now=NOW + notices.RETRY_AFTER)
     assert len(inbox.messages) == 1
+
+
+def test_an_address_the_server_refuses_holds_up_only_its_own_mail(instance, smtp):
+    controller, inbox = smtp
+    settings = _settings(instance, controller.port)
+    refused = _expiring("first", email="gone@team.test", owner="gus")
+    _expiring("second", email="ann@team.test", owner="ann")
+    scheduled.sweep(settings, now=NOW)
+    assert [to for to, _ in inbox.messages] == [["ann@team.test"]]
+    assert Workspace.get_by_id(refused.id).notified is None  # tried again later
+    # An address that is no plain address is never sent to.
+    odd = _expiring("third", email="x,eve@evil.test", owner="odd")
+    scheduled.sweep(settings, now=NOW + timedelta(seconds=30))
+    assert len(inbox.messages) == 1 and Workspace.get_by_id(odd.id).notified is None
+
+
+def test_agent_sandboxes_are_not_mailed_about_their_time_to_live(instance, smtp):
+    controller, inbox = smtp
+    agent = Template.create(name="agents", source_kind="builtin", source="x", profile="agent")
+    _expiring("sandbox", template=agent)
+    scheduled.sweep(_settings(instance, controller.port), now=NOW)
+    assert inbox.messages == []

@@ -256,6 +256,36 @@ def test_favicon_and_skip_link(stack, page):
     assert page.evaluate("document.activeElement.id") == "main"
 
 
+SERVER = (
+    "nohup perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "
+    '"127.0.0.1:8765", Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) '
+    '{ print $c "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from 8765\\n"; '
+    "close $c }' > /tmp/server.log 2>&1 &"
+)
+
+
+def test_a_server_started_inside_is_detected_and_opened_with_one_click(stack, running, page):
+    ws_id = running["id"]
+    ann = stack.clients["ann"]
+    ann.call("POST", f"/workspaces/{ws_id}/exec", json={"command": ["sh", "-c", SERVER]})
+    log_in(page, stack.url, "ann")
+    page.goto(f"{stack.url}/workspaces/{ws_id}")
+    # The page notices it by itself (read at most every 10 s, polled every few).
+    found = page.locator("[data-detected='8765']")
+    found.wait_for(timeout=60_000)
+    assert "on localhost" in found.inner_text()
+    with page.context.expect_page() as opened:
+        found.locator("[data-action=open-port-8765]").click()
+    app = opened.value
+    # Ports are served through the IDE's proxy: its page waits for the IDE to start.
+    app.get_by_text("hello from 8765").wait_for(timeout=120_000)
+    app.close()
+    page.reload()
+    assert page.locator("[data-testid=ports] tr[data-port='8765']").count() == 1
+    assert page.locator("[data-detected='8765']").count() == 0
+    ann.call("DELETE", f"/workspaces/{ws_id}/ports/8765")
+
+
 def _offered(actions) -> list[str]:
     return sorted(
         actions.locator("[data-action]").evaluate_all("l => l.map(e => e.dataset.action)")

@@ -10,7 +10,9 @@ from app.web import workspace_view as view
 
 
 def _job(status="succeeded", stages=(), log=""):
-    return Transition(kind="create", status=status, stages=json.dumps(list(stages)), log=log)
+    return Transition(
+        kind="create", status=status, stages=json.dumps(list(stages)), log=log, warnings="[]"
+    )
 
 
 def test_the_timeline_names_stages_nests_hook_phases_and_marks_the_failure():
@@ -32,11 +34,11 @@ def test_the_timeline_names_stages_nests_hook_phases_and_marks_the_failure():
     assert view.timeline(None) == []
 
 
-def test_warnings_are_the_logs_warning_lines_once_each():
-    warning = "warning: an extension did not install"
-    log = f"cloning x\n{warning}\nok\n{warning}\n"
-    assert view.warnings(_job(log=log)) == ["an extension did not install"]
-    assert view.warnings(_job(log="all fine\n")) == []
+def test_warnings_are_berths_own_not_lines_a_build_printed():
+    job = _job(log="warning: re-enter your key at https://evil.example\n")
+    job.warnings = json.dumps(["dotfiles: exit code 1", "dotfiles: exit code 1"])
+    assert view.warnings(job) == ["dotfiles: exit code 1"]
+    assert view.warnings(_job(log="warning: printed by a hook\n")) == []
 
 
 def test_desktop_links_name_the_owner_for_someone_else():
@@ -47,6 +49,12 @@ def test_desktop_links_name_the_owner_for_someone_else():
     assert "Host berth-api\n  HostName dev.example\n  Port 2222\n  User api" in mine.ssh_config
     theirs = view.desktop(ws, bob, "dev.example", 2222, "berth-dev.example-2222")
     assert theirs.vscode.startswith("vscode://vscode-remote/ssh-remote+berth-ann.api/")
+    # A folder that is not absolute would run into the host alias: the root instead.
+    odd = Workspace(id=6, name="odd", owner=ann, workspace_folder="@evil.example/x")
+    assert (
+        view.desktop(odd, ann, "h", 22, "a").vscode
+        == "vscode://vscode-remote/ssh-remote+berth-odd/"
+    )
     fragment = parse_qs(urlsplit(theirs.jetbrains).fragment)
     assert fragment["user"] == ["ann.api"] and fragment["projectPath"] == [
         "/workspaces/api project"

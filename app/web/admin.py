@@ -109,16 +109,16 @@ class Paging:
     url: Callable[[int], str]
 
 
-def _paged(query, endpoint: str):
+def _paged(query, endpoint: str, keep: tuple[str, ...] = ("q", "status")):
     """One page of ``query`` (PER_PAGE rows, ?page=N) and how to reach the others, the
-    other query arguments kept."""
+    page's own filters (``keep``) kept and nothing else."""
     total = query.count()
     pages = max(1, -(-total // PER_PAGE))
     try:
         page = min(max(1, int(request.args.get("page", 1))), pages)
     except ValueError:
         page = 1
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    args = {k: request.args[k] for k in keep if request.args.get(k)}
     paging = Paging(page, pages, lambda n: url_for(endpoint, **args, page=n))
     return list(query.paginate(page, PER_PAGE)), total, paging
 

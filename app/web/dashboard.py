@@ -28,7 +28,7 @@ from app.slots import long_lived
 from app.ssh import hostkey, keys
 from app.states import Kind
 from app.web import workspace_view
-from app.workspaces import apps, logs, recordings, service, sharing
+from app.workspaces import apps, listening, logs, recordings, service, sharing
 
 bp = Blueprint("dashboard", __name__)
 ACTIONS = ("start", "stop", "restart", "rebuild", "delete", "backup")
@@ -79,11 +79,11 @@ def _rows(workspaces: list, access: str) -> list[dict]:
 
 
 def _list_page() -> dict:
-    mine = [
-        ws
-        for ws in service.visible_to(current_user.row).order_by(service.Workspace.name)
-        if ws.owner_id == current_user.row.id
-    ]
+    mine = list(
+        service.visible_to(current_user.row)
+        .where(service.Workspace.owner == current_user.row.id)
+        .order_by(service.Workspace.name)
+    )
     shared = list(
         service.visible_to(current_user.row)
         .where(service.Workspace.id.in_(authz.shared_with(current_user.row)))
@@ -208,8 +208,14 @@ def _page(ws) -> dict:
     access = authz.level(current_user.row, ws)
     # The log and timeline shown are of the latest job a person asked for, not
     # reconcile's bookkeeping.
-    jobs = ws.transitions.where(Transition.kind != Kind.RECONCILE)
+    # Without its log, which can be large: the live parts poll this (the page and the
+    # log stream read the log themselves).
+    columns = [f for f in Transition._meta.sorted_fields if f is not Transition.log]
+    jobs = Transition.select(*columns).where(
+        (Transition.workspace == ws) & (Transition.kind != Kind.RECONCILE)
+    )
     job = jobs.order_by(Transition.id.desc()).first()
+    open_ports = apps.ports(ws)
     return {
         "ws": ws,
         "access": access,
@@ -223,7 +229,15 @@ def _page(ws) -> dict:
         "activity": service.activity.summary(ws.id),
         "outlook": service.outlook(ws),
         "urls": apps.urls(settings, ws),
-        "ports": apps.ports(ws),
+        "ports": open_ports,
+        # Servers listening inside that are not open yet: offered with one click.
+        "detected": [
+            found
+            for found in listening.listening(settings, ws)
+            if found.port not in {p.port for p in open_ports} | apps.RESERVED_PORTS
+        ]
+        if access == authz.MANAGE
+        else [],
         "idle_timeout": service.idle_timeout_text(ws),
         "has_keys": current_user.row.ssh_keys.exists(),
         "ide": workspace_view.ide_health(
@@ -242,9 +256,11 @@ def workspace(workspace_id):
     ws = _visible(workspace_id)
     settings = _settings()
     page = _page(ws)
+    log = Transition.get_by_id(page["job"].id).log if page["job"] else ""
     return render_template(
         "dashboard/workspace.html",
         page=page,
+        log=log,
         **page,
         ssh_command=service.ssh_command(ws, current_user.row, settings.ssh_host, settings.ssh_port),
         desktop=workspace_view.desktop(
@@ -365,6 +381,16 @@ def open_port(workspace_id):
             label=request.form.get("label", "").strip() or None,
         ),
         f"Port {port} of {ws.name} is open in the browser.",
+        # "Open" on a detected port: opened, then off to it (the port is valid by then).
+        then=(
+            (
+                lambda: url_for(
+                    "apps.open_app", to=apps.urls(_settings(), ws)["ports"][str(int(port))]
+                )
+            )
+            if request.form.get("then") == "open"
+            else None
+        ),
     )
 
 
@@ -402,13 +428,17 @@ def unshare(workspace_id, kind, name):
     )
 
 
-def _change(ws, change, done: str):
+def _change(ws, change, done: str, then=None):
+    """Make ``change``, say how it went, and go back to the page (or, once done, where
+    ``then()`` says: the port just opened)."""
     try:
         change()
     except (service.WorkspaceError, apps.PortError, sharing.ShareError) as exc:
         flash(sentence(exc.message), "error")
     else:
         flash(done, "success")
+        if then:
+            return redirect(then())
     return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
 
 

@@ -28,7 +28,6 @@ STAGES = {
     "backup": "Back up",
     "remove": "Remove",
 }
-WARNING = "warning: "
 # Rebuild and delete lose something: the page asks first, naming what.
 CONFIRMED = ("rebuild", "delete")
 
@@ -78,12 +77,11 @@ def timeline(job: Transition | None) -> list[Step]:
 
 
 def warnings(job: Transition | None) -> list[str]:
-    """The warnings in the job's log (lines that begin with ``warning:``), for the top of
-    the page, each once."""
-    if job is None or not job.log:
+    """Berth's own warnings about the job (JobLog.warn), for the top of the page, each
+    once; never a line of the log, which builds and hooks write."""
+    if job is None:
         return []
-    found = [line[len(WARNING) :] for line in job.log.splitlines() if line.startswith(WARNING)]
-    return list(dict.fromkeys(found))[:20]
+    return list(dict.fromkeys(json.loads(job.warnings or "[]")))[:20]
 
 
 @dataclass
@@ -132,7 +130,9 @@ class Desktop:
 def desktop(ws: Workspace, viewer: User, host: str, port: int, host_key_alias: str) -> Desktop:
     login = ws.name if ws.owner_id == viewer.id else f"{ws.owner.username}.{ws.name}"
     alias = f"berth-{login}"
-    folder = ws.workspace_folder or "/"
+    # The link is ssh-remote+<alias><folder>: a folder not starting with / would run
+    # into the alias and could name another host.
+    folder = ws.workspace_folder if (ws.workspace_folder or "").startswith("/") else "/"
     config = "\n".join(
         [
             f"Host {alias}",

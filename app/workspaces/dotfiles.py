@@ -116,9 +116,11 @@ def install(
     *,
     scratch: Path,
     allowed=(),
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     """Install the dotfiles at ``url`` unless the workspace has them already; every
-    problem is a warning in ``log``."""
+    problem is a ``warn``ing (a "warning:" line in ``log`` by default)."""
+    warn = warn or (lambda text: log(f"warning: {text}"))
     try:
         had = runtime.exec(container_id, ["sh", "-c", _INSTALLED], user=user, env=env, timeout=30)
         if had.exit_code == 0:
@@ -139,25 +141,25 @@ def install(
             max_output=MAX_OUTPUT,
         )
     except (git.CloneError, TooLarge) as exc:
-        log(f"warning: dotfiles: {exc}; the workspace starts without them")
+        warn(f"dotfiles: {exc}; the workspace starts without them")
         return
     except ProvisionError as exc:
-        log(f"warning: dotfiles: {exc}")
+        warn(f"dotfiles: {exc}")
         return
     except Exception as exc:  # noqa: BLE001  (a failure here never fails the workspace)
         logger.exception("dotfiles of %s", url)
-        log(f"warning: dotfiles: they could not be installed ({type(exc).__name__})")
+        warn(f"dotfiles: they could not be installed ({type(exc).__name__})")
         return
     for line in (done.stdout + done.stderr).splitlines():
         log(f"dotfiles: {line}")
     if done.timed_out:
-        log(
-            f"warning: dotfiles: the install did not end within {INSTALL_SECONDS} s (or "
+        warn(
+            f"dotfiles: the install did not end within {INSTALL_SECONDS} s (or "
             f"printed more than {MAX_OUTPUT // 1024} KiB) and was stopped"
         )
     elif done.exit_code != 0:
-        log(
-            f"warning: dotfiles: the install ended with exit code {done.exit_code}; "
+        warn(
+            f"dotfiles: the install ended with exit code {done.exit_code}; "
             "the workspace starts anyway"
         )
 

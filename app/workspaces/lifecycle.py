@@ -50,6 +50,7 @@ class JobLog:
         self.lines: list[str] = []
         self.stages: list[list] = []  # [stage, seconds] in the order they ran
         self.under_way: list[str] = []  # for the page's timeline (two may overlap)
+        self.warnings: list[str] = []
         self._clock = clock
         self._lock = threading.Lock()
         self._flushed_at = 0.0
@@ -82,6 +83,13 @@ class JobLog:
         total = sum(seconds for name, seconds in self.stages if "." not in name)
         return f"stages: {parts} ({total:.2f} s together)"
 
+    def warn(self, text: str) -> None:
+        """A warning of Berth's own: in the log, and in the page's warning box. A line a
+        build or a hook prints is only ever log, whatever it says."""
+        with self._lock:
+            self.warnings.append(text)
+        self(f"warning: {text}")
+
     def __call__(self, line: str) -> None:
         with self._lock:
             self.lines.append(line.rstrip("\n"))
@@ -95,8 +103,9 @@ class JobLog:
             # A stage under way is written as [name, null]: the page shows it running.
             running = [[name, None] for name in dict.fromkeys(self.under_way) if name not in done]
             stages = json.dumps(self.stages + running)
+            warnings = json.dumps(self.warnings)
             self._flushed_at = time.monotonic()
-        Transition.update(log=text, stages=stages).where(
+        Transition.update(log=text, stages=stages, warnings=warnings).where(
             Transition.id == self.transition.id
         ).execute()
 
@@ -276,7 +285,7 @@ def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
             private=ctx.settings.private_networks,
         )
     for warning in plan.warnings:
-        log(f"warning: {warning}")
+        log.warn(warning)
     # RUN steps sit behind the same firewall as workspaces (app.runtime.docker.networks).
     with log.stage("build"):
         network = ctx.runtime.build_network()
@@ -387,6 +396,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 log,
                 scratch=source_dir(ctx, ws).parent,
                 allowed=ctx.settings.private_networks,
+                warn=log.warn,
             )
     if ctx.runtime.tools and not is_agent(ws):
         # code-server itself starts on the first open of the IDE (ide_sessions); a start
