@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from datetime import timedelta
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.logger.setLevel(getattr(logging, settings.log_level.upper()))
     app.jinja_env.globals["berth_version"] = __version__
     app.jinja_env.globals["can"] = _can
+    # Templates, limits and prices are JSON text in their rows.
+    app.jinja_env.filters["fromjson"] = lambda text: json.loads(text or "{}")
 
     # No connect before each request: peewee connects on a request's first query, so
     # requests that need no database (the IDE's cached authorizations) open none.

@@ -72,16 +72,38 @@ def test_admin_sees_every_workspace_and_members_do_not(stack, page, browser):
 def test_admin_edits_a_template(stack, page):
     log_in(page, stack.url, "boss", "boss-password")
     page.goto(stack.url + "/admin/templates")
-    form = page.locator("form[data-template=node]")
+    page.click("[aria-label='Edit node']")
+    form = page.get_by_test_id("template-form")
+    # A wrong field is refused with its name, and what was typed stays in the form.
+    form.locator("input[name='price.per_hour']").fill("cheap")
+    form.locator("input[name='param.cpu.max']").fill("3")
+    form.locator("button[type=submit]").click()
+    error = page.get_by_test_id("form-error").inner_text()
+    assert "Per running hour: 'cheap' is not a number" in error
+    form = page.get_by_test_id("template-form")
+    assert form.locator("input[name='param.cpu.max']").input_value() == "3"
     form.locator("textarea[name=approvals]").fill("{not json")
-    form.locator("button").click()
-    assert "approvals is not valid JSON" in page.locator(".alert-error").inner_text()
-    form = page.locator("form[data-template=node]")
+    form.locator("input[name='price.per_hour']").fill("0.05")
+    form.locator("button[type=submit]").click()
+    assert "approvals is not valid JSON" in page.get_by_test_id("form-error").inner_text()
+    # The same checks as the API's: a default outside its range.
+    form = page.get_by_test_id("template-form")
     form.locator("textarea[name=approvals]").fill('{"capabilities": ["SYS_PTRACE"]}')
-    form.locator("button").click()
+    form.locator("input[name='param.cpu.default']").fill("9")
+    form.locator("button[type=submit]").click()
+    assert "parameters.cpu" in page.get_by_test_id("form-error").inner_text()
+    form = page.get_by_test_id("template-form")
+    form.locator("input[name='param.cpu.default']").fill("2")
+    form.locator("input[name='limit.dormant_after']").fill("14d")
+    form.locator("button[type=submit]").click()
     assert "Template node saved." in page.locator(".alert-success").inner_text()
-    templates = stack.clients["ann"].call("GET", "/templates", 200).json()
-    assert "node" in [t["name"] for t in templates]
+    node = [t for t in stack.clients["boss"].call("GET", "/templates", 200).json()]
+    node = next(t for t in node if t["name"] == "node")
+    assert node["parameters"]["cpu"]["max"] == 3 and node["limits"]["dormant_after"] == "14d"
+    changed = page.get_by_test_id("template-history").locator("tr").nth(1).inner_text()
+    assert "boss" in changed and "parameters" in changed and "pricing" in changed
+    page.goto(stack.url + "/admin/templates")
+    assert "per_hour=0.05" in page.locator("tr[data-template=node]").inner_text()
 
 
 def test_admin_adds_templates_from_git_and_from_an_upload(stack, page, base_image, tmp_path):

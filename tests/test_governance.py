@@ -185,6 +185,10 @@ def test_matrix_over_the_pages(app, shared_ws):
         ("GET", "/workspaces/new"): (ALLOWED, ALLOWED, ALLOWED, ALLOWED, ALLOWED, FORBIDDEN),
         ("GET", "/admin/"): (ALLOWED, ALLOWED, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED),
         ("GET", "/admin/audit"): (ALLOWED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED),
+        ("GET", "/admin/templates/1"): (
+            ALLOWED, ALLOWED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN,
+        ),
+        ("GET", "/admin/people"): (ALLOWED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ALLOWED),
         ("POST", "/admin/groups"): (ALLOWED, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     }  # fmt: skip
     for person in PEOPLE:

@@ -78,6 +78,7 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
             ("admin-groups", "/admin/groups"),
             ("admin-workspaces", "/admin/workspaces"),
             ("admin-templates", "/admin/templates"),
+            ("admin-template", "/admin/templates/1"),
             ("admin-operations", "/admin/operations"),
             ("audit", "/admin/audit"),
             ("costs", "/admin/costs"),
@@ -108,7 +109,7 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
             context.close()
     found = {key: value for key, value in problems.items() if value}
     assert not found, "\n".join(f"{key}: {value}" for key, value in found.items())
-    assert len(problems) == 2 * 2 * 17
+    assert len(problems) == 2 * 2 * 18
 
 
 def test_the_workspace_page_follows_the_workspace_without_a_reload(stack, page):

@@ -33,6 +33,7 @@ from app.http import auditing
 from app.models import ROLES, Budget, Group, Quota, ScheduledJob, Template, User, Workspace, utcnow
 from app.scheduler import register, run_recorded
 from app.states import Status
+from app.web import template_form
 from app.workspaces import quotas, service, templates
 from app.workspaces.scheduled import nightly_backup
 
@@ -310,13 +311,6 @@ def backup_now():
     return redirect(url_for("admin.operations"))
 
 
-def _json_field(name: str, text: str):
-    try:
-        return json.loads(text or "{}")
-    except ValueError as exc:
-        raise ValueError(f"{name} is not valid JSON: {exc}") from None
-
-
 @bp.route("/templates", methods=["POST"])
 @right_required("templates.manage")
 def add_template():
@@ -389,29 +383,62 @@ def _extract(upload, folder) -> None:
         raise
 
 
-@bp.route("/templates/<int:template_id>", methods=["POST"])
-@right_required("templates.manage")
-def update_template(template_id):
+def _template_or_404(template_id: int) -> Template:
     template = Template.get_or_none(Template.id == template_id)
     if template is None:
         abort(404, "There is no such template.")
+    return template
+
+
+def _editor(template: Template, values: dict, error: str | None = None, status: int = 200):
+    settings = current_app.config["BERTH_SETTINGS"]
+    return render_template(
+        "admin/template_edit.html",
+        t=template,
+        values=values,
+        error=error,
+        history=template_form.history(template),
+        number_limits=template_form.NUMBER_LIMITS,
+        duration_limits=template_form.DURATION_LIMITS,
+        flag_limits=template_form.FLAG_LIMITS,
+        price_labels=template_form.PRICE_LABELS,
+        currency=settings.currency,
+    ), status
+
+
+@bp.route("/templates/<int:template_id>")
+@right_required("templates.manage")
+def edit_template(template_id):
+    template = _template_or_404(template_id)
+    return _editor(
+        template,
+        {
+            "enabled": template.enabled,
+            "parameters": json.loads(template.parameters or "{}"),
+            "limits": json.loads(template.limits or "{}"),
+            "pricing": json.loads(template.pricing or "{}"),
+            "approvals": json.loads(template.approvals or "{}"),
+        },
+    )
+
+
+@bp.route("/templates/<int:template_id>", methods=["POST"])
+@right_required("templates.manage")
+def update_template(template_id):
+    """Save the editor's fields; anything invalid is refused by the same checks as the
+    API's, and the form comes back with what was typed and the reason."""
+    template = _template_or_404(template_id)
+    before = {key: getattr(template, key) for key in template_form.HISTORY_KEYS}
     try:
+        values = template_form.read(request.form, template)
         templates.update(
-            template,
-            parameters=_json_field("parameters", request.form.get("parameters")),
-            limits=_json_field("limits", request.form.get("limits")),
-            approvals=_json_field("approvals", request.form.get("approvals")),
-            enabled=request.form.get("enabled") == "on",
-            pricing=_json_field("pricing", request.form.get("pricing")),
-            may_grant_host=authz.can(current_user.row, "templates.approve_host"),
+            template, **values, may_grant_host=authz.can(current_user.row, "templates.approve_host")
         )
     except templates.GrantRefused as exc:
         auditing.record("template.update", f"template:{template.name}", "denied", error=str(exc))
-        flash(f"Template {template.name} not changed: {exc}.", "error")
-        return redirect(url_for("admin.templates_page"))
+        return _editor(template, _typed(template), str(exc), 403)
     except (ValueError, templates.TemplateError) as exc:
-        flash(f"Template {template.name} not changed: {exc}.", "error")
-        return redirect(url_for("admin.templates_page"))
+        return _editor(template, _typed(template), str(exc), 422)
     auditing.record(
         "template.update",
         f"template:{template.name}",
@@ -420,9 +447,32 @@ def update_template(template_id):
         limits=template.limits,
         approvals=template.approvals,
         enabled=template.enabled,
+        changed=[k for k in template_form.HISTORY_KEYS if getattr(template, k) != before[k]],
     )
     flash(f"Template {template.name} saved.", "success")
-    return redirect(url_for("admin.templates_page"))
+    return redirect(url_for("admin.edit_template", template_id=template.id))
+
+
+def _typed(template: Template) -> dict:
+    """The form as it was sent, to show again with the refusal (nothing is lost)."""
+    form = request.form
+    parameters = json.loads(template.parameters or "{}")
+    for name, spec in parameters.items():
+        for bound in template_form.BOUNDS:
+            if f"param.{name}.{bound}" in form:
+                spec[bound] = form[f"param.{name}.{bound}"]
+    limits = {
+        key: form.get(f"limit.{key}", "")
+        for key in [*template_form.NUMBER_LIMITS, *template_form.DURATION_LIMITS]
+    }
+    limits.update({key: form.get(f"limit.{key}") == "on" for key in template_form.FLAG_LIMITS})
+    return {
+        "enabled": form.get("enabled") == "on",
+        "parameters": parameters,
+        "limits": limits,
+        "pricing": {key: form.get(f"price.{key}", "") for key in template_form.PRICE_LABELS},
+        "approvals": form.get("approvals", ""),
+    }
 
 
 @bp.route("/users", methods=["POST"])
