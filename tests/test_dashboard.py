@@ -49,7 +49,12 @@ def test_create_follow_and_stop_from_the_dashboard(stack, page):
     page.goto(stack.url + "/workspaces/new")
     page.fill("input[name=name]", "clicked")
     page.click("text=Create workspace")
-    assert "already have a workspace named 'clicked'" in page.locator(".alert-error").inner_text()
+    # Said by the field it is about, which is marked for assistive technology too.
+    assert "see the marked field" in page.locator(".alert-error").inner_text()
+    assert (
+        "already have a workspace named 'clicked'" in page.get_by_test_id("name-error").inner_text()
+    )
+    assert page.locator("input[name=name]").get_attribute("aria-invalid") == "true"
 
 
 def test_admin_sees_every_workspace_and_members_do_not(stack, page, browser):

@@ -91,6 +91,15 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
             context = browser.new_context(viewport=viewport, color_scheme=scheme)
             page = context.new_page()
             page.set_default_timeout(15000)
+            # The browser's own complaints (an invalid pattern, a failed script) count too;
+            # the not-found page's 404 is the one resource error expected.
+            console = []
+            page.on(
+                "console",
+                lambda m, seen=console: (
+                    m.type == "error" and "status of 404" not in m.text and seen.append(m.text)
+                ),
+            )
             for who, paths in pages.items():
                 log_in(page, stack.url, who)
                 for name, path in paths:
@@ -106,10 +115,11 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
                 page.click("text=Log out")
             page.goto(stack.url + "/login")
             problems[("login", size, scheme)] = serious_problems(page, axe_script)
+            problems[("console", size, scheme)] = console
             context.close()
     found = {key: value for key, value in problems.items() if value}
     assert not found, "\n".join(f"{key}: {value}" for key, value in found.items())
-    assert len(problems) == 2 * 2 * 18
+    assert len(problems) == 2 * 2 * (18 + 1)
 
 
 def test_the_workspace_page_follows_the_workspace_without_a_reload(stack, page):

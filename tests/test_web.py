@@ -431,3 +431,21 @@ def test_the_admin_area_is_pages_with_search_and_paging(client):
     assert 'href="/admin/people"' not in nav and 'href="/admin/templates"' in nav
     assert client.get("/admin/people").status_code == 403
     assert client.get("/admin/templates").status_code == 200
+
+
+def test_a_refused_create_marks_the_field_it_is_about(client):
+    login(client, "mia", "member-password")
+    token = csrf_of(client.get("/workspaces/new").get_data(as_text=True))
+    answer = client.post(
+        "/workspaces/new", data={"csrf_token": token, "name": "Bad Name", "template": "base"}
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and "see the marked field" in page
+    assert 'data-testid="name-error"' in page and 'aria-describedby="name-error"' in page
+    assert 'value="Bad Name"' in page  # what was typed stays
+    answer = client.post(
+        "/workspaces/new", data={"csrf_token": token, "name": "ok-name", "cpu": "lots"}
+    )
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and "&#39;lots&#39; is not a number" in page
+    assert 'aria-describedby="cpu-error"' in page

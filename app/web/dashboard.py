@@ -151,9 +151,13 @@ def create():
         _settings(), None if current_user.is_admin else current_user.username
     )
 
-    def again(status=200):
+    def again(status=200, errors=None):
         return render_template(
-            "dashboard/new.html", templates=templates, backups=backups, form=request.values
+            "dashboard/new.html",
+            templates=templates,
+            backups=backups,
+            form=request.values,
+            errors=errors or {},
         ), status
 
     if request.method == "GET":
@@ -165,8 +169,15 @@ def create():
             try:
                 parameters[name] = cast(form[name])
             except ValueError:
-                flash(f"{name}: {form[name]!r} is not a number.", "error")
-                return again(422)
+                flash("Workspace not created: see the marked field.", "error")
+                return again(
+                    422,
+                    {
+                        name: f"{form[name]!r} is not a whole number"
+                        if cast is int
+                        else f"{form[name]!r} is not a number"
+                    },
+                )
     if form.get("idle_timeout", "").strip():
         parameters["idle_timeout"] = form["idle_timeout"].strip()
     repo = (
@@ -196,8 +207,12 @@ def create():
             source_ip=request.remote_addr,
         )
     except service.WorkspaceError as exc:
-        flash(f"Workspace not created: {exc.message}.", "error")
-        return again(exc.status)
+        field = _field_of(exc)
+        if field is None:
+            flash(f"Workspace not created: {exc.message}.", "error")
+            return again(exc.status)
+        flash("Workspace not created: see the marked field.", "error")
+        return again(exc.status, {field: sentence(exc.message)})
     flash(f"Workspace {ws.name} is being created.", "success")
     return redirect(url_for("dashboard.workspace", workspace_id=ws.id))
 
@@ -248,6 +263,27 @@ def _page(ws) -> dict:
 
 
 LIVE_PARTS = ("head", "alerts", "timeline", "facts", "ports", "history")
+
+
+# Which field of the create form a refusal is about, by its code (and for parameters,
+# the parameter it names); None: the whole request (a quota, say), said at the top.
+_FIELDS = {
+    "invalid_name": "name",
+    "name_taken": "name",
+    "unknown_template": "template",
+    "missing_source": "template",
+    "invalid_repo": "repo_url",
+    "no_repository": "repo_url",
+    "invalid_config": "repo_config",
+    "invalid_ttl": "ttl",
+}
+
+
+def _field_of(exc: service.WorkspaceError) -> str | None:
+    if exc.code in ("invalid_parameter", "invalid_parameters"):
+        named = [f for f in ("cpu", "memory", "idle_timeout") if f in exc.message]
+        return named[0] if named else None
+    return _FIELDS.get(exc.code)
 
 
 @bp.route("/workspaces/<int:workspace_id>")
