@@ -79,9 +79,8 @@ def test_a_page_polled_often_reads_at_most_every_few_seconds():
     now[0] += 2
     read()
     assert runtime.calls == 2
-    # Not running, or the engine refusing: nothing detected, no error.
-    assert (
-        listening.listening(None, Workspace(id=8, status="stopped"), connect=lambda: runtime) == []
-    )
+    # Not running, or the engine refusing: not known (None), no error.
+    stopped = Workspace(id=8, status="stopped")
+    assert listening.listening(None, stopped, connect=lambda: runtime) is None
     gone = Workspace(id=9, status="running", container_id="c9", remote_user="dev")
-    assert listening.listening(None, gone, connect=lambda: _Runtime(fail=True)) == []
+    assert listening.listening(None, gone, connect=lambda: _Runtime(fail=True)) is None

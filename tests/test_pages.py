@@ -285,6 +285,8 @@ def test_a_server_started_inside_is_detected_and_opened_with_one_click(stack, ru
     found = page.locator("[data-detected='8765']")
     found.wait_for(timeout=60_000)
     assert "on localhost" in found.inner_text()
+    heard = ann.call("GET", f"/workspaces/{ws_id}/listening").json()
+    assert {"port": 8765, "loopback_only": True, "open": False} in heard
     with page.context.expect_page() as opened:
         found.locator("[data-action=open-port-8765]").click()
     app = opened.value
@@ -294,6 +296,10 @@ def test_a_server_started_inside_is_detected_and_opened_with_one_click(stack, ru
     page.reload()
     assert page.locator("[data-testid=ports] tr[data-port='8765']").count() == 1
     assert page.locator("[data-detected='8765']").count() == 0
+    row = page.locator("[data-testid=ports] tr[data-port='8765']")
+    assert row.get_by_test_id("port-health").inner_text() == "listening"
+    ports = {p["port"]: p for p in ann.call("GET", f"/workspaces/{ws_id}/ports").json()}
+    assert ports[8765]["listening"] is True
     ann.call("DELETE", f"/workspaces/{ws_id}/ports/8765")
 
 

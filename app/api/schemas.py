@@ -492,6 +492,16 @@ class Port(BaseModel):
     source: Literal["config", "user"]
     shared: bool
     url: str | None
+    # Whether a server listens on it in the workspace now; null: not running, not known.
+    listening: bool | None
+
+
+class Listening(BaseModel):
+    """A port a server listens on inside the workspace, open in the browser or not."""
+
+    port: int
+    loopback_only: bool
+    open: bool
 
 
 class ExecResult(BaseModel):

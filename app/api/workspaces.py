@@ -18,7 +18,7 @@ from app.http.errors import ApiError
 from app.models import StateChange, Template, Transition, Workspace, stamp
 from app.slots import held, long_lived
 from app.states import Status
-from app.workspaces import activity, apps, logs, service, sharing, templates
+from app.workspaces import activity, apps, listening, logs, service, sharing, templates
 
 
 def _settings():
@@ -293,9 +293,32 @@ def _port_error(exc: apps.PortError):
 @token_required("workspaces:read")
 @described(returns=[schemas.Port])
 def list_ports(workspace_id):
-    """Ports open in the browser, with their URLs."""
+    """Ports open in the browser, with their URLs and whether a server listens on each."""
     ws = _workspace(workspace_id)
-    return jsonify([apps.describe_port(_settings(), ws, p) for p in apps.ports(ws)])
+    found = listening.listening(_settings(), ws)
+    heard = None if found is None else {h.port for h in found}
+    return jsonify([apps.describe_port(_settings(), ws, p, heard) for p in apps.ports(ws)])
+
+
+@bp.get("/workspaces/<workspace_id>/listening")
+@token_required("workspaces:read")
+@described(returns=[schemas.Listening], errors=(409, 503))
+def listening_ports(workspace_id):
+    """The ports servers listen on inside the running workspace (read at most every
+    10 s), whether each is open in the browser: what to open next."""
+    ws = _workspace(workspace_id)
+    if ws.status != "running":
+        raise ApiError(409, "invalid_state", f"workspace {ws.name!r} is {ws.status}, not running")
+    heard = listening.listening(_settings(), ws)
+    if heard is None:
+        raise ApiError(503, "unavailable", "the workspace's ports could not be read just now")
+    opened = {p.port for p in apps.ports(ws)}
+    return jsonify(
+        [
+            {"port": h.port, "loopback_only": h.loopback_only, "open": h.port in opened}
+            for h in heard
+        ]
+    )
 
 
 @bp.put("/workspaces/<workspace_id>/ports/<port>")

@@ -231,6 +231,7 @@ def _page(ws) -> dict:
     )
     job = jobs.order_by(Transition.id.desc()).first()
     open_ports = apps.ports(ws)
+    heard = listening.listening(settings, ws) if access in (authz.USE, authz.MANAGE) else None
     return {
         "ws": ws,
         "access": access,
@@ -248,11 +249,13 @@ def _page(ws) -> dict:
         # Servers listening inside that are not open yet: offered with one click.
         "detected": [
             found
-            for found in listening.listening(settings, ws)
+            for found in heard or []
             if found.port not in {p.port for p in open_ports} | apps.RESERVED_PORTS
         ]
         if access == authz.MANAGE
         else [],
+        # Whether something answers on each open port now (None: not known).
+        "heard": None if heard is None else {found.port for found in heard},
         "idle_timeout": service.idle_timeout_text(ws),
         "has_keys": current_user.row.ssh_keys.exists(),
         "ide": workspace_view.ide_health(

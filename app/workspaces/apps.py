@@ -248,11 +248,15 @@ def urls(settings: Settings, ws: Workspace, rows: list | None = None) -> dict:
     }
 
 
-def describe_port(settings: Settings, ws: Workspace, row: WorkspacePort) -> dict:
+def describe_port(
+    settings: Settings, ws: Workspace, row: WorkspacePort, heard: set[int] | None = None
+) -> dict:
+    """The API's view of an open port; ``heard``: the ports listening now, when known."""
     return {
         "port": row.port,
         "label": row.label,
         "source": row.source,
         "shared": row.shared,
         "url": url(settings, Target(ws.owner.username, ws.name, row.port)),
+        "listening": None if heard is None else row.port in heard,
     }

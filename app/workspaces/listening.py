@@ -46,7 +46,7 @@ def parse(text: str) -> list[Listening]:
     return [Listening(port, found[port]) for port in sorted(found)[:MAX_PORTS]]
 
 
-_cache: dict[tuple[int, str], tuple[float, list[Listening]]] = {}
+_cache: dict[tuple[int, str], tuple[float, list[Listening] | None]] = {}
 _lock = threading.Lock()
 
 
@@ -55,18 +55,18 @@ def listening(
     ws: Workspace,
     clock: Callable[[], float] = time.monotonic,
     connect: Callable[[], Runtime] | None = None,
-) -> list[Listening]:
+) -> list[Listening] | None:
     """What listens in running ``ws`` now (read at most every CACHE_SECONDS per container;
-    [] when it cannot be read: detection is a convenience, never an error)."""
+    None when it is not running or cannot be read: detection never makes an error)."""
     if ws.status != "running" or not ws.container_id:
-        return []
+        return None
     key = (ws.id, ws.container_id)
     with _lock:
         cached = _cache.get(key)
         if cached and clock() - cached[0] < CACHE_SECONDS:
             return cached[1]
         # Whoever reads next waits for the deadline too, not for this read.
-        _cache[key] = (clock(), cached[1] if cached else [])
+        _cache[key] = (clock(), cached[1] if cached else None)
         for old in [k for k in _cache if k[0] == ws.id and k != key]:
             del _cache[old]
     try:
@@ -82,8 +82,8 @@ def listening(
         finally:
             runtime.close()
     except (ProvisionError, OSError):
-        return []
-    found = parse(done.stdout)
+        return None
+    found = parse(done.stdout) if done.exit_code == 0 or done.stdout else None
     with _lock:
         _cache[key] = (clock(), found)
     return found

@@ -90,3 +90,16 @@ def test_a_member_is_not_offered_the_admin_scope(app):  # noqa: F811
     assert 'value="workspaces:read"' in member and 'value="admin"' not in member
     admin = _client(app, "root").get("/account/").get_data(as_text=True)
     assert 'value="admin"' in admin
+
+
+def test_listening_ports_are_read_only_by_those_who_see_the_workspace(app, tokens, shared_ws):  # noqa: F811
+    client = app.test_client()
+    hidden = call(client, tokens["olga"], "GET", f"/workspaces/{shared_ws}/listening")
+    assert hidden.status_code == 404
+    stopped = call(client, tokens["sam"], "GET", f"/workspaces/{shared_ws}/listening")
+    assert (
+        stopped.status_code == 409
+        and "is stopped, not running" in stopped.get_json()["error"]["message"]
+    )
+    ports = call(client, tokens["mia"], "GET", f"/workspaces/{shared_ws}/ports")
+    assert ports.status_code == 200 and ports.get_json() == []
