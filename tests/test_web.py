@@ -417,6 +417,8 @@ def test_the_admin_area_is_pages_with_search_and_paging(client):
     assert 'data-user="user-07"' in found and found.count("<tr data-user=") == 1
     assert "Page 1 of 1" not in found  # one page needs no pager
     assert client.get("/admin/people?page=junk").status_code == 200
+    costs = client.get("/admin/costs").get_data(as_text=True)
+    assert 'data-testid="budget-hint"' in costs and 'data-testid="prices-hint"' in costs
     # Only the page's own filters travel to the other pages' links.
     odd = client.get("/admin/people?endpoint=1&_external=1&_anchor=x&_method=DELETE&q=user")
     assert odd.status_code == 200

@@ -202,7 +202,7 @@ def index():
             }
         )
     if may["workspaces.read_all"]:
-        priced = Template.select().where(Template.pricing.not_in(["", "{}"])).count()
+        priced = _priced_templates()
         cards.append(
             {
                 "name": "costs",
@@ -216,6 +216,10 @@ def index():
             }
         )
     return render_template("admin/index.html", cards=cards)
+
+
+def _priced_templates() -> int:
+    return Template.select().where(Template.pricing.not_in(["", "{}"])).count()
 
 
 @bp.route("/people")
@@ -660,6 +664,7 @@ def cost_report():
         budgets=[costs.budget_dict(b) for b in budgets],
         all_groups=list(Group.select().order_by(Group.name)),
         currency=current_app.config["BERTH_SETTINGS"].currency,
+        priced=_priced_templates() > 0,
     )
 
 
