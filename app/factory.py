@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.jinja_env.globals["can"] = _can
     # Templates, limits and prices are JSON text in their rows.
     app.jinja_env.filters["fromjson"] = lambda text: json.loads(text or "{}")
+    # JSON to read on a page (escaped by the template like any text, not for a script).
+    app.jinja_env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False)
 
     # No connect before each request: peewee connects on a request's first query, so
     # requests that need no database (the IDE's cached authorizations) open none.

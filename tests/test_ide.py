@@ -125,6 +125,13 @@ def test_the_api_names_the_ide_and_port_urls(ide):
     # the first open of the IDE.
     assert "extension ms-python.python could not be installed" in log
     assert "code-server started" not in log
+    # ... and said at the top of the page, in Berth's words, as the job's warning.
+    history = ide.clients["ann"].call("GET", f"/workspaces/{ide.ws['id']}/history").json()
+    jobs = history["transitions"]
+    create = next(job for job in jobs if job["kind"] == "create")
+    assert create["warnings"] == [
+        "the VS Code extension ms-python.python could not be installed (the log says why)"
+    ]
 
 
 def test_the_workbench_renders_and_its_terminal_runs_in_the_workspace(ide, page):

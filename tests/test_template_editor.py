@@ -111,3 +111,34 @@ def test_only_template_managers_open_the_editor(admin):
         login(other, who, f"{who}-password")
         assert other.get(f"/admin/templates/{admin.base_id}").status_code == expected
     assert admin.get("/admin/templates/999999").status_code == 404
+
+
+def test_a_refusal_marks_its_field_and_limits_must_cover_what_is_offered(admin):
+    answer = _save(admin, **{"limit.max_memory_mb": "6144"})  # memory max is 8192
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert "parameters.memory.max is 8192, above limits.max_memory_mb (6144)" in page
+    assert 'data-parameter="memory" aria-invalid="true"' in page
+    answer = _save(admin, **{"limit.pids": "lots"})
+    page = answer.get_data(as_text=True)
+    assert 'name="limit.pids" value="lots"' in page and 'aria-describedby="field-error"' in page
+    huge = _save(admin, **{"limit.pids": "9" * 5000})
+    assert huge.status_code == 422 and "too long for a number" in huge.get_data(as_text=True)
+    # The API refuses the same.
+    with database.connection_context():
+        token = accounts.create_token(accounts.find_user("root"), "t")[1]
+    patched = admin.patch(
+        "/api/v2/templates/base",
+        json={"limits": {"max_cpu": 1}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert (
+        patched.status_code == 422
+        and "above limits.max_cpu" in patched.get_json()["error"]["message"]
+    )
+
+
+def test_whole_numbers_stay_whole(admin):
+    assert _save(admin, **{"param.cpu.default": "2", "param.cpu.max": "3.5"}).status_code == 302
+    cpu = json.loads(_base().parameters)["cpu"]
+    assert cpu["default"] == 2 and isinstance(cpu["default"], int) and cpu["max"] == 3.5

@@ -71,5 +71,5 @@ def test_the_ide_health_says_what_works_meanwhile():
     assert installing.state == "installing" and "SSH and desktop IDEs work now" in installing.text
     down = view.ide_health(ws("unavailable", "code-server could not start"), tools_ready=True)
     assert down.text == "unavailable: code-server could not start; SSH works now"
-    assert "opening it starts it again" in view.ide_health(ws("stopped"), tools_ready=True).text
+    assert "opening it starts it" in view.ide_health(ws("stopped"), tools_ready=True).text
     assert view.ide_health(ws(status="stopped"), tools_ready=True).state == "off"

@@ -454,6 +454,9 @@ class Job(BaseModel):
     started_at: str | None
     finished_at: str | None
     stages: list[Stage]
+    # Berth's own warnings about the job (an ignored config property, an extension or
+    # dotfiles that did not install); never a line a build or a hook printed.
+    warnings: list[str]
 
 
 class History(BaseModel):

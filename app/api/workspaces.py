@@ -214,6 +214,7 @@ def workspace_history(workspace_id):
                         for name, seconds in json.loads(t.stages or "[]")
                         if seconds is not None  # the stage under way
                     ],
+                    "warnings": json.loads(t.warnings or "[]"),
                 }
                 for t in jobs
             ],

@@ -275,7 +275,7 @@ def all_workspaces():
         paging=paging,
         q=text,
         status=status,
-        statuses=[str(s) for s in Status],
+        statuses=[str(s) for s in Status if s not in (Status.DELETED, Status.POOLED)],
     )
 
 
@@ -394,13 +394,15 @@ def _template_or_404(template_id: int) -> Template:
     return template
 
 
-def _editor(template: Template, values: dict, error: str | None = None, status: int = 200):
+def _editor(template: Template, values: dict, error: Exception | None = None, status: int = 200):
     settings = current_app.config["BERTH_SETTINGS"]
+    field = getattr(error, "field", None) or (template_form.field_of(str(error)) if error else None)
     return render_template(
         "admin/template_edit.html",
         t=template,
         values=values,
-        error=error,
+        error=str(error) if error else None,
+        error_field=field,
         history=template_form.history(template),
         number_limits=template_form.NUMBER_LIMITS,
         duration_limits=template_form.DURATION_LIMITS,
@@ -440,9 +442,9 @@ def update_template(template_id):
         )
     except templates.GrantRefused as exc:
         auditing.record("template.update", f"template:{template.name}", "denied", error=str(exc))
-        return _editor(template, _typed(template), str(exc), 403)
+        return _editor(template, _typed(template), exc, 403)
     except (ValueError, templates.TemplateError) as exc:
-        return _editor(template, _typed(template), str(exc), 422)
+        return _editor(template, _typed(template), exc, 422)
     auditing.record(
         "template.update",
         f"template:{template.name}",

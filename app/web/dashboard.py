@@ -65,6 +65,8 @@ def _rows(workspaces: list, access: str) -> list[dict]:
         rows.append(
             {
                 "ws": ws,
+                # A job asked for and not done yet: said at once, before the status moves.
+                "busy": [kind for kind in busy.get(ws.id, []) if kind != "reconcile"],
                 "actions": [a for a in offered if a in ROW_ACTIONS],
                 "last_used": max((u.at for u in uses), default=None),
                 "outlook": service.outlook(ws, uses=uses),
@@ -92,6 +94,12 @@ def _list_page() -> dict:
     return {"mine": _rows(mine, authz.MANAGE), "shared": _rows(shared, authz.USE)}
 
 
+def _busy(page: dict) -> bool:
+    """Whether a row is moving (the list then refreshes often)."""
+    rows = page["mine"] + page["shared"]
+    return any(r["ws"].status in states.TRANSITIONAL or r["busy"] for r in rows)
+
+
 def _filtered(rows: list[dict], text: str, status: str) -> list[dict]:
     """The rows a search shows (the page filters as one types; this is for no script)."""
     text = text.strip().lower()
@@ -114,6 +122,7 @@ def index():
             "shared": _filtered(page["shared"], text, status),
         },
         total=len(page["mine"]) + len(page["shared"]),
+        busy=_busy(page),
         query={"q": text, "status": status},
         statuses=[str(s) for s in states.LIVE if s != states.Status.POOLED],
         may_create=authz.can(current_user.row, "workspaces.create"),
@@ -129,10 +138,9 @@ def index_live():
     """The list's rows as HTML, for berth.js to swap in without a reload."""
     page = _list_page()
     parts = get_template_attribute("dashboard/workspaces_parts.html", "rows")
-    busy = any(r["ws"].status in states.TRANSITIONAL for r in page["mine"] + page["shared"])
     return jsonify(
         {
-            "settled": not busy,
+            "settled": not _busy(page),
             "parts": {
                 "mine": str(parts(page["mine"], "mine")),
                 "shared": str(parts(page["shared"], "shared")),

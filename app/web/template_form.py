@@ -6,6 +6,7 @@ form has no field for (a limit it does not know) is kept as it was."""
 from __future__ import annotations
 
 import json
+import re
 
 from app.costs import PRICE_KEYS
 from app.models import AuditEvent, Template
@@ -39,19 +40,38 @@ BOUNDS = ("default", "min", "max")
 
 
 class FormError(ValueError):
-    """A field that is not what it must be; the message names the field."""
+    """A field that is not what it must be; the message names it by its label, and
+    ``field`` is its input's name."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
-def _number(text: str, label: str, kind=float):
+def field_of(message: str) -> str | None:
+    """The input a refusal of templates.update is about ("limits.pids must be ...")."""
+    found = re.match(r"(limits|pricing|parameters)\.(\w+)", message)
+    if not found:
+        return "approvals" if message.startswith("approvals") else None
+    part, name = found.groups()
+    return {"limits": f"limit.{name}", "pricing": f"price.{name}", "parameters": f"param.{name}"}[
+        part
+    ]
+
+
+def _number(text: str, label: str, kind=float, field: str | None = None):
     text = text.strip()
     if text == "":
         return None
+    if len(text) > 40:
+        raise FormError(f"{label}: {text[:20]!r}... is too long for a number", field)
     try:
-        value = kind(text) if kind is int else float(text)
+        value = int(text) if kind is int else float(text)
     except ValueError:
         whole = "a whole number" if kind is int else "a number"
-        raise FormError(f"{label}: {text!r} is not {whole}") from None
-    return int(value) if kind is int else value
+        raise FormError(f"{label}: {text!r} is not {whole}", field) from None
+    # "2" stays 2, as the API would have it, not 2.0.
+    return int(text) if kind is not int and text.lstrip("-").isdigit() else value
 
 
 def read(form, template: Template) -> dict:
@@ -68,12 +88,12 @@ def read(form, template: Template) -> dict:
                 spec.pop(bound, None)
             elif numeric:
                 kind = int if spec.get("type") == "integer" else float
-                spec[bound] = _number(text, f"{name} ({bound})", kind)
+                spec[bound] = _number(text, f"{name} ({bound})", kind, f"param.{name}")
             else:
                 spec[bound] = text
     limits = json.loads(template.limits or "{}")
     for key, (label, kind) in NUMBER_LIMITS.items():
-        value = _number(form.get(f"limit.{key}", ""), label, kind)
+        value = _number(form.get(f"limit.{key}", ""), label, kind, f"limit.{key}")
         if value is None:
             limits.pop(key, None)
         else:
@@ -91,14 +111,16 @@ def read(form, template: Template) -> dict:
             limits.pop(key, None)
     pricing = {}
     for key in PRICE_KEYS:
-        value = _number(form.get(f"price.{key}", ""), PRICE_LABELS.get(key, key))
+        value = _number(
+            form.get(f"price.{key}", ""), PRICE_LABELS.get(key, key), float, f"price.{key}"
+        )
         if value is not None:
             pricing[key] = value
     approvals_text = form.get("approvals", "").strip() or "{}"
     try:
         approvals = json.loads(approvals_text)
     except ValueError as exc:
-        raise FormError(f"approvals is not valid JSON: {exc}") from None
+        raise FormError(f"approvals is not valid JSON: {exc}", "approvals") from None
     return {
         "parameters": parameters,
         "limits": limits,

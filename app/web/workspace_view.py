@@ -36,7 +36,12 @@ def actions(ws: Workspace, access: str | None, busy_with: list[str] | None = Non
     """The actions the viewer may ask of ``ws`` now: those it is shared with may start it
     (as opening its IDE would), its managers anything its state allows."""
     if access == authz.MANAGE:
-        return service.offered(ws, lambda kind: True, busy_with)
+        # A workspace that failed before it had a container has nothing to stop,
+        # restart or back up: starting (or rebuilding) it is what is left.
+        never_made = ws.status == "failed" and not ws.container_id
+        pointless = ("stop", "restart", "backup") if never_made else ()
+        offered = service.offered(ws, lambda kind: True, busy_with)
+        return [action for action in offered if action not in pointless]
     if access == authz.USE:
         return service.offered(ws, lambda kind: kind == "start", busy_with)
     return []
@@ -94,7 +99,7 @@ def ide_health(ws: Workspace, tools_ready: bool) -> AppHealth:
     """Where the browser IDE of ``ws`` stands, in words, with what works meanwhile."""
     state = ide_sessions.state_of(ws)
     if ws.status != "running":
-        return AppHealth("off", "runs while the workspace runs; opening it starts the workspace")
+        return AppHealth("off", "opening it starts the workspace, then the IDE")
     if not tools_ready and state.state != ide_sessions.READY:
         return AppHealth(
             "installing",
@@ -108,8 +113,7 @@ def ide_health(ws: Workspace, tools_ready: bool) -> AppHealth:
     if state.state == ide_sessions.UNAVAILABLE:
         return AppHealth("unavailable", f"unavailable: {state.note}; SSH works now")
     if state.state == ide_sessions.STOPPED:
-        why = f" ({state.note})" if state.note else ""
-        return AppHealth("stopped", f"stopped{why}; opening it starts it again")
+        return AppHealth("off", "not running now; opening it starts it (a few seconds)")
     return AppHealth("off", "starts when you open it (a few seconds)")
 
 

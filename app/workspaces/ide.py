@@ -157,10 +157,12 @@ def prepare(
     vscode: dict,
     log: Callable[[str], None],
     env: dict[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> bool:
     """Write the devcontainer's VS Code settings and install its extensions, before
     anyone opens the IDE (which starts on its first open: ``launch``). Nothing to do
-    costs no engine call; False if the bundle is not there."""
+    costs no engine call; False if the bundle is not there. An extension that did not
+    install is a ``warn``ing, in Berth's words, naming the config's extension."""
     settings = vscode.get("settings") or {}
     extensions = [e for e in vscode.get("extensions") or [] if isinstance(e, str) and e]
     if not settings and not extensions:
@@ -177,6 +179,10 @@ def prepare(
         timeout=30 + 70 * len(extensions),
     )
     _say(done, log)
+    said = done.stdout + done.stderr
+    for extension in extensions:
+        if warn and f"extension {extension} could not be installed" in said:
+            warn(f"the VS Code extension {extension} could not be installed (the log says why)")
     return done.exit_code == 0
 
 

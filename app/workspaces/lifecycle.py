@@ -63,6 +63,7 @@ class JobLog:
         began = self._clock()
         with self._lock:
             self.under_way.append(name)
+        self._flush_now_and_then()  # the page's timeline shows it under way
         try:
             yield
         finally:
@@ -93,6 +94,10 @@ class JobLog:
     def __call__(self, line: str) -> None:
         with self._lock:
             self.lines.append(line.rstrip("\n"))
+        self._flush_now_and_then()
+
+    def _flush_now_and_then(self) -> None:
+        """At most twice a second: the page follows, the database is not flooded."""
         if time.monotonic() - self._flushed_at > 0.5:
             self.flush()
 
@@ -403,7 +408,13 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         # asked for by opening it does not wait for another.
         with log.stage("ide"):
             ide.prepare(
-                ctx.runtime, container.id, spec.remote_user, spec.vscode, log, ws.person_env
+                ctx.runtime,
+                container.id,
+                spec.remote_user,
+                spec.vscode,
+                log,
+                ws.person_env,
+                warn=log.warn,
             )
             if transition.cause == "ide":
                 ide_sessions.opened(ctx.settings, ws)

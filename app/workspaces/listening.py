@@ -20,7 +20,15 @@ CACHE_SECONDS = 10.0  # a page polled every few seconds execs at most this often
 MAX_OUTPUT = 256 * 1024
 MAX_PORTS = 50
 LISTEN = "0A"  # the kernel's TCP_LISTEN
-_LOOPBACK = ("0100007F", "00000000000000000000000001000000")  # 127.0.0.1 and ::1
+# The addresses Berth's proxy reaches a server on (it connects to localhost inside the
+# workspace): any address, or loopback. Others (Docker's own DNS on 127.0.0.11, a
+# server bound to one interface) cannot be opened, so they are not offered.
+_LOOPBACK = (
+    "0100007F",  # 127.0.0.1
+    "00000000000000000000000001000000",  # ::1
+    "0000000000000000FFFF00000100007F",  # ::ffff:127.0.0.1
+)
+_ANY = ("00000000", "00000000000000000000000000000000", "0000000000000000FFFF000000000000")
 
 
 @dataclass(frozen=True)
@@ -40,9 +48,9 @@ def parse(text: str) -> list[Listening]:
         if len(port_hex) != 4 or not all(c in string.hexdigits for c in port_hex):
             continue
         port = int(port_hex, 16)
-        if port == 0:
+        if port == 0 or address.upper() not in _LOOPBACK + _ANY:
             continue
-        found[port] = found.get(port, True) and address in _LOOPBACK
+        found[port] = found.get(port, True) and address.upper() in _LOOPBACK
     return [Listening(port, found[port]) for port in sorted(found)[:MAX_PORTS]]
 
 

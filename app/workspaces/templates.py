@@ -198,6 +198,25 @@ CONTAINED_CAPABILITIES = frozenset(
 )
 
 
+# A parameter and the limit that caps it: a default or maximum above the cap would be
+# offered to people and then refused when they create.
+CAPPED_BY = {"cpu": "max_cpu", "memory": "max_memory_mb"}
+
+
+def _check_within_limits(parameters: dict, limits: dict) -> None:
+    for name, limit in CAPPED_BY.items():
+        spec, cap = parameters.get(name), limits.get(limit)
+        if not isinstance(spec, dict) or not isinstance(cap, int | float) or isinstance(cap, bool):
+            continue
+        for bound in ("default", "max"):
+            value = spec.get(bound)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > cap:
+                raise TemplateError(
+                    f"parameters.{name}.{bound} is {value:g}, above limits.{limit} ({cap:g}): "
+                    "people would be offered what their create is then refused"
+                )
+
+
 def host_root_grants(approvals: dict) -> set[str]:
     """The grants in ``approvals`` only an admin may give, named as in the refusal."""
     found = {key for key in HOST_ROOT_APPROVALS if approvals.get(key)}
@@ -332,6 +351,10 @@ def update(
             )
     if enabled is not None and not isinstance(enabled, bool):
         raise TemplateError("enabled must be true or false")
+    _check_within_limits(
+        parameters if parameters is not None else json.loads(template.parameters or "{}"),
+        limits if limits is not None else json.loads(template.limits or "{}"),
+    )
     for name, value in (("parameters", parameters), ("limits", limits), ("approvals", approvals)):
         if value is not None:
             setattr(template, name, json.dumps(value))

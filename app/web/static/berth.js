@@ -40,7 +40,11 @@
           if (el && seen[name] !== html && swap(el, html)) seen[name] = html;
         });
         if (announce && data.status && data.status !== lastStatus) {
-          if (lastStatus !== null) announce.textContent = `Status: ${data.status}`;
+          if (lastStatus !== null) {
+            announce.textContent = `Status: ${data.status}`;
+            // "Being created", "Stop requested": said; the page now says how it went.
+            document.querySelectorAll(".alert-success[role=alert]").forEach((el) => el.remove());
+          }
           lastStatus = data.status;
         }
         if (data.job !== undefined) followLog(data.job);
@@ -105,7 +109,9 @@
       table.classList.add("labelled");
       table.querySelectorAll("tbody tr").forEach((row) => {
         Array.from(row.children).forEach((cell, i) => {
-          if (!cell.hasAttribute("data-label")) cell.setAttribute("data-label", heads[i] || "");
+          // A cell across the row ("No ports open.") is no column's value.
+          const label = cell.colSpan > 1 ? "" : heads[i] || "";
+          if (!cell.hasAttribute("data-label")) cell.setAttribute("data-label", label);
         });
       });
     });
