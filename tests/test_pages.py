@@ -33,6 +33,18 @@ def running(stack):
     return ann.wait(ws["id"], "running", timeout=300)
 
 
+@pytest.fixture(params=[("laptop", "light"), ("phone", "dark")], ids=lambda p: "-".join(p))
+def seen(request, browser):
+    """A page on a laptop in light, or on a phone in dark: each flow runs on both."""
+    size, scheme = request.param
+    context = browser.new_context(viewport=VIEWPORTS[size], color_scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.size = size
+    yield page
+    context.close()
+
+
 def log_in(page, url, username):
     page.goto(url + "/login")
     page.fill("input[name=username]", username)
@@ -122,24 +134,24 @@ def test_every_page_passes_axe_and_fits_on_a_laptop_and_a_phone_in_light_and_dar
     assert len(problems) == 2 * 2 * (18 + 1)
 
 
-def test_the_workspace_page_follows_the_workspace_without_a_reload(stack, page):
+def test_the_workspace_page_follows_the_workspace_without_a_reload(stack, seen):
     ann = stack.clients["ann"]
-    log_in(page, stack.url, "ann")
-    page.goto(stack.url + "/workspaces/new")
-    page.fill("input[name=name]", "livepage")
-    page.select_option("select[name=template]", "base")
-    page.click("text=Create workspace")
-    page.wait_for_url(re.compile(r".*/workspaces/\d+$"))
-    ws_id = int(page.url.rsplit("/", 1)[1])
-    status = page.get_by_test_id("ws-status")
+    log_in(seen, stack.url, "ann")
+    seen.goto(stack.url + "/workspaces/new")
+    seen.fill("input[name=name]", f"live-{seen.size}")
+    seen.select_option("select[name=template]", "base")
+    seen.click("text=Create workspace")
+    seen.wait_for_url(re.compile(r".*/workspaces/\d+$"))
+    ws_id = int(seen.url.rsplit("/", 1)[1])
+    status = seen.get_by_test_id("ws-status")
     status.filter(has_text="running").wait_for(timeout=300_000)
     # The timeline shows the create's stages with their times, the log its end.
-    timeline = page.get_by_test_id("timeline")
+    timeline = seen.get_by_test_id("timeline")
     timeline.locator("[data-stage=create][data-state=done]").wait_for()
     assert "Build image" in timeline.inner_text()
-    page.get_by_test_id("log").filter(has_text="create done").wait_for(timeout=30_000)
+    seen.get_by_test_id("log").filter(has_text="create done").wait_for(timeout=30_000)
     # A running workspace offers what a running one can do, and nothing else.
-    actions = page.get_by_test_id("ws-actions")
+    actions = seen.get_by_test_id("ws-actions")
     actions.locator("[data-action=stop]").wait_for()
     offered = sorted(
         actions.locator("[data-action]").evaluate_all("l => l.map(e => e.dataset.action)")
@@ -154,41 +166,42 @@ def test_the_workspace_page_follows_the_workspace_without_a_reload(stack, page):
         actions.locator("[data-action]").evaluate_all("l => l.map(e => e.dataset.action)")
     )
     assert offered == ["backup", "delete", "rebuild", "start"]
-    page.get_by_test_id("job-status").filter(has_text="succeeded").wait_for()
-    assert page.locator("#job-title").inner_text().startswith("Stop")
-    page.get_by_test_id("history").filter(has_text="stopping → stopped").wait_for()
-    page.get_by_test_id("log").filter(has_text="stop done").wait_for(timeout=30_000)
+    seen.get_by_test_id("job-status").filter(has_text="succeeded").wait_for()
+    assert seen.locator("#job-title").inner_text().startswith("Stop")
+    seen.get_by_test_id("history").filter(has_text="stopping → stopped").wait_for()
+    seen.get_by_test_id("log").filter(has_text="stop done").wait_for(timeout=30_000)
 
     # Starting from the page: the button goes as soon as the job is asked for.
-    page.click("[data-action=start]")
-    assert "Start of livepage requested." in page.locator(".alert[role=alert]").inner_text()
+    seen.click("[data-action=start]")
+    started = f"Start of live-{seen.size} requested."
+    assert started in seen.locator(".alert[role=alert]").inner_text()
     status.filter(has_text="running").wait_for(timeout=60_000)
     assert actions.locator("[data-action=start]").count() == 0
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "workspace-live.png"), full_page=True)
+    seen.screenshot(path=str(ARTIFACTS / f"workspace-live-{seen.size}.png"), full_page=True)
 
 
-def test_rebuild_and_delete_ask_first_and_say_what_is_lost(stack, running, page):
+def test_rebuild_and_delete_ask_first_and_say_what_is_lost(stack, running, seen):
     ws_id = running["id"]
-    log_in(page, stack.url, "ann")
-    page.goto(f"{stack.url}/workspaces/{ws_id}")
-    page.click("[data-action=delete]")
-    confirm = page.get_by_test_id("confirm")
+    log_in(seen, stack.url, "ann")
+    seen.goto(f"{stack.url}/workspaces/{ws_id}")
+    seen.click("[data-action=delete]")
+    confirm = seen.get_by_test_id("confirm")
     text = confirm.inner_text()
     assert "Delete pages?" in text and "workspace folder" in text and "home folder" in text
-    page.click("text=Cancel")
-    page.wait_for_url(f"{stack.url}/workspaces/{ws_id}")
+    seen.click("text=Cancel")
+    seen.wait_for_url(f"{stack.url}/workspaces/{ws_id}")
 
     # A delete posted without the confirmation (an old form, a stray click) only asks.
-    page.goto(f"{stack.url}/workspaces/{ws_id}/confirm/delete")
-    page.eval_on_selector("input[name=confirmed]", "e => e.remove()")
-    page.get_by_test_id("confirm-delete").click()
-    page.wait_for_url(f"{stack.url}/workspaces/{ws_id}/confirm/delete")
+    seen.goto(f"{stack.url}/workspaces/{ws_id}/confirm/delete")
+    seen.eval_on_selector("input[name=confirmed]", "e => e.remove()")
+    seen.get_by_test_id("confirm-delete").click()
+    seen.wait_for_url(f"{stack.url}/workspaces/{ws_id}/confirm/delete")
     assert stack.clients["ann"].get(ws_id)["status"] == "running"
 
-    page.goto(f"{stack.url}/workspaces/{ws_id}")
-    page.click("[data-action=rebuild]")
-    text = page.get_by_test_id("confirm").inner_text()
+    seen.goto(f"{stack.url}/workspaces/{ws_id}")
+    seen.click("[data-action=rebuild]")
+    text = seen.get_by_test_id("confirm").inner_text()
     assert "Rebuild pages?" in text and "Lost:" in text and "installed by hand" in text
 
 
@@ -234,26 +247,26 @@ def test_desktop_links_and_the_one_time_ssh_step(stack, running, page, tmp_path)
         stack.clients["ann"].call("DELETE", f"/workspaces/{ws_id}/shares/user/bob")
 
 
-def test_the_list_has_row_actions_last_use_and_a_search(stack, running, page):
-    log_in(page, stack.url, "ann")
-    row = page.locator("tr[data-workspace=pages]")
+def test_the_list_has_row_actions_last_use_and_a_search(stack, running, seen):
+    log_in(seen, stack.url, "ann")
+    row = seen.locator("tr[data-workspace=pages]")
     assert row.locator("[data-action^=stop]").count() == 1
     assert row.locator("[data-action^=start]").count() == 0
     stack.clients["ann"].call("POST", f"/workspaces/{running['id']}/activity", expect=200)
-    page.reload()
+    seen.reload()
     used = row.get_by_test_id("last-used").inner_text()
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d", used), used
     # Filtering as one types, and by status; the form works without a script too.
-    page.fill("input[name=q]", "no-such-workspace")
+    seen.fill("input[name=q]", "no-such-workspace")
     assert row.is_hidden()
-    page.fill("input[name=q]", "page")
+    seen.fill("input[name=q]", "page")
     assert row.is_visible()
-    page.select_option("select[name=status]", "stopped")
+    seen.select_option("select[name=status]", "stopped")
     assert row.is_hidden()
-    page.goto(stack.url + "/?q=pag&status=running")
-    assert page.locator("tr[data-workspace=pages]").count() == 1
-    page.goto(stack.url + "/?q=zzz")
-    assert page.locator("tr[data-workspace=pages]").count() == 0
+    seen.goto(stack.url + "/?q=pag&status=running")
+    assert seen.locator("tr[data-workspace=pages]").count() == 1
+    seen.goto(stack.url + "/?q=zzz")
+    assert seen.locator("tr[data-workspace=pages]").count() == 0
 
 
 def test_favicon_and_skip_link(stack, page):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app import accounts, migrations
+from app import accounts, audit, migrations
 from app.config import Settings
 from app.db import database
 from app.factory import create_app
@@ -417,6 +417,12 @@ def test_the_admin_area_is_pages_with_search_and_paging(client):
     assert 'data-user="user-07"' in found and found.count("<tr data-user=") == 1
     assert "Page 1 of 1" not in found  # one page needs no pager
     assert client.get("/admin/people?page=junk").status_code == 200
+    with database.connection_context():
+        for n in range(60):
+            audit.record("test.paging", actor="root-admin", target=f"n:{n}")
+    audit_page = client.get("/admin/audit?action=test.").get_data(as_text=True)
+    assert "60 records" in audit_page and "Page 1 of 2" in audit_page
+    assert 'href="/admin/audit?action=test.&amp;page=2"' in audit_page
     costs = client.get("/admin/costs").get_data(as_text=True)
     assert 'data-testid="budget-hint"' in costs and 'data-testid="prices-hint"' in costs
     # Only the page's own filters travel to the other pages' links.

@@ -598,16 +598,21 @@ def audit_log():
     except ValueError as exc:
         flash(str(exc), "error")
         since = until = None
-    rows = audit.search(
+    query = audit.search(
         actor=args.get("user") or None,
         workspace=args.get("workspace") or None,
         action=args.get("action") or None,
         since=since,
         until=until,
-    ).limit(500)
+    )
+    rows, total, paging = _paged(
+        query, "admin.audit_log", keep=("user", "workspace", "action", "since", "until")
+    )
     return render_template(
         "admin/audit.html",
         rows=[audit.to_dict(r) for r in rows],
+        total=total,
+        paging=paging,
         verdict=audit.verify() if args.get("verify") else None,
         filters=args,
     )
