@@ -20,6 +20,7 @@ from app.messages import first_line
 database = peewee.DatabaseProxy()
 # The audit chain's key file of the database this process opened (app.audit reads it).
 audit_key_file: Path | None = None
+credentials_key_file: Path | None = None
 
 
 def make_database(url: str) -> peewee.Database:
@@ -65,9 +66,11 @@ def open_database(settings: Settings) -> peewee.Database:
     if isinstance(db, peewee.SqliteDatabase):
         _owner_only(db.database)
     database.initialize(db)
-    # Every process opens its database here: the audit chain's key is beside it.
-    global audit_key_file
+    # Every process opens its database here: the audit chain's key is beside it, and so
+    # is the key that seals git credentials (app.credentials.vault).
+    global audit_key_file, credentials_key_file
     audit_key_file = settings.data_dir / "audit_key"
+    credentials_key_file = settings.data_dir / "credentials_key"
     return db
 
 

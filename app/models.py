@@ -276,6 +276,26 @@ class SshKey(BaseModel):
         table_name = "ssh_keys"
 
 
+class GitCredential(BaseModel):
+    """A person's way into git hosts: a personal access token for one host (kind
+    "token"), or the one SSH key pair Berth made for them (kind "ssh", no host). The
+    secret is sealed with a key outside the database (app.credentials.vault)."""
+
+    user = peewee.ForeignKeyField(User, backref="git_credentials", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=8)
+    host = peewee.CharField(max_length=255, null=True)  # "git.example.com[:port]"
+    username = peewee.CharField(max_length=255, null=True)
+    secret = peewee.TextField()
+    public_key = peewee.TextField(null=True)
+    fingerprint = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_used_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "git_credentials"
+        indexes = ((("user", "kind", "host"), True),)
+
+
 ACTIVITY_SOURCES = ("ssh", "ide", "http", "exec", "keepalive")
 
 

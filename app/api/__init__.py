@@ -9,4 +9,15 @@ bp = Blueprint("api", __name__, url_prefix="/api/v2")
 # apply; the API ignores the session cookie entirely.
 csrf.exempt(bp)
 
-from app.api import audit, costs, me, openapi, people, sandbox, ssh, tokens, workspaces  # noqa: E402,F401  (views register on bp)
+from app.api import (  # noqa: E402,F401  (views register on bp)
+    audit,
+    costs,
+    git_credentials,
+    me,
+    openapi,
+    people,
+    sandbox,
+    ssh,
+    tokens,
+    workspaces,
+)

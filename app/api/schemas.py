@@ -295,9 +295,38 @@ class Dotfiles(Body):
     error_code = "invalid_dotfiles"
     url: str | None = Field(
         max_length=2048,
-        description="a public https repository; null or empty removes it",
+        description=(
+            "an https or ssh repository (a private one with your git credentials); "
+            "null or empty removes it"
+        ),
         examples=["https://github.com/you/dotfiles"],
     )
+
+
+class NewGitCredential(Body):
+    """A personal access token for one git host (kind "token"), or a new SSH key pair
+    Berth makes and keeps for you (kind "ssh"; it replaces the one made before)."""
+
+    error_code = "invalid_credential"
+    kind: Literal["token", "ssh"]
+    host: str | None = Field(
+        None, max_length=300, description="the git host of a token", examples=["github.com"]
+    )
+    token: str | None = Field(None, max_length=4096, description="the token (never shown again)")
+    username: str | None = Field(
+        None, max_length=255, description='the name sent with the token; "git" when not given'
+    )
+
+
+class GitCredential(BaseModel):
+    id: int
+    kind: str
+    host: str | None
+    username: str | None
+    public_key: str | None = Field(description="an ssh key's public half, to add on git hosts")
+    fingerprint: str | None
+    created_at: str
+    last_used_at: str | None
 
 
 Role = Annotated[

@@ -41,6 +41,7 @@ from app.migrations import (
     m0023_dotfiles,
     m0024_repo_choices,
     m0025_notices,
+    m0026_git_credentials,
 )
 from app.models import utcnow
 
@@ -70,6 +71,7 @@ STEPS = [
     m0023_dotfiles,
     m0024_repo_choices,
     m0025_notices,
+    m0026_git_credentials,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
+from app.credentials.serve import SessionCredentials
 from app.db import short_connection
-from app.models import Workspace, stamp, utcnow
+from app.models import GitCredential, Workspace, stamp, utcnow
 from app.readiness import Readable
 from app.runtime.layout import AGENT_SOCKET_DIR
 from app.ssh.relay import CHUNK, AgentForward
@@ -127,7 +128,7 @@ class Session:
     def _run(self, kind: str, command: str | None) -> None:
         conn = self.connection
         gateway = conn.gateway
-        agent = None
+        agent = credentials = None
         try:
             container_id = conn.running_container(self._say)
             account = gateway.account(container_id, conn.remote_user)
@@ -155,6 +156,10 @@ class Session:
                 agent = self._forward_agent(container_id, account)
                 if agent:
                     env["SSH_AUTH_SOCK"] = f"{AGENT_SOCKET_DIR}/{agent.name}"
+            if kind != "sftp":
+                credentials = self._credentials(container_id, account, bool(agent))
+                if credentials:
+                    env.update(credentials.env(env))
             if tty:  # before the command runs: no unrecorded start
                 self.cast = conn.start_recording(self.pty, kind, command)
             exec_id, sock = gateway.runtime.open_exec(
@@ -170,8 +175,9 @@ class Session:
             self._say(f"berth: could not start the session: {exc}")
             self._finish(1)
             self._drop_recording(conn)
-            if agent:
-                agent.close()
+            for opened in (agent, credentials):
+                if opened:
+                    opened.close()
             return
         self.exec_id = exec_id
         started = utcnow()
@@ -184,8 +190,9 @@ class Session:
             ended = self._pump(sock, tty)
         finally:
             sock.close()
-            if agent:
-                agent.close()
+            for opened in (agent, credentials):
+                if opened:
+                    opened.close()
             conn.record_activity(f"{kind} session closed", sessions=-1)
         code = None
         if ended:
@@ -235,6 +242,47 @@ class Session:
             account.gid,
             # Checked again at each use: a share added later closes the way to the agent.
             allowed=lambda: agent_refusal(conn.user, conn.workspace_id) is None,
+        )
+
+    def _credentials(self, container_id: str, account, forwarded: bool):
+        """The owner's git credentials for this session, when they keep any and the
+        workspace is theirs alone (as for a forwarded agent); None otherwise."""
+        conn = self.connection
+        runtime = conn.gateway.runtime
+        if agent_refusal(conn.user, conn.workspace_id) is not None:
+            return None
+        with short_connection():
+            kinds = {
+                row.kind
+                for row in GitCredential.select(GitCredential.kind).where(
+                    GitCredential.user == conn.user.id
+                )
+            }
+            ws = Workspace.get_or_none(Workspace.id == conn.workspace_id)
+            sandbox = ws is not None and ws.template is not None and ws.template.profile == "agent"
+        host_dir = runtime.agent_socket_dir(conn.workspace_id)
+        found = runtime.poll(container_id)
+        mounted = found is not None and found.agent_sockets
+        if not kinds or sandbox or host_dir is None or not mounted or not host_dir.is_dir():
+            return None
+
+        def may_use(pid: int | None) -> bool:
+            # Checked at each use: only this session's processes, and a share added
+            # later closes the way.
+            return (
+                self.exec_id is not None
+                and runtime.exec_owns(self.exec_id, pid)
+                and agent_refusal(conn.user, conn.workspace_id) is None
+            )
+
+        return SessionCredentials(
+            host_dir,
+            AGENT_SOCKET_DIR,
+            account.uid,
+            account.gid,
+            conn.user.id,
+            may_use,
+            with_agent="ssh" in kinds and not forwarded,
         )
 
     def _pump(self, sock: socket.socket, tty: bool) -> bool:

@@ -13,6 +13,7 @@ from flask import (
 from flask_login import current_user, login_required, login_user
 
 from app import accounts, authz
+from app.credentials import store as git_store
 from app.durations import parse_duration
 from app.http.extensions import LoginUser
 from app.models import TOKEN_SCOPES, ApiToken
@@ -55,6 +56,11 @@ def _page(**extra):
         scopes=scopes,
         workspaces=service.visible_to(current_user.row).order_by(service.Workspace.name),
         ssh_keys=ssh_keys.keys_of(current_user.row),
+        git_credentials=list(
+            git_store.GitCredential.select()
+            .where(git_store.GitCredential.user == current_user.row)
+            .order_by(git_store.GitCredential.kind, git_store.GitCredential.host)
+        ),
         **extra,
     )
 
@@ -87,6 +93,47 @@ def remove_key(key_id):
     except ssh_keys.SshKeyError:
         abort(404, "There is no such key.")
     flash(f"SSH key {key.name} removed.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/git/tokens", methods=["POST"])
+@login_required
+def add_git_token():
+    try:
+        row = git_store.add_token(
+            current_user.row,
+            request.form.get("host", ""),
+            request.form.get("token", ""),
+            request.form.get("username") or None,
+            source_ip=request.remote_addr,
+        )
+    except git_store.CredentialError as refusal:
+        flash(f"Token not kept: {refusal.message}.", "error")
+    else:
+        flash(f"Berth keeps your token for {row.host}.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/git/key", methods=["POST"])
+@login_required
+def make_git_key():
+    row = git_store.make_key(current_user.row, source_ip=request.remote_addr)
+    flash(
+        f"Berth made your SSH key {row.fingerprint}: add its public half to your account on "
+        "each git host.",
+        "success",
+    )
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/git/<int:credential_id>/remove", methods=["POST"])
+@login_required
+def remove_git_credential(credential_id):
+    try:
+        git_store.remove(current_user.row, credential_id, source_ip=request.remote_addr)
+    except git_store.CredentialError:
+        abort(404, "There is no such git credential.")
+    flash("The git credential was removed; Berth no longer uses it.", "success")
     return redirect(url_for("account.index"))
 
 

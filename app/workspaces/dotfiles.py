@@ -117,6 +117,7 @@ def install(
     scratch: Path,
     allowed=(),
     warn: Callable[[str], None] | None = None,
+    auth_of: Callable[[str], git.Auth | None] = lambda url: None,
 ) -> None:
     """Install the dotfiles at ``url`` unless the workspace has them already; every
     problem is a ``warn``ing (a "warning:" line in ``log`` by default)."""
@@ -129,7 +130,9 @@ def install(
         scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch, prefix="dotfiles-") as tmp:
             clone = Path(tmp) / "dotfiles"
-            git.clone(url, None, clone, allowed, shallow=True, timeout=CLONE_SECONDS)
+            git.clone(
+                url, None, clone, allowed, shallow=True, timeout=CLONE_SECONDS, auth=auth_of(url)
+            )
             archive = _archive(clone)
         done = runtime.exec(
             container_id,

@@ -180,7 +180,8 @@ def _prepare_source(ctx: Context, ws: Workspace, log: JobLog) -> Path:
         return folder
     log(f"cloning {ws.repo_url}" + (f" at {ws.repo_ref}" if ws.repo_ref else ""))
     try:
-        head = git.clone(ws.repo_url, ws.repo_ref, folder, ctx.settings.private_networks)
+        auth = git.auth_for(ws.owner_id, ws.repo_url, ctx.data_dir)
+        head = git.clone(ws.repo_url, ws.repo_ref, folder, ctx.settings.private_networks, auth=auth)
     except git.CloneError as exc:
         raise JobFailed(str(exc)) from None
     log(f"cloned: {head}" if head else "cloned")
@@ -401,6 +402,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 log,
                 scratch=source_dir(ctx, ws).parent,
                 allowed=ctx.settings.private_networks,
+                auth_of=lambda url: git.auth_for(ws.owner_id, url, ctx.data_dir),
                 warn=log.warn,
             )
     if ctx.runtime.tools and not is_agent(ws):

@@ -105,16 +105,13 @@ def validate_repo(repo, local_roots: list[Path], allowed=()) -> tuple[str, str |
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+        found = None if url.startswith("/") else git.remote(url)
     except ValueError as exc:
         raise WorkspaceError(422, "invalid_repo", f"repository URL {url!r}: {exc}") from None
+    except git.CloneError as exc:
+        raise WorkspaceError(422, "invalid_repo", str(exc)) from None
     scheme = parts.scheme
-    if scheme == "https":
-        if parts.username or parts.password:
-            raise WorkspaceError(
-                422,
-                "invalid_repo",
-                "repository URLs may not carry credentials (they would be stored and logged)",
-            )
+    if found is not None:
         try:
             git.check_destination(url, allowed)
         except git.CloneError as exc:
@@ -135,8 +132,23 @@ def validate_repo(repo, local_roots: list[Path], allowed=()) -> tuple[str, str |
     raise WorkspaceError(
         422,
         "invalid_repo",
-        f"repository URL {url!r} must be https:// (or a local path on the server)",
+        f"repository URL {url!r} must be https://, ssh:// or user@host:path (or a local "
+        "path on the server)",
     )
+
+
+def _check_sign_in(owner: User, url: str, data_dir: Path, allowed) -> None:
+    """With a credential kept for the repository's host, ask the host now: a wrong,
+    expired or revoked one is a clear refusal before anything is made. (Without one, a
+    public repository is cloned by the worker as before.)"""
+    if not git.has_credential(owner.id, url):
+        return
+    try:
+        git.ls_remote(url, allowed, auth=git.auth_for(owner.id, url, data_dir))
+    except git.SignInRefused as exc:
+        raise WorkspaceError(422, "repository_refused", str(exc)) from None
+    except git.CloneError:
+        pass  # unreachable now: the worker tries again and says so
 
 
 def _ttl(raw, template: Template | None) -> timedelta | None:
@@ -223,6 +235,7 @@ def create(
     if repo is not None:
         repo_url, repo_ref = validate_repo(repo, list(local_roots), private_networks)
         repo_config = validate_config_path(repo)
+        _check_sign_in(owner, repo_url, data_dir, private_networks)
     if template is None and repo_url is None:
         raise WorkspaceError(422, "missing_source", "give a 'template' or a 'repo' to build from")
     if parameters is not None and not isinstance(parameters, dict):

@@ -232,8 +232,13 @@ def test_references_outside_the_distribution_grammar_are_refused(ref):
     [
         ("http://example.com/repo.git", "must be https://"),
         ("git://example.com/repo.git", "must be https://"),
-        ("ssh://git@example.com/repo.git", "must be https://"),
         ("ext::sh -c touch% /tmp/pwned", "must be https://"),
+        ("ssh://git@127.0.0.1/repo.git", "loopback"),
+        ("git@localhost:org/repo.git", "loopback"),
+        ("git@[::ffff:10.0.0.1]:org/repo.git", "private"),
+        ("ssh://git:secret@example.com/repo.git", "may not carry credentials"),
+        ("git@-oProxyCommand=touch:repo", "must be https://"),
+        ("ssh://-oProxyCommand=touch/repo", "no usable host"),
         ("https://user:secret@example.com/repo.git", "may not carry credentials"),
         ("https://127.0.0.1:2222/repo.git", "loopback"),
         ("https://localhost/repo.git", "loopback"),
@@ -243,7 +248,7 @@ def test_references_outside_the_distribution_grammar_are_refused(ref):
         ("https://10.0.0.1/repo.git", "private"),
     ],
 )
-def test_repository_urls_are_https_to_public_hosts_only(url, words):
+def test_repository_urls_are_https_or_ssh_to_public_hosts_only(url, words):
     with pytest.raises(service.WorkspaceError) as error:
         service.validate_repo({"url": url}, [])
     assert error.value.status == 422 and words in error.value.message, error.value.message

@@ -13,6 +13,7 @@ import docker
 
 from app.readiness import Readable
 from app.runtime import ExecEnd, ExecOutput, ProvisionError
+from app.runtime.docker import processes
 from app.runtime.docker.control import EngineControl
 from app.runtime.layout import KEEPALIVE_MARK
 
@@ -242,6 +243,28 @@ class Exec:
             return
         if state.get("Pid") and state.get("Running"):
             self.control.end(state.get("ContainerID", ""), state["Pid"], grace_seconds)
+
+    def exec_owns(self, exec_id: str, pid: int | None) -> bool:
+        """Whether ``pid`` (as this host sees it) is the exec's command or runs below it:
+        a process another exec started, even in the same container and as the same
+        user, is not."""
+        if not pid:
+            return False
+        try:
+            state = self.client.api.exec_inspect(exec_id)
+        except docker.errors.APIError:
+            return False
+        root = state.get("Pid") if state.get("Running") else None
+        if not root:
+            return False
+        for _ in range(256):  # deeper trees than this are not a session's
+            if pid == root:
+                return True
+            stat = processes._stat(pid)
+            if stat is None or stat[1] <= 1:
+                return False
+            pid = stat[1]
+        return False
 
     def open_tunnel(self, container_id: str, host: str, port: int):
         """A connection to ``host``:``port`` on the running workspace's own loopback (a

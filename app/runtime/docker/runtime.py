@@ -380,6 +380,9 @@ class DockerRuntime:
     def end_exec(self, exec_id: str, grace_seconds: float = 2.0) -> None:
         self.execs.end_exec(exec_id, grace_seconds)
 
+    def exec_owns(self, exec_id: str, pid: int | None) -> bool:
+        return self.execs.exec_owns(exec_id, pid)
+
     def write_file(self, instance_id: str, path: str, content: bytes, user: str) -> None:
         with refused(f"writing {path}"):
             self.execs.write_file(instance_id, path, content, user)
