@@ -98,14 +98,17 @@ def run_in_terminal(page, command: str, done) -> None:
                 timeout=10_000,
             )
             page.keyboard.press("Enter")
-            terminal = page.wait_for_selector(".terminal-wrapper .xterm", timeout=15_000)
+            # The new one: terminals an earlier window left are restored beside it.
+            terminal = page.locator(".terminal-wrapper .xterm:visible").last
+            terminal.wait_for(timeout=15_000)
             break
         except PlaywrightTimeout:
             continue
     assert terminal is not None, "no terminal opened from the command palette"
     for _ in range(6):
         page.wait_for_timeout(2000)
-        terminal.click()
+        # Focus its input (a hover overlay may lie over the canvas where a click lands).
+        terminal.locator(".xterm-helper-textarea").focus()
         page.keyboard.type(command)
         page.keyboard.press("Enter")
         try:
@@ -442,3 +445,50 @@ def test_path_mode_serves_the_ide_under_a_prefix_and_refuses_shared_ports(ide, b
         assert "needs workspace subdomains" in refused["error"]["message"]
     finally:
         stop_stack(server)
+
+
+def test_the_owners_git_credentials_reach_her_ide_terminal_and_no_one_elses(ide, browser):
+    """Inside the IDE, git asks Berth (a helper socket the SSH gateway keeps): the owner's
+    terminal gets her token while the IDE is hers alone; once an admin has opened the
+    same code-server, no terminal of it does (tests/test_ide_sessions_unit.py: hers
+    neither; tests/test_git_credentials.py: SSH)."""
+    import secrets
+
+    ann = ide.clients["ann"]
+    token = "ghp_" + secrets.token_hex(12)
+    kept = ann.call(
+        "POST",
+        "/users/me/git-credentials",
+        201,
+        json={"kind": "token", "host": "git.example.com", "token": token},
+    ).json()
+    ws = ann.create("gitide", template="base")  # an image with git
+    ws = ann.wait(ws["id"], "running")
+    fill = (
+        "printf 'protocol=https\\nhost=git.example.com\\n\\n' | GIT_TERMINAL_PROMPT=0 "
+        "git credential fill > /tmp/{0}.txt 2>&1; echo finished >> /tmp/{0}.txt"
+    )
+
+    def said(name: str) -> str:
+        return ann.exec(ws["id"], ["cat", f"/tmp/{name}.txt"])["stdout"]
+
+    def terminal_of(who: str, name: str) -> str:
+        page = browser.new_context().new_page()
+        page.set_default_timeout(60_000)
+        try:
+            login(page, ide, who)
+            page.goto(ws["urls"]["ide"])
+            wait_for_workbench(page)
+            run_in_terminal(page, fill.format(name), lambda: "finished" in said(name))
+            return said(name)
+        finally:
+            page.context.close()
+
+    try:
+        got = terminal_of("ann", "ann")
+        assert f"password={token}" in got
+        # The same code-server, the same user inside: only Berth's check tells them apart.
+        assert token not in terminal_of("boss", "boss")
+    finally:
+        ann.call("DELETE", f"/users/me/git-credentials/{kept['id']}", 204)
+        ann.delete(ws["id"])

@@ -167,3 +167,34 @@ def test_the_sweep_stops_every_idle_ide_while_others_write(workspace, monkeypatc
         assert (state.state, state.note) == (sessions.STOPPED, "nobody had it open for 15m")
     # Stopped ones are left alone by the next sweep.
     assert sessions.stop_idle(None, NOW + timedelta(hours=1)) == "no idle IDE"
+
+
+def test_code_servers_process_is_known_until_someone_else_opens_it(workspace):
+    """The owner's git credentials reach a code-server's terminals only while it is the
+    owner's alone (app.ssh.ide_credentials): anyone else's open withdraws them for the
+    rest of that code-server's life, whatever state changes follow."""
+    sessions._record(workspace, sessions.READY, NOW, pid=57, start="122795")
+    assert sessions.process(workspace) == (57, "122795")
+    sessions.opened_by(workspace, workspace.owner_id)  # the owner: nothing changes
+    sessions._record(workspace, sessions.STOPPED, NOW)  # facts are kept across states
+    assert sessions.process(workspace) == (57, "122795")
+    other = accounts.create_user("olaf", "long enough")
+    sessions.opened_by(workspace, other.id)
+    assert sessions.process(workspace) is None
+    sessions._record(workspace, sessions.READY, NOW)
+    assert sessions.process(workspace) is None  # still: the same code-server
+    workspace.container_id = "c2"  # a new container: a new code-server, no others yet
+    workspace.save(only=[Workspace.container_id])
+    sessions._record(workspace, sessions.READY, NOW, pid=60, start="5")
+    assert sessions.process(workspace) == (60, "5")
+
+
+def test_the_launch_line_gives_code_servers_process_or_nothing():
+    from app.workspaces import ide
+
+    assert ide.launched_process(["ide: code-server started", "ide: code-server pid 57 1227"]) == {
+        "pid": 57,
+        "start": "1227",
+    }
+    for said in (["ide: code-server pid 57"], ["ide: code-server pid x 1"], []):
+        assert ide.launched_process(said) == {}

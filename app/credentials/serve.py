@@ -25,6 +25,7 @@ from pathlib import Path
 from app.credentials import agent, store
 from app.credentials.vault import VaultError
 from app.db import short_connection
+from app.runtime.layout import AGENT_SOCKET_DIR
 
 log = logging.getLogger("berth.ssh")
 MAX_REQUEST = 64 * 1024
@@ -68,6 +69,36 @@ def helper_answer(user_id: int, request: dict[str, str]) -> bytes:
     return f"username={token.username}\npassword={token.secret}\n".encode()
 
 
+def helper_env(base: dict[str, str], helper: str, agent_socket: str | None) -> dict[str, str]:
+    """Environment that points git at the helper socket (after any helper ``base``
+    configures) and ssh at the agent socket (unless ``base`` has an agent)."""
+    try:
+        count = int(base.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        count = 0
+    added = {
+        "GIT_CONFIG_COUNT": str(count + 1),
+        f"GIT_CONFIG_KEY_{count}": "credential.helper",
+        f"GIT_CONFIG_VALUE_{count}": f"cache --socket {helper}",
+    }
+    if agent_socket and "SSH_AUTH_SOCK" not in base:
+        added["SSH_AUTH_SOCK"] = agent_socket
+    return added
+
+
+# The IDE's sockets: one code-server per container, so fixed names.
+IDE_HELPER = "ide-git.sock"
+IDE_AGENT = "ide-agent.sock"
+
+
+def ide_env(kinds: set[str], base: dict[str, str]) -> dict[str, str]:
+    """The IDE's share of ``helper_env``, given the kinds of credential the owner keeps."""
+    if not kinds:
+        return {}
+    agent_socket = f"{AGENT_SOCKET_DIR}/{IDE_AGENT}" if "ssh" in kinds else None
+    return helper_env(base, f"{AGENT_SOCKET_DIR}/{IDE_HELPER}", agent_socket)
+
+
 class SessionCredentials:
     """The two sockets of one session; ``may_use(pid)`` says whether a process may ask
     (set ``exec_id`` related checks in it once the session's command exists)."""
@@ -82,20 +113,23 @@ class SessionCredentials:
         may_use: Callable[[int | None], bool],
         *,
         with_agent: bool,
+        names: tuple[str, str] | None = None,
     ):
         self.user_id, self.may_use = user_id, may_use
         self.mount_dir = mount_dir
         self.listeners: list[tuple[socket.socket, Path]] = []
         tag = secrets.token_hex(8)
-        self.helper_name = f"git-{tag}.sock"
+        helper, agent_name = names or (f"git-{tag}.sock", f"berth-agent-{tag}.sock")
+        self.helper_name = helper
         self._listen(host_dir / self.helper_name, uid, gid, self._serve_helper)
         self.agent_name = None
         if with_agent:
-            self.agent_name = f"berth-agent-{tag}.sock"
+            self.agent_name = agent_name
             self._listen(host_dir / self.agent_name, uid, gid, self._serve_agent)
 
     def _listen(self, path: Path, uid: int, gid: int, handler) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path.unlink(missing_ok=True)  # a fixed name an earlier gateway left behind
         listener.bind(str(path))
         os.chmod(path, 0o600)
         os.chown(path, uid, gid, follow_symlinks=False)
@@ -108,18 +142,8 @@ class SessionCredentials:
     def env(self, base: dict[str, str]) -> dict[str, str]:
         """What the session's environment gains: git's helper after any it has, and the
         agent (unless the client forwarded its own)."""
-        try:
-            count = int(base.get("GIT_CONFIG_COUNT", "0"))
-        except ValueError:
-            count = 0
-        added = {
-            "GIT_CONFIG_COUNT": str(count + 1),
-            f"GIT_CONFIG_KEY_{count}": "credential.helper",
-            f"GIT_CONFIG_VALUE_{count}": f"cache --socket {self.mount_dir}/{self.helper_name}",
-        }
-        if self.agent_name and "SSH_AUTH_SOCK" not in base:
-            added["SSH_AUTH_SOCK"] = f"{self.mount_dir}/{self.agent_name}"
-        return added
+        agent_path = f"{self.mount_dir}/{self.agent_name}" if self.agent_name else None
+        return helper_env(base, f"{self.mount_dir}/{self.helper_name}", agent_path)
 
     def _accept(self, listener: socket.socket, handler) -> None:
         while True:

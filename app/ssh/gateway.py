@@ -24,6 +24,7 @@ from app.db import short_connection
 from app.models import Transition, Workspace
 from app.runtime import ProvisionError, Runtime
 from app.ssh import hostkey, keys, paramiko_limits
+from app.ssh.ide_credentials import IdeCredentials
 from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
 from app.states import JobStatus as J
@@ -155,6 +156,12 @@ class Gateway:
         listener = self._listener or self.listen()
         with short_connection():
             activity.reset_sessions("ssh")  # sessions a previous gateway left counted
+        threading.Thread(
+            target=IdeCredentials(self.runtime, self.account).run,
+            args=(self.stopping,),
+            name="ide-credentials",
+            daemon=True,
+        ).start()
         log.info(
             "ssh: gateway listening on %s:%s (host key %s)",
             self.settings.host,

@@ -233,6 +233,9 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
     address = ws.address if ws.status == S.RUNNING else None
     if address is None:
         return _starting(ws, user)
+    if target.port is None:
+        # Someone else in the IDE: its terminals are no longer the owner's alone.
+        ide_sessions.opened_by(ws, user.id)
     # Ports are served through code-server's proxy as well: either needs it running.
     waiting = _ide_waiting(ws, address, target)
     if waiting is not None:

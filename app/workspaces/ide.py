@@ -78,7 +78,9 @@ LAUNCH = (
     + rf"""
 if ours "$pid"; then
     if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--auth password"; then
-        echo "code-server already runs"; exit 0
+        echo "code-server already runs"
+        echo "code-server pid $pid $(cut -d' ' -f22 "/proc/$pid/stat" 2>/dev/null)"
+        exit 0
     fi
     kill "$pid" 2>/dev/null; sleep 1
 fi
@@ -89,6 +91,7 @@ HASHED_PASSWORD="$BERTH_IDE_SECRET" nohup setsid {CODE_SERVER} \
     "$BERTH_FOLDER" > "$data/berth.log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
 echo "code-server started"
+echo "code-server pid $! $(cut -d' ' -f22 "/proc/$!/stat" 2>/dev/null)"
 """
 )
 
@@ -220,6 +223,20 @@ def stop(runtime: Runtime, container_id: str, user: str) -> str:
     done = runtime.exec(container_id, ["sh", "-c", STOP], user=user, timeout=30)
     said = (done.stdout + done.stderr).strip().splitlines()
     return said[-1] if said else f"the stop ended with exit code {done.exit_code}"
+
+
+def launched_process(said: list[str]) -> dict:
+    """code-server's pid in the container and its start time (clock ticks since boot),
+    as the launch printed them; empty when it did not."""
+    for line in said:
+        words = line.removeprefix("ide: ").split()
+        if (
+            len(words) == 4
+            and words[:2] == ["code-server", "pid"]
+            and all(w.isdigit() and len(w) < 20 for w in words[2:])
+        ):
+            return {"pid": int(words[2]), "start": words[3]}
+    return {}
 
 
 def _say(done, log: Callable[[str], None]) -> None:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app import runtime as runtimes
+from app.credentials import serve as credentials
 from app.db import database
 from app.durations import format_duration
-from app.models import Workspace, stamp, utcnow
+from app.models import GitCredential, Workspace, stamp, utcnow
 from app.runtime import ProvisionError, Runtime
 from app.states import Status as S
 from app.workspaces import automatic, ide
@@ -36,6 +37,10 @@ DEFAULT_IDLE_TIMEOUT = timedelta(minutes=15)
 LAUNCH_TAKES_AT_MOST = timedelta(seconds=ide.READY_SECONDS + 30)
 RETRY = timedelta(seconds=10)
 HEARTBEAT = timedelta(seconds=60)  # how often code-server looks for connections
+# Kept across state changes of one container's IDE: code-server's process (its pid in
+# the container and its start time, for app.credentials.serve) and "others": someone
+# other than the owner has opened it, so its terminals are not the owner's alone.
+KEPT = ("pid", "start", "others")
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,27 @@ def state_of(ws: Workspace) -> IdeState:
     )
 
 
-def _record(ws: Workspace, state: str, now: datetime, note: str | None = None) -> bool:
+def _record(ws: Workspace, state: str, now: datetime, note: str | None = None, **facts) -> bool:
     """Move to ``state`` if nobody else changed the record since ``ws`` was read (two web
-    threads, the web and the worker); True if this call did."""
+    threads, the web and the worker); True if this call did. What is known of this
+    container's code-server (``KEPT``: its process, whether others opened it) is kept
+    unless ``facts`` say otherwise."""
     read = ws.ide
+    before = json.loads(read or "{}")
+    kept = (
+        {k: before[k] for k in KEPT if k in before}
+        if before.get("instance") == ws.container_id
+        else {}
+    )
     text = json.dumps(
-        {"instance": ws.container_id, "state": state, "since": now.isoformat(), "note": note}
+        {
+            "instance": ws.container_id,
+            "state": state,
+            "since": now.isoformat(),
+            "note": note,
+            **kept,
+            **facts,
+        }
     )
     unchanged = Workspace.ide.is_null() if read is None else Workspace.ide == read
     moved = (
@@ -129,6 +149,28 @@ def _launcher() -> ThreadPoolExecutor:
         return _pool
 
 
+def opened_by(ws: Workspace, user_id: int) -> None:
+    """Someone allowed to opens the IDE of ``ws``: when it is not its owner, the IDE's
+    terminals are no longer the owner's alone until the next code-server (the owner's
+    git credentials are then not offered in it)."""
+    if user_id == ws.owner_id:
+        return
+    recorded = json.loads(ws.ide or "{}")
+    if recorded.get("instance") == ws.container_id and not recorded.get("others"):
+        current = state_of(ws)
+        _record(ws, current.state, current.since or utcnow(), current.note, others=True)
+
+
+def process(ws: Workspace) -> tuple[int, str] | None:
+    """code-server's pid in the container and its start time, while the owner alone has
+    opened it; None otherwise."""
+    recorded = json.loads(ws.ide or "{}")
+    if recorded.get("instance") != ws.container_id or recorded.get("others"):
+        return None
+    pid, start = recorded.get("pid"), recorded.get("start")
+    return (pid, start) if isinstance(pid, int) and isinstance(start, str) and start else None
+
+
 def answered(ws: Workspace, now: datetime | None = None) -> None:
     """code-server answered: a state that says otherwise is out of date."""
     if state_of(ws).state != READY:
@@ -172,13 +214,13 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True)
             ws.workspace_folder or "/",
             secret_key,
             said.append,
-            env=ws.person_env,
+            env={**ws.person_env, **ide_credentials_env(ws)},
         )
     except ProvisionError:  # the container went away meanwhile
         _record(ws, UNAVAILABLE, utcnow(), "the workspace's container is gone")
         return False
     if started and ide.wait_ready(ws.address, said.append):
-        _record(ws, READY, utcnow())
+        _record(ws, READY, utcnow(), **ide.launched_process(said))
         return True
     if "ide: code-server already runs" in said:
         # Running but not answering (hung): start it anew, once.
@@ -203,6 +245,18 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True)
         ) + f" (its log in the workspace: {ide.DATA}/berth.log)"
     _record(ws, UNAVAILABLE, utcnow(), note)
     return False
+
+
+def ide_credentials_env(ws: Workspace) -> dict[str, str]:
+    """Where the IDE's git and ssh ask for the owner's git credentials (sockets the SSH
+    gateway serves while the IDE is the owner's alone), when the owner keeps any."""
+    if ws.template is not None and ws.template.profile == "agent":
+        return {}
+    kinds = {
+        row.kind
+        for row in GitCredential.select(GitCredential.kind).where(GitCredential.user == ws.owner_id)
+    }
+    return credentials.ide_env(kinds, ws.person_env)
 
 
 # --- stopping it: the sweep ------------------------------------------------------------

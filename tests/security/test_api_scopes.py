@@ -22,6 +22,7 @@ VALUES = {
     "user": "olga",
     "kind": "users",
     "key_id": "1",
+    "credential_id": "1",
     "token_id": "1",
     "port": "8000",
     "recording_id": "1",

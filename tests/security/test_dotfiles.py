@@ -88,7 +88,8 @@ def local_repo(app, tmp_path):
     "url, says",
     [
         ("https://user:pass@git.example.org/dots", "may not carry credentials"),
-        ("ssh://git@git.example.org/dots", "dotfiles repository"),
+        ("ssh://git@127.0.0.1/dots", "refused"),
+        ("git@localhost:dots", "refused"),
         ("git://git.example.org/dots", "dotfiles repository"),
         ("http://git.example.org/dots", "dotfiles repository"),
         ("https://127.0.0.1/dots", "refused"),

@@ -266,6 +266,32 @@ class Exec:
             pid = stat[1]
         return False
 
+    @staticmethod
+    def process_below(pid: int | None, inner_pid: int, start: str) -> bool:
+        """Whether ``pid`` (as this host sees it) is, or runs below, the process a
+        container knows as ``inner_pid`` that started at ``start`` (clock ticks since
+        boot, /proc's field 22): the walk up stays inside the container (a process with
+        a pid in one namespace only is the host's, and ends it)."""
+        for _ in range(256):
+            if not pid or pid <= 1:
+                return False
+            try:
+                status = (processes.PROC / str(pid) / "status").read_text()
+                stat = (processes.PROC / str(pid) / "stat").read_text()
+            except OSError:
+                return False
+            spaces = next(
+                (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")),
+                [],
+            )
+            if len(spaces) < 2:
+                return False
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(spaces[-1]) == inner_pid and fields[19] == start:
+                return True
+            pid = int(fields[1])
+        return False
+
     def open_tunnel(self, container_id: str, host: str, port: int):
         """A connection to ``host``:``port`` on the running workspace's own loopback (a
         socket, or a socket-like stream through the engine)."""

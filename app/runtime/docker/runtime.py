@@ -383,6 +383,9 @@ class DockerRuntime:
     def exec_owns(self, exec_id: str, pid: int | None) -> bool:
         return self.execs.exec_owns(exec_id, pid)
 
+    def process_below(self, pid: int | None, inner_pid: int, start: str) -> bool:
+        return self.execs.process_below(pid, inner_pid, start)
+
     def write_file(self, instance_id: str, path: str, content: bytes, user: str) -> None:
         with refused(f"writing {path}"):
             self.execs.write_file(instance_id, path, content, user)
