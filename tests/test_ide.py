@@ -18,13 +18,14 @@ import pytest
 import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from app.runtime.layout import TOOLS_CURRENT
 from app.workspaces import ide as ide_module
 from tests.conftest import start_stack, stop_stack
 from tests.services import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PORT_SERVER = (
-    "nohup /opt/berth/node/bin/node -e \"require('http').createServer((q, s) => "
+    f"nohup {TOOLS_CURRENT}/node/bin/node -e \"require('http').createServer((q, s) => "
     "s.end('hello from port 8000 at ' + q.url)).listen(8000, '127.0.0.1')\" "
     "> /tmp/port.log 2>&1 &"
 )
@@ -153,13 +154,39 @@ def test_the_workbench_renders_and_its_terminal_runs_in_the_workspace(ide, page)
     ann = ide.clients["ann"]
     run_in_terminal(
         ide_page,
-        "echo berth-$((6*7)) $FROM_REMOTE_ENV > /tmp/from-ide.txt",
+        "env -0 > /tmp/ide-env; echo berth-$((6*7)) $FROM_REMOTE_ENV > /tmp/from-ide.txt",
         lambda: (
             ann.exec(ide.ws["id"], ["cat", "/tmp/from-ide.txt"])["stdout"]
             == "berth-42 in-the-ide\n"
         ),
     )
     ide_page.screenshot(path=str(ARTIFACTS / "ide-terminal.png"))
+
+    # The terminal's environment is the one an API exec gets (which
+    # tests/test_environment_conformance.py holds against the reference), plus what VS
+    # Code sets for its own terminals.
+    def env_of(text: str) -> dict:
+        return dict(e.split("=", 1) for e in text.split("\0") if "=" in e)
+
+    in_terminal = env_of(ann.exec(ide.ws["id"], ["cat", "/tmp/ide-env"])["stdout"])
+    through_api = env_of(ann.exec(ide.ws["id"], ["env", "-0"])["stdout"])
+    assert "BERTH_IDE_SECRET" not in in_terminal and "HASHED_PASSWORD" not in in_terminal
+
+    def path_of(env: dict) -> list[str]:
+        # VS Code puts its CLI first; a login shell's profile may repeat entries.
+        entries = [p for p in env.get("PATH", "").split(":") if not p.startswith("/opt/berth/")]
+        return list(dict.fromkeys(entries))
+
+    assert path_of(in_terminal) == path_of(through_api)
+    vscode_own = {"TERM", "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "COLORTERM", "LANG",
+                  "NODE_EXEC_PATH", "BROWSER", "GIT_ASKPASS", "SHLVL", "PWD", "OLDPWD", "_",
+                  "PATH"}  # fmt: skip
+
+    def comparable(env: dict) -> dict:
+        return {k: v for k, v in env.items() if k not in vscode_own and not k.startswith("VSCODE_")}
+
+    assert comparable(in_terminal) == comparable(through_api)
+    assert in_terminal["FROM_REMOTE_ENV"] == "in-the-ide"
     settings = ann.sh(ide.ws["id"], "cat ~/.local/share/code-server/Machine/settings.json")
     assert json.loads(settings) == {"editor.fontSize": 17}
 

@@ -84,11 +84,15 @@ if ours "$pid"; then
     fi
     kill "$pid" 2>/dev/null; sleep 1
 fi
-HASHED_PASSWORD="$BERTH_IDE_SECRET" nohup setsid {CODE_SERVER} \
+# The launch's own variables stay out of code-server's environment, which every terminal
+# inherits: the IDE secret is for Caddy to hand over, not for anyone in a shell.
+secret="$BERTH_IDE_SECRET" folder="$BERTH_FOLDER"
+unset BERTH_IDE_SECRET BERTH_FOLDER
+HASHED_PASSWORD="$secret" nohup setsid {CODE_SERVER} \
     --bind-addr 0.0.0.0:{CODE_SERVER_PORT} --auth password \
     --disable-telemetry --disable-update-check --disable-workspace-trust \
     --disable-getting-started-override --ignore-last-opened \
-    "$BERTH_FOLDER" > "$data/berth.log" 2>&1 < /dev/null &
+    "$folder" > "$data/berth.log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
 echo "code-server started"
 echo "code-server pid $! $(cut -d' ' -f22 "/proc/$!/stat" 2>/dev/null)"
