@@ -187,6 +187,10 @@ class Workspace(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
+    # Set (with why) the first time someone other than the owner runs anything in it, or
+    # it is shared: from then on the owner's git credentials are not offered in it.
+    credentials_off = peewee.TextField(null=True)
+
     class Meta:
         table_name = "workspaces"
         indexes = ((("owner", "live_name"), True),)

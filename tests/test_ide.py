@@ -476,9 +476,9 @@ def test_path_mode_serves_the_ide_under_a_prefix_and_refuses_shared_ports(ide, b
 
 def test_the_owners_git_credentials_reach_her_ide_terminal_and_no_one_elses(ide, browser):
     """Inside the IDE, git asks Berth (a helper socket the SSH gateway keeps): the owner's
-    terminal gets her token while the IDE is hers alone; once an admin has opened the
-    same code-server, no terminal of it does (tests/test_ide_sessions_unit.py: hers
-    neither; tests/test_git_credentials.py: SSH)."""
+    terminal gets her token while the workspace is hers alone; once an admin has opened
+    the same code-server, no terminal of it does, hers neither (app.workspaces.strangers;
+    tests/test_git_credentials.py: the same over SSH)."""
     import secrets
 
     ann = ide.clients["ann"]

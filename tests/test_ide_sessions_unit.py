@@ -169,24 +169,36 @@ def test_the_sweep_stops_every_idle_ide_while_others_write(workspace, monkeypatc
     assert sessions.stop_idle(None, NOW + timedelta(hours=1)) == "no idle IDE"
 
 
-def test_code_servers_process_is_known_until_someone_else_opens_it(workspace):
-    """The owner's git credentials reach a code-server's terminals only while it is the
-    owner's alone (app.ssh.ide_credentials): anyone else's open withdraws them for the
-    rest of that code-server's life, whatever state changes follow."""
+def test_code_servers_process_is_kept_for_its_container(workspace):
+    """app.ssh.ide_credentials answers processes below the code-server its launch
+    named: known across the IDE's state changes, forgotten with the container."""
     sessions._record(workspace, sessions.READY, NOW, pid=57, start="122795")
     assert sessions.process(workspace) == (57, "122795")
-    sessions.opened_by(workspace, workspace.owner_id)  # the owner: nothing changes
-    sessions._record(workspace, sessions.STOPPED, NOW)  # facts are kept across states
+    sessions._record(workspace, sessions.STOPPED, NOW)
     assert sessions.process(workspace) == (57, "122795")
-    other = accounts.create_user("olaf", "long enough")
-    sessions.opened_by(workspace, other.id)
-    assert sessions.process(workspace) is None
-    sessions._record(workspace, sessions.READY, NOW)
-    assert sessions.process(workspace) is None  # still: the same code-server
-    workspace.container_id = "c2"  # a new container: a new code-server, no others yet
+    workspace.container_id = "c2"
     workspace.save(only=[Workspace.container_id])
+    assert sessions.process(workspace) is None
     sessions._record(workspace, sessions.READY, NOW, pid=60, start="5")
     assert sessions.process(workspace) == (60, "5")
+
+
+def test_a_workspace_stays_its_owners_alone_until_someone_else_uses_it(workspace):
+    """The owner's git credentials are offered only while nobody else has run anything
+    in the workspace or it was shared (app.workspaces.strangers); the first reason is
+    kept for good."""
+    from app.workspaces import strangers
+
+    def reason():
+        return Workspace.get_by_id(workspace.id).credentials_off
+
+    strangers.used_by(workspace, workspace.owner, "signed in over SSH")
+    assert reason() is None
+    other = accounts.create_user("olaf", "long enough")
+    strangers.used_by(workspace.id, other, "opened the IDE")
+    assert reason().startswith("olaf opened the IDE at ")
+    strangers.shared(workspace, "user bob")
+    assert reason().startswith("olaf opened the IDE")
 
 
 def test_the_launch_line_gives_code_servers_process_or_nothing():

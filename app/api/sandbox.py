@@ -22,7 +22,7 @@ from app.models import Recording, stamp, utcnow
 from app.runtime import ExecEnd, ProvisionError
 from app.slots import long_lived
 from app.states import Status
-from app.workspaces import activity, recordings, sandboxes, service
+from app.workspaces import activity, recordings, sandboxes, service, strangers
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_COLLECTED_CHARS = 32 * 1024 * 1024  # of an exec's output held in memory at once
@@ -134,6 +134,7 @@ def exec_in_workspace(workspace_id):
     Streamed: one JSON object per line (application/x-ndjson), {"stream": "stdout" or
     "stderr", "data": …} as output comes, then {"exit_code": n, "timed_out": bool}."""
     ws = _workspace(workspace_id, authz.USE)
+    strangers.used_by(ws, _user(), "ran a command through the API")
     body = request_body()
     events = _exec_events(
         ws,
@@ -185,6 +186,7 @@ def put_file(workspace_id):
     What the user may not write (the read-only root of a sandbox) is refused with the
     reason."""
     ws = _workspace(workspace_id, authz.USE)
+    strangers.used_by(ws, _user(), "wrote a file through the API")
     data = request.get_data(cache=False)
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(413, "too_large", f"files are limited to {MAX_FILE_BYTES} bytes")

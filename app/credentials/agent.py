@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
@@ -77,9 +78,15 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(conn: socket.socket, keys: Keys, on_sign: Callable[[], None] | None = None) -> None:
-    """Answer requests on ``conn`` until the client closes it (or sends too much)."""
-    while True:
+def serve(
+    conn: socket.socket,
+    keys: Keys,
+    on_sign: Callable[[], None] | None = None,
+    deadline: float | None = None,
+) -> None:
+    """Answer requests on ``conn`` until the client closes it, sends too much, or (with
+    ``deadline``, a time.monotonic()) the time is up."""
+    while deadline is None or time.monotonic() < deadline:
         head = _read_exactly(conn, 4)
         if head is None:
             return

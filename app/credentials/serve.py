@@ -19,6 +19,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,16 +30,22 @@ from app.runtime.layout import AGENT_SOCKET_DIR
 
 log = logging.getLogger("berth.ssh")
 MAX_REQUEST = 64 * 1024
+# Each socket set answers a few connections at once, each for a bounded time: a
+# workspace cannot tie up the gateway's threads (one more is turned away at once).
+MAX_CONNECTIONS = 8
+HELPER_SECONDS = 10.0
+AGENT_SECONDS = 120.0
 
 
-def peer_pid(conn: socket.socket) -> int | None:
-    """The process at the other end of a Unix socket, as this process's /proc names it."""
+def peer(conn: socket.socket) -> tuple[int | None, int | None]:
+    """The process at the other end of a Unix socket (as this process's /proc names it)
+    and its user id."""
     try:
         raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
-        return None
-    pid = struct.unpack("3i", raw)[0]
-    return pid or None
+        return None, None
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return pid or None, uid
 
 
 def parse_request(data: bytes) -> dict[str, str]:
@@ -116,6 +123,8 @@ class SessionCredentials:
         names: tuple[str, str] | None = None,
     ):
         self.user_id, self.may_use = user_id, may_use
+        self.uid = uid
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.mount_dir = mount_dir
         self.listeners: list[tuple[socket.socket, Path]] = []
         tag = secrets.token_hex(8)
@@ -151,26 +160,34 @@ class SessionCredentials:
                 conn, _ = listener.accept()
             except OSError:
                 return  # closed
+            if not self.slots.acquire(blocking=False):
+                conn.close()
+                continue
             threading.Thread(target=self._answer, args=(conn, handler), daemon=True).start()
 
     def _answer(self, conn: socket.socket, handler) -> None:
-        with conn, contextlib.suppress(OSError, VaultError):
-            conn.settimeout(30)
-            pid = peer_pid(conn)
-            if not self.may_use(pid):
-                log.info("ssh: git credentials refused to process %s (not this session's)", pid)
-                return
-            handler(conn)
+        try:
+            with conn, contextlib.suppress(OSError, VaultError):
+                conn.settimeout(5)
+                pid, uid = peer(conn)
+                # The user's own uid first (cheap), then whose process it is.
+                if uid != self.uid or not self.may_use(pid):
+                    log.info("ssh: git credentials refused to process %s (not this session's)", pid)
+                    return
+                handler(conn)
+        finally:
+            self.slots.release()
 
     def _serve_helper(self, conn: socket.socket) -> None:
         data = b""
-        while len(data) <= MAX_REQUEST:
+        deadline = time.monotonic() + HELPER_SECONDS
+        while len(data) <= MAX_REQUEST and time.monotonic() < deadline:
             chunk = conn.recv(4096)
             if not chunk:
                 break
             data += chunk
         else:
-            return
+            return  # too much, or too slow
         conn.sendall(helper_answer(self.user_id, parse_request(data)))
 
     def _serve_agent(self, conn: socket.socket) -> None:
@@ -179,7 +196,7 @@ class SessionCredentials:
                 found = store.ssh_key(self.user_id)
             return [found] if found else []
 
-        agent.serve(conn, keys)
+        agent.serve(conn, keys, deadline=time.monotonic() + AGENT_SECONDS)
 
     def close(self) -> None:
         for listener, path in self.listeners:

@@ -23,25 +23,45 @@ def _path() -> Path:
     return db.credentials_key_file
 
 
+def _read(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    try:
+        Fernet(key)
+    except ValueError:
+        raise VaultError(
+            f"{path} does not hold a key (damaged?); restore it from a backup of the data "
+            "folder, or remove it and have people add their git credentials again"
+        ) from None
+    return key
+
+
 def _key() -> bytes:
     path = _path()
     try:
-        return path.read_bytes().strip()
+        return _read(path)
     except FileNotFoundError:
         pass
-    # Written whole, then linked into place: two processes starting at once agree on
-    # the first key made, and nobody reads a half-written one.
+    # Written whole and synced, then linked into place: two processes starting at once
+    # agree on the first key made, and nobody reads a half-written one, even after a
+    # crash.
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(Fernet.generate_key() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     try:
         os.link(partial, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     except FileExistsError:
         pass
     finally:
         partial.unlink(missing_ok=True)
-    return path.read_bytes().strip()
+    return _read(path)
 
 
 def seal(secret: str) -> str:

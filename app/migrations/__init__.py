@@ -42,6 +42,7 @@ from app.migrations import (
     m0024_repo_choices,
     m0025_notices,
     m0026_git_credentials,
+    m0027_credentials_off,
 )
 from app.models import utcnow
 
@@ -72,6 +73,7 @@ STEPS = [
     m0024_repo_choices,
     m0025_notices,
     m0026_git_credentials,
+    m0027_credentials_off,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

@@ -29,7 +29,7 @@ from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
 from app.states import JobStatus as J
 from app.states import Status as S
-from app.workspaces import activity, recordings, service
+from app.workspaces import activity, recordings, service, strangers
 
 log = logging.getLogger("berth.ssh")
 
@@ -346,6 +346,8 @@ class Connection(paramiko.ServerInterface):
                 shared=self.shared,
             )
             keys.touch(self.key)
+            if self.shared:
+                strangers.used_by(self.workspace_id, self.user, "signed in over SSH")
         if self.counted:
             self.counted = False
             self.gateway.limiter.forgive(self.peer[0])

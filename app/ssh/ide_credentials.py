@@ -2,7 +2,7 @@
 the IDE's helper and agent sockets (app.credentials.serve, fixed names, the IDE's
 environment names them) for each running workspace of a person who keeps credentials,
 and answers a process only if it runs below that workspace's code-server, while the
-workspace is shared with nobody and nobody but its owner has opened this code-server."""
+workspace is its owner's alone (app.workspaces.strangers)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class IdeCredentials:
                     (Workspace.status == S.RUNNING)
                     & Workspace.container_id.is_null(False)
                     & Workspace.owner.in_(list(kinds))
+                    & Workspace.credentials_off.is_null()
                     & ((Template.profile.is_null()) | (Template.profile != "agent"))
                 )
             )
@@ -91,7 +92,7 @@ class IdeCredentials:
     def may_use(self, ws_id: int, pid: int | None) -> bool:
         with short_connection():
             ws = Workspace.get_or_none(Workspace.id == ws_id)
-            if ws is None or ws.status != S.RUNNING or sharing.shares_of(ws):
+            if ws is None or ws.status != S.RUNNING or ws.credentials_off or sharing.shares_of(ws):
                 return False
             found = ide_sessions.process(ws)
         return found is not None and self.runtime.process_below(pid, *found)

@@ -20,7 +20,7 @@ from app.models import GitCredential, Workspace, stamp, utcnow
 from app.readiness import Readable
 from app.runtime.layout import AGENT_SOCKET_DIR
 from app.ssh.relay import CHUNK, AgentForward
-from app.workspaces import sharing
+from app.workspaces import sharing, strangers
 
 if TYPE_CHECKING:
     from app.ssh.gateway import Connection
@@ -249,8 +249,6 @@ class Session:
         workspace is theirs alone (as for a forwarded agent); None otherwise."""
         conn = self.connection
         runtime = conn.gateway.runtime
-        if agent_refusal(conn.user, conn.workspace_id) is not None:
-            return None
         with short_connection():
             kinds = {
                 row.kind
@@ -260,10 +258,17 @@ class Session:
             }
             ws = Workspace.get_or_none(Workspace.id == conn.workspace_id)
             sandbox = ws is not None and ws.template is not None and ws.template.profile == "agent"
+        if not kinds or sandbox:
+            return None
+        refused = credential_refusal(conn.user, conn.workspace_id)
+        if refused is not None:
+            if self.pty is not None and ws is not None and ws.owner_id == conn.user.id:
+                self._say(f"berth: your git credentials are not offered here: {refused}")
+            return None
         host_dir = runtime.agent_socket_dir(conn.workspace_id)
         found = runtime.poll(container_id)
         mounted = found is not None and found.agent_sockets
-        if not kinds or sandbox or host_dir is None or not mounted or not host_dir.is_dir():
+        if host_dir is None or not mounted or not host_dir.is_dir():
             return None
 
         def may_use(pid: int | None) -> bool:
@@ -272,7 +277,7 @@ class Session:
             return (
                 self.exec_id is not None
                 and runtime.exec_owns(self.exec_id, pid)
-                and agent_refusal(conn.user, conn.workspace_id) is None
+                and credential_refusal(conn.user, conn.workspace_id) is None
             )
 
         return SessionCredentials(
@@ -339,6 +344,16 @@ def agent_refusal(user, workspace_id: int) -> str | None:
         if sharing.shares_of(ws):
             return "this workspace is shared, and those it is shared with could use your keys"
     return None
+
+
+def credential_refusal(user, workspace_id: int) -> str | None:
+    """Why the owner's git credentials may not be offered in this workspace, or None:
+    as for a forwarded agent, and besides once anyone else has used it."""
+    refused = agent_refusal(user, workspace_id)
+    if refused is not None:
+        return refused
+    with short_connection():
+        return strangers.reason(workspace_id)
 
 
 class SessionRefused(Exception):

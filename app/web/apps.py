@@ -25,7 +25,7 @@ from app.http.extensions import limiter
 from app.models import User
 from app.runtime.layout import CODE_SERVER_PORT
 from app.states import Status as S
-from app.workspaces import activity, apps, ide, ide_sessions, lifecycle, service
+from app.workspaces import activity, apps, ide, ide_sessions, lifecycle, service, strangers
 
 bp = Blueprint("apps", __name__)
 COOKIE = "berth_app"
@@ -234,8 +234,8 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
     if address is None:
         return _starting(ws, user)
     if target.port is None:
-        # Someone else in the IDE: its terminals are no longer the owner's alone.
-        ide_sessions.opened_by(ws, user.id)
+        # Someone else in the IDE: the workspace is no longer the owner's alone.
+        strangers.used_by(ws, user, "opened the IDE")
     # Ports are served through code-server's proxy as well: either needs it running.
     waiting = _ide_waiting(ws, address, target)
     if waiting is not None:

@@ -266,6 +266,9 @@ def _page(ws) -> dict:
         "heard": None if heard is None else {found.port for found in heard},
         "idle_timeout": service.idle_timeout_text(ws),
         "has_keys": current_user.row.ssh_keys.exists(),
+        # Only its owner hears of her git credentials here (and only of a person's).
+        "own": current_user.row.id == ws.owner_id
+        and not (ws.template is not None and ws.template.profile == "agent"),
         "ide": workspace_view.ide_health(
             ws,
             not any(s["name"] == "tools" and s["state"] != "done" for s in platform.preparation()),

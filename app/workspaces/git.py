@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import shlex
@@ -76,11 +77,19 @@ _SCP = re.compile(r"^(?:([A-Za-z0-9._-]+)@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):
 def remote(url: str) -> Remote | None:
     """The remote ``url`` names, or None when it is not an https or ssh URL. Raises
     CloneError when it claims to be one but is malformed or carries a password."""
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        # urlsplit drops some (a tab), git would not: the host checked must be git's.
+        raise CloneError(f"repository URL {url!r} has spaces or control characters")
     found = _SCP.match(url)
     if found and "://" not in url:
         user, host, path = found.groups()
         if path.startswith("-") or host.startswith("-"):
             raise CloneError(f"repository URL {url!r} has a path that starts with '-'")
+        if host.startswith("["):
+            try:
+                ipaddress.IPv6Address(host.strip("[]"))
+            except ValueError:
+                raise CloneError(f"repository URL {url!r}: {host} is no IPv6 address") from None
         return Remote("ssh", host.strip("[]").lower(), 22, user)
     try:
         parts = urlsplit(url)
@@ -174,7 +183,9 @@ def _ssh_command(found: Remote, address: str, auth: Auth | None) -> str:
         # A host seen for the first time is trusted and remembered; a changed key is
         # refused from then on.
         "StrictHostKeyChecking": "accept-new",
-        "UserKnownHostsFile": str(known),
+        # Quoted, and % doubled: ssh splits this option's value on spaces and expands
+        # %-tokens in it.
+        "UserKnownHostsFile": '"' + str(known).replace("%", "%%") + '"',
         "GlobalKnownHostsFile": "/dev/null",
         "IdentitiesOnly": "no",
         "IdentityFile": "none",

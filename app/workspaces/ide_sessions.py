@@ -38,9 +38,8 @@ LAUNCH_TAKES_AT_MOST = timedelta(seconds=ide.READY_SECONDS + 30)
 RETRY = timedelta(seconds=10)
 HEARTBEAT = timedelta(seconds=60)  # how often code-server looks for connections
 # Kept across state changes of one container's IDE: code-server's process (its pid in
-# the container and its start time, for app.credentials.serve) and "others": someone
-# other than the owner has opened it, so its terminals are not the owner's alone.
-KEPT = ("pid", "start", "others")
+# the container and its start time, for app.ssh.ide_credentials).
+KEPT = ("pid", "start")
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def state_of(ws: Workspace) -> IdeState:
 def _record(ws: Workspace, state: str, now: datetime, note: str | None = None, **facts) -> bool:
     """Move to ``state`` if nobody else changed the record since ``ws`` was read (two web
     threads, the web and the worker); True if this call did. What is known of this
-    container's code-server (``KEPT``: its process, whether others opened it) is kept
+    container's code-server (``KEPT``: its process) is kept
     unless ``facts`` say otherwise."""
     read = ws.ide
     before = json.loads(read or "{}")
@@ -149,23 +148,10 @@ def _launcher() -> ThreadPoolExecutor:
         return _pool
 
 
-def opened_by(ws: Workspace, user_id: int) -> None:
-    """Someone allowed to opens the IDE of ``ws``: when it is not its owner, the IDE's
-    terminals are no longer the owner's alone until the next code-server (the owner's
-    git credentials are then not offered in it)."""
-    if user_id == ws.owner_id:
-        return
-    recorded = json.loads(ws.ide or "{}")
-    if recorded.get("instance") == ws.container_id and not recorded.get("others"):
-        current = state_of(ws)
-        _record(ws, current.state, current.since or utcnow(), current.note, others=True)
-
-
 def process(ws: Workspace) -> tuple[int, str] | None:
-    """code-server's pid in the container and its start time, while the owner alone has
-    opened it; None otherwise."""
+    """code-server's pid in the container and its start time, as its launch said."""
     recorded = json.loads(ws.ide or "{}")
-    if recorded.get("instance") != ws.container_id or recorded.get("others"):
+    if recorded.get("instance") != ws.container_id:
         return None
     pid, start = recorded.get("pid"), recorded.get("start")
     return (pid, start) if isinstance(pid, int) and isinstance(start, str) and start else None
@@ -250,7 +236,7 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True)
 def ide_credentials_env(ws: Workspace) -> dict[str, str]:
     """Where the IDE's git and ssh ask for the owner's git credentials (sockets the SSH
     gateway serves while the IDE is the owner's alone), when the owner keeps any."""
-    if ws.template is not None and ws.template.profile == "agent":
+    if ws.credentials_off or (ws.template is not None and ws.template.profile == "agent"):
         return {}
     kinds = {
         row.kind

@@ -8,6 +8,7 @@ import peewee
 from app import audit
 from app.db import write_transaction
 from app.models import Group, User, Workspace, WorkspaceShare
+from app.workspaces import strangers
 
 
 class ShareError(Exception):
@@ -56,6 +57,7 @@ def share(
                 group=grantee if kind == "group" else None,
                 created_by=actor,
             )
+            strangers.shared(ws, f"{kind} {grantee.username if kind == 'user' else grantee.name}")
             audit.record(
                 "share.add",
                 actor=actor,

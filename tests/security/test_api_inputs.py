@@ -36,6 +36,7 @@ def _urls(path: str, ws_id: int) -> list[str]:
     base = {
         "workspace_id": str(ws_id), "name": "base", "user": "olga", "kind": "users",
         "key_id": "1", "token_id": "1", "port": "8000", "recording_id": "1",
+        "credential_id": "1",
     }  # fmt: skip
     # A followed log stream never ends by itself; its hostile inputs are the same.
     query = "?follow=false" if path.endswith("/logs") else ""

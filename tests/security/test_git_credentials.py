@@ -22,7 +22,7 @@ from app.credentials import agent, serve, store
 from app.db import database
 from app.models import AuditEvent, GitCredential
 from app.workspaces import git
-from tests.test_governance import app, call, tokens  # noqa: F401  (fixtures)
+from tests.test_governance import app, call, shared_ws, tokens  # noqa: F401  (fixtures)
 
 SECRET = "ghp_" + "s3cr3t" * 6
 
@@ -196,9 +196,46 @@ def test_a_session_socket_answers_only_the_session_it_belongs_to(app, tokens, tm
         assert asked == [os.getpid()]  # it was asked about the real peer
         allowed.add(os.getpid())
         assert SECRET.encode() in ask()
+
+        # A few connections at a time: one more is turned away at once, not queued.
+        held = []
+        for _ in range(serve.MAX_CONNECTIONS):
+            conn = socket.socket(socket.AF_UNIX)
+            conn.connect(str(path))
+            held.append(conn)
+        extra = socket.socket(socket.AF_UNIX)
+        extra.settimeout(5)
+        extra.connect(str(path))
+        with contextlib.suppress(ConnectionResetError):
+            assert extra.recv(10) == b""
+        extra.close()
+        for conn in held:
+            conn.close()
     finally:
         session.close()
     assert list(sockets.iterdir()) == []
+
+
+def test_a_socket_answers_only_the_workspace_users_uid(app, tokens, tmp_path):  # noqa: F811
+    """Another uid in the workspace (root through sudo, a service's user) is refused
+    before the process is looked at."""
+    client = app.test_client()
+    _add(client, tokens["mia"], kind="token", host="git.example.com", token=SECRET)
+    with database.connection_context():
+        mia = accounts.find_user("mia").id
+    session = serve.SessionCredentials(
+        tmp_path, "/run/berth-agent", os.getuid(), os.getgid(), mia, lambda pid: True,
+        with_agent=False,
+    )  # fmt: skip
+    session.uid = os.getuid() + 1  # as if the socket were another user's
+    try:
+        with socket.socket(socket.AF_UNIX) as conn, contextlib.suppress(ConnectionResetError):
+            conn.connect(str(tmp_path / session.helper_name))
+            conn.sendall(b"action=get\nprotocol=https\nhost=git.example.com\n")
+            conn.shutdown(socket.SHUT_WR)
+            assert conn.recv(4096) == b""
+    finally:
+        session.close()
 
 
 def test_clone_urls_never_carry_a_secret_and_refusals_name_the_host():
@@ -255,3 +292,27 @@ def test_an_agent_connection_is_served_over_a_real_socket():
     assert not thread.is_alive()
     left.close()
     right.close()
+
+
+def test_the_owner_is_told_when_her_credentials_are_off_and_why(app, tokens, shared_ws):  # noqa: F811
+    """Shared, the workspace is no longer hers alone: her page says so (and since when);
+    those it is shared with are not told about her credentials at all."""
+    from tests.test_web import login
+
+    mia = app.test_client()
+    login(mia, "mia", "mia-password")
+    page = mia.get(f"/workspaces/{shared_ws}").get_data(as_text=True)
+    assert "Git credentials" in page and "not offered here: it was shared with group team" in page
+    sam = app.test_client()
+    login(sam, "sam", "sam-password")
+    assert "Git credentials" not in sam.get(f"/workspaces/{shared_ws}").get_data(as_text=True)
+    # And a workspace nobody else has touched offers them.
+    made = call(
+        app.test_client(),
+        tokens["mia"],
+        "POST",
+        "/workspaces",
+        json={"name": "solo", "template": "base"},
+    )
+    page = mia.get(f"/workspaces/{made.get_json()['id']}").get_data(as_text=True)
+    assert "are offered in your own SSH sessions and IDE here" in page
