@@ -137,10 +137,16 @@ def test_a_private_https_repository_pushes_from_its_owners_terminal(stack, serve
     listed = ann.call("GET", "/users/me/git-credentials", 200).text
     assert servers.token not in listed
 
+    # Her dotfiles are private too, on the same host.
+    servers.make_repo("dots.git", {".berthrc": "from private dotfiles\n"})
+    ann.call("PUT", "/users/me/dotfiles", 200, json={"url": servers.https_url("dots.git")})
     ws = ann.create("app", template="base", repo={"url": servers.https_url("app.git")})
     done = ann.wait(ws["id"], "running", "failed")
+    ann.call("PUT", "/users/me/dotfiles", 200, json={"url": None})
     assert done["status"] == "running", ann.log(ws["id"])
-    assert "cloned: " in ann.log(ws["id"])
+    log = ann.log(ws["id"])
+    assert "cloned: " in log and "linked 1 dotfiles" in log, log
+    assert ann.sh(ws["id"], "cat ~/.berthrc") == "from private dotfiles\n"
 
     # The CA of this in-house server is no secret; the workspace needs it to talk https.
     ssh(stack, "ann", "app", "cat > /tmp/ca.crt", input=servers.ca_file.read_text())

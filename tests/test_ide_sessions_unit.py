@@ -210,3 +210,18 @@ def test_the_launch_line_gives_code_servers_process_or_nothing():
     }
     for said in (["ide: code-server pid 57"], ["ide: code-server pid x 1"], []):
         assert ide.launched_process(said) == {}
+
+
+def test_files_restored_from_a_backup_bring_along_what_others_could_leave():
+    from types import SimpleNamespace
+
+    from app.workspaces import strangers
+
+    def backup(**meta):
+        return SimpleNamespace(id="b1", meta=meta)
+
+    assert strangers.restored(None) is None
+    assert strangers.restored(backup(credentials_off=None)) is None
+    assert "made before Berth kept track" in strangers.restored(backup())
+    said = strangers.restored(backup(credentials_off="olaf opened the IDE at x"))
+    assert said == "its files come from the backup b1 of a workspace where olaf opened the IDE at x"

@@ -138,6 +138,25 @@ def _table_rows(settings: Settings) -> dict[str, int]:
         db.close()
 
 
+def _not_owners_alone(settings: Settings, name: str) -> None:
+    """Workspaces' volumes outlive the database: a restored one may no longer know who
+    used them since the dump, so none offers its owner's git credentials any more
+    (app.workspaces.strangers). A dump older than that record gets it by migration."""
+    from app.db import make_database
+
+    db = make_database(settings.database_url)
+    try:
+        db.connect()
+        if "credentials_off" in {c.name for c in db.get_columns("workspaces")}:
+            db.execute_sql(
+                f"UPDATE workspaces SET credentials_off = {db.param} "  # noqa: S608
+                "WHERE credentials_off IS NULL",
+                (f"the database was restored from {name}",),
+            )
+    finally:
+        db.close()
+
+
 def restore(settings: Settings, path: Path, force: bool = False) -> str:
     """Restore ``path`` into the instance's database. A database that holds data is
     only replaced with ``force``, and then only after a backup of it. Returns a report."""
@@ -177,6 +196,7 @@ def restore(settings: Settings, path: Path, force: bool = False) -> str:
             settings.database_url,
             "pg_restore",
         )
+    _not_owners_alone(settings, path.name)
     restored = _table_rows(settings)
     report.insert(
         0, f"restored {sum(restored.values())} rows in {len(restored)} tables from {path.name}"

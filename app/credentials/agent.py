@@ -41,8 +41,14 @@ def key_blob(key: Ed25519PrivateKey) -> bytes:
     return _string(b"ssh-ed25519") + _string(raw)
 
 
-def answer(message: bytes, keys: Keys, on_sign: Callable[[], None] | None = None) -> bytes:
-    """The reply to one request (without its length)."""
+def answer(
+    message: bytes,
+    keys: Keys,
+    on_sign: Callable[[], None] | None = None,
+    may_sign: Callable[[], bool] | None = None,
+) -> bytes:
+    """The reply to one request (without its length); ``may_sign`` is asked before each
+    signature (a right withdrawn meanwhile ends the signing)."""
     if not message:
         return bytes([FAILURE])
     kind, body = message[0], message[1:]
@@ -53,6 +59,8 @@ def answer(message: bytes, keys: Keys, on_sign: Callable[[], None] | None = None
             reply += _string(key_blob(key)) + _string(comment.encode())
         return reply
     if kind == SIGN_REQUEST:
+        if may_sign is not None and not may_sign():
+            return bytes([FAILURE])
         try:
             blob, at = _read_string(body, 0)
             data, _ = _read_string(body, at)
@@ -83,6 +91,7 @@ def serve(
     keys: Keys,
     on_sign: Callable[[], None] | None = None,
     deadline: float | None = None,
+    may_sign: Callable[[], bool] | None = None,
 ) -> None:
     """Answer requests on ``conn`` until the client closes it, sends too much, or (with
     ``deadline``, a time.monotonic()) the time is up."""
@@ -96,5 +105,5 @@ def serve(
         message = _read_exactly(conn, size)
         if message is None:
             return
-        reply = answer(message, keys, on_sign)
+        reply = answer(message, keys, on_sign, may_sign)
         conn.sendall(struct.pack(">I", len(reply)) + reply)

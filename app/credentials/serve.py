@@ -174,11 +174,11 @@ class SessionCredentials:
                 if uid != self.uid or not self.may_use(pid):
                     log.info("ssh: git credentials refused to process %s (not this session's)", pid)
                     return
-                handler(conn)
+                handler(conn, pid)
         finally:
             self.slots.release()
 
-    def _serve_helper(self, conn: socket.socket) -> None:
+    def _serve_helper(self, conn: socket.socket, _pid: int | None) -> None:
         data = b""
         deadline = time.monotonic() + HELPER_SECONDS
         while len(data) <= MAX_REQUEST and time.monotonic() < deadline:
@@ -190,13 +190,18 @@ class SessionCredentials:
             return  # too much, or too slow
         conn.sendall(helper_answer(self.user_id, parse_request(data)))
 
-    def _serve_agent(self, conn: socket.socket) -> None:
+    def _serve_agent(self, conn: socket.socket, pid: int | None) -> None:
         def keys():
             with short_connection():
                 found = store.ssh_key(self.user_id)
             return [found] if found else []
 
-        agent.serve(conn, keys, deadline=time.monotonic() + AGENT_SECONDS)
+        agent.serve(
+            conn,
+            keys,
+            deadline=time.monotonic() + AGENT_SECONDS,
+            may_sign=lambda: self.may_use(pid),
+        )
 
     def close(self) -> None:
         for listener, path in self.listeners:

@@ -156,12 +156,14 @@ class Gateway:
         listener = self._listener or self.listen()
         with short_connection():
             activity.reset_sessions("ssh")  # sessions a previous gateway left counted
-        threading.Thread(
-            target=IdeCredentials(self.runtime, self.account).run,
-            args=(self.stopping,),
-            name="ide-credentials",
-            daemon=True,
-        ).start()
+        if self.settings.apps_domain != "none":
+            # In path mode all IDEs share one origin: none gets git credentials.
+            threading.Thread(
+                target=IdeCredentials(self.runtime, self.account).run,
+                args=(self.stopping,),
+                name="ide-credentials",
+                daemon=True,
+            ).start()
         log.info(
             "ssh: gateway listening on %s:%s (host key %s)",
             self.settings.host,
@@ -234,6 +236,7 @@ class Gateway:
             conn.serve()
         finally:
             conn.stop_waiting()
+            transport.close()  # whatever ended serve: no channel outlives it
 
 
 class Connection(paramiko.ServerInterface):

@@ -156,6 +156,11 @@ class Session:
                 agent = self._forward_agent(container_id, account)
                 if agent:
                     env["SSH_AUTH_SOCK"] = f"{AGENT_SOCKET_DIR}/{agent.name}"
+            if conn.shared:
+                # Before anything of theirs runs: from now on the workspace is not its
+                # owner's alone (app.workspaces.strangers); unrecorded, nothing runs.
+                with short_connection():
+                    strangers.used_by(conn.workspace_id, conn.user, f"opened an SSH {kind}")
             if kind != "sftp":
                 credentials = self._credentials(container_id, account, bool(agent))
                 if credentials:

@@ -236,6 +236,10 @@ def _decide(target: apps.Target, host: str, uri: str, proto: str):
     if target.port is None:
         # Someone else in the IDE: the workspace is no longer the owner's alone.
         strangers.used_by(ws, user, "opened the IDE")
+    elif not apps.port_row(ws, target.port).shared:
+        # A port reaches what the owner runs (a notebook that runs code, say); only one
+        # she shared with everyone is hers to have opened to others.
+        strangers.used_by(ws, user, f"opened port {target.port}")
     # Ports are served through code-server's proxy as well: either needs it running.
     waiting = _ide_waiting(ws, address, target)
     if waiting is not None:

@@ -176,7 +176,9 @@ def _launch_in_background(settings, ws_id: int) -> None:
                 _record(ws, UNAVAILABLE, utcnow(), "the container engine did not answer")
                 return
             try:
-                launch(runtime, settings.secret_key, ws)
+                # In path mode every workspace's pages share one origin: a page in
+                # someone else's workspace could drive this IDE, so it gets no credentials.
+                launch(runtime, settings.secret_key, ws, credentials=settings.apps_domain != "none")
             except Exception:
                 log.exception("ide: launching the IDE of workspace %s failed", ws_id)
                 _record(ws, UNAVAILABLE, utcnow(), "an internal error; see the web log")
@@ -187,7 +189,9 @@ def _launch_in_background(settings, ws_id: int) -> None:
             _launching.discard(ws_id)
 
 
-def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True) -> bool:
+def launch(
+    runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True, credentials: bool = True
+) -> bool:
     """Start code-server in ``ws`` (already claimed) and wait until it answers; the state
     says how it went."""
     said: list[str] = []
@@ -200,7 +204,7 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True)
             ws.workspace_folder or "/",
             secret_key,
             said.append,
-            env={**ws.person_env, **ide_credentials_env(ws)},
+            env={**ws.person_env, **(ide_credentials_env(ws) if credentials else {})},
         )
     except ProvisionError:  # the container went away meanwhile
         _record(ws, UNAVAILABLE, utcnow(), "the workspace's container is gone")
@@ -213,7 +217,9 @@ def launch(runtime: Runtime, secret_key: str, ws: Workspace, again: bool = True)
         log.info("%s/%s: code-server does not answer; restarting it", ws.owner.username, ws.name)
         with contextlib.suppress(ProvisionError):
             ide.stop(runtime, ws.container_id, ws.remote_user or "root")
-        return launch(runtime, secret_key, ws, again=False) if again else False
+        if not again:
+            return False
+        return launch(runtime, secret_key, ws, again=False, credentials=credentials)
     for line in said:
         log.info("%s/%s: %s", ws.owner.username, ws.name, line)
     if any(ide.NOT_INSTALLED in line for line in said):

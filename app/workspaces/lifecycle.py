@@ -587,6 +587,8 @@ def _backup(ctx: Context, ws: Workspace, log: JobLog) -> volume_backups.Backup:
                 "template": ws.template.name if ws.template else None,
                 "repo": ws.repo,
                 "parameters": json.loads(ws.parameters),
+                # What others may have left in these files goes with them on restore.
+                "credentials_off": ws.credentials_off,
             },
         )
 

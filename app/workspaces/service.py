@@ -44,6 +44,7 @@ from app.workspaces import (
     ide_sessions,
     pool,
     quotas,
+    strangers,
     templates,
     wakeup,
 )
@@ -286,6 +287,7 @@ def create(
             status="pending",
             ttl_expires_at=utcnow() + lifetime if lifetime else None,
             egress_allow=json.dumps(egress_allow) if egress_allow else None,
+            credentials_off=strangers.restored(restore),
         )
         job = Transition.create(
             workspace=ws,

@@ -35,6 +35,23 @@ def shared(ws: Workspace, grantee: str) -> None:
     )
 
 
+def restored(backup) -> str | None:
+    """Why a workspace whose files come from ``backup`` (or None: a new one) is not its
+    owner's alone: its files bring along whatever others could leave in them."""
+    if backup is None:
+        return None
+    about = backup.meta
+    if "credentials_off" not in about:
+        return (
+            f"its files come from the backup {backup.id}, made before Berth kept track of "
+            "who else used a workspace"
+        )
+    if about["credentials_off"]:
+        where = about["credentials_off"]
+        return f"its files come from the backup {backup.id} of a workspace where {where}"
+    return None
+
+
 def reason(ws_id: int) -> str | None:
     """Why the owner's credentials are off in the workspace, or None."""
     found = Workspace.get_or_none(Workspace.id == ws_id)

@@ -150,6 +150,9 @@ def test_the_agent_signs_only_with_the_key_it_holds():
     assert _agent_call(bytes([agent.SIGN_REQUEST]) + b"\xff\xff", [(held, "c")]) == bytes(
         [agent.FAILURE]
     )
+    # A right withdrawn meanwhile (a share added) ends the signing on an open connection.
+    refused = agent.answer(sign_request(held), lambda: [(held, "c")], may_sign=lambda: False)
+    assert refused == bytes([agent.FAILURE])
     # Adding, removing and locking keys are not this agent's business.
     for kind in (17, 18, 19, 22, 25):
         assert _agent_call(bytes([kind]), [(held, "c")]) == bytes([agent.FAILURE])
