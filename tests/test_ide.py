@@ -499,23 +499,30 @@ def test_the_owners_git_credentials_reach_her_ide_terminal_and_no_one_elses(ide,
     def said(name: str) -> str:
         return ann.exec(ws["id"], ["cat", f"/tmp/{name}.txt"])["stdout"]
 
-    def terminal_of(who: str, name: str) -> str:
+    def opened_by(who: str):
         page = browser.new_context().new_page()
         page.set_default_timeout(60_000)
-        try:
-            login(page, ide, who)
-            page.goto(ws["urls"]["ide"])
-            wait_for_workbench(page)
-            run_in_terminal(page, fill.format(name), lambda: "finished" in said(name))
-            return said(name)
-        finally:
-            page.context.close()
+        login(page, ide, who)
+        page.goto(ws["urls"]["ide"])
+        wait_for_workbench(page)
+        return page
 
+    pages = []
     try:
-        got = terminal_of("ann", "ann")
-        assert f"password={token}" in got
-        # The same code-server, the same user inside: only Berth's check tells them apart.
-        assert token not in terminal_of("boss", "boss")
+        pages.append(opened_by("ann"))
+        run_in_terminal(pages[0], fill.format("ann"), lambda: "finished" in said("ann"))
+        assert f"password={token}" in said("ann")
+        # An admin opens the same code-server: from then on, the workspace is not hers
+        # alone (he could leave something behind) and her own terminal gets nothing.
+        pages.append(opened_by("boss"))
+        terminal = pages[0].locator(".terminal-wrapper .xterm:visible").last
+        terminal.locator(".xterm-helper-textarea").focus()
+        pages[0].keyboard.type(fill.format("again"))
+        pages[0].keyboard.press("Enter")
+        wait_until(lambda: "finished" in said("again"), 60, 0.5, "the command in her terminal")
+        assert token not in said("again")
     finally:
+        for page in pages:
+            page.context.close()
         ann.call("DELETE", f"/users/me/git-credentials/{kept['id']}", 204)
         ann.delete(ws["id"])

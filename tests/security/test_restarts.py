@@ -38,7 +38,8 @@ def test_the_ide_is_started_anew_after_a_restart_and_never_mistaken(
     address = w.runtime.placement(container.id).address
     lines = []
     assert ide.launch(w.runtime, container.id, ws.id, "dev", "/workspaces", "k" * 32, lines.append)
-    assert lines == ["ide: code-server started"], lines
+    assert lines[0] == "ide: code-server started", lines
+    assert lines[1].startswith("ide: code-server pid ") and len(lines) == 2, lines
     wait_until(lambda: ide.healthz(address) is not None, 60, what="the IDE answering")
     pid = w.runtime.exec(container.id, ["cat", ide.PIDFILE], user="dev").stdout.strip()
     w.runtime.exec(container.id, ["kill", pid], user="dev")
