@@ -215,7 +215,10 @@ def test_only_the_owners_own_sessions_get_the_credentials(stack, servers, docker
         helper = holder.stdout.readline().strip()
         assert helper.startswith("cache --socket /run/berth-agent/git-"), helper
         asked = f"-c credential.helper={shlex.quote(helper)}"
-        other = ssh(stack, "ann", "shared", "GIT_CONFIG_COUNT=0 " + fill.format(config=asked))
+        # (Without the helper her own session names: only the other session's.)
+        other = ssh(
+            stack, "ann", "shared", "export GIT_CONFIG_COUNT=0; " + fill.format(config=asked)
+        )
         assert servers.token not in other.stdout and other.returncode != 0
 
         # An admin signs in to her workspace: gets nothing, not even through her socket.
