@@ -34,6 +34,18 @@ def table_rows(url: str) -> dict[str, list[tuple]]:
         db.close()
 
 
+def _restored_marks(url: str) -> list[str]:
+    """The restore's mark on each workspace, then taken off so the rest compares."""
+    db = make_database(url)
+    db.connect()
+    try:
+        marks = [r[0] for r in db.execute_sql("SELECT credentials_off FROM workspaces")]
+        db.execute_sql("UPDATE workspaces SET credentials_off = NULL")
+        return marks
+    finally:
+        db.close()
+
+
 def fill(settings: Settings) -> None:
     """Users, a token, workspaces with their jobs and history, activity: real rows."""
     with database.connection_context():
@@ -73,6 +85,9 @@ def test_a_backup_restores_into_a_fresh_database_with_identical_rows(instance, f
     target = {"BERTH_DATA_DIR": str(tmp_path / "restored"), "BERTH_DATABASE_URL": fresh_url}
     restored = services.berth("restore", str(backup.path), env=target)
     assert "restored" in restored.stderr
+    # Each workspace restored says so: its volumes may hold what others left since the
+    # dump, so it offers its owner's git credentials no more (app.workspaces.strangers).
+    assert _restored_marks(fresh_url) == [f"the database was restored from {backup.path.name}"] * 2
     rows = table_rows(fresh_url)
     job = rows.pop("scheduled_jobs")
     assert rows == at_backup
@@ -91,6 +106,7 @@ def test_a_backup_restores_into_a_fresh_database_with_identical_rows(instance, f
     assert "the data it replaced is saved in" in forced.stderr
     saved = Path(forced.stderr.split("saved in ")[1].strip())
     assert saved.is_file() and saved.stat().st_size > 0
+    _restored_marks(fresh_url)
     rows = table_rows(fresh_url)
     del rows["scheduled_jobs"]
     assert rows["users"] == at_backup["users"]

@@ -249,6 +249,7 @@ class Connection(paramiko.ServerInterface):
         self.workspace_id: int | None = None
         self.target = "?"
         self.shared = False
+        self.marked_used = False  # this connection recorded that someone else used it
         self.remote_user = "root"
         self.folder: str | None = None
         self.person_env: dict[str, str] = {}

@@ -156,11 +156,12 @@ class Session:
                 agent = self._forward_agent(container_id, account)
                 if agent:
                     env["SSH_AUTH_SOCK"] = f"{AGENT_SOCKET_DIR}/{agent.name}"
-            if conn.shared:
+            if conn.shared and not conn.marked_used:
                 # Before anything of theirs runs: from now on the workspace is not its
                 # owner's alone (app.workspaces.strangers); unrecorded, nothing runs.
                 with short_connection():
                     strangers.used_by(conn.workspace_id, conn.user, f"opened an SSH {kind}")
+                conn.marked_used = True
             if kind != "sftp":
                 credentials = self._credentials(container_id, account, bool(agent))
                 if credentials:
@@ -261,6 +262,8 @@ class Session:
                     GitCredential.user == conn.user.id
                 )
             }
+            if not kinds:
+                return None  # most sessions: one query
             ws = Workspace.get_or_none(Workspace.id == conn.workspace_id)
             sandbox = ws is not None and ws.template is not None and ws.template.profile == "agent"
         if not kinds or sandbox:

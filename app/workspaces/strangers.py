@@ -13,6 +13,8 @@ from app.models import Workspace, stamp, utcnow
 def used_by(ws: Workspace | int, user, how: str) -> None:
     """``user`` is about to ``how`` (run a command, open the IDE…) in the workspace: when
     they are not its owner, its owner's credentials are off from now on."""
+    if not isinstance(ws, int) and (ws.owner_id == user.id or ws.credentials_off):
+        return  # nothing to write (an exec's hot path asks this each time)
     ws_id = ws if isinstance(ws, int) else ws.id
     reason = f"{user.username} {how} at {stamp(utcnow())}"
     (
