@@ -55,6 +55,14 @@ def ssh(stack, who: str, login: str, command: str, **kwargs) -> subprocess.Compl
     return subprocess.run(argv, capture_output=True, text=True, **kwargs)
 
 
+def keep_token(client, servers, token: str | None = None) -> dict:
+    """``client``'s token for the test's git host: the server's own unless given."""
+    body = {"kind": "token", "host": servers.address, "token": token or servers.token}
+    if token is None:
+        body["username"] = servers.user
+    return client.call("POST", "/users/me/git-credentials", 201, json=body).json()
+
+
 def _root(stack, docker_client, ws_id: int, script: str) -> str:
     container = docker_client.containers.get(stack.docker_name(ws_id))
     return container.exec_run(["sh", "-c", script], user="root").output.decode()
@@ -83,12 +91,7 @@ def _no_secret_anywhere(stack, docker_client, ws: dict, secret: str) -> None:
 def test_a_wrong_token_is_refused_at_create_naming_the_host(stack, servers):
     ann = stack.clients["ann"]
     servers.make_repo("refused.git", {"README.md": "private\n"})
-    kept = ann.call(
-        "POST",
-        "/users/me/git-credentials",
-        201,
-        json={"kind": "token", "host": servers.address, "token": "not-the-token"},
-    ).json()
+    kept = keep_token(ann, servers, "not-the-token")
     try:
         refused = ann.call(
             "POST",
@@ -122,17 +125,7 @@ def test_without_a_token_the_clone_says_which_host_asks(stack, servers):
 def test_a_private_https_repository_pushes_from_its_owners_terminal(stack, servers, docker_client):
     ann = stack.clients["ann"]
     bare = servers.make_repo("app.git", {"README.md": "private app\n"})
-    kept = ann.call(
-        "POST",
-        "/users/me/git-credentials",
-        201,
-        json={
-            "kind": "token",
-            "host": servers.address,
-            "token": servers.token,
-            "username": servers.user,
-        },
-    ).json()
+    kept = keep_token(ann, servers)
     assert "token" not in kept or kept.get("token") is None
     listed = ann.call("GET", "/users/me/git-credentials", 200).text
     assert servers.token not in listed
@@ -180,17 +173,7 @@ def test_a_private_https_repository_pushes_from_its_owners_terminal(stack, serve
 def test_only_the_owners_own_sessions_get_the_credentials(stack, servers, docker_client):
     ann = stack.clients["ann"]
     servers.make_repo("shared.git", {"README.md": "shared\n"})
-    kept = ann.call(
-        "POST",
-        "/users/me/git-credentials",
-        201,
-        json={
-            "kind": "token",
-            "host": servers.address,
-            "token": servers.token,
-            "username": servers.user,
-        },
-    ).json()
+    kept = keep_token(ann, servers)
     ws = ann.create("shared", template="base", repo={"url": servers.https_url("shared.git")})
     assert ann.wait(ws["id"], "running", "failed")["status"] == "running", ann.log(ws["id"])
     fill = (
