@@ -44,7 +44,6 @@ def key_blob(key: Ed25519PrivateKey) -> bytes:
 def answer(
     message: bytes,
     keys: Keys,
-    on_sign: Callable[[], None] | None = None,
     may_sign: Callable[[], bool] | None = None,
 ) -> bytes:
     """The reply to one request (without its length); ``may_sign`` is asked before each
@@ -68,8 +67,6 @@ def answer(
             return bytes([FAILURE])
         for key, _comment in keys():
             if key_blob(key) == blob:
-                if on_sign:
-                    on_sign()
                 signature = _string(b"ssh-ed25519") + _string(key.sign(data))
                 return bytes([SIGN_RESPONSE]) + _string(signature)
     return bytes([FAILURE])
@@ -89,7 +86,6 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
 def serve(
     conn: socket.socket,
     keys: Keys,
-    on_sign: Callable[[], None] | None = None,
     deadline: float | None = None,
     may_sign: Callable[[], bool] | None = None,
 ) -> None:
@@ -105,5 +101,5 @@ def serve(
         message = _read_exactly(conn, size)
         if message is None:
             return
-        reply = answer(message, keys, on_sign, may_sign)
+        reply = answer(message, keys, may_sign)
         conn.sendall(struct.pack(">I", len(reply)) + reply)

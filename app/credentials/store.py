@@ -85,6 +85,13 @@ def _token_of(user, host: str):
     )
 
 
+def _audit(action: str, user: User, source_ip, **detail) -> None:
+    """One record of a change to ``user``'s credentials: what, never the secret."""
+    audit.record(
+        action, actor=user.username, source_ip=source_ip, target=f"user:{user.username}", **detail
+    )
+
+
 def describe(row: GitCredential) -> dict:
     """A credential as the API and the account page show it: never its secret."""
     return {
@@ -120,14 +127,7 @@ def add_token(user: User, host, token, username=None, *, source_ip=None) -> GitC
         row.username, row.secret = username, vault.seal(token)
         row.created_at, row.last_used_at = utcnow(), None
         row.save()
-        audit.record(
-            "git_credential.add",
-            actor=user.username,
-            source_ip=source_ip,
-            target=f"user:{user.username}",
-            kind="token",
-            host=host,
-        )
+        _audit("git_credential.add", user, source_ip, kind="token", host=host)
     return row
 
 
@@ -160,14 +160,7 @@ def make_key(user: User, *, source_ip=None) -> GitCredential:
             public_key=f"{public} berth-{user.username}",
             fingerprint=fingerprint,
         )
-        audit.record(
-            "git_credential.add",
-            actor=user.username,
-            source_ip=source_ip,
-            target=f"user:{user.username}",
-            kind="ssh",
-            fingerprint=fingerprint,
-        )
+        _audit("git_credential.add", user, source_ip, kind="ssh", fingerprint=fingerprint)
     return row
 
 
@@ -179,11 +172,10 @@ def remove(user: User, credential_id, *, source_ip=None) -> None:
         raise CredentialError(404, "not_found", "you have no such git credential")
     with write_transaction():
         row.delete_instance()
-        audit.record(
+        _audit(
             "git_credential.remove",
-            actor=user.username,
-            source_ip=source_ip,
-            target=f"user:{user.username}",
+            user,
+            source_ip,
             kind=row.kind,
             host=row.host,
             fingerprint=row.fingerprint,

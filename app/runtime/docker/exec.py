@@ -260,10 +260,10 @@ class Exec:
         for _ in range(256):  # deeper trees than this are not a session's
             if pid == root:
                 return True
-            stat = processes._stat(pid)
-            if stat is None or stat[1] <= 1:
+            fields = processes.stat_fields(pid)
+            if fields is None or int(fields[1]) <= 1:
                 return False
-            pid = stat[1]
+            pid = int(fields[1])
         return False
 
     @staticmethod
@@ -275,19 +275,10 @@ class Exec:
         for _ in range(256):
             if not pid or pid <= 1:
                 return False
-            try:
-                status = (processes.PROC / str(pid) / "status").read_text()
-                stat = (processes.PROC / str(pid) / "stat").read_text()
-            except OSError:
+            spaces, fields = processes.namespace_pids(pid), processes.stat_fields(pid)
+            if len(spaces) < 2 or fields is None:
                 return False
-            spaces = next(
-                (line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")),
-                [],
-            )
-            if len(spaces) < 2:
-                return False
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(spaces[-1]) == inner_pid and fields[19] == start:
+            if spaces[-1] == inner_pid and fields[19] == start:
                 return True
             pid = int(fields[1])
         return False

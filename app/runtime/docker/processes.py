@@ -10,15 +10,33 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of ``pid``, or None once it is gone."""
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (state first, the parent pid
+    second, the start time 20th), or None once it is gone."""
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     # The command name may hold spaces and parentheses; the fields after it do not.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
+    return text[text.rindex(")") + 2 :].split()
+
+
+def namespace_pids(pid: int) -> list[int]:
+    """``pid`` in each pid namespace it is in, this host's first (NSpid)."""
+    try:
+        status = (PROC / str(pid) / "status").read_text()
+    except OSError:
+        return []
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return [int(word) for word in line.split()[1:]]
+    return []
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of ``pid``, or None once it is gone."""
+    fields = stat_fields(pid)
+    return (fields[0], int(fields[1])) if fields else None
 
 
 def table() -> dict[int, tuple[str, int]]:
