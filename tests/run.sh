@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(docker.io mmdebstrap postgresql chromium iptables iproute2 git ca-certificates tmux openssh-server)
+packages=(docker.io mmdebstrap postgresql chromium iptables iproute2 git ca-certificates tmux openssh-server
+  docker-compose)  # the reference CLI runs compose configs with it
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # npm installs the reference devcontainer CLI (and, where Node is older than 20, a newer
 # Node from the npm registry); a Node installed some other way comes with its own npm.

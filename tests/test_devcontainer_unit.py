@@ -104,12 +104,6 @@ def test_missing_dockerfile_is_named(tmp_path):
     assert "Nope does not exist" in str(error.value)
 
 
-def test_compose_is_refused_clearly(tmp_path):
-    write(tmp_path, '{"dockerComposeFile": "c.yml", "service": "app"}')
-    with pytest.raises(dc.ConfigError, match="dockerComposeFile configs are not supported yet"):
-        plan(dc.load(tmp_path))
-
-
 # --- substitution -------------------------------------------------------------------
 
 

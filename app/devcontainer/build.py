@@ -40,23 +40,25 @@ class BuildResult:
     image_entrypoint: list[str] = field(default_factory=list)
     image_cmd: list[str] = field(default_factory=list)
     image_env: dict[str, str] = field(default_factory=dict)
+    # A compose config's other services: the image each runs (built or as named).
+    service_images: dict[str, str] = field(default_factory=dict)
 
     @property
     def merged(self) -> dict:
         return metadata.merge(self.label_entries)
 
 
-def _ignore_patterns(plan: Plan) -> list[str]:
-    ignore = plan.build_context / ".dockerignore"
+def _ignore_patterns(plan: Plan, context: Path | None = None) -> list[str]:
+    ignore = (context or plan.build_context) / ".dockerignore"
     if not os.path.lexists(ignore):
         return []
     text = inputs.read_text(plan.config.boundary, ignore, "the build context's .dockerignore")
     return [p.strip() for p in text.splitlines() if p.strip() and not p.startswith("#")]
 
 
-def _context_files(plan: Plan, engine: Engine) -> list[str]:
+def _context_files(plan: Plan, engine: Engine, context: Path | None = None) -> list[str]:
     """What goes into the build context: its files less those .dockerignore excludes."""
-    return engine.context_files(plan.build_context, _ignore_patterns(plan))
+    return engine.context_files(context or plan.build_context, _ignore_patterns(plan, context))
 
 
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE | re.MULTILINE)
@@ -203,18 +205,23 @@ def build(
 ) -> BuildResult:
     """Build (or find) the image ``plan`` describes; stream build output to ``on_log``.
     ``network`` is the network its RUN steps are on (the engine's default if None)."""
+    service_images = _service_images(plan, engine, on_log, network)
     if plan.kind == "image":
         base_ref = plan.image
         if engine.image(base_ref) is None:
             on_log(f"pulling {base_ref}")
             engine.pull(base_ref)
         if not plan.needs_build:
-            return _result(engine, base_ref, cached=True, plan=plan, built=False)
+            found = _result(engine, base_ref, cached=True, plan=plan, built=False)
+            found.service_images = service_images
+            return found
 
     tag = f"{IMAGE_REPOSITORY}:{input_hash(plan, engine)}"
     if engine.image(tag) is not None:
         on_log(f"using cached image {tag}")
-        return _result(engine, tag, cached=True, plan=plan, built=True)
+        found = _result(engine, tag, cached=True, plan=plan, built=True)
+        found.service_images = service_images
+        return found
 
     layers: list[str] = []
     options = {"network": network, "layers": layers, "log": []}  # one log for every step
@@ -237,7 +244,69 @@ def build(
         engine.discard_layers(layers)
         raise
     on_log(f"built {tag}")
-    return _result(engine, tag, cached=False, plan=plan, built=True)
+    found = _result(engine, tag, cached=False, plan=plan, built=True)
+    found.service_images = service_images
+    return found
+
+
+def _service_images(plan: Plan, engine: Engine, on_log: Log, network: str | None) -> dict:
+    """The image of each other service a compose config starts: pulled when missing, or
+    built from its Dockerfile (inputs inside the checkout, as the config's own build),
+    content-addressed like every build."""
+    if plan.compose is None:
+        return {}
+    images = {}
+    started = plan.compose.started(plan.service, plan.raw.get("runServices"))
+    for name in started:
+        service = plan.compose.services[name]
+        if name == plan.service:
+            continue
+        if not service.build:
+            if engine.image(service.image) is None:
+                on_log(f"pulling {service.image} for the service {name}")
+                engine.pull(service.image)
+            images[name] = service.image
+            continue
+        build = service.build
+        digest = hashlib.sha256()
+        doc = {
+            "engine": ENGINE_VERSION,
+            "service": True,
+            "dockerfile": build.dockerfile_text,
+            "args": build.args,
+            "target": build.target,
+            "from": [
+                [ref, _image_id(engine, ref)]
+                for ref in _from_images(build.dockerfile_text, build.args)
+            ],
+        }
+        digest.update(json.dumps(doc, sort_keys=True).encode())
+        inputs.hash_tree(digest, build.context, _context_files(plan, engine, build.context))
+        tag = f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:32]}"
+        images[name] = tag
+        if engine.image(tag) is not None:
+            on_log(f"using cached image {tag} for the service {name}")
+            continue
+        layers: list[str] = []
+        on_log(f"building the service {name} from {build.dockerfile.name}")
+        try:
+            engine.build_image(
+                f"building the service {name}",
+                on_log,
+                context=build.context,
+                dockerfile_text=build.dockerfile_text,
+                exclude=_ignore_patterns(plan, build.context),
+                build_args=build.args or None,
+                target=build.target,
+                tag=tag,
+                network=network,
+                layers=layers,
+                log=[],
+            )
+        except Exception:
+            engine.discard_layers(layers)
+            raise
+    return images
 
 
 def _image(engine: Engine, ref: str):

@@ -7,8 +7,8 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.devcontainer import compose, inputs, metadata, oci, policy
 from app.devcontainer import features as features_mod
-from app.devcontainer import inputs, metadata, oci, policy
 from app.devcontainer.config import DevcontainerConfig
 from app.devcontainer.errors import ConfigError
 from app.devcontainer.variables import Context, devcontainer_id, substitute
@@ -22,7 +22,7 @@ class Plan:
     raw: dict  # devcontainer.json with localEnv, workspace folders and devcontainerId substituted
     context: Context
     id_labels: dict[str, str]
-    kind: str  # "image" or "dockerfile"
+    kind: str  # "image" or "dockerfile" (for a compose config: of its service)
     image: str = ""
     dockerfile: Path | None = None
     dockerfile_text: str = ""  # read once, from inside the checkout
@@ -33,6 +33,8 @@ class Plan:
     no_cache: bool = False
     features: list[features_mod.Feature] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    compose: compose.Project | None = None
+    service: str = ""  # the compose service the container is
 
     @property
     def workspace_folder(self) -> str:
@@ -53,6 +55,8 @@ class Plan:
 
 
 def default_workspace_folder(config: DevcontainerConfig) -> str:
+    if config.kind == "compose":
+        return "/"
     return f"/workspaces/{config.workspace.name}"
 
 
@@ -116,13 +120,6 @@ def plan(
     )
     raw = substitute(config.raw, ctx)
 
-    if config.kind == "compose":
-        raise ConfigError(
-            "dockerComposeFile configs are not supported yet; use 'image' or 'build.dockerfile'",
-            file=config.path,
-            property="dockerComposeFile",
-            line=config.line_of("dockerComposeFile"),
-        )
     result = Plan(
         config=config,
         raw=raw,
@@ -131,12 +128,16 @@ def plan(
         kind=config.kind,
         warnings=list(config.warnings),
     )
+    if config.kind == "compose":
+        _plan_compose(config, result, local_env, approvals or policy.Approvals(), private)
     if "initializeCommand" in raw:
         result.warnings.append(
             "initializeCommand is not run: it is meant for the developer's own machine, and "
             "Berth builds on a server where it would run with the server's rights"
         )
-    if result.kind == "image":
+    if config.kind == "compose":
+        pass  # the service's image or build, set above
+    elif result.kind == "image":
         result.image = raw["image"]
         policy.check_pull(result.image, "image", private, config.path)
     else:
@@ -192,3 +193,40 @@ def plan(
         raw.get("features") or {}, resolver, raw.get("overrideFeatureInstallOrder")
     )
     return result
+
+
+def _plan_compose(config, result: Plan, local_env, approvals, private) -> None:
+    """The compose files read (app.devcontainer.compose), and the config's service as
+    the image to run or the Dockerfile to build, as an image or Dockerfile config is."""
+    project = compose.load(config, local_env, approvals)
+    name = str(result.raw.get("service"))
+    if name not in project.services:
+        raise ConfigError(
+            f"service {name!r} is not in the compose files (they have: "
+            f"{', '.join(sorted(project.services))})",
+            file=config.path,
+            property="service",
+            line=config.line_of("service"),
+        )
+    run_services = result.raw.get("runServices")
+    project.started(name, run_services)  # every name exists, no circle
+    service = project.services[name]
+    result.compose, result.service = project, name
+    result.warnings += project.warnings
+    for other in project.services.values():
+        if other.build:
+            policy.check_fetches(
+                other.build.dockerfile_text, other.build.args, private, other.build.dockerfile
+            )
+        else:
+            policy.check_pull(other.image, f"services.{other.name}.image", private, config.path)
+    if service.build:
+        result.kind = "dockerfile"
+        result.dockerfile = service.build.dockerfile
+        result.dockerfile_text = service.build.dockerfile_text
+        result.build_context = service.build.context
+        result.build_args = dict(service.build.args)
+        result.target = service.build.target
+    else:
+        result.kind = "image"
+        result.image = service.image

@@ -21,6 +21,44 @@ START_SCRIPT = (
 )
 
 
+# The same script as the reference writes it into a compose override file.
+COMPOSE_START_SCRIPT = (
+    'echo Container started\n trap "exit 0" 15\n {entrypoints}\n exec "$@"\n'
+    " while sleep 1 & wait $!; do :; done"
+)
+
+
+@dataclass
+class ServiceRun:
+    """Another service of a compose config, as its container is created."""
+
+    name: str
+    image: str
+    env: dict[str, str]
+    entrypoint: list[str] | None
+    command: list[str] | None
+    user: str | None
+    working_dir: str | None
+    labels: dict[str, str]
+    mounts: list[dict]  # type/source/target/readonly; "volume" sources are project volumes
+    init: bool
+    tty: bool
+    stdin_open: bool
+    cap_add: list[str]
+    security_opt: list[str]
+    privileged: bool
+    hostname: str | None
+    stop_signal: str | None
+
+
+@dataclass
+class ComposeRun:
+    project: str
+    service: str  # the devcontainer's own service
+    services: list[ServiceRun]  # the others started with it, each after its dependencies
+    volumes: list[str]  # the project's named volumes every service may mount
+
+
 @dataclass(frozen=True)
 class Hook:
     origin: str  # a Feature's id, or "devcontainer.json"
@@ -64,6 +102,8 @@ class RunSpec:
     update_remote_user_uid: bool  # recorded; Berth's workspaces use volumes, not host binds
     context: Context
     warnings: list[str] = field(default_factory=list)
+    compose: ComposeRun | None = None
+    stop_signal: str | None = None
 
 
 def parse_mount(value) -> dict:
@@ -94,27 +134,56 @@ def run_spec(
     entries = substitute(result.label_entries, ctx)
     merged = metadata.merge(entries)
     raw = plan.raw
+    service = plan.compose.services[plan.service] if plan.compose else None
+    # runArgs are for image and Dockerfile configs (the reference ignores them on compose)
     run_args = policy.check(
-        merged, raw.get("runArgs") or [], approvals or policy.Approvals(), file=plan.config.path
+        merged,
+        [] if service else raw.get("runArgs") or [],
+        approvals or policy.Approvals(),
+        file=plan.config.path,
     )
 
     container_user = merged.get("containerUser") or run_args.user or None
+    if service and not container_user:
+        container_user = service.user
     remote_user = merged.get("remoteUser") or container_user or result.image_user or "root"
-    workspace_mount = _workspace_mount(plan, raw, workspace_volume, approvals or policy.Approvals())
+    mounts = [parse_mount(m) for m in merged.get("mounts") or []]
+    if service:
+        workspace_mount, service_mounts = compose_mounts(plan, service, workspace_volume)
+        mounts = service_mounts + mounts
+    else:
+        workspace_mount = _workspace_mount(
+            plan, raw, workspace_volume, approvals or policy.Approvals()
+        )
 
-    env = dict(merged.get("containerEnv") or {})
+    env = dict(service.environment) if service else {}
+    env.update(merged.get("containerEnv") or {})
     env.update(run_args.env_dict)
 
-    labels = dict(plan.id_labels)
+    labels = dict(service.labels) if service else {}
+    labels.update(plan.id_labels)
     if result.container_label:
         labels[metadata.LABEL] = result.container_label
     labels.update(run_args.label_dict)
 
     entrypoints = "\n".join(merged.get("entrypoints") or [])
-    command = ["-c", START_SCRIPT.format(entrypoints=entrypoints), "-"]
-    override = merged.get("overrideCommand")
-    if override is False:
-        command += [*result.image_entrypoint, *result.image_cmd]
+    if service:
+        # Compose's own: an overrideCommand that is not set keeps the service's command.
+        override = merged.get("overrideCommand") is True
+        own = service.entrypoint if service.entrypoint is not None else result.image_entrypoint
+        script = COMPOSE_START_SCRIPT.format(entrypoints=entrypoints)
+        entrypoint = ["/bin/sh", "-c", script, "-", *([] if override else own)]
+        if override:
+            command = []
+        elif service.command is not None:
+            command = list(service.command)
+        else:
+            command = [] if service.entrypoint is not None else list(result.image_cmd)
+    else:
+        entrypoint = ["/bin/sh"]
+        command = ["-c", START_SCRIPT.format(entrypoints=entrypoints), "-"]
+        if merged.get("overrideCommand") is False:
+            command += [*result.image_entrypoint, *result.image_cmd]
 
     warnings = list(plan.warnings)
     forward_ports = list(merged.get("forwardPorts") or [])
@@ -140,15 +209,17 @@ def run_spec(
         remote_user=remote_user,
         workspace_folder=plan.workspace_folder,
         workspace_mount=workspace_mount,
-        mounts=[parse_mount(m) for m in merged.get("mounts") or []]
-        + [parse_mount(m) for m in run_args.mounts]
-        + run_args.volume_mounts,
-        entrypoint=["/bin/sh"],
+        mounts=mounts + [parse_mount(m) for m in run_args.mounts] + run_args.volume_mounts,
+        entrypoint=entrypoint,
         command=command,
-        init=bool(merged.get("init") or run_args.init),
-        privileged=bool(merged.get("privileged")),
-        cap_add=list(merged.get("capAdd") or []) + run_args.cap_add,
-        security_opt=list(merged.get("securityOpt") or []) + run_args.security_opt,
+        init=bool(merged.get("init") or run_args.init or (service and service.init)),
+        privileged=bool(merged.get("privileged") or (service and service.privileged)),
+        cap_add=list(merged.get("capAdd") or [])
+        + run_args.cap_add
+        + (service.cap_add if service else []),
+        security_opt=list(merged.get("securityOpt") or [])
+        + run_args.security_opt
+        + (service.security_opt if service else []),
         run_args=run_args,
         remote_env=dict(merged.get("remoteEnv") or {}),
         hooks=hooks,
@@ -163,6 +234,8 @@ def run_spec(
         update_remote_user_uid=merged.get("updateRemoteUserUID") is not False,
         context=ctx,
         warnings=warnings,
+        compose=_compose_run(plan, result, workspace_volume) if service else None,
+        stop_signal=service.stop_signal if service else None,
     )
 
 
@@ -181,3 +254,87 @@ def _workspace_mount(
         return WorkspaceMount(fields["type"], fields.get("source", ""), fields["target"])
     target = f"/workspaces/{posixpath.basename(local)}"
     return WorkspaceMount("volume" if volume else "bind", volume or local, target)
+
+
+def _service_mounts(plan: Plan, volumes, workspace_volume: str | None):
+    """A service's mounts as dicts, and the workspace mount among them: a bind of the
+    repository (or of a folder holding it) becomes, with ``workspace_volume``, that
+    volume where the repository appears in the container."""
+    repository = str(plan.config.workspace)
+    found, mounts = None, []
+    for volume in volumes:
+        if volume.kind == "bind" and (
+            volume.source == repository or repository.startswith(volume.source.rstrip("/") + "/")
+        ):
+            inner = posixpath.relpath(repository, volume.source)
+            target = posixpath.normpath(posixpath.join(volume.target, inner))
+            if workspace_volume:
+                mount = WorkspaceMount("volume", workspace_volume, target)
+            else:
+                mount = WorkspaceMount("bind", volume.source, volume.target)
+            if found is None:
+                found = mount
+                continue
+            if workspace_volume:  # the repository mounted twice: the same volume again
+                mounts.append({"type": "volume", "source": workspace_volume, "target": target})
+                continue
+        kind = {"anonymous": "volume"}.get(volume.kind, volume.kind)
+        mount = {"type": kind, "target": volume.target}
+        if volume.source:
+            mount["source"] = volume.source
+        if volume.read_only:
+            mount["readonly"] = "true"
+        mounts.append(mount)
+    return found, mounts
+
+
+def compose_mounts(plan: Plan, service, workspace_volume: str | None):
+    """The devcontainer service's workspace mount and other mounts. On a server with no
+    mount of the repository in the compose files, the workspace volume still holds it, at
+    ``/workspaces/<name>`` (the reference mounts nothing then)."""
+    found, mounts = _service_mounts(plan, service.volumes, workspace_volume)
+    if found is None and workspace_volume:
+        target = f"/workspaces/{posixpath.basename(str(plan.config.workspace))}"
+        found = WorkspaceMount("volume", workspace_volume, target)
+    if found is not None and not workspace_volume:
+        mounts.insert(0, {"type": "bind", "source": found.source, "target": found.target})
+        found = None  # the engine-only run keeps the compose file's bind as it is
+    return found, mounts
+
+
+def _compose_run(plan: Plan, result: BuildResult, workspace_volume: str | None) -> ComposeRun:
+    project = plan.compose
+    started = project.started(plan.service, plan.raw.get("runServices"))
+    services = []
+    for name in started:
+        if name == plan.service:
+            continue
+        service = project.services[name]
+        found, mounts = _service_mounts(plan, service.volumes, workspace_volume)
+        if found is not None:
+            mounts.insert(0, {"type": found.type, "source": found.source, "target": found.target})
+        services.append(
+            ServiceRun(
+                name=name,
+                image=result.service_images[name],
+                env=dict(service.environment),
+                entrypoint=service.entrypoint,
+                command=service.command,
+                user=service.user,
+                working_dir=service.working_dir,
+                labels=dict(service.labels),
+                mounts=mounts,
+                init=bool(service.init),
+                tty=service.tty,
+                stdin_open=service.stdin_open,
+                cap_add=list(service.cap_add),
+                security_opt=list(service.security_opt),
+                privileged=service.privileged,
+                hostname=service.hostname,
+                stop_signal=service.stop_signal,
+            )
+        )
+    volumes = sorted(
+        {v.source for s in project.services.values() for v in s.volumes if v.kind == "volume"}
+    )
+    return ComposeRun(project.name, plan.service, services, volumes)

@@ -15,6 +15,8 @@ LABEL_OWNER = "berth.owner"
 LABEL_ROLE = "berth.role"
 LABEL_USER = "berth.remote_user"
 LABEL_FOLDER = "berth.workspace_folder"
+LABEL_SERVICE = "berth.service"  # a compose workspace's other service: its name
+LABEL_ORDER = "berth.start_order"  # ... and when it starts (after what it depends on)
 BRIDGE_PREFIX = "berth"  # every bridge interface of Berth's starts so (the firewall rule)
 
 

@@ -185,45 +185,120 @@ class DockerRuntime:
             agent_dir=str(agent_dir) if agent_dir is not None else None,
             **options,
         )
+        companions = []
+        if run_spec.compose is not None:
+            if egress is not None:
+                raise ProvisionError(
+                    "a compose config cannot be an agent sandbox: its services would share "
+                    "the egress network with every sandbox"
+                )
+            for order, service in enumerate(run_spec.compose.services):
+                companions.append(
+                    spec.companion(
+                        ws,
+                        service,
+                        order,
+                        limits,
+                        network=network,
+                        workspace_volume=names.volume_name(ws, "workspace"),
+                    )
+                )
+                roles += companions[-1][1]
+            kwargs["networking_config"] = {
+                network: self.client.api.create_endpoint_config(aliases=[run_spec.compose.service])
+            }
+            kwargs["labels"][names.LABEL_SERVICE] = run_spec.compose.service
         with refused("preparing the workspace's volumes"):
-            for role in ("workspace", "home", *roles):
+            for role in dict.fromkeys(("workspace", "home", *roles)):
                 self.volumes_.ensure_volume(ws, role)
         try:
+            for service_kwargs, _ in companions:
+                alias = service_kwargs["labels"][names.LABEL_SERVICE]
+                endpoint = self.client.api.create_endpoint_config(aliases=[alias])
+                self._replace(service_kwargs["name"])
+                self.client.containers.create(
+                    networking_config={network: endpoint}, **service_kwargs
+                )
             return _instance(self.client.containers.create(**kwargs))
         except docker.errors.APIError as exc:
+            self._discard_services(ws.id)
             raise ProvisionError(
                 f"Docker refused the container: {exc.explanation or exc}"
             ) from None
 
+    def _replace(self, name: str) -> None:
+        """A service container left by an earlier create of this workspace goes first."""
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_container(name, force=True)
+
+    def _services(self, workspace_id: int) -> list:
+        """A compose workspace's other services, in the order they start."""
+        found = [
+            c
+            for c in self._managed("containers", workspace_id)
+            if c.labels.get(LABEL_ROLE) == "service"
+        ]
+        return sorted(found, key=lambda c: int(c.labels.get(names.LABEL_ORDER, "0") or 0))
+
+    def _services_of(self, instance_id: str, attrs: dict | None = None) -> list:
+        """The services beside a compose workspace's container (none for any other)."""
+        if attrs is None:
+            with refused("looking at the container"):
+                attrs = self.client.api.inspect_container(instance_id)
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if not labels.get(names.LABEL_SERVICE):
+            return []
+        return self._services(names.workspace_id(labels))
+
+    def _discard_services(self, workspace_id: int) -> None:
+        with refused("removing the workspace's services"):
+            for container in self._services(workspace_id):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+
     def start(self, instance_id: str) -> Instance:
+        attrs = None
         try:
-            self.adopt(instance_id)
+            attrs = self.adopt(instance_id)
         except ProvisionError as exc:  # the start matters more than the policy
             log.warning("could not set the restart policy of %s: %s", instance_id[:12], exc)
         try:
+            # A compose workspace's services first, each after what it depends on.
+            for service in self._services_of(instance_id, attrs):
+                what = f"the service {service.labels.get(names.LABEL_SERVICE)}"
+                self.client.api.start(service.id)
+            what = "the container"
             self.client.api.start(instance_id)
         except docker.errors.APIError as exc:
             raise ProvisionError(
-                f"Docker could not start the container: {exc.explanation or exc}"
+                f"Docker could not start {what}: {exc.explanation or exc}"
             ) from None
         with refused("looking at the started container"):
             return _instance(self.client.containers.get(instance_id))
 
-    def adopt(self, instance_id: str) -> None:
-        """A container made by an older Berth gets today's restart policy, in place."""
+    def adopt(self, instance_id: str) -> dict:
+        """A container made by an older Berth gets today's restart policy, in place.
+        Returns what the engine said of the container."""
         with refused("setting the restart policy"):
             attrs = self.client.api.inspect_container(instance_id)
             policy = (attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
             if policy.get("Name") != spec.RESTART_POLICY["Name"]:
                 self.client.api.update_container(instance_id, restart_policy=spec.RESTART_POLICY)
+        return attrs
 
     def stop(self, instance_id: str, grace_seconds: int = 10) -> None:
         """SIGTERM, then SIGKILL after the grace period (Docker's stop does exactly that)."""
         with refused("stopping the container"):
             self.client.api.stop(instance_id, timeout=grace_seconds)
+        with refused("stopping the workspace's services"):
+            for service in reversed(self._services_of(instance_id)):
+                self.client.api.stop(service.id, timeout=grace_seconds)
 
     def discard(self, instance_id: str) -> None:
-        """Remove the container (its volumes stay)."""
+        """Remove the container and a compose workspace's services (volumes stay)."""
+        with contextlib.suppress(docker.errors.NotFound, ProvisionError):
+            for service in self._services_of(instance_id):
+                service.remove(force=True)
         with refused("removing the container"), contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(instance_id, force=True)
 

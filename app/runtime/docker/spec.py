@@ -136,7 +136,10 @@ def container(
         # no_copy: an empty volume would otherwise take its owner from the image's
         # mount point on every start, undoing the chown to the workspace user.
         Mount(
-            target=spec.workspace_folder,
+            # A compose config says where the repository is; its workspaceFolder may be /.
+            target=spec.workspace_mount.target
+            if spec.compose and spec.workspace_mount
+            else spec.workspace_folder,
             source=names.volume_name(ws, "workspace"),
             type="volume",
             no_copy=True,
@@ -218,3 +221,66 @@ def container(
             }
         )
     return kwargs, roles
+
+
+def service_name(ws: WorkspaceRef, service: str) -> str:
+    return f"{names.container_name(ws)}-svc-{service}"
+
+
+def companion(
+    ws: WorkspaceRef,
+    service,
+    order: int,
+    limits: Limits,
+    *,
+    network: str,
+    workspace_volume: str,
+) -> tuple[dict, list[str]]:
+    """The create call for another service of a compose workspace (a database, a cache),
+    hardened as the workspace is: its capability set and seccomp profile, the template's
+    limits, on the workspace's own network under its service name, mounting only the
+    workspace's volumes (a named volume of the compose files becomes the workspace's own,
+    shared by the services that name it). Nothing of Berth's (tools, sockets) is in it."""
+    mounts, config_mounts = [], []
+    for mount in service.mounts:
+        if mount.get("type") == "volume" and mount.get("source") == workspace_volume:
+            mounts.append(Mount(target=mount["target"], source=workspace_volume, type="volume"))
+        else:
+            config_mounts.append(docker_mount(mount))
+    owned, roles = own_mounts(ws, config_mounts)
+    kwargs = {
+        "image": service.image,
+        "name": service_name(ws, service.name),
+        "hostname": service.hostname or service.name,
+        "environment": service.env,
+        "entrypoint": service.entrypoint,
+        "command": service.command,
+        "user": service.user,
+        "working_dir": service.working_dir,
+        "labels": {
+            **service.labels,
+            **names.labels(ws),
+            names.LABEL_ROLE: "service",
+            names.LABEL_SERVICE: service.name,
+            names.LABEL_ORDER: str(order),
+        },
+        "mounts": mounts + owned,
+        "network": network,
+        "init": service.init or None,
+        "tty": service.tty,
+        "stdin_open": service.stdin_open,
+        "cap_drop": ["ALL"],
+        "cap_add": sorted(
+            set(WORKSPACE_CAPABILITIES) | {c.upper().removeprefix("CAP_") for c in service.cap_add}
+        ),
+        "security_opt": [seccomp.security_opt(False), *service.security_opt],
+        "privileged": service.privileged,
+        "pids_limit": limits.pids,
+        "mem_limit": f"{limits.memory_mb}m",
+        "memswap_limit": f"{limits.memory_mb}m",
+        "nano_cpus": int(limits.cpus * 1e9),
+        "stop_signal": service.stop_signal or "SIGTERM",
+        "restart_policy": RESTART_POLICY,
+        "detach": True,
+    }
+    return {key: value for key, value in kwargs.items() if value is not None}, roles

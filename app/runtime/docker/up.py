@@ -21,6 +21,8 @@ def up(
 ):
     """Create, start and set up a container; ``overrides`` adjust the create call. A
     failed setup leaves no container. Returns docker-py's container (tests look at it)."""
+    if spec.compose is not None:
+        return compose_up(runtime, spec, on_log=on_log, **overrides)
     kwargs = specs.create_kwargs(spec)
     labels = {**kwargs.pop("labels"), **overrides.pop("labels", {})}
     kwargs.update(overrides)
@@ -32,3 +34,112 @@ def up(
         container.remove(force=True, v=True)
         raise
     return container
+
+
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+
+
+def _compose_mounts(mounts: list, project: str, volumes: list[str]) -> list:
+    """A project's named volumes are ``<project>_<name>`` on the engine, as Compose names
+    them."""
+    for mount in mounts:
+        if mount.get("Type") == "volume" and mount.get("Source") in volumes:
+            mount["Source"] = f"{project}_{mount['Source']}"
+    return mounts
+
+
+def _service_kwargs(service, compose) -> dict:
+    kwargs = {
+        "image": service.image,
+        "environment": service.env,
+        "entrypoint": service.entrypoint,
+        "command": service.command,
+        "user": service.user,
+        "working_dir": service.working_dir,
+        "labels": {
+            **service.labels,
+            COMPOSE_PROJECT: compose.project,
+            COMPOSE_SERVICE: service.name,
+        },
+        "mounts": _compose_mounts(
+            [specs.docker_mount(m) for m in service.mounts], compose.project, compose.volumes
+        ),
+        "init": service.init or None,
+        "tty": service.tty,
+        "stdin_open": service.stdin_open,
+        "cap_add": service.cap_add or None,
+        "security_opt": service.security_opt or None,
+        "privileged": service.privileged,
+        "hostname": service.hostname,
+        "stop_signal": service.stop_signal,
+        "detach": True,
+    }
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def compose_up(
+    runtime: DockerRuntime,
+    spec: RunSpec,
+    on_log: Callable[[str], None] = lambda line: None,
+    **overrides,
+):
+    """``up`` for a compose config: the project's network and volumes, each started
+    service after those it depends on, the devcontainer's service last, each reached by
+    its service name. Anything made is removed again when a step fails."""
+    compose = spec.compose
+    client = runtime.client
+    labels = {**overrides.pop("labels", {}), COMPOSE_PROJECT: compose.project}
+    network = f"{compose.project}_default"
+    made: list = []
+    try:
+        if not client.networks.list(names=[network]):
+            made.append(client.networks.create(network, labels=labels))
+        for volume in compose.volumes:
+            client.volumes.create(f"{compose.project}_{volume}", labels=labels)
+        for service in compose.services:
+            kwargs = _service_kwargs(service, compose)
+            kwargs["labels"].update(labels)
+            container = client.containers.create(
+                name=f"{compose.project}_{service.name}_1",
+                network=network,
+                networking_config={
+                    network: client.api.create_endpoint_config(aliases=[service.name])
+                },
+                **kwargs,
+            )
+            made.append(container)
+            container.start()
+        kwargs = specs.create_kwargs(spec)
+        kwargs["labels"] = {**kwargs["labels"], **labels, COMPOSE_SERVICE: compose.service}
+        _compose_mounts(kwargs["mounts"], compose.project, compose.volumes)
+        if spec.stop_signal:
+            kwargs["stop_signal"] = spec.stop_signal
+        kwargs.update(overrides)
+        container = client.containers.create(
+            name=f"{compose.project}_{compose.service}_1",
+            network=network,
+            networking_config={
+                network: client.api.create_endpoint_config(aliases=[compose.service])
+            },
+            **kwargs,
+        )
+        made.append(container)
+        container.start()
+        run_lifecycle(runtime, container.id, spec, on_log=on_log)
+    except Exception:
+        compose_down(runtime, compose.project)
+        raise
+    return container
+
+
+def compose_down(runtime: DockerRuntime, project: str) -> None:
+    """Remove a project's containers, network and volumes."""
+    client = runtime.client
+    label = {"label": f"{COMPOSE_PROJECT}={project}"}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True, v=True)
+    for network in client.networks.list(filters=label):
+        network.remove()
+    for volume in client.volumes.list(filters=label):
+        volume.remove(force=True)
