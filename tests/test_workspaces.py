@@ -428,3 +428,94 @@ def test_openapi_describes_every_route(stack):
                 m.lower() for m in rule.methods if m not in ("HEAD", "OPTIONS")
             )
     assert routes == {path: set(ops) for path, ops in served["paths"].items()}
+
+
+def test_a_compose_repository_runs_every_service_under_berths_policy(
+    stack, docker_client, base_image
+):
+    """A repository whose config names compose files: its service is the workspace, the
+    others run beside it on the workspace's own network (reached by service name), each
+    hardened as the workspace is; stop, start, rebuild and delete act on all of them, and
+    a named volume keeps its data across them."""
+    url = git_repo(
+        stack.repos / "compose-app",
+        {
+            "README.md": "compose\n",
+            "docker-compose.yml": f"""
+services:
+  app:
+    image: {base_image}
+    command: sleep infinity
+    volumes: ["..:/workspaces:cached"]
+    depends_on: [db]
+    environment: {{DB_HOST: db}}
+  db:
+    image: {base_image}
+    command: ["sh", "-c", "date +%s%N >> /data/starts; exec sleep infinity"]
+    volumes: ["dbdata:/data"]
+    ports: ["5432:5432"]
+volumes: {{dbdata: {{}}}}
+""",
+            ".devcontainer/devcontainer.json": json.dumps(
+                {
+                    "dockerComposeFile": "../docker-compose.yml",
+                    "service": "app",
+                    "workspaceFolder": "/workspaces/${localWorkspaceFolderBasename}",
+                    "postCreateCommand": "getent hosts db > /tmp/db-address",
+                    "containerEnv": {"FROM_CONFIG": "yes"},
+                }
+            ),
+        },
+    )
+    ann = stack.clients["ann"]
+    ws = ann.wait(ann.create("composed", repo={"url": url})["id"], "running", "failed")
+    assert ws["status"] == "running", ann.log(ws["id"])
+    wid = ws["id"]
+    log = ann.log(wid)
+    assert "ports are not published on the server" in log  # the warning, by property
+    out = ann.sh(wid, "pwd; cat README.md; echo $DB_HOST $FROM_CONFIG; cat /tmp/db-address")
+    lines = out.splitlines()
+    # The compose file mounts the repository's parent at /workspaces: the repository is
+    # the workspace volume at /workspaces/<its name>.
+    assert lines[0] == "/workspaces/composed" and lines[1] == "compose", out
+    assert lines[2] == "db yes" and lines[3].split()[1] == "db", out
+
+    def mine(role):
+        label = [f"{LABEL_WORKSPACE}={wid}", f"{LABEL_INSTANCE}={stack.instance}"]
+        return [
+            c
+            for c in docker_client.containers.list(all=True, filters={"label": label})
+            if c.labels.get("berth.role") == role
+        ]
+
+    (db,) = mine("service")
+    (main,) = mine("workspace")
+    host = db.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and not host["Privileged"]
+    assert any(o.startswith("seccomp=") for o in host["SecurityOpt"])
+    assert host["Memory"] == main.attrs["HostConfig"]["Memory"] > 0
+    assert host["PortBindings"] in (None, {})  # nothing published on the host
+    assert set(db.attrs["NetworkSettings"]["Networks"]) == set(
+        main.attrs["NetworkSettings"]["Networks"]
+    )
+    assert all(m["Type"] == "volume" for m in db.attrs["Mounts"])
+    assert not any(m["Destination"].startswith("/opt/berth") for m in db.attrs["Mounts"])
+
+    ann.act(wid, "stop")
+    assert ann.wait(wid, "stopped")["status"] == "stopped"
+    assert {c.status for c in mine("service") + mine("workspace")} == {"exited"}
+    ann.act(wid, "start")
+    assert ann.wait(wid, "running")["status"] == "running"
+    db.reload()
+    assert db.status == "running"
+    ann.act(wid, "rebuild")
+    assert ann.wait(wid, "running")["status"] == "running", ann.log(wid)
+    (db2,) = mine("service")
+    assert db2.id != db.id
+    # The named volume outlived the stop and the rebuild: three starts are in it.
+    starts = db2.exec_run(["sh", "-c", "wc -l < /data/starts"]).output.decode().strip()
+    assert starts == "3", starts
+
+    ann.delete(wid)
+    ann.wait(wid, "deleted", timeout=120)
+    assert labelled(stack, docker_client, wid) == {"containers": [], "volumes": [], "networks": []}
