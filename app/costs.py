@@ -56,12 +56,14 @@ def validate_pricing(value) -> dict:
         raise CostError(str(exc)) from None
 
 
-def hourly_rate(pricing: dict, parameter_values: dict) -> float:
+def hourly_rate(pricing: dict, parameter_values: dict, containers: int = 1) -> float:
+    """A running workspace's price per hour; each of its containers (a compose config's
+    services) has the template's CPUs and memory."""
     cpu, memory_mb = resources(parameter_values)
     return (
         pricing.get("per_hour", 0.0)
-        + pricing.get("per_cpu_hour", 0.0) * cpu
-        + pricing.get("per_gb_hour", 0.0) * memory_mb / 1024
+        + pricing.get("per_cpu_hour", 0.0) * cpu * containers
+        + pricing.get("per_gb_hour", 0.0) * memory_mb * containers / 1024
     )
 
 
@@ -126,7 +128,7 @@ def workspace_costs(
             for start, end in running_intervals(changes[workspace_id], now)
         )
         pricing = json.loads(ws.template.pricing) if ws.template else {}
-        rate = hourly_rate(pricing, json.loads(ws.parameters))
+        rate = hourly_rate(pricing, json.loads(ws.parameters), ws.containers)
         hours = seconds / 3600
         lines.append(
             Line(

@@ -190,6 +190,9 @@ class Workspace(BaseModel):
     # Set (with why) the first time someone other than the owner runs anything in it, or
     # it is shared: from then on the owner's git credentials are not offered in it.
     credentials_off = peewee.TextField(null=True)
+    # One, or one per started service of a compose config: quotas and costs count each
+    # with the template's CPUs and memory (set by the worker when it makes them).
+    containers = peewee.IntegerField(default=1)
 
     class Meta:
         table_name = "workspaces"

@@ -88,6 +88,39 @@ def test_cost_of_a_scripted_timeline_equals_the_hand_computed_figure(setup):
         templates.update(Template.get(Template.name == "base"), pricing={"per_day": 1})
 
 
+def test_a_compose_workspace_costs_and_counts_each_of_its_containers(setup):
+    """Each started service of a compose config runs with the template's CPUs and memory:
+    costs and quotas count them all, and the worker checks the quota again before it
+    makes them (the number is known only once it has read the config)."""
+    from types import SimpleNamespace
+
+    from app.workspaces import lifecycle, quotas
+
+    mia, _, _ = setup
+    ws = _workspace(mia, "stack", [(T0, "running"), (T0 + timedelta(hours=1), "stopped")])
+    ws.containers = 3
+    ws.save()
+    (line,) = [x for x in costs.workspace_costs(T0, T0 + timedelta(days=1)) if x.hours]
+    assert line.rate == pytest.approx(0.5 + 3 * (2 * 0.1 + 2 * 0.05))
+
+    ws.status = "running"
+    ws.save()
+    assert quotas.usage(mia).cpu == 6 and quotas.usage(mia).memory_mb == 3 * 2048
+    quotas.set_quota(mia, {"max_cpu": 8})
+    other = _workspace(mia, "next", [(T0, "building")])
+
+    def spec(services: int):
+        return SimpleNamespace(compose=SimpleNamespace(services=[None] * services))
+
+    # 6 CPUs in use; "next" as one container would make 8 (allowed), as two 10 (refused).
+    with pytest.raises(lifecycle.JobFailed) as refused:
+        lifecycle._count_containers(other, spec(1))
+    assert "(this one (2 containers: its compose services) would make 10)" in str(refused.value)
+    assert Workspace.get_by_id(other.id).containers == 1  # nothing recorded
+    lifecycle._count_containers(other, spec(0))
+    assert Workspace.get_by_id(other.id).containers == 1
+
+
 def test_cost_reports_over_the_api_and_the_page(tmp_path):
     settings = Settings.load({"data_dir": str(tmp_path / "data")}, environ={})
     app = create_app(settings)

@@ -43,6 +43,7 @@ from app.migrations import (
     m0025_notices,
     m0026_git_credentials,
     m0027_credentials_off,
+    m0028_containers,
 )
 from app.models import utcnow
 
@@ -74,6 +75,7 @@ STEPS = [
     m0025_notices,
     m0026_git_credentials,
     m0027_credentials_off,
+    m0028_containers,
 ]
 LATEST = STEPS[-1].VERSION
 _PG_LOCK_KEY = 0x6265727468  # "berth": one advisory lock id shared by every Berth process

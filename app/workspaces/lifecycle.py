@@ -26,7 +26,17 @@ from app.runtime import Limits, ProvisionError, Runtime, WorkspaceRef
 from app.runtime.layout import BASE_IMAGE
 from app.states import JobStatus, Kind
 from app.states import Status as S
-from app.workspaces import apps, dotfiles, git, ide, ide_sessions, pool, sandboxes, templates
+from app.workspaces import (
+    apps,
+    dotfiles,
+    git,
+    ide,
+    ide_sessions,
+    pool,
+    quotas,
+    sandboxes,
+    templates,
+)
 
 STOP_GRACE_SECONDS = 10
 logger = logging.getLogger("berth.worker")
@@ -278,6 +288,22 @@ def _with_remedy(ctx: Context, error: str) -> str:
     )
 
 
+def _count_containers(ws: Workspace, spec) -> None:
+    """A compose config runs a container per started service, each with the template's
+    CPUs and memory: known only now, so the quotas are checked again before any is
+    made, and the number kept for quotas and costs."""
+    containers = 1 + (len(spec.compose.services) if spec.compose else 0)
+    if containers == ws.containers:
+        return
+    if containers > ws.containers:
+        try:
+            quotas.check(ws.owner, ws, json.loads(ws.parameters), new=False, containers=containers)
+        except quotas.QuotaExceeded as exc:
+            raise JobFailed(str(exc)) from None
+    ws.containers = containers
+    ws.save(only=[Workspace.containers])
+
+
 def _plan_and_build(ctx: Context, ws: Workspace, log: JobLog):
     with log.stage("source"):
         folder = _prepare_source(ctx, ws, log)
@@ -356,6 +382,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         workspace_volume=ctx.runtime.volume_name(ref, "workspace"),
     )
     if fresh:
+        _count_containers(ws, spec)
         user = _image_users(ctx, result.image_id).get(spec.remote_user) or ImageUser(0, 0, "/root")
         with log.stage("volumes"):
             seed = _prepare_volumes(

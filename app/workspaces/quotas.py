@@ -64,8 +64,8 @@ def usage(subject: User | Group, excluding: Workspace | None = None) -> Usage:
         if ws.status in ACTIVE:
             cpu, memory = templates.resources(json.loads(ws.parameters))
             found.running += 1
-            found.cpu += cpu
-            found.memory_mb += memory
+            found.cpu += cpu * ws.containers
+            found.memory_mb += memory * ws.containers
     return found
 
 
@@ -83,10 +83,17 @@ def _subjects(owner: User) -> list[User | Group]:
     return [owner, *groups]
 
 
-def check(owner: User, ws: Workspace | None, values: dict, *, new: bool) -> None:
+def check(
+    owner: User, ws: Workspace | None, values: dict, *, new: bool, containers: int | None = None
+) -> None:
     """Refuse (QuotaExceeded) when running ``ws`` of ``owner`` (a new one when ``new``)
-    with parameter ``values`` would go over a quota of the owner or their groups."""
+    with parameter ``values`` would go over a quota of the owner or their groups. Each of
+    its ``containers`` (its compose services; as last made unless given) counts."""
+    if containers is None:
+        containers = ws.containers if ws is not None else 1
     cpu, memory = templates.resources(values)
+    cpu, memory = cpu * containers, memory * containers
+    services = f" ({containers} containers: its compose services)" if containers > 1 else ""
     for subject in _subjects(owner):
         quota = quota_of(subject)
         if quota is None:
@@ -104,7 +111,8 @@ def check(owner: User, ws: Workspace | None, values: dict, *, new: bool) -> None
             if applies and limit is not None and after > limit:
                 raise QuotaExceeded(
                     f"quota exceeded: {_name(subject)} may have {_number(limit)} {what} and "
-                    f"has {_number(current)} (this one would make {_number(after)}); stop or "
+                    f"has {_number(current)} (this one{services} would make {_number(after)}); "
+                    "stop or "
                     "delete a workspace, or ask an admin to raise the quota"
                 )
 
