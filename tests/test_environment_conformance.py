@@ -22,11 +22,23 @@ import pytest
 
 from tests import reference
 from tests.conftest import start_stack, stop_stack
-from tests.test_devcontainer_conformance import HOST_ENV
+from tests.test_devcontainer_conformance import HOST_ENV, _remove_containers
 
 pytestmark = pytest.mark.slow
 
-CONFIGS = ["cli-image", "cli-set-up-with-metadata"]
+CONFIGS = [
+    "cli-image",
+    "cli-set-up-with-metadata",
+    # compose: remoteEnv with escaping; compose environment, containerEnv over it, a
+    # Feature, remoteUser and runServices
+    "cli-compose-image-without-features-minimal",
+    "synthetic-compose-runservices",
+]
+# Workspace names are at most 32 characters.
+WORKSPACE = {
+    "cli-compose-image-without-features-minimal": "compose-minimal",
+    "synthetic-compose-runservices": "compose-runservices",
+}
 # Set by a tool for its own session, not by the config: they differ by design.
 OWN = {
     "all": {"HOSTNAME", "SHLVL", "_", "OLDPWD", "PWD"},  # the container's id; the shell's
@@ -82,10 +94,7 @@ def _reference_env(cli, docker_client, folder) -> dict[str, str]:
     try:
         return _parse(reference.exec_script(cli, folder, "env -0", env))
     finally:
-        for container in docker_client.containers.list(
-            all=True, filters={"label": f"devcontainer.local_folder={folder}"}
-        ):
-            container.remove(force=True, v=True)
+        _remove_containers(docker_client, folder)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -102,14 +111,15 @@ def test_ssh_and_exec_give_the_references_environment(name, cli, stack, docker_c
     theirs = _reference_env(cli, docker_client, folder)
 
     ann = stack.clients["ann"]
-    ws = ann.create(name, repo={"url": str(folder)})
+    login = WORKSPACE.get(name, name)
+    ws = ann.create(login, repo={"url": str(folder)})
     done = ann.wait(ws["id"], "running", "failed")
     assert done["status"] == "running", ann.log(ws["id"])
     try:
         through_ssh = subprocess.run(
             ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
              "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-             "-i", str(stack.ann_key), "-p", str(stack.ssh_port), f"{name}@127.0.0.1", "env -0"],
+             "-i", str(stack.ann_key), "-p", str(stack.ssh_port), f"{login}@127.0.0.1", "env -0"],
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout  # fmt: skip
         collected = ann.exec(ws["id"], ["env", "-0"])["stdout"]
@@ -131,11 +141,14 @@ def test_ssh_and_exec_give_the_references_environment(name, cli, stack, docker_c
             ours = _without(_parse(text), tool, extra=local)
             assert ours == expected, (tool, _diff(expected, ours))
         # What the config set is there (not only what both happen to lack).
+        if name in ("cli-image", "cli-compose-image-without-features-minimal"):
+            assert re.search(r'"fo\$o": "ba\'r"', expected["TEST_ESCAPING"])
         if name == "cli-image":
             assert expected["TEST_RE"] == "TEST_VALUE3"
-            assert re.search(r'"fo\$o": "ba\'r"', expected["TEST_ESCAPING"])
-        else:
+        elif name == "cli-set-up-with-metadata":
             assert expected["CONFIG_RE"] == "from-config"
+        elif name == "synthetic-compose-runservices":
+            assert expected["SHARED"] == "devcontainer-wins" and expected["FROM_EXTRA"] == "1"
     finally:
         ann.delete(ws["id"])
         ann.wait(ws["id"], "deleted", timeout=120)

@@ -187,6 +187,13 @@ def run_spec(
 
     warnings = list(plan.warnings)
     forward_ports = list(merged.get("forwardPorts") or [])
+    for port in forward_ports:
+        host = str(port).rpartition(":")[0]
+        if host not in ("", "localhost", "127.0.0.1"):
+            warnings.append(
+                f"forwardPorts {port}: only the workspace's own ports are served; from "
+                f"inside it, {port} is reached by that name"
+            )
     app_port = raw.get("appPort")
     if app_port is not None:
         for port in app_port if isinstance(app_port, list) else [app_port]:
