@@ -12,6 +12,7 @@ The runtime then creates each service's container itself, under Berth's policy.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import shlex
@@ -49,6 +50,14 @@ IGNORED = {
 TOP_LEVEL = {"version", "services", "volumes", "networks", "name"}
 COMPOSE_LABEL_PREFIXES = ("berth.", "com.docker.compose.", "devcontainer.")
 MAX_FILES = 8
+MAX_SERVICES = 16  # each runs with the template's limits; quotas count each
+# Everything one config's compose files read (files, .env, env_files, Dockerfiles) and
+# what interpolation makes of them: a few KB of YAML must not make gigabytes in the worker.
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 32  # YAML nesting
+# PyYAML's parser reads about 100 KB a second: compose files are a few KB.
+MAX_YAML_BYTES = 256 * 1024
+SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -131,11 +140,33 @@ _VARIABLE = re.compile(r"\$(?:(\$)|\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _BRACED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?$", re.DOTALL)
 
 
-def interpolate(value: str, variables: dict[str, str], where: str) -> str:
+class Budget:
+    """Bytes one config's compose files may still read and make."""
+
+    def __init__(self, total: int = MAX_BYTES):
+        self.left = total
+
+    def spend(self, size: int, where: str) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise ConfigError(
+                f"{where}: the compose files and what they read come to more than "
+                f"{MAX_BYTES // (1024 * 1024)} MB"
+            )
+
+
+def interpolate(value: str, variables: dict[str, str], where: str, budget=None) -> str:
     """Compose's ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
-    ``${VAR:?error}``, ``${VAR?error}``, ``${VAR:+other}``, ``${VAR+other}`` and ``$$``."""
+    ``${VAR:?error}``, ``${VAR?error}``, ``${VAR:+other}``, ``${VAR+other}`` and ``$$``.
+    Each value put in is charged to ``budget`` before the string is made."""
+    budget = budget or Budget()
 
     def replace(match: re.Match) -> str:
+        made = _replace(match)
+        budget.spend(len(made), where)
+        return made
+
+    def _replace(match: re.Match) -> str:
         if match.group(1):
             return "$"
         if match.group(3):
@@ -151,9 +182,9 @@ def interpolate(value: str, variables: dict[str, str], where: str) -> str:
         unset = value is None or (empty_counts and value == "")
         kind = operator[-1]
         if kind == "-":
-            return interpolate(argument, variables, where) if unset else value
+            return interpolate(argument, variables, where, budget) if unset else value
         if kind == "+":
-            return "" if unset else interpolate(argument, variables, where)
+            return "" if unset else interpolate(argument, variables, where, budget)
         if unset:
             raise ConfigError(f"{where}: {name} must be set ({argument or 'no value'})")
         return value
@@ -161,14 +192,16 @@ def interpolate(value: str, variables: dict[str, str], where: str) -> str:
     return _VARIABLE.sub(replace, value)
 
 
-def _interpolate_tree(node, variables: dict[str, str], where: str):
+def _interpolate_tree(node, variables: dict[str, str], where: str, budget: Budget, depth=0):
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, str):
-        return interpolate(node, variables, where)
+        return interpolate(node, variables, where, budget)
     if isinstance(node, list):
-        return [_interpolate_tree(item, variables, where) for item in node]
+        return [_interpolate_tree(item, variables, where, budget, depth + 1) for item in node]
     if isinstance(node, dict):
         return {
-            key: _interpolate_tree(value, variables, f"{where}.{key}")
+            key: _interpolate_tree(value, variables, f"{where}.{key}", budget, depth + 1)
             for key, value in node.items()
         }
     return node
@@ -204,16 +237,23 @@ class _Loader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ConfigError(
+                    f"a key must be a word, not {type(key).__name__} "
+                    f"(line {key_node.start_mark.line + 1})"
+                )
             if key in seen:
                 raise ConfigError(f"{key!r} is given twice (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(root: Path, path: Path, shown: str) -> dict:
-    text = inputs.read_text(root, path, f"the compose file {shown}", prop="dockerComposeFile")
+def _read_yaml(reader, path: Path, shown: str) -> dict:
+    text = reader.read_yaml_text(path, f"the compose file {shown}")
     try:
         document = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise ConfigError(f"the compose file {shown} is nested too deeply") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"the compose file {shown} is not valid YAML: {exc}") from None
     except ConfigError as exc:
@@ -251,6 +291,8 @@ def _volume_target(entry) -> str:
 
 
 def _merge_service(base: dict, override: dict, where: str) -> dict:
+    for key, (kinds, what) in _KINDS.items():
+        _expect(override.get(key), kinds, f"{where}.{key}", what)
     merged = dict(base)
     for key, value in override.items():
         if key in ("environment", "labels"):
@@ -304,25 +346,79 @@ def project_name(config, files: list[Path], dotenv: dict[str, str], named: str |
     return re.sub(r"[^-_a-z0-9]", "", name.lower())
 
 
+class _Reader:
+    """The files a config's compose files name, each read once (through the checked
+    reader, inside the repository) and charged to the budget."""
+
+    def __init__(self, root: Path, budget: Budget):
+        self.root, self.budget, self.texts = root, budget, {}
+        self.yaml_left = MAX_YAML_BYTES
+
+    def read(self, path: Path, what: str) -> str:
+        resolved = inputs.inside(self.root, path, what)
+        if resolved not in self.texts:
+            text = inputs.read_text(self.root, path, what)
+            self.budget.spend(len(text), what)
+            self.texts[resolved] = text
+        return self.texts[resolved]
+
+    def read_yaml_text(self, path: Path, what: str) -> str:
+        text = inputs.read_text(self.root, path, what, limit=self.yaml_left)
+        self.yaml_left -= len(text.encode())
+        if self.yaml_left <= 0:
+            raise ConfigError(f"the compose files come to more than {MAX_YAML_BYTES // 1024} KB")
+        return text
+
+
+def _expect(value, kinds, where: str, what: str):
+    """``value`` if it is one of ``kinds`` (None passes), else a ConfigError naming it."""
+    if value is None or (
+        isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _as_tuple(kinds))
+    ):
+        return value
+    raise ConfigError(f"{where} must be {what}, not {type(value).__name__}")
+
+
+def _as_tuple(kinds) -> tuple:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _strings(value, where: str) -> list[str]:
+    """A string or a list of words (strings or numbers)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+    ):
+        return [str(v) for v in value]
+    raise ConfigError(f"{where} must be a string or a list of strings")
+
+
 def load(config, local_env: dict[str, str] | None = None, approvals=None) -> Project:
     """Read, interpolate, merge and check the config's compose files."""
     approvals = approvals or policy.Approvals()
     root = config.boundary
-    named = config.raw.get("dockerComposeFile")
-    listed = [named] if isinstance(named, str) else list(named or [])
+    listed = list(dict.fromkeys(_strings(config.raw.get("dockerComposeFile"), "dockerComposeFile")))
     if not listed:
         raise ConfigError("dockerComposeFile names no file", property="dockerComposeFile")
     if len(listed) > MAX_FILES:
         raise ConfigError(f"dockerComposeFile names more than {MAX_FILES} files")
-    files = [
-        inputs.inside(root, config.folder / f, f"the compose file {f}", prop="dockerComposeFile")
-        for f in listed
-    ]
+    files = {}  # each file once, however it is spelt
+    for name in listed:
+        found = inputs.inside(
+            root, config.folder / name, f"the compose file {name}", prop="dockerComposeFile"
+        )
+        files.setdefault(found, name)
+    listed, files = list(files.values()), list(files)
+    budget = Budget()
+    reader = _Reader(root, budget)
     directory = files[0].parent
     dotenv_path = directory / ".env"
     dotenv: dict[str, str] = {}
-    if dotenv_path.is_file() or dotenv_path.is_symlink():
-        dotenv = _env_file_values(inputs.read_text(root, dotenv_path, "the compose .env file"))
+    if os.path.lexists(dotenv_path):
+        dotenv = _env_file_values(reader.read(dotenv_path, "the compose .env file"))
     variables = {**(local_env or {}), **dotenv}
 
     services: dict[str, dict] = {}
@@ -330,7 +426,7 @@ def load(config, local_env: dict[str, str] | None = None, approvals=None) -> Pro
     top_name = None
     warnings: list[str] = []
     for path, shown in zip(files, listed, strict=True):
-        document = _read_yaml(root, path, shown)
+        document = _read_yaml(reader, path, shown)
         for key in document:
             if str(key).startswith("x-"):
                 continue
@@ -340,18 +436,35 @@ def load(config, local_env: dict[str, str] | None = None, approvals=None) -> Pro
                     f"(supported: {', '.join(sorted(TOP_LEVEL))})"
                 )
         document = _interpolate_tree(
-            {k: v for k, v in document.items() if not str(k).startswith("x-")}, variables, shown
+            {k: v for k, v in document.items() if not str(k).startswith("x-")},
+            variables,
+            shown,
+            budget,
         )
-        top_name = document.get("name") or top_name
-        for name, volume in (document.get("volumes") or {}).items():
-            top_volumes[str(name)] = volume or {}
+        top_name = _expect(document.get("name"), str, f"{shown}: name", "a string") or top_name
+        declared = _expect(document.get("volumes"), dict, f"{shown}: volumes", "a mapping")
+        for name, volume in (declared or {}).items():
+            top_volumes[str(name)] = (
+                _expect(volume, dict, f"{shown}: volumes.{name}", "a mapping") or {}
+            )
         if document.get("networks"):
             warnings.append(f"{shown}: networks: {IGNORED['networks']}")
-        for name, service in (document.get("services") or {}).items():
+        found = _expect(document.get("services"), dict, f"{shown}: services", "a mapping")
+        for name, service in (found or {}).items():
+            name = str(name)
+            if not SERVICE_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{shown}: {name!r} is not a service name (letters, digits, '_', '.', '-'; "
+                    "at most 63)"
+                )
             if not isinstance(service, dict):
                 raise ConfigError(f"{shown}: services.{name} must be a mapping")
-            where = f"services.{name}"
-            services[str(name)] = _merge_service(services.get(str(name), {}), service, where)
+            services[name] = _merge_service(services.get(name, {}), service, f"services.{name}")
+            if len(services) > MAX_SERVICES:
+                raise ConfigError(
+                    f"the compose files define more than {MAX_SERVICES} services; each runs "
+                    "with the template's limits"
+                )
 
     name = project_name(config, files, dotenv, top_name)
     for volume_name, declared in top_volumes.items():
@@ -369,7 +482,7 @@ def load(config, local_env: dict[str, str] | None = None, approvals=None) -> Pro
     project = Project(name=name, files=files, directory=directory, services={}, warnings=warnings)
     for service_name, raw in services.items():
         project.services[service_name] = _service(
-            config, project, service_name, raw, top_volumes, variables, approvals
+            config, project, reader, service_name, raw, top_volumes, variables, approvals
         )
     return project
 
@@ -393,8 +506,36 @@ def _text(value) -> str:
     return str(value)
 
 
-def _service(config, project, name, raw, top_volumes, variables, approvals) -> Service:
+# What each taken property must be (checked before anything reads it).
+_KINDS = {
+    "image": (str, "a string"),
+    "build": ((str, dict), "a path or a mapping"),
+    "command": ((str, list), "a string or a list"),
+    "entrypoint": ((str, list), "a string or a list"),
+    "environment": ((dict, list), "a mapping or a list of KEY=VALUE"),
+    "labels": ((dict, list), "a mapping or a list of KEY=VALUE"),
+    "env_file": ((str, list), "a path or a list of paths"),
+    "volumes": (list, "a list"),
+    "working_dir": (str, "a path"),
+    "user": ((str, int), "a user name or id"),
+    "depends_on": ((list, dict), "a list or a mapping of services"),
+    "init": (bool, "true or false"),
+    "tty": (bool, "true or false"),
+    "stdin_open": (bool, "true or false"),
+    "privileged": (bool, "true or false"),
+    "cap_add": (list, "a list"),
+    "security_opt": (list, "a list"),
+    "hostname": (str, "a string"),
+    "stop_signal": (str, "a signal name"),
+    "ports": (list, "a list"),
+    "expose": (list, "a list"),
+}
+
+
+def _service(config, project, reader, name, raw, top_volumes, variables, approvals) -> Service:
     where = f"services.{name}"
+    for key, (kinds, what) in _KINDS.items():
+        _expect(raw.get(key), kinds, f"{where}.{key}", what)
     for key in raw:
         if key in TAKEN:
             continue
@@ -415,24 +556,19 @@ def _service(config, project, name, raw, top_volumes, variables, approvals) -> S
             file=config.path,
             property=f"{where}.{key}",
         )
-    if "image" not in raw and "build" not in raw:
+    if raw.get("image") is None and raw.get("build") is None:
         raise ConfigError(f"{where} needs an 'image' or a 'build'", property=where)
     service = Service(name=name)
     if raw.get("image") is not None:
         service.image = str(raw["image"])  # checked by the plan, which knows the allowed
     if raw.get("build") is not None:
-        service.build = _build(config, project, where, raw["build"])
+        service.build = _build(config, project, reader, where, raw["build"])
     service.command = _words(raw.get("command"), f"{where}.command")
     service.entrypoint = _words(raw.get("entrypoint"), f"{where}.entrypoint")
     environment: dict = {}
-    env_files = raw.get("env_file") or []
-    for env_file in [env_files] if isinstance(env_files, str) else env_files:
-        path = inputs.inside(
-            config.boundary, project.directory / str(env_file), f"{where}.env_file {env_file}"
-        )
-        environment.update(
-            _env_file_values(inputs.read_text(config.boundary, path, f"{where}.env_file"))
-        )
+    for env_file in dict.fromkeys(_strings(raw.get("env_file"), f"{where}.env_file")):
+        text = reader.read(project.directory / env_file, f"{where}.env_file {env_file}")
+        environment.update(_env_file_values(text))
     environment.update(_mapping(raw.get("environment"), f"{where}.environment"))
     for key, value in environment.items():
         if value is None:  # "KEY" alone: Compose takes it from its own environment
@@ -447,8 +583,7 @@ def _service(config, project, name, raw, top_volumes, variables, approvals) -> S
                 file=config.path,
             )
         service.labels[key] = _text(value if value is not None else "")
-    depends = raw.get("depends_on") or []
-    service.depends_on = [str(d) for d in (depends if isinstance(depends, list) else depends)]
+    service.depends_on = [str(d) for d in raw.get("depends_on") or []]
     service.working_dir = raw.get("working_dir")
     if raw.get("user") is not None:
         service.user = str(raw["user"])
@@ -458,8 +593,8 @@ def _service(config, project, name, raw, top_volumes, variables, approvals) -> S
     service.hostname = raw.get("hostname")
     service.stop_signal = raw.get("stop_signal")
     service.privileged = bool(raw.get("privileged"))
-    service.cap_add = [str(c) for c in raw.get("cap_add") or []]
-    service.security_opt = [str(s) for s in raw.get("security_opt") or []]
+    service.cap_add = _strings(raw.get("cap_add"), f"{where}.cap_add")
+    service.security_opt = _strings(raw.get("security_opt"), f"{where}.security_opt")
     policy.check(
         {
             "privileged": service.privileged,
@@ -475,8 +610,10 @@ def _service(config, project, name, raw, top_volumes, variables, approvals) -> S
     return service
 
 
-def _build(config, project, where, value) -> ServiceBuild:
+def _build(config, project, reader, where, value) -> ServiceBuild:
     build = {"context": value} if isinstance(value, str) else dict(value)
+    for key in ("context", "dockerfile", "target"):
+        _expect(build.get(key), str, f"{where}.build.{key}", "a string")
     unknown = sorted(set(build) - {"context", "dockerfile", "args", "target"})
     if unknown:
         raise ConfigError(
@@ -492,12 +629,13 @@ def _build(config, project, where, value) -> ServiceBuild:
         raise ConfigError(f"{where}.build.context is not a folder", property=f"{where}.build")
     named = str(build.get("dockerfile", "Dockerfile"))
     dockerfile = inputs.inside(root, context / named, f"{where}.build.dockerfile {named}")
-    text = inputs.read_text(root, dockerfile, f"the Dockerfile of {where}")
+    text = reader.read(dockerfile, f"the Dockerfile of {where}")
     args = {k: _text(v) for k, v in _mapping(build.get("args"), f"{where}.build.args").items() if v}
     return ServiceBuild(context, dockerfile, text, args, build.get("target"))
 
 
 def _volume(config, project, where, entry, top_volumes, approvals) -> Volume:
+    _expect(entry, (str, dict), f"{where}.volumes", "a list of mounts")
     if isinstance(entry, dict):
         kind = entry.get("type", "volume")
         source = str(entry.get("source") or "")
@@ -546,6 +684,8 @@ def _volume(config, project, where, entry, top_volumes, approvals) -> Volume:
         )
     resolved = Path(posixpath.normpath(project.directory / source))
     repository = Path(config.workspace)
+    # What the engine would mount: a link in the repository may lead anywhere.
+    real = Path(os.path.realpath(resolved))
     if resolved == repository or repository.is_relative_to(resolved):
         # The repository, or a folder holding it: on Berth the repository is the
         # workspace's volume, mounted where the repository appears (run.compose).
@@ -558,9 +698,9 @@ def _volume(config, project, where, entry, top_volumes, approvals) -> Volume:
             file=config.path,
         )
     policy.check_mount(
-        {"type": "bind", "source": str(resolved), "target": target},
+        {"type": "bind", "source": str(real), "target": target},
         f"{where}.volumes",
         approvals,
         config.path,
     )
-    return Volume("bind", target, str(resolved), read_only)
+    return Volume("bind", target, str(real), read_only)

@@ -77,9 +77,15 @@ def read_bytes(
 
 
 def read_text(
-    root: Path, path: Path, what: str, prop: str | None = None, file=None, line=None
+    root: Path,
+    path: Path,
+    what: str,
+    prop: str | None = None,
+    file=None,
+    line=None,
+    limit: int = MAX_TEXT_BYTES,
 ) -> str:
-    data = read_bytes(root, path, what, prop, file, line)
+    data = read_bytes(root, path, what, prop, file, line, limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -193,3 +193,151 @@ def test_a_companion_is_as_hardened_as_the_workspace(tmp_path):
     assert all(s.startswith("berth-inst-ws-7-") for _, s in sources)
     assert all(m["Type"] == "volume" for m in kwargs["mounts"])
     assert len(roles) == 2
+
+
+# --- from the attack review: resources, types, names, Berth's mount points ----------------
+
+
+def test_a_few_kilobytes_cannot_make_gigabytes_in_the_worker(tmp_path):
+    # .env holds 100 KB; the compose file asks for it 1,000 times.
+    folder = _repo(tmp_path, f"    image: {BASE}", "name: '" + "$A" * 1000 + "'")
+    (folder / ".devcontainer" / ".env").write_text("A=" + "x" * 100_000 + "\n")
+    with pytest.raises(dc.ConfigError, match="more than 4 MB"):
+        _plan(folder)
+    # Files named twice are read once; so are env files.
+    twice = tmp_path / "twice"
+    write(twice, json.dumps({"dockerComposeFile": ["c.yml", "c.yml"], "service": "app"}))
+    write(
+        twice,
+        f"services:\n  app:\n    image: {BASE}\n    env_file: [a.env, a.env, ./a.env]\n",
+        name=".devcontainer/c.yml",
+    )
+    (twice / ".devcontainer" / "a.env").write_text("A=" + "x" * 1_000_000 + "\n")
+    assert len(_plan(twice).compose.services["app"].environment["A"]) == 1_000_000
+    # YAML is slow to parse: compose files are bounded on their own (a few KB in practice).
+    big = _repo(tmp_path / "big", f"    image: {BASE}", "x-a: [" + ",".join(["1"] * 200_000) + "]")
+    with pytest.raises(dc.ConfigError, match="at most 262144 are read"):
+        _plan(big)
+
+
+def test_the_number_of_services_and_the_nesting_are_bounded(tmp_path):
+    many = "\n".join(f"  s{i}: {{image: {BASE}}}" for i in range(17))
+    folder = _repo(tmp_path, f"    image: {BASE}\n{many}")
+    with pytest.raises(dc.ConfigError, match="more than 16 services"):
+        _plan(folder)
+    deep = _repo(
+        tmp_path / "d", f"    image: {BASE}\n    labels: {{a: " + "[" * 900 + "]" * 900 + "}"
+    )
+    with pytest.raises(dc.ConfigError, match="nested"):
+        _plan(deep)
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("cap_add: 5", "services.app.cap_add"),
+        ("security_opt: true", "services.app.security_opt"),
+        ("depends_on: 1", "services.app.depends_on"),
+        ("volumes: 1", "services.app.volumes"),
+        ("env_file: 5", "services.app.env_file"),
+        ("build: 5", "services.app.build"),
+        ("build: [a]", "services.app.build"),
+        ("working_dir: [a]", "services.app.working_dir"),
+        ("hostname: {a: 1}", "services.app.hostname"),
+        ("init: 'no'", "services.app.init"),
+        ("stop_signal: 9", "services.app.stop_signal"),
+        ("build: {context: ., target: [a]}", "services.app.build.target"),
+        ("ports: 80", "services.app.ports"),
+        ("volumes: [[a]]", "services.app.volumes"),
+    ],
+)
+def test_values_of_the_wrong_kind_are_named(tmp_path, setting, named):
+    folder = _repo(tmp_path, f"    image: {BASE}\n    {setting}")
+    with pytest.raises(dc.ConfigError, match=named.replace(".", r"\.")):
+        _plan(folder)
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["services: [a]", "services: {app: {image: null}}", "name: 5\nservices: {}",
+     "volumes: [v]\nservices: {}", "? [a]\n: 1\nservices: {}"],
+)  # fmt: skip
+def test_documents_of_the_wrong_shape_are_named(tmp_path, document):
+    folder = tmp_path / "repo"
+    write(folder, json.dumps({"dockerComposeFile": "c.yml", "service": "app"}))
+    write(folder, document, name=".devcontainer/c.yml")
+    with pytest.raises(dc.ConfigError):
+        _plan(folder)
+
+
+@pytest.mark.parametrize("name", ["''", "'x/../../y'", "'a b'", "'..'", "'-x'"])
+def test_service_names_follow_composes_rule(tmp_path, name):
+    folder = tmp_path / "repo"
+    write(folder, json.dumps({"dockerComposeFile": "c.yml", "service": "x"}))
+    write(folder, f"services:\n  {name}: {{image: {BASE}}}\n", name=".devcontainer/c.yml")
+    with pytest.raises(dc.ConfigError, match="is not a service name"):
+        _plan(folder)
+
+
+def _hardened(folder, home="/home/dev"):
+    from app.devcontainer.build import BuildResult
+
+    result = _plan(folder)
+    built = BuildResult(
+        image=BASE,
+        image_id="sha256:1",
+        cached=True,
+        label_entries=[result.config_entry],
+        service_images={n: BASE for n in (result.compose.services if result.compose else {})},
+    )
+    ws = WorkspaceRef(id=7, name="w", owner="ann", instance="inst")
+    run = dc.run_spec(result, built, workspace_volume="berth-inst-ws-7-workspace")
+    limits = Limits(cpus=1, memory_mb=512, pids=256)
+    return specs.container(ws, run, limits, home, network="net"), run, ws, limits
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/opt/berth/current", "/run/berth/keepalive", "/run/berth-agent/x", "/opt", "/", "/proc",
+     "/home/dev"],
+)  # fmt: skip
+def test_the_repository_is_never_mounted_over_berths_own(tmp_path, target):
+    from app.runtime import ProvisionError
+
+    folder = _repo(tmp_path, f"    image: {BASE}\n    volumes: ['..:{target}']")
+    with pytest.raises(ProvisionError, match="Berth mounts its own|holds Berth's own|home"):
+        _hardened(folder)
+    # The same for an image config's workspaceFolder, and a home folder there.
+    image = tmp_path / "image"
+    write(image, json.dumps({"image": BASE, "workspaceFolder": target}))
+    with pytest.raises(ProvisionError):
+        _hardened(image)
+    with pytest.raises(ProvisionError):
+        _hardened(_repo(tmp_path / "h", f"    image: {BASE}"), home="/opt/berth")
+    # And in another service (where /home/dev is no home of Berth's).
+    if target == "/home/dev":
+        return
+    other = _repo(
+        tmp_path / "o",
+        f"    image: {BASE}\n  db:\n    image: {BASE}\n    volumes: ['..:{target}']",
+    )
+    (_, _), run, ws, limits = _hardened(other)
+    (db,) = run.compose.services
+    with pytest.raises(ProvisionError):
+        specs.companion(
+            ws, db, 0, limits, network="n", workspace_volume="berth-inst-ws-7-workspace"
+        )
+
+
+def test_the_repository_mounted_twice_is_the_workspace_volume_twice(tmp_path):
+    folder = _repo(tmp_path, f"    image: {BASE}\n    volumes: ['..:/a', '..:/b']")
+    (kwargs, roles), _, _, _ = _hardened(folder)
+    mine = {m["Target"]: m["Source"] for m in kwargs["mounts"] if m["Target"] in ("/a", "/b")}
+    assert mine == {"/a": "berth-inst-ws-7-workspace", "/b": "berth-inst-ws-7-workspace"}
+
+
+def test_a_link_to_the_docker_socket_is_refused_even_where_host_paths_are_approved(tmp_path):
+    folder = _repo(tmp_path, f"    image: {BASE}\n    volumes: ['./s:/var/run/docker.sock']")
+    os.symlink("/var/run/docker.sock", folder / ".devcontainer" / "s")
+    with pytest.raises(dc.PolicyError, match="Docker socket"):
+        _plan(folder, dc.Approvals(host_mounts=True))

@@ -246,7 +246,7 @@ class DockerRuntime:
             with refused("looking at the container"):
                 attrs = self.client.api.inspect_container(instance_id)
         labels = (attrs.get("Config") or {}).get("Labels") or {}
-        if not labels.get(names.LABEL_SERVICE):
+        if labels.get(names.LABEL_SERVICE) is None:
             return []
         return self._services(names.workspace_id(labels))
 

@@ -78,6 +78,19 @@ def docker_mount(mount: dict) -> Mount:
     )
 
 
+def _check_target(target: str, what: str) -> None:
+    """Nothing of a workspace's is mounted at /, or at or under Berth's own mount points
+    (a workspace folder over the tools would have Berth run the repository's code-server)."""
+    target = "/" + posixpath.normpath(target).lstrip("/")
+    kept = (*RESERVED, "/proc", "/sys", "/dev")
+    if target == "/" or target in kept or any(target.startswith(r + "/") for r in kept):
+        raise ProvisionError(
+            f"{what}: {target} is where Berth mounts its own (or the root); choose another"
+        )
+    if any(r.startswith(target + "/") for r in RESERVED):
+        raise ProvisionError(f"{what}: {target} holds Berth's own mount points; choose another")
+
+
 def own_mounts(ws: WorkspaceRef, mounts: list[dict]) -> tuple[list, list[str]]:
     """The config's mounts (none at or under Berth's own mount points), each volume
     replaced by one of the workspace's own, and the roles of the volumes that needs: a
@@ -89,10 +102,7 @@ def own_mounts(ws: WorkspaceRef, mounts: list[dict]) -> tuple[list, list[str]]:
     for mount in mounts:
         target, kind = posixpath.normpath(mount["Target"]), mount.get("Type", "volume")
         target = "/" + target.lstrip("/")  # normpath keeps a leading //
-        if target in RESERVED or any(target.startswith(r + "/") for r in RESERVED):
-            raise ProvisionError(
-                f"mounts: {target} is where Berth mounts its own; choose another target"
-            )
+        _check_target(target, "mounts")
         if kind == "volume":
             source = mount.get("Source") or ""
             slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", source)[:40] if source else "anon"
@@ -132,15 +142,26 @@ def container(
     """The create call's keyword arguments for the hardened container of ``ws``, and the
     roles of the volumes it mounts (made before the create)."""
     kwargs = create_kwargs(spec)
+    # A compose config says where the repository is; its workspaceFolder may be /.
+    folder = (
+        spec.workspace_mount.target
+        if spec.compose and spec.workspace_mount
+        else spec.workspace_folder
+    )
+    _check_target(folder, "workspaceFolder")
+    _check_target(home, "the remote user's home folder")
+    if posixpath.normpath(folder) == posixpath.normpath(home):
+        raise ProvisionError(
+            f"workspaceFolder: {folder} is the remote user's home folder, which has a volume "
+            "of its own; choose another"
+        )
+    workspace_volume = names.volume_name(ws, "workspace")
     mounts = [
         # no_copy: an empty volume would otherwise take its owner from the image's
         # mount point on every start, undoing the chown to the workspace user.
         Mount(
-            # A compose config says where the repository is; its workspaceFolder may be /.
-            target=spec.workspace_mount.target
-            if spec.compose and spec.workspace_mount
-            else spec.workspace_folder,
-            source=names.volume_name(ws, "workspace"),
+            target=folder,
+            source=workspace_volume,
             type="volume",
             no_copy=True,
         ),
@@ -156,14 +177,18 @@ def container(
         mounts.append(
             Mount(target=KEEPALIVE_BIN, source=keepalive_source, type="bind", read_only=True)
         )
+    others = [
+        m
+        for m in kwargs.pop("mounts")
+        if m["Target"] not in (spec.workspace_folder, home)
+        and not (spec.workspace_mount and m["Target"] == spec.workspace_mount.target)
+    ]
+    # A compose service may mount the repository twice: the workspace volume again.
+    for mount in [m for m in others if m.get("Source") == workspace_volume]:
+        _check_target(mount["Target"], "mounts")
+        mounts.append(Mount(target=mount["Target"], source=workspace_volume, type="volume"))
     config_mounts, roles = own_mounts(
-        ws,
-        [
-            m
-            for m in kwargs.pop("mounts")
-            if m["Target"] not in (spec.workspace_folder, home)
-            and not (spec.workspace_mount and m["Target"] == spec.workspace_mount.target)
-        ],
+        ws, [m for m in others if m.get("Source") != workspace_volume]
     )
     mounts += config_mounts
     security_opt = [seccomp.security_opt(agent), *(kwargs.pop("security_opt", None) or [])]
@@ -244,6 +269,7 @@ def companion(
     mounts, config_mounts = [], []
     for mount in service.mounts:
         if mount.get("type") == "volume" and mount.get("source") == workspace_volume:
+            _check_target(mount["target"], f"services.{service.name}.volumes")
             mounts.append(Mount(target=mount["target"], source=workspace_volume, type="volume"))
         else:
             config_mounts.append(docker_mount(mount))
