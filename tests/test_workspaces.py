@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
 
 import docker
 import pytest
 
 from app.runtime.docker.names import LABEL_INSTANCE, LABEL_WORKSPACE
 from tests.dcfiles import git_repo
+from tests.services import free_port, wait_until
 
 
 def labelled(stack, client: docker.DockerClient, ws_id: int) -> dict:
@@ -430,8 +433,16 @@ def test_openapi_describes_every_route(stack):
     assert routes == {path: set(ops) for path, ops in served["paths"].items()}
 
 
+# A service answering on port 7000 (the base image has perl); $$ is a $ to Compose.
+DB_SERVER = (
+    "use IO::Socket::INET; $$s = IO::Socket::INET->new(LocalPort => 7000, Listen => 5, "
+    "ReuseAddr => 1) or die; while ($$c = $$s->accept) { print $$c qq(hello from db\\n); "
+    "close $$c }"
+)
+
+
 def test_a_compose_repository_runs_every_service_under_berths_policy(
-    stack, docker_client, base_image
+    stack, docker_client, base_image, tmp_path
 ):
     """A repository whose config names compose files: its service is the workspace, the
     others run beside it on the workspace's own network (reached by service name), each
@@ -451,7 +462,7 @@ services:
     environment: {{DB_HOST: db}}
   db:
     image: {base_image}
-    command: ["sh", "-c", "date +%s%N >> /data/starts; exec sleep infinity"]
+    command: ["sh", "-c", "date +%s%N >> /data/starts; exec perl -e '{DB_SERVER}'"]
     volumes: ["dbdata:/data"]
     ports: ["5432:5432"]
 volumes: {{dbdata: {{}}}}
@@ -500,6 +511,37 @@ volumes: {{dbdata: {{}}}}
     )
     assert all(m["Type"] == "volume" for m in db.attrs["Mounts"])
     assert not any(m["Destination"].startswith("/opt/berth") for m in db.attrs["Mounts"])
+
+    # From the person's machine: ssh -L to the database by its service name.
+    key = tmp_path / "id_compose"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ann.call(
+        "POST", "/users/me/keys", 201, json={"public_key": key.with_suffix(".pub").read_text()}
+    )
+    local = free_port()
+    tunnel = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+         "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+         "-o", "IdentitiesOnly=yes", "-i", str(key), "-N", "-L", f"{local}:db:7000",
+         "-L", f"{local + 1}:elsewhere.example:7000", "-p", str(stack.ssh_port),
+         "composed@127.0.0.1"]
+    )  # fmt: skip
+    try:
+
+        def answer(port):
+            try:
+                with socket.create_connection(("127.0.0.1", port), 2) as conn:
+                    return conn.recv(100).decode() or None
+            except OSError:
+                return None
+
+        assert wait_until(lambda: answer(local), timeout=30, what="db through ssh") == (
+            "hello from db\n"
+        )
+        assert answer(local + 1) is None  # not a service of this workspace: closed
+    finally:
+        tunnel.terminate()
+        tunnel.wait(10)
 
     ann.act(wid, "stop")
     assert ann.wait(wid, "stopped")["status"] == "stopped"

@@ -21,6 +21,7 @@ from app import audit
 from app import runtime as runtimes
 from app.config import Settings
 from app.db import short_connection
+from app.devcontainer.compose import SERVICE_NAME
 from app.models import Transition, Workspace
 from app.runtime import ProvisionError, Runtime
 from app.ssh import hostkey, keys, paramiko_limits
@@ -406,9 +407,11 @@ class Connection(paramiko.ServerInterface):
 
     def check_channel_direct_tcpip_request(self, chanid, origin, destination):
         host, port = destination
-        if host not in LOOPBACK_NAMES:
+        # The workspace's loopback, or another service of a compose workspace by its name
+        # (the runtime connects only to those).
+        if host not in LOOPBACK_NAMES and not SERVICE_NAME.fullmatch(str(host)):
             log.info(
-                "ssh: %s asked to forward to %s:%s; only loopback is allowed",
+                "ssh: %s asked to forward to %s:%s; only loopback and services are allowed",
                 self.target,
                 host,
                 port,
@@ -420,7 +423,7 @@ class Connection(paramiko.ServerInterface):
                             self.open_tunnels)  # fmt: skip
                 return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
             self.open_tunnels += 1
-        self.tunnels[chanid] = (LOOPBACK_NAMES[host], port)
+        self.tunnels[chanid] = (LOOPBACK_NAMES.get(host, host), port)
         return paramiko.OPEN_SUCCEEDED
 
     def _session(self, channel) -> Session:

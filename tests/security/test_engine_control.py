@@ -15,7 +15,9 @@ from app.runtime.docker.control import ControlError, EngineControl, _address
 @pytest.mark.parametrize(
     "host, port",
     [
-        ("10.0.0.1", 80),  # not loopback
+        ("8.8.8.8", 53),  # not the workspace's
+        ("169.254.169.254", 80),  # a cloud's metadata service
+        ("0.0.0.0", 80),  # noqa: S104  (refused, not bound)
         ("localhost", 80),  # names are mapped by the gateway before; never here
         ("127.0.0.1,fork", 80),  # socat options
         ("127.0.0.1:22!!EXEC:sh", 80),
@@ -35,6 +37,8 @@ def test_only_a_loopback_address_and_a_port_reach_socat(host, port):
 def test_loopback_destinations_become_plain_tcp_addresses():
     assert _address("127.0.0.1", 8000) == "TCP4:127.0.0.1:8000"
     assert _address("::1", 22) == "TCP6:[::1]:22"
+    # Another service of a compose workspace, on its private network.
+    assert _address("10.231.4.3", 5432) == "TCP4:10.231.4.3:5432"
 
 
 def test_a_process_is_the_workspace_only_if_its_cgroup_names_the_container():

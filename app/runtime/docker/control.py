@@ -13,6 +13,7 @@ bytes of a tunnel then travel in the exec's stream.
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import os
 import re
@@ -171,11 +172,21 @@ def _address(host: str, port: int) -> str:
     socat reads options and other address types from the same string."""
     if type(port) is not int or not 0 < port < 65536:
         raise ControlError(f"port {port!r} is not a TCP port")
-    if host == "127.0.0.1":
-        return f"TCP4:127.0.0.1:{port}"
     if host == "::1":
         return f"TCP6:[::1]:{port}"
-    raise ControlError(f"{host!r} is not a loopback address")
+    try:
+        # Loopback, or the address of another service of the workspace (the runtime
+        # looked it up, on the workspace's private network); a literal IPv4 address holds
+        # nothing socat would read as options.
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ControlError(f"{host!r} is not an address of the workspace") from None
+    if not (
+        address.is_loopback
+        or (address.is_private and not address.is_unspecified and not address.is_link_local)
+    ):
+        raise ControlError(f"{host!r} is not an address of the workspace")
+    return f"TCP4:{address}:{port}"
 
 
 class EngineControl:

@@ -470,8 +470,23 @@ class DockerRuntime:
             return self.execs.read_keepalive(instance_id, user)
 
     def open_tunnel(self, instance_id: str, host: str, port: int):
+        """A connection to ``host``:``port`` from inside the workspace: its loopback, or
+        another service of a compose workspace by its name (nothing else)."""
+        if host not in ("127.0.0.1", "::1"):
+            host = self.service_address(instance_id, host)
         with refused("opening a connection into the workspace"):
             return self.execs.open_tunnel(instance_id, host, port)
+
+    def service_address(self, instance_id: str, service: str) -> str:
+        """The address of a running service of the workspace (on its own network)."""
+        for container in self._services_of(instance_id):
+            if container.labels.get(names.LABEL_SERVICE) != service:
+                continue
+            networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+            for network in networks.values():
+                if network.get("IPAddress"):
+                    return network["IPAddress"]
+        raise ProvisionError(f"{service!r} is not a running service of this workspace")
 
     def agent_socket_dir(self, workspace_id: int) -> Path | None:
         return self.agent_socket_root / str(workspace_id) if self.agent_socket_root else None
