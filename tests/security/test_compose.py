@@ -163,20 +163,9 @@ def test_a_companion_is_as_hardened_as_the_workspace(tmp_path):
         f"  db:\n    image: {BASE}\n    volumes: ['data:/data', '..:/code', '/scratch']",
         "volumes: {data: {}}",
     )
-    result = _plan(folder)
-    from app.devcontainer.build import BuildResult
-
-    built = BuildResult(
-        image=BASE,
-        image_id="sha256:1",
-        cached=True,
-        label_entries=[result.config_entry],
-        service_images={"db": BASE, "app": BASE},
-    )
-    ws = WorkspaceRef(id=7, name="w", owner="ann", instance="inst")
+    _, run, ws, _ = _hardened(folder)
     volume = "berth-inst-ws-7-workspace"
-    spec = dc.run_spec(result, built, workspace_volume=volume)
-    (db,) = spec.compose.services
+    (db,) = run.compose.services
     kwargs, roles = specs.companion(
         ws, db, 0, Limits(cpus=1, memory_mb=512, pids=256), network="net", workspace_volume=volume
     )

@@ -252,6 +252,30 @@ def service_name(ws: WorkspaceRef, service: str) -> str:
     return f"{names.container_name(ws)}-svc-{service}"
 
 
+def service_create_kwargs(service) -> dict:
+    """Another compose service's own part of the create call, as Compose makes it."""
+    kwargs = {
+        "image": service.image,
+        "environment": service.env,
+        "entrypoint": service.entrypoint,
+        "command": service.command,
+        "user": service.user,
+        "working_dir": service.working_dir,
+        "labels": dict(service.labels),
+        "mounts": [docker_mount(m) for m in service.mounts],
+        "init": service.init or None,
+        "tty": service.tty,
+        "stdin_open": service.stdin_open,
+        "cap_add": service.cap_add or None,
+        "security_opt": service.security_opt or None,
+        "privileged": service.privileged,
+        "hostname": service.hostname,
+        "stop_signal": service.stop_signal,
+        "detach": True,
+    }
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
 def companion(
     ws: WorkspaceRef,
     service,
@@ -274,39 +298,29 @@ def companion(
         else:
             config_mounts.append(docker_mount(mount))
     owned, roles = own_mounts(ws, config_mounts)
-    kwargs = {
-        "image": service.image,
-        "name": service_name(ws, service.name),
-        "hostname": service.hostname or service.name,
-        "environment": service.env,
-        "entrypoint": service.entrypoint,
-        "command": service.command,
-        "user": service.user,
-        "working_dir": service.working_dir,
-        "labels": {
+    kwargs = service_create_kwargs(service)
+    kwargs.update(
+        name=service_name(ws, service.name),
+        hostname=service.hostname or service.name,
+        labels={
             **service.labels,
             **names.labels(ws),
             names.LABEL_ROLE: "service",
             names.LABEL_SERVICE: service.name,
             names.LABEL_ORDER: str(order),
         },
-        "mounts": mounts + owned,
-        "network": network,
-        "init": service.init or None,
-        "tty": service.tty,
-        "stdin_open": service.stdin_open,
-        "cap_drop": ["ALL"],
-        "cap_add": sorted(
+        mounts=mounts + owned,
+        network=network,
+        cap_drop=["ALL"],
+        cap_add=sorted(
             set(WORKSPACE_CAPABILITIES) | {c.upper().removeprefix("CAP_") for c in service.cap_add}
         ),
-        "security_opt": [seccomp.security_opt(False), *service.security_opt],
-        "privileged": service.privileged,
-        "pids_limit": limits.pids,
-        "mem_limit": f"{limits.memory_mb}m",
-        "memswap_limit": f"{limits.memory_mb}m",
-        "nano_cpus": int(limits.cpus * 1e9),
-        "stop_signal": service.stop_signal or "SIGTERM",
-        "restart_policy": RESTART_POLICY,
-        "detach": True,
-    }
+        security_opt=[seccomp.security_opt(False), *service.security_opt],
+        pids_limit=limits.pids,
+        mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m",
+        nano_cpus=int(limits.cpus * 1e9),
+        stop_signal=service.stop_signal or "SIGTERM",
+        restart_policy=RESTART_POLICY,
+    )
     return {key: value for key, value in kwargs.items() if value is not None}, roles

@@ -49,33 +49,14 @@ def _compose_mounts(mounts: list, project: str, volumes: list[str]) -> list:
     return mounts
 
 
-def _service_kwargs(service, compose) -> dict:
-    kwargs = {
-        "image": service.image,
-        "environment": service.env,
-        "entrypoint": service.entrypoint,
-        "command": service.command,
-        "user": service.user,
-        "working_dir": service.working_dir,
-        "labels": {
-            **service.labels,
-            COMPOSE_PROJECT: compose.project,
-            COMPOSE_SERVICE: service.name,
-        },
-        "mounts": _compose_mounts(
-            [specs.docker_mount(m) for m in service.mounts], compose.project, compose.volumes
-        ),
-        "init": service.init or None,
-        "tty": service.tty,
-        "stdin_open": service.stdin_open,
-        "cap_add": service.cap_add or None,
-        "security_opt": service.security_opt or None,
-        "privileged": service.privileged,
-        "hostname": service.hostname,
-        "stop_signal": service.stop_signal,
-        "detach": True,
-    }
-    return {key: value for key, value in kwargs.items() if value is not None}
+def _create(client, name: str, network: str, alias: str, kwargs: dict):
+    """A project's container on its network, reached by its service name, started."""
+    endpoint = client.api.create_endpoint_config(aliases=[alias])
+    container = client.containers.create(
+        name=name, network=network, networking_config={network: endpoint}, **kwargs
+    )
+    container.start()
+    return container
 
 
 def compose_up(
@@ -86,46 +67,30 @@ def compose_up(
 ):
     """``up`` for a compose config: the project's network and volumes, each started
     service after those it depends on, the devcontainer's service last, each reached by
-    its service name. Anything made is removed again when a step fails."""
+    its service name. Everything of the project is removed again when a step fails."""
     compose = spec.compose
     client = runtime.client
     labels = {**overrides.pop("labels", {}), COMPOSE_PROJECT: compose.project}
     network = f"{compose.project}_default"
-    made: list = []
     try:
         if not client.networks.list(names=[network]):
-            made.append(client.networks.create(network, labels=labels))
+            client.networks.create(network, labels=labels)
         for volume in compose.volumes:
             client.volumes.create(f"{compose.project}_{volume}", labels=labels)
         for service in compose.services:
-            kwargs = _service_kwargs(service, compose)
-            kwargs["labels"].update(labels)
-            container = client.containers.create(
-                name=f"{compose.project}_{service.name}_1",
-                network=network,
-                networking_config={
-                    network: client.api.create_endpoint_config(aliases=[service.name])
-                },
-                **kwargs,
-            )
-            made.append(container)
-            container.start()
+            kwargs = specs.service_create_kwargs(service)
+            kwargs["labels"].update(labels, **{COMPOSE_SERVICE: service.name})
+            _compose_mounts(kwargs["mounts"], compose.project, compose.volumes)
+            name = f"{compose.project}_{service.name}_1"
+            _create(client, name, network, service.name, kwargs)
         kwargs = specs.create_kwargs(spec)
         kwargs["labels"] = {**kwargs["labels"], **labels, COMPOSE_SERVICE: compose.service}
         _compose_mounts(kwargs["mounts"], compose.project, compose.volumes)
         if spec.stop_signal:
             kwargs["stop_signal"] = spec.stop_signal
         kwargs.update(overrides)
-        container = client.containers.create(
-            name=f"{compose.project}_{compose.service}_1",
-            network=network,
-            networking_config={
-                network: client.api.create_endpoint_config(aliases=[compose.service])
-            },
-            **kwargs,
-        )
-        made.append(container)
-        container.start()
+        name = f"{compose.project}_{compose.service}_1"
+        container = _create(client, name, network, compose.service, kwargs)
         run_lifecycle(runtime, container.id, spec, on_log=on_log)
     except Exception:
         compose_down(runtime, compose.project)
