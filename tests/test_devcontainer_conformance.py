@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import docker
@@ -147,6 +148,16 @@ def _run_reference(cli, client, workspace: Path, config: str | None) -> dict:
     return {"first": _sections(first), "second": _sections(second), "inspect": inspected}
 
 
+def unique_folder(name: str) -> str:
+    """A compose project is named after the repository's folder, and its containers after
+    the project: a suffix keeps two test runs on one engine apart (both tools see the same
+    folder, so they still agree)."""
+    configs = (reference.CORPUS / "configs" / name).rglob("devcontainer.json")
+    if any("dockerComposeFile" in p.read_text(errors="replace") for p in configs):
+        return f"{name}-{uuid.uuid4().hex[:6]}"
+    return name
+
+
 def _remove_containers(client: docker.DockerClient, workspace: Path) -> None:
     """Remove what a run left behind (the reference keeps failed containers), and with a
     compose config the project's other containers, network and volumes."""
@@ -228,7 +239,7 @@ def _differences(ref: dict, ours: dict) -> list[str]:
 @pytest.mark.parametrize("name", [*CONFIGS, *EXTRA_RUNS])
 def test_agrees_with_the_reference(name, cli, docker_client, tmp_path_factory):
     folder, config = EXTRA_RUNS.get(name, (name, None))
-    workspace = tmp_path_factory.mktemp("corpus") / folder
+    workspace = tmp_path_factory.mktemp("corpus") / unique_folder(folder)
     _fresh_copy(folder, workspace)
     ref = _run_reference(cli, docker_client, workspace, config)
     _fresh_copy(folder, workspace)

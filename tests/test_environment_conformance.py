@@ -22,7 +22,7 @@ import pytest
 
 from tests import reference
 from tests.conftest import start_stack, stop_stack
-from tests.test_devcontainer_conformance import HOST_ENV, _remove_containers
+from tests.test_devcontainer_conformance import HOST_ENV, _remove_containers, unique_folder
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def _reference_env(cli, docker_client, folder) -> dict[str, str]:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_ssh_and_exec_give_the_references_environment(name, cli, stack, docker_client):
     # One folder for both: ${localWorkspaceFolderBasename} and the workspace folder agree.
-    folder = stack.repos / name
+    folder = stack.repos / unique_folder(name)
     shutil.copytree(reference.CORPUS / "configs" / name, folder)
     for argv in (
         ["git", "init", "-q", "-b", "main"],
