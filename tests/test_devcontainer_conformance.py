@@ -140,7 +140,7 @@ def _run_reference(cli, client, workspace: Path, config: str | None) -> dict:
         inspected = _inspect(client, cid)
         inspected["project"] = result.get("composeProjectName")
         inspected["services"] = _services(client, cid)
-        client.containers.get(cid).stop(timeout=5)
+        client.containers.get(cid).stop(timeout=2)
         reference.up(cli, workspace, env, config)
         second = reference.exec_script(cli, workspace, OBSERVE, env, config)
     finally:
@@ -211,7 +211,7 @@ def _run_berth(client, workspace: Path, config: str | None) -> dict:
         inspected = _inspect(client, container.id)
         inspected["project"] = spec.compose.project if spec.compose else None
         inspected["services"] = _services(client, container.id)
-        container.stop(timeout=5)
+        container.stop(timeout=2)
         container.start()
         dc.run_lifecycle(DockerRuntime(client, "test"), container.id, spec)
         second = (
