@@ -23,6 +23,10 @@ class ProvisionError(Exception):
     """The runtime refused something; the message says what and why."""
 
 
+class NoSuchService(ProvisionError):
+    """A tunnel asked for a name that is not a running service of the workspace."""
+
+
 @dataclass(frozen=True)
 class WorkspaceRef:
     """Which workspace, of which Berth instance on the engine."""

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.db import short_connection
 from app.devcontainer.compose import SERVICE_NAME
 from app.models import Transition, Workspace
-from app.runtime import ProvisionError, Runtime
+from app.runtime import NoSuchService, ProvisionError, Runtime
 from app.ssh import hostkey, keys, paramiko_limits
 from app.ssh.ide_credentials import IdeCredentials
 from app.ssh.relay import LOOPBACK_NAMES, relay
@@ -512,6 +512,8 @@ class Connection(paramiko.ServerInterface):
                 if self.container_id is None:
                     raise ProvisionError("not looked up yet")
                 sock = runtime.open_tunnel(self.container_id, host, port)
+            except NoSuchService:
+                raise  # the container is fine: the name is no service of it
             except ProvisionError:
                 self.container_id = self.running_container(lambda _text: None)
                 sock = runtime.open_tunnel(self.container_id, host, port)

@@ -17,6 +17,8 @@ from app.runtime.docker.control import ControlError, EngineControl, _address
     [
         ("8.8.8.8", 53),  # not the workspace's
         ("169.254.169.254", 80),  # a cloud's metadata service
+        ("240.0.0.1", 80),  # reserved, and no Docker network's
+        ("255.255.255.255", 80),
         ("0.0.0.0", 80),  # noqa: S104  (refused, not bound)
         ("localhost", 80),  # names are mapped by the gateway before; never here
         ("127.0.0.1,fork", 80),  # socat options

@@ -167,6 +167,12 @@ class ExecSocket:
         self.raw.close()
 
 
+# Where Docker's bridge networks (and so a workspace's services) have their addresses.
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+
+
 def _address(host: str, port: int) -> str:
     """socat's address for a loopback destination; anything else is refused here, since
     socat reads options and other address types from the same string."""
@@ -181,10 +187,7 @@ def _address(host: str, port: int) -> str:
         address = ipaddress.IPv4Address(host)
     except ValueError:
         raise ControlError(f"{host!r} is not an address of the workspace") from None
-    if not (
-        address.is_loopback
-        or (address.is_private and not address.is_unspecified and not address.is_link_local)
-    ):
+    if not (address.is_loopback or any(address in net for net in _PRIVATE_NETWORKS)):
         raise ControlError(f"{host!r} is not an address of the workspace")
     return f"TCP4:{address}:{port}"
 
@@ -294,9 +297,9 @@ class EngineControl:
     def connect(self, container_id: str, pid: int, host: str, port: int, timeout: float = 10):
         """A connection to ``host``:``port`` as seen inside the workspace whose first
         process is ``pid``: a socket here, or an ``ExecSocket`` through the engine."""
+        address = _address(host, port)  # checked on both paths
         if self.local(pid, container_id):
             return connect_in_namespace(pid, host, port, timeout)
-        address = _address(host, port)
         if not CONTAINER_ID.fullmatch(container_id):
             raise ControlError(f"{container_id!r} is not a container id")
         try:

@@ -34,7 +34,11 @@ def container_name(ws: WorkspaceRef) -> str:
 
 
 def network_name(ws: WorkspaceRef) -> str:
-    return container_name(ws)
+    return workspace_network(ws.instance, ws.id)
+
+
+def workspace_network(instance: str, workspace_id: int) -> str:
+    return f"berth-{instance}-ws-{workspace_id}"
 
 
 def bridge_name(ws: WorkspaceRef) -> str:

@@ -22,6 +22,7 @@ from app.runtime import (
     ImageInfo,
     Instance,
     Limits,
+    NoSuchService,
     Placement,
     ProvisionError,
     Resource,
@@ -59,6 +60,12 @@ def connect(settings, timeout: int = 60, **options) -> DockerRuntime:
         client = docker.DockerClient(base_url=settings.docker_host, timeout=timeout)
     options.setdefault("control", settings.engine_control)
     return DockerRuntime(client, settings.instance, settings.subnet_pool, **options)
+
+
+def _labels(container) -> dict:
+    """A container's labels, from a full or a sparse (list) answer."""
+    attrs = container.attrs
+    return (attrs.get("Config") or {}).get("Labels") or attrs.get("Labels") or {}
 
 
 def _instance(container) -> Instance:
@@ -212,49 +219,58 @@ class DockerRuntime:
             for role in dict.fromkeys(("workspace", "home", *roles)):
                 self.volumes_.ensure_volume(ws, role)
         try:
+            if companions:  # none of an earlier create stays (a service since removed)
+                self._discard_services(ws.id)
             for service_kwargs, _ in companions:
                 alias = service_kwargs["labels"][names.LABEL_SERVICE]
                 endpoint = self.client.api.create_endpoint_config(aliases=[alias])
-                self._replace(service_kwargs["name"])
                 self.client.containers.create(
                     networking_config={network: endpoint}, **service_kwargs
                 )
             return _instance(self.client.containers.create(**kwargs))
-        except docker.errors.APIError as exc:
-            self._discard_services(ws.id)
+        except docker.errors.DockerException as exc:
+            with contextlib.suppress(ProvisionError):
+                self._discard_services(ws.id)
             raise ProvisionError(
                 f"Docker refused the container: {exc.explanation or exc}"
             ) from None
 
-    def _replace(self, name: str) -> None:
-        """A service container left by an earlier create of this workspace goes first."""
-        with contextlib.suppress(docker.errors.NotFound):
-            self.client.api.remove_container(name, force=True)
-
-    def _services(self, workspace_id: int) -> list:
-        """A compose workspace's other services, in the order they start."""
-        found = [
-            c
-            for c in self._managed("containers", workspace_id)
-            if c.labels.get(LABEL_ROLE) == "service"
+    def _services(self, workspace_id: int, service: str | None = None, running=False) -> list:
+        """A compose workspace's other services (or the one named), in the order they
+        start: one list call, filtered by the engine."""
+        labels = [
+            f"{LABEL_MANAGED}=true",
+            f"{LABEL_INSTANCE}={self.instance}",
+            f"{LABEL_WORKSPACE}={workspace_id}",
+            f"{LABEL_ROLE}=service",
         ]
-        return sorted(found, key=lambda c: int(c.labels.get(names.LABEL_ORDER, "0") or 0))
+        if service is not None:
+            labels.append(f"{names.LABEL_SERVICE}={service}")
+        filters = {"label": labels, **({"status": "running"} if running else {})}
+        found = self.client.containers.list(all=not running, filters=filters, sparse=True)
+        return sorted(found, key=lambda c: int(_labels(c).get(names.LABEL_ORDER, "0") or 0))
 
-    def _services_of(self, instance_id: str, attrs: dict | None = None) -> list:
-        """The services beside a compose workspace's container (none for any other)."""
+    def _labels_of(self, instance_id: str, attrs: dict | None = None) -> dict:
         if attrs is None:
             with refused("looking at the container"):
                 attrs = self.client.api.inspect_container(instance_id)
-        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        return (attrs.get("Config") or {}).get("Labels") or {}
+
+    def _services_of(self, instance_id: str, attrs: dict | None = None) -> list:
+        """The services beside a compose workspace's container (none for any other)."""
+        labels = self._labels_of(instance_id, attrs)
         if labels.get(names.LABEL_SERVICE) is None:
             return []
         return self._services(names.workspace_id(labels))
 
     def _discard_services(self, workspace_id: int) -> None:
+        """Remove every service container of the workspace, each on its own (one already
+        gone does not keep the others)."""
         with refused("removing the workspace's services"):
-            for container in self._services(workspace_id):
-                with contextlib.suppress(docker.errors.NotFound):
-                    container.remove(force=True)
+            found = self._services(workspace_id)
+        for container in found:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self.client.api.remove_container(container.id, force=True)
 
     def start(self, instance_id: str) -> Instance:
         attrs = None
@@ -265,7 +281,7 @@ class DockerRuntime:
         try:
             # A compose workspace's services first, each after what it depends on.
             for service in self._services_of(instance_id, attrs):
-                what = f"the service {service.labels.get(names.LABEL_SERVICE)}"
+                what = f"the service {_labels(service).get(names.LABEL_SERVICE)}"
                 self.client.api.start(service.id)
             what = "the container"
             self.client.api.start(instance_id)
@@ -288,17 +304,20 @@ class DockerRuntime:
 
     def stop(self, instance_id: str, grace_seconds: int = 10) -> None:
         """SIGTERM, then SIGKILL after the grace period (Docker's stop does exactly that)."""
-        with refused("stopping the container"):
-            self.client.api.stop(instance_id, timeout=grace_seconds)
-        with refused("stopping the workspace's services"):
-            for service in reversed(self._services_of(instance_id)):
-                self.client.api.stop(service.id, timeout=grace_seconds)
+        try:
+            with refused("stopping the container"):
+                self.client.api.stop(instance_id, timeout=grace_seconds)
+        finally:  # the services stop also when the workspace container would not
+            with refused("stopping the workspace's services"):
+                for service in reversed(self._services_of(instance_id)):
+                    self.client.api.stop(service.id, timeout=grace_seconds)
 
     def discard(self, instance_id: str) -> None:
         """Remove the container and a compose workspace's services (volumes stay)."""
-        with contextlib.suppress(docker.errors.NotFound, ProvisionError):
-            for service in self._services_of(instance_id):
-                service.remove(force=True)
+        with contextlib.suppress(ProvisionError):
+            labels = self._labels_of(instance_id)
+            if labels.get(names.LABEL_SERVICE) is not None:
+                self._discard_services(names.workspace_id(labels))
         with refused("removing the container"), contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(instance_id, force=True)
 
@@ -478,15 +497,23 @@ class DockerRuntime:
             return self.execs.open_tunnel(instance_id, host, port)
 
     def service_address(self, instance_id: str, service: str) -> str:
-        """The address of a running service of the workspace (on its own network)."""
-        for container in self._services_of(instance_id):
-            if container.labels.get(names.LABEL_SERVICE) != service:
-                continue
-            networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-            for network in networks.values():
-                if network.get("IPAddress"):
-                    return network["IPAddress"]
-        raise ProvisionError(f"{service!r} is not a running service of this workspace")
+        """The address of a running service of the workspace on the workspace's own
+        network (its own service: its loopback). Two engine calls, filtered by it."""
+        labels = self._labels_of(instance_id)
+        own = labels.get(names.LABEL_SERVICE)
+        if own is not None and service == own:
+            return "127.0.0.1"
+        workspace_id = names.workspace_id(labels)
+        if own is not None and workspace_id:
+            network = names.workspace_network(self.instance, workspace_id)
+            with refused("looking up the workspace's services"):
+                found = self._services(workspace_id, service, running=True)
+            for container in found:
+                settings = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+                address = (settings.get(network) or {}).get("IPAddress")
+                if address:
+                    return address
+        raise NoSuchService(f"{service!r} is not a running service of this workspace")
 
     def agent_socket_dir(self, workspace_id: int) -> Path | None:
         return self.agent_socket_root / str(workspace_id) if self.agent_socket_root else None
