@@ -79,6 +79,11 @@ def _from_images(dockerfile_text: str, args: dict[str, str]) -> list[str]:
     return refs
 
 
+def _from_ids(engine: Engine, dockerfile_text: str, args: dict[str, str]) -> list:
+    """Each image the Dockerfile starts from, with the id it has now (part of a hash)."""
+    return [[ref, _image_id(engine, ref)] for ref in _from_images(dockerfile_text, args)]
+
+
 def _image_id(engine: Engine, ref: str) -> str:
     found = engine.image(ref)
     return found.id if found else ""  # a stage name, or an image the build will pull
@@ -105,7 +110,7 @@ def input_hash(plan: Plan, engine: Engine) -> str:
     if plan.dockerfile:
         text = plan.dockerfile_text
         doc["dockerfile"] = text
-        doc["from"] = [[ref, _image_id(engine, ref)] for ref in _from_images(text, plan.build_args)]
+        doc["from"] = _from_ids(engine, text, plan.build_args)
     digest.update(json.dumps(doc, sort_keys=True).encode())
     if plan.build_context:
         inputs.hash_tree(digest, plan.build_context, _context_files(plan, engine))
@@ -212,16 +217,12 @@ def build(
             on_log(f"pulling {base_ref}")
             engine.pull(base_ref)
         if not plan.needs_build:
-            found = _result(engine, base_ref, cached=True, plan=plan, built=False)
-            found.service_images = service_images
-            return found
+            return _result(engine, base_ref, True, plan, built=False, services=service_images)
 
     tag = f"{IMAGE_REPOSITORY}:{input_hash(plan, engine)}"
     if engine.image(tag) is not None:
         on_log(f"using cached image {tag}")
-        found = _result(engine, tag, cached=True, plan=plan, built=True)
-        found.service_images = service_images
-        return found
+        return _result(engine, tag, True, plan, built=True, services=service_images)
 
     layers: list[str] = []
     options = {"network": network, "layers": layers, "log": []}  # one log for every step
@@ -244,9 +245,7 @@ def build(
         engine.discard_layers(layers)
         raise
     on_log(f"built {tag}")
-    found = _result(engine, tag, cached=False, plan=plan, built=True)
-    found.service_images = service_images
-    return found
+    return _result(engine, tag, False, plan, built=True, services=service_images)
 
 
 def _service_images(plan: Plan, engine: Engine, on_log: Log, network: str | None) -> dict:
@@ -275,10 +274,7 @@ def _service_images(plan: Plan, engine: Engine, on_log: Log, network: str | None
             "dockerfile": build.dockerfile_text,
             "args": build.args,
             "target": build.target,
-            "from": [
-                [ref, _image_id(engine, ref)]
-                for ref in _from_images(build.dockerfile_text, build.args)
-            ],
+            "from": _from_ids(engine, build.dockerfile_text, build.args),
         }
         digest.update(json.dumps(doc, sort_keys=True).encode())
         inputs.hash_tree(digest, build.context, _context_files(plan, engine, build.context))
@@ -356,7 +352,9 @@ def _extend(plan: Plan, engine: Engine, base_ref: str, tag: str, on_log: Log, op
         )
 
 
-def _result(engine: Engine, ref: str, cached: bool, plan: Plan, built: bool) -> BuildResult:
+def _result(
+    engine: Engine, ref: str, cached: bool, plan: Plan, built: bool, services: dict
+) -> BuildResult:
     image = _image(engine, ref)
     image_entries = metadata.read_label((image.labels or {}).get(metadata.LABEL))
     if built:
@@ -374,4 +372,5 @@ def _result(engine: Engine, ref: str, cached: bool, plan: Plan, built: bool) -> 
         image_entrypoint=image.entrypoint,
         image_cmd=image.cmd,
         image_env=image.env,
+        service_images=services,
     )

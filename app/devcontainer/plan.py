@@ -128,15 +128,13 @@ def plan(
         kind=config.kind,
         warnings=list(config.warnings),
     )
-    if config.kind == "compose":
-        _plan_compose(config, result, local_env, approvals or policy.Approvals(), private)
     if "initializeCommand" in raw:
         result.warnings.append(
             "initializeCommand is not run: it is meant for the developer's own machine, and "
             "Berth builds on a server where it would run with the server's rights"
         )
     if config.kind == "compose":
-        pass  # the service's image or build, set above
+        _plan_compose(config, result, local_env, approvals or policy.Approvals(), private)
     elif result.kind == "image":
         result.image = raw["image"]
         policy.check_pull(result.image, "image", private, config.path)
