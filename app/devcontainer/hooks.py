@@ -58,14 +58,22 @@ class Session:
         self._env: dict[str, str] | None = None
         self._marker_folder: str | None = None  # found by due_hooks
         self._passwd: ExecResult | None = None  # found by patch_system_config
+        self._facts: dict | None = None
+        self._probed: dict[str, str] | None = None  # by due_hooks, when asked to probe
 
     def run_as_root(self, script: str, *args: str) -> ExecResult:
         return exec_in(
             self.engine, self.container_id, ["/bin/sh", "-c", script, "-", *args], user="root"
         )
 
+    def facts(self) -> dict:
+        """The started container's environment, creation and start times (one look)."""
+        if self._facts is None:
+            self._facts = self.engine.facts(self.container_id)
+        return self._facts
+
     def container_env(self) -> dict[str, str]:
-        return self.engine.facts(self.container_id)["env"]
+        return self.facts()["env"]
 
     def patch_system_config(self) -> None:
         """Once per container, as the reference does: keep the container's variables in
@@ -90,24 +98,35 @@ class Session:
         fields = last.split(":")
         return fields[6] if found.exit_code == 0 and len(fields) >= 7 and fields[6] else "/bin/sh"
 
-    def _probe(self) -> dict[str, str]:
+    def _probe_command(self) -> tuple[list[str], str] | None:
+        """The userEnvProbe's command and the fresh marker it prints the environment
+        between (a profile may print more); None for "none"."""
         mode = self.spec.user_env_probe
         if mode == "none":
-            return {}
+            return None
         flag = {
             "loginInteractiveShell": "-lic",
             "loginShell": "-lc",
             "interactiveShell": "-ic",
         }.get(mode, "-c")
         marker = uuid.uuid4().hex
-        probe = exec_in(
-            self.engine,
-            self.container_id,
-            [self._shell(), flag, f"echo -n {marker}; cat /proc/self/environ; echo -n {marker}"],
-            user=self.spec.remote_user,
-        )
-        parts = probe.output.split(marker)
+        script = f"echo -n {marker}; cat /proc/self/environ; echo -n {marker}"
+        return [self._shell(), flag, script], marker
+
+    def _probe(self) -> dict[str, str]:
+        if self._probed is not None:
+            return self._probed
+        probe = self._probe_command()
+        if probe is None:
+            return {}
+        command, marker = probe
+        found = exec_in(self.engine, self.container_id, command, user=self.spec.remote_user)
+        return self._parse_probe(marker, found.output)
+
+    def _parse_probe(self, marker: str, output: str) -> dict[str, str]:
+        parts = output.split(marker)
         if len(parts) < 3:
+            mode = self.spec.user_env_probe
             self.on_log(f"userEnvProbe ({mode}) printed nothing usable; using the container env")
             return {}
         env = {}
@@ -182,21 +201,29 @@ class Session:
                 f"{hook_name} ({name})", hook.origin, result.exit_code, result.output
             )
 
-    def due_hooks(self, markers: list[tuple[str, str, bool]]) -> list[str]:
+    def due_hooks(self, markers: list[tuple[str, str, bool]], probe: bool = False) -> list[str]:
         """Which of (hook, marker value, has commands) are due, in one exec. The reference
         rewrites a hook's marker just before running it, so the marker of a hook with
         commands is only read here and written when its phase runs; one with nothing to
-        run is written straight away."""
+        run is written straight away. With ``probe``, the same exec then makes the
+        userEnvProbe (as the user, like the markers), for ``environment()``."""
         script = (
-            'mkdir -p "$HOME/.devcontainer" 2>/dev/null || exit 0\n'
+            'if mkdir -p "$HOME/.devcontainer" 2>/dev/null; then\n'
             "printf '%s\\0' \"$HOME/.devcontainer\"\n"
             'for item in "$@"; do name=${item%%=*}; rest=${item#*=}; write=${rest%%=*}; '
             'value=${rest#*=}; file="$HOME/.devcontainer/.${name}Marker"; '
             'content="$(cat "$file" 2>/dev/null || echo ENOENT)"; '
             'if [ "$content" != "$value" ]; then '
             'if [ "$write" = 1 ]; then echo "$value" 2>/dev/null > "$file"; '
-            'else echo "$name"; fi; fi; done'
+            'else echo "$name"; fi; fi; done\n'
+            "fi\n"
         )
+        found = self._probe_command() if probe and self._probed is None else None
+        nonce = uuid.uuid4().hex
+        ended = f"\x1e{nonce}\n"
+        if found is not None:
+            # The marker loop's own variables are not exported: the probe sees none.
+            script += f"printf '\\036%s\\n' {nonce}\nexec {shlex.join(found[0])}\n"
         args = [f"{hook}={0 if commands else 1}={value}" for hook, value, commands in markers]
         result = exec_in(
             self.engine,
@@ -204,11 +231,15 @@ class Session:
             ["/bin/sh", "-c", script, "-", *args],
             user=self.spec.remote_user,
         )
+        output = result.output
+        if found is not None:
+            output, _, probed = output.partition(ended)
+            self._probed = self._parse_probe(found[1], probed)
         # The user's own HOME (before remoteEnv, which may set another), ended by a NUL
         # (a HOME may hold a newline); then the due hooks, one a line. Anything else the
         # container printed is no hook name.
-        folder, ended, due = result.output.partition("\0")
-        if not ended:
+        folder, ended_folder, due = output.partition("\0")
+        if not ended_folder:
             return []
         self._marker_folder = folder
         known = {hook for hook, _, _ in markers}
@@ -364,20 +395,29 @@ def run_lifecycle(
     attach: bool = True,
     session: Session | None = None,
     phase: Callable[[str], AbstractContextManager] = lambda hook: nullcontext(),
+    *,
+    set_up_before: bool = False,
 ) -> list[str]:
     """Run the hooks due now in a started container; return the names of those that ran.
     A caller that wants the person's environment afterwards passes its own ``session``
-    (its ``environment()`` is then probed at most once); ``phase(hook)`` wraps each phase
-    that runs commands (a caller's timing)."""
+    (its ``environment()`` is then probed at most once, in the exec that reads the
+    markers); ``phase(hook)`` wraps each phase that runs commands (a caller's timing).
+    ``set_up_before``: the caller set this very container up already, so its system
+    files were patched then (the patch is once per container) and its environment is
+    known: neither is looked at again."""
     session = session or Session(engine, container_id, spec, on_log)
-    session.patch_system_config()
-    facts = engine.facts(container_id)
+    if not set_up_before:
+        session.patch_system_config()
+    facts = session.facts()
     due = [(hook, facts["created"]) for hook in ONCE_PER_CONTAINER]
     due.append(("postStartCommand", facts["started_at"]))
     ran = []
     markers = dict(due)
+    # Any hook with commands needs the environment; a first setup records it.
+    probe = not set_up_before or any(spec.hooks[hook] for hook in (*markers, "postAttachCommand"))
     # Markers are written even when there is nothing to run, as the reference does.
-    for hook_name in session.due_hooks([(h, v, bool(spec.hooks[h])) for h, v in due]):
+    found = session.due_hooks([(h, v, bool(spec.hooks[h])) for h, v in due], probe=probe)
+    for hook_name in found:
         with phase(hook_name) if spec.hooks[hook_name] else nullcontext():
             if session.run_phase(hook_name, spec.hooks[hook_name], markers[hook_name]):
                 ran.append(hook_name)

@@ -9,7 +9,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,7 +387,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             seed = _prepare_volumes(
                 ctx, ws, log, transition, ref, result.image_id, spec, plan, user
             )
-        container = _create_beside_seeding(ctx, ws, ref, spec, user, seed, log)
+        container = _create_and_seed(ctx, ws, ref, spec, user, seed, log)
         ws.container_id = container.id
         ws.save(only=[Workspace.container_id])
     # Warm-pool members wait, exec-ready, until an API create claims one (and its token
@@ -407,6 +406,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 on_log=log,
                 session=session,
                 phase=lambda hook: log.stage(f"hooks.{hook}"),
+                set_up_before=bool(ws.person_env),
             )
             record_environment(ws, container.id, session)
             if is_agent(ws) and not pooled:
@@ -451,32 +451,28 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 
 
-def _create_beside_seeding(ctx, ws, ref, spec, user, seed, log):
-    """The container, made while ``seed`` (if any) fills the workspace volume in a
-    container of its own: neither needs the other until the start. When the seeding
-    fails, the container goes and the volume this job made for it, so a retry seeds
-    again instead of starting on an unseeded volume."""
-    container = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed") as beside:
-        seeding = beside.submit(_timed, log, "volumes", seed) if seed else None
+def _create_and_seed(ctx, ws, ref, spec, user, seed, log):
+    """The container, then (if ``seed``) the workspace volume filled through it before
+    its first start. When the seeding fails, the container goes and the volume this job
+    made for it, so a retry seeds again instead of starting on an unseeded volume."""
+    with log.stage("create"):
+        container = ctx.runtime.create(
+            ref,
+            spec,
+            _limits(ws),
+            user.home,
+            agent=is_agent(ws),
+            owner=(user.uid, user.gid),
+            egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
+            extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
+        )
+    if seed is not None:
         try:
-            with log.stage("create"):
-                container = ctx.runtime.create(
-                    ref,
-                    spec,
-                    _limits(ws),
-                    user.home,
-                    agent=is_agent(ws),
-                    owner=(user.uid, user.gid),
-                    egress_port=ctx.settings.egress_port if egress.controlled(ws) else None,
-                    extra_env=_sandbox_env(ctx, ws) if is_agent(ws) else None,
-                )
-        finally:
-            seeded = seeding.exception() if seeding else None  # waits for it
-            if seeded is not None:
-                _undo_seeding(ctx, ref, container)
-    if seeded is not None:
-        raise seeded
+            with log.stage("volumes"):
+                seed(container.id)
+        except Exception:
+            _undo_seeding(ctx, ref, container)
+            raise
     return container
 
 
@@ -490,18 +486,12 @@ def _undo_seeding(ctx, ref, container) -> None:
         logger.warning("undoing a failed seeding of %s: %s", ref.name, exc)
 
 
-def _timed(log: JobLog, stage: str, work: Callable[[], None]) -> None:
-    with log.stage(stage):
-        work()
-
-
 def _prepare_volumes(
     ctx, ws, log, transition, ref, image_id, spec, plan, user
-) -> Callable[[], None] | None:
+) -> Callable[[str], None] | None:
     """A new container's volumes: restored from a backup when asked; else, unless the
     workspace volume exists, the seeding of it (with the repository, for a repository's
-    workspace) to run (it neither logs nor touches the database: it may run beside the
-    create)."""
+    workspace), to run through the container once it is made."""
     restore_from = json.loads(transition.options or "{}").get("restore")
     has_volumes = any(
         v.name == ctx.runtime.volume_name(ref, "workspace") for v in ctx.runtime.volumes(ws.id)
@@ -517,7 +507,9 @@ def _prepare_volumes(
         if ws.repo_url:
             log(f"copying the repository into {spec.workspace_folder}")
         source = str(plan.config.workspace) if ws.repo_url else None
-        return lambda: ctx.runtime.seed_workspace_volume(ref, image_id, user.uid, user.gid, source)
+        return lambda container_id: ctx.runtime.seed_workspace_volume(
+            ref, container_id, user.uid, user.gid, source
+        )
     return None
 
 

@@ -781,23 +781,29 @@ def wait_for_job(job: Transition, seconds: float) -> Transition:
     )
 
 
+QUICK_LOOK = 0.02  # seconds between a waiting request's first looks
+
+
 def _poll(fetch, done, seconds: float):
-    """``fetch()`` until ``done`` of it, or as it is after ``seconds``; no database
-    connection is held between looks (the worker may take minutes)."""
+    """``fetch()`` until ``done`` of it, or as it is after ``seconds``; the database
+    connection is kept only between the first, quick looks (the worker may take
+    minutes, and a connection per look would cost more than the look)."""
     deadline = time.monotonic() + seconds
     for pause in _pauses():
         found = fetch()
         if done(found) or time.monotonic() >= deadline:
             return found
-        database.close()
+        if pause > QUICK_LOOK:
+            database.close()
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
     raise AssertionError("unreachable")
 
 
 def _pauses():
-    """Short looks at first (a job on a cached image ends within a second or two, and
-    the client should learn of it within tens of ms), sparser once it is a build."""
-    pause, began = 0.02, time.monotonic()
+    """Looks 20 ms apart for the first seconds (a job on a cached image ends within a
+    second, and the client should learn of it within a look: each is one read by
+    primary key), sparser once it is a build."""
+    began = time.monotonic()
     while True:
-        yield pause
-        pause = min(pause * 1.5, 0.1 if time.monotonic() - began < 10 else 0.5)
+        waited = time.monotonic() - began
+        yield QUICK_LOOK if waited < 3 else 0.1 if waited < 10 else 0.5

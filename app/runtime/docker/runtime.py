@@ -545,10 +545,10 @@ class DockerRuntime:
             return [self._volume(v) for v in self._managed("volumes", workspace_id)]
 
     def seed_workspace_volume(
-        self, ws: WorkspaceRef, image: str, uid: int, gid: int, source_dir=None
+        self, ws: WorkspaceRef, instance_id: str, uid: int, gid: int, source_dir=None
     ):
         with refused("preparing the workspace volume"):
-            self.volumes_.seed_workspace_volume(ws, image, uid, gid, source_dir)
+            self.volumes_.seed_workspace_volume(ws, instance_id, uid, gid, source_dir)
 
     def discard_volume(self, ws: WorkspaceRef, role: str) -> None:
         """Remove the workspace's volume ``role`` (one made by anything else is left)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import os
+import posixpath
 import tarfile
 from pathlib import Path
 
@@ -52,17 +54,44 @@ class Volumes:
                 volume.remove()
 
     def seed_workspace_volume(
-        self, ws: WorkspaceRef, image: str, uid: int, gid: int, source_dir: str | None = None
+        self, ws: WorkspaceRef, instance_id: str, uid: int, gid: int, source_dir: str | None = None
     ) -> None:
-        """Fill a new workspace volume (with a repository, if given) and give it to the
-        workspace user, in a throwaway container that may only chown: no network, no
-        other capability. The workspace container itself may have no root to do it."""
-        volume = self.ensure_volume(ws, "workspace")
+        """Give the new workspace volume to the workspace user, and fill it with a
+        repository if given, before the workspace's container first starts. Through the
+        engine's archive API into that created container: nothing of the workspace runs
+        yet, and the engine resolves every path inside the container. The archive's top
+        folder is the volume's mount point, so the volume itself and everything in it
+        are the user's (an archive's "." is never applied to the folder it is unpacked
+        in). The engine writes no archive beside a read-only root file system, so there
+        a throwaway container that may only chown does it, as it did for all before."""
+        volume = names.volume_name(ws, "workspace")
+        attrs = self.client.api.inspect_container(instance_id)
+        targets = [m["Destination"] for m in attrs.get("Mounts") or [] if m.get("Name") == volume]
+        if not targets:
+            raise ProvisionError(f"the container does not mount the volume {volume}")
+        if (attrs.get("HostConfig") or {}).get("ReadonlyRootfs"):
+            self._seed_in_a_container(ws, attrs["Image"], uid, gid, source_dir)
+            return
+        parent, top = posixpath.split(posixpath.normpath(targets[0]))
+        archive = _archive(source_dir, top, owner=(uid, gid))
+        if not self.client.api.put_archive(instance_id, parent, archive):
+            raise ProvisionError(f"Docker refused to fill the volume {volume}")
+
+    def _seed_in_a_container(self, ws, image: str, uid: int, gid: int, source_dir) -> None:
+        """No network, no capability but CHOWN; the workspace container itself may have
+        no root to do it."""
         seed = self.client.containers.create(
             image,
             entrypoint=["chown", "-R", f"{uid}:{gid}", "/seed"],
             user="0:0",
-            mounts=[Mount(target="/seed", source=volume.name, type="volume", no_copy=True)],
+            mounts=[
+                Mount(
+                    target="/seed",
+                    source=names.volume_name(ws, "workspace"),
+                    type="volume",
+                    no_copy=True,
+                )
+            ],
             network_disabled=True,
             cap_drop=["ALL"],
             cap_add=["CHOWN"],
@@ -70,10 +99,7 @@ class Volumes:
         )
         try:
             if source_dir:
-                buffer = io.BytesIO()
-                with tarfile.open(fileobj=buffer, mode="w") as tar:
-                    tar.add(source_dir, arcname=".")
-                seed.put_archive("/seed", buffer.getvalue())
+                seed.put_archive("/", _archive(source_dir, "seed"))
             seed.start()
             outcome = seed.wait(timeout=300)
             if outcome.get("StatusCode") != 0:
@@ -126,3 +152,22 @@ class Volumes:
                     raise ProvisionError(f"Docker refused to restore {source.name}")
         finally:
             helper.remove(force=True)
+
+
+def _archive(source_dir: str | None, top: str, owner: tuple[int, int] | None = None) -> bytes:
+    """A tar of the folder ``top`` (mode 755) holding what ``source_dir`` holds; with
+    ``owner``, every entry is theirs. Links stay links: tarfile never follows them."""
+
+    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        if owner is not None:
+            info.uid, info.gid, info.uname, info.gname = *owner, "", ""
+        return info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder = tarfile.TarInfo(top)
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(owned(folder))
+        for entry in sorted(os.listdir(source_dir)) if source_dir else []:
+            tar.add(os.path.join(source_dir, entry), arcname=f"{top}/{entry}", filter=owned)
+    return buffer.getvalue()
