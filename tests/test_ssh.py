@@ -10,6 +10,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import paramiko
@@ -366,6 +367,58 @@ def test_a_public_key_offered_without_its_private_half_signs_nobody_in(gw, stack
     wait_until(lambda: len(logins()) == before + 1, timeout=30, what="ann's login recorded")
 
 
+def test_sessions_opened_at_once_after_the_login_all_run(gw):
+    """OpenSSH, which picks AES-CTR but can do AES-GCM, gets a key change to GCM right
+    after its login, and sessions it opens at once meanwhile (as VS Code does, through
+    one connection) are each answered. Another client (paramiko here, which ends a
+    connection on a channel message while keys change) keeps the cipher it chose, and
+    its sessions at once all run too."""
+    control = gw.folder / f"mux-{os.getpid()}"
+    argv = ["ssh", *gw.args("ann", "-S", str(control)), "-p", str(gw.port), "shell@127.0.0.1"]
+    master = subprocess.Popen([*argv[:1], "-M", "-N", "-v", *argv[1:]], stderr=subprocess.PIPE)
+    try:
+        check = [*argv[:-1], "-O", "check", "x"]
+        wait_until(
+            lambda: subprocess.run(check, capture_output=True).returncode == 0,
+            timeout=60,
+            what="the shared connection is up",
+        )
+        runs = [subprocess.Popen([*argv, f"echo {n}"], stdout=subprocess.PIPE) for n in range(6)]
+        outputs = {n: run.communicate(timeout=90)[0] for n, run in enumerate(runs)}
+        assert outputs == {n: f"{n}\n".encode() for n in range(6)}
+        assert all(run.returncode == 0 for run in runs)
+    finally:
+        subprocess.run(["ssh", "-S", str(control), "-O", "exit", "x"], capture_output=True)
+        log = master.communicate(timeout=30)[1]
+    first = log.index(b"kex: client->server cipher: aes128-ctr")
+    assert b"kex: client->server cipher: aes128-gcm@openssh.com" in log[first:]
+
+    key = paramiko.Ed25519Key.from_private_key_file(str(gw.keys["ann"]))
+    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", gw.port), timeout=30))
+    transport.get_security_options().ciphers = ("aes128-ctr", "aes128-gcm@openssh.com")
+    results = {}
+
+    def run(n: int) -> None:
+        channel = transport.open_session(timeout=30)
+        channel.settimeout(60)
+        channel.exec_command(f"echo {n}")
+        output = channel.makefile("rb").read()
+        results[n] = (channel.recv_exit_status(), output)
+
+    try:
+        transport.start_client(timeout=30)
+        transport.auth_publickey("shell", key)
+        sessions = [threading.Thread(target=run, args=(n,)) for n in range(6)]
+        for session in sessions:
+            session.start()
+        for session in sessions:
+            session.join(90)
+        assert results == {n: (0, f"{n}\n".encode()) for n in range(6)}
+        assert transport.local_cipher == "aes128-ctr"
+    finally:
+        transport.close()
+
+
 def test_a_huge_answer_count_before_sign_in_ends_the_connection(gw):
     """paramiko would read 2**32-1 keyboard-interactive answers out of a short packet
     (tens of GB in the gateway) before asking Berth: the gateway ends such a connection
@@ -407,10 +460,16 @@ def test_weak_ciphers_and_macs_are_refused_and_plain_ssh_still_connects(gw):
     ):
         done = ssh(*weak)
         assert done.returncode == 255 and says in done.stderr, (weak, done.stderr)
-    # OpenSSH's own preference (AES-CTR here, with an encrypt-then-MAC SHA-2) still works.
+    # OpenSSH's own preference (AES-CTR here, with an encrypt-then-MAC SHA-2) works; as
+    # the client can do AES-GCM too, the gateway changes keys once more, to GCM.
     done = ssh("-v")
     assert done.stdout == b"plain\n", done.stderr[-500:]
-    assert b"kex: client->server cipher: aes128-ctr MAC: hmac-sha2-256-etm" in done.stderr
+    first = done.stderr.index(b"kex: client->server cipher: aes128-ctr MAC: hmac-sha2-256-etm")
+    assert b"kex: client->server cipher: aes128-gcm@openssh.com" in done.stderr[first:]
+    # A client that can only do CTR keeps it: nothing is changed that it cannot follow.
+    done = ssh("-v", "-c", "aes128-ctr,aes256-ctr")
+    assert done.stdout == b"plain\n", done.stderr[-500:]
+    assert b"aes128-gcm" not in done.stderr.split(b"kex: client->server cipher:", 1)[1]
 
 
 def test_failed_logins_are_rate_limited(gw, stack):

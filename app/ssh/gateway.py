@@ -13,9 +13,11 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
+from paramiko.common import MSG_CHANNEL_REQUEST
 
 from app import audit
 from app import runtime as runtimes
@@ -48,9 +50,11 @@ MAX_ACCOUNTS_CACHED = 1024
 MAX_TUNNELS_PER_CONNECTION = 256
 # AES-GCM first: in paramiko it moves about 1.6x the bytes of AES-CTR with an HMAC per
 # packet (bench/ssh_gateway.py). A client picks the first of its own list the gateway
-# offers, and OpenSSH lists CTR first: `berth config-ssh` puts GCM first for it. CBC,
-# 3DES and the MD5 and truncated MACs are left out.
-CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+# offers, and OpenSSH lists CTR first: the gateway then changes keys once more, offering
+# only the GCM ciphers the client listed (GatewayTransport), and `berth config-ssh` puts
+# GCM first. CBC, 3DES and the MD5 and truncated MACs are left out.
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+CIPHERS = (*FAST_CIPHERS, "aes128-ctr", "aes256-ctr")
 MACS = (
     "hmac-sha2-256-etm@openssh.com",
     "hmac-sha2-512-etm@openssh.com",
@@ -221,7 +225,7 @@ class Gateway:
     def _handle(self, client: socket.socket, address) -> None:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport = paramiko.Transport(client)
+        transport = GatewayTransport(client)
         options = transport.get_security_options()
         options.ciphers, options.digests = CIPHERS, MACS
         transport.add_server_key(self.host_key)
@@ -238,6 +242,71 @@ class Gateway:
         finally:
             conn.stop_waiting()
             transport.close()  # whatever ended serve: no channel outlives it
+
+
+def _answer_then_start(channel: paramiko.Channel, m) -> None:
+    """paramiko answers a channel request after asking the server about it: what the
+    request started (a session's thread) begins only once that answer is sent, or a quick
+    command's exit and close could reach the client before it, which then takes the
+    request for refused."""
+    paramiko.Channel._handle_request(channel, m)
+    start = channel.transport.starts.pop(channel.get_id(), None)
+    if start is not None:
+        start()
+
+
+class GatewayTransport(paramiko.Transport):
+    """A server transport that starts what a channel request asked for after answering
+    it, and remembers which ciphers the client can send with, from its key exchange
+    offer (paramiko keeps only the one agreed)."""
+
+    client_ciphers: tuple[str, ...] = ()
+    _channel_handler_table = {
+        **paramiko.Transport._channel_handler_table,
+        MSG_CHANNEL_REQUEST: _answer_then_start,
+    }
+
+    def __init__(self, sock, **options):
+        super().__init__(sock, **options)
+        self.starts: dict[int, Callable[[], None]] = {}  # by channel, until answered
+
+    def start_after_answer(self, channel: paramiko.Channel, start: Callable[[], None]) -> None:
+        self.starts[channel.get_id()] = start
+
+    def _really_parse_kex_init(self, m, ignore_first_byte=False):
+        parsed = super()._really_parse_kex_init(m, ignore_first_byte)
+        if self.server_mode and not ignore_first_byte:  # the peer's offer, not our own
+            self.client_ciphers = tuple(parsed["client_encrypt_algo_list"])
+        return parsed
+
+    def _send_user_message(self, data):
+        # paramiko holds a channel's message back while keys change, until the new keys
+        # are in: in its own thread (the answer to a request the client made meanwhile)
+        # that wait would never end, as the key change needs that very thread.
+        if threading.current_thread() is self:
+            self._send_message(data)
+        else:
+            super()._send_user_message(data)
+
+    def prefer_fast_cipher(self) -> bool:
+        """When an OpenSSH client picked a slower cipher but can do AES-GCM, change keys
+        once more, offering only the GCM ciphers it listed; True when it did. Either side may
+        change keys once logged in (RFC 4253, section 9); the session goes on."""
+        fast = tuple(c for c in FAST_CIPHERS if c in self.client_ciphers)
+        if not fast or self.remote_cipher in FAST_CIPHERS:
+            return False
+        # paramiko answers a channel opened meanwhile at once, mid-change: OpenSSH takes
+        # that (it handles channel messages while keys change), stricter clients (paramiko
+        # itself) end the connection. Only OpenSSH is asked, and it lists CTR first.
+        if not self.remote_version.startswith("SSH-2.0-OpenSSH_"):
+            return False
+        self.get_security_options().ciphers = fast
+        # renegotiate_keys, but bounded: a client that never answers holds no thread.
+        self.completion_event = threading.Event()
+        self._send_kex_init()
+        if not self.completion_event.wait(AUTH_TIMEOUT_SECONDS) or not self.active:
+            raise paramiko.SSHException("the client did not change keys")
+        return True
 
 
 class Connection(paramiko.ServerInterface):
@@ -480,6 +549,13 @@ class Connection(paramiko.ServerInterface):
                 continue
             self.stop_waiting()
             if self.user and not self.announced:
+                # After the login: OpenSSH takes no key change while it authenticates.
+                try:
+                    self.transport.prefer_fast_cipher()
+                except paramiko.SSHException as exc:
+                    log.info("ssh: changing keys with %s failed: %s", self.peer[0], exc)
+                    self.transport.close()
+                    break
                 self.announced = True
                 self.signed_in()
                 log.info(
@@ -488,7 +564,11 @@ class Connection(paramiko.ServerInterface):
             if channel is None:
                 continue
             destination = self.tunnels.pop(channel.get_id(), None)
-            if destination:
+            if not destination:
+                # paramiko holds channels by weak reference only: a session channel lives
+                # in its Session (until the session ends), not in a local of this loop.
+                self._session(channel)
+            else:
                 threading.Thread(
                     target=self._tunnel, args=(channel, destination), name="ssh-tunnel", daemon=True
                 ).start()

@@ -18,6 +18,9 @@ from app.readiness import Readable
 log = logging.getLogger("berth.ssh")
 
 CHUNK = 256 * 1024
+# A channel read asks for more than the channel's window holds, so it takes all that came:
+# paramiko moves what a shorter read leaves to the front of its buffer, again each read.
+CHANNEL_READ = 2 * paramiko.common.DEFAULT_WINDOW_SIZE
 LOOPBACK_NAMES = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 
 
@@ -35,7 +38,7 @@ def relay(
             if channel.closed:
                 break
             if channel in ready:
-                data = channel.recv(CHUNK)
+                data = channel.recv(CHANNEL_READ)
                 if data:
                     sock.sendall(data)
                     if on_input:

@@ -19,7 +19,7 @@ from app.db import short_connection
 from app.models import GitCredential, Workspace, stamp, utcnow
 from app.readiness import Readable
 from app.runtime.layout import AGENT_SOCKET_DIR
-from app.ssh.relay import CHUNK, AgentForward
+from app.ssh.relay import CHANNEL_READ, CHUNK, AgentForward
 from app.workspaces import sharing, strangers
 
 if TYPE_CHECKING:
@@ -90,9 +90,10 @@ class Session:
         if self.started:
             return False
         self.started = True
-        threading.Thread(
-            target=self._run, args=(kind, command), name=f"ssh-{kind}", daemon=True
-        ).start()
+        thread = threading.Thread(
+            target=self._run_then_forget, args=(kind, command), name=f"ssh-{kind}", daemon=True
+        )
+        self.connection.transport.start_after_answer(self.channel, thread.start)
         return True
 
     # --- the session itself (its own thread) ---------------------------------------
@@ -124,6 +125,12 @@ class Session:
         message.add_string("")
         message.add_string("")
         self.channel.transport._send_user_message(message)
+
+    def _run_then_forget(self, kind: str, command: str | None) -> None:
+        try:
+            self._run(kind, command)
+        finally:
+            self.connection.sessions.pop(self.channel.get_id(), None)
 
     def _run(self, kind: str, command: str | None) -> None:
         conn = self.connection
@@ -188,26 +195,33 @@ class Session:
         self.exec_id = exec_id
         started = utcnow()
         about = {"kind": kind, "command": command, "pty": self.pty is not None}
-        conn.audit("ssh.session.start", **about)
-        if self.pty:
-            gateway.runtime.resize_exec(exec_id, self.pty.height, self.pty.width)
-        conn.record_activity(f"{kind} session opened", sessions=1)
+        # The command runs already: its start is written down beside it, and its first
+        # bytes need not wait for the database. The end is written after the start.
+        opening = threading.Thread(
+            target=self._record_start, args=(kind, about), name="ssh-record", daemon=True
+        )
+        opening.start()
         try:
-            ended = self._pump(sock, tty)
+            if self.pty:
+                gateway.runtime.resize_exec(exec_id, self.pty.height, self.pty.width)
+            try:
+                ended = self._pump(sock, tty)
+            finally:
+                sock.close()
+                for opened in (agent, credentials):
+                    if opened:
+                        opened.close()
+            code = None
+            if ended:
+                code = gateway.runtime.exec_exit_code(exec_id)
+                self._finish(255 if code is None else code)
+            else:
+                # The client went away while the command ran: end what it started.
+                gateway.runtime.end_exec(exec_id)
+                self.channel.close()
         finally:
-            sock.close()
-            for opened in (agent, credentials):
-                if opened:
-                    opened.close()
+            opening.join()
             conn.record_activity(f"{kind} session closed", sessions=-1)
-        code = None
-        if ended:
-            code = gateway.runtime.exec_exit_code(exec_id)
-            self._finish(255 if code is None else code)
-        else:
-            # The client went away while the command ran: end what it started.
-            gateway.runtime.end_exec(exec_id)
-            self.channel.close()
         if self.cast is not None:
             about["recording"] = conn.finish_recording(self.cast, code)
         conn.audit(
@@ -218,6 +232,13 @@ class Session:
             exit_code=code,
             client_left=not ended,
         )
+
+    def _record_start(self, kind: str, about: dict) -> None:
+        try:
+            self.connection.audit("ssh.session.start", **about)
+        except Exception:  # the session goes on; the failure is in the log
+            log.exception("ssh: could not record the start of a session")
+        self.connection.record_activity(f"{kind} session opened", sessions=1)
 
     def _drop_recording(self, conn) -> None:
         if self.cast is not None:
@@ -313,7 +334,7 @@ class Session:
                 return False
             try:
                 if channel in ready:
-                    data = channel.recv(CHUNK)
+                    data = channel.recv(CHANNEL_READ)
                     if data:
                         sock.sendall(data)
                         if self.cast is not None:
