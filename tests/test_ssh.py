@@ -419,6 +419,36 @@ def test_sessions_opened_at_once_after_the_login_all_run(gw):
         transport.close()
 
 
+def test_session_channels_on_one_connection_are_bounded(gw):
+    """Each session channel is kept until it ends (paramiko alone would drop it), so one
+    connection may not open them without end: past the bound the gateway refuses, and
+    one closed makes room again."""
+    from app.ssh.gateway import MAX_SESSIONS_PER_CONNECTION
+
+    key = paramiko.Ed25519Key.from_private_key_file(str(gw.keys["ann"]))
+    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", gw.port), timeout=30))
+    try:
+        transport.start_client(timeout=30)
+        transport.auth_publickey("shell", key)
+        opened = [transport.open_session(timeout=30) for _ in range(MAX_SESSIONS_PER_CONNECTION)]
+        with pytest.raises(paramiko.ChannelException):
+            transport.open_session(timeout=30)
+        opened.pop().close()
+
+        def room() -> bool:
+            try:
+                opened.append(transport.open_session(timeout=30))
+            except paramiko.ChannelException:
+                return False
+            return True
+
+        wait_until(room, timeout=30, what="a closed session made room")
+        opened[-1].exec_command("echo room")
+        assert opened[-1].makefile("rb").read() == b"room\n"
+    finally:
+        transport.close()
+
+
 def test_a_huge_answer_count_before_sign_in_ends_the_connection(gw):
     """paramiko would read 2**32-1 keyboard-interactive answers out of a short packet
     (tens of GB in the gateway) before asking Berth: the gateway ends such a connection

@@ -48,6 +48,9 @@ MAX_ACCOUNTS_CACHED = 1024
 # Each tunnel holds a thread here (and a process in the engine's control container where
 # it goes through the engine): bounded per connection.
 MAX_TUNNELS_PER_CONNECTION = 256
+# Session channels (shells, commands, sftp) open at once on one connection; OpenSSH's own
+# MaxSessions is 10.
+MAX_SESSIONS_PER_CONNECTION = 64
 # AES-GCM first: in paramiko it moves about 1.6x the bytes of AES-CTR with an HMAC per
 # packet (bench/ssh_gateway.py). A client picks the first of its own list the gateway
 # offers, and OpenSSH lists CTR first: the gateway then changes keys once more, offering
@@ -470,9 +473,18 @@ class Connection(paramiko.ServerInterface):
     # --- channels ---------------------------------------------------------------------
 
     def check_channel_request(self, kind, chanid):
-        if kind == "session":
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if kind != "session":
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        # A session is kept from its channel's opening to its end; one closed before it
+        # asked for anything goes here.
+        for found, session in list(self.sessions.items()):
+            if session.channel.closed and not session.started:
+                self.sessions.pop(found, None)
+        if len(self.sessions) >= MAX_SESSIONS_PER_CONNECTION:
+            log.warning("ssh: %s has %d sessions open; refused another", self.target,
+                        len(self.sessions))  # fmt: skip
+            return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_direct_tcpip_request(self, chanid, origin, destination):
         host, port = destination
