@@ -94,6 +94,24 @@ def main(rounds: int = 3, burst: int = 20) -> None:
                 rows.setdefault("docker start (same image)", []).append(timed(plain.start))
         finally:
             plain.remove(force=True)
+        # What a workspace has and a bare container has not, for the engine alone: a
+        # bridge network of its own (made at create; a container on a user-defined
+        # network also starts slower than on Docker's default bridge).
+        for _ in range(rounds):
+            rows.setdefault("docker network create + run -d on it", []).append(
+                run_on_own_network(client, image)
+            )
+        network = client.networks.create(f"bench-own-start-{time.time_ns()}")
+        plain = client.containers.run(
+            image, ["sleep", "infinity"], detach=True, network=network.name
+        )
+        try:
+            for _ in range(rounds):
+                plain.stop(timeout=0)
+                rows.setdefault("docker start, on its own network", []).append(timed(plain.start))
+        finally:
+            plain.remove(force=True)
+            network.remove()
 
         for i in range(rounds):
             ws = root / f"ref{i}" / "base"
@@ -125,6 +143,7 @@ def main(rounds: int = 3, burst: int = 20) -> None:
                 latencies.append(time.perf_counter() - started)
 
         bare_burst = burst_of_docker_runs(client, image, burst)
+        own_burst = burst_of_docker_runs(client, image, burst, own_network=True)
         total = at_once([lambda n=n: one(n) for n in range(burst)])
         running = sum(
             1
@@ -140,15 +159,23 @@ def main(rounds: int = 3, burst: int = 20) -> None:
     ours = statistics.median(rows["berth: create -> running (cached image)"])
     theirs = statistics.median(rows["devcontainer up (cached image)"])
     bare = statistics.median(rows["docker run -d (same image)"])
+    own_run = statistics.median(rows["docker network create + run -d on it"])
+    own_start = statistics.median(rows["docker start, on its own network"])
     print(
         f"  ratio devcontainer up / berth create: {theirs / ours:.2f}x; "
-        f"berth create / docker run: {ours / bare:.1f}x"
+        f"berth create / docker run: {ours / bare:.1f}x\n"
+        f"  against the engine with a network of its own: create {ours / own_run:.2f}x, "
+        f"start {statistics.median(rows['berth: stop -> start']) / own_start:.2f}x"
     )
     print(
         f"\n{burst} workspaces requested at once: {running} running in {total:.1f} s; "
         f"p50 {pct(latencies, 0.5):.1f} s, p95 {pct(latencies, 0.95):.1f} s"
     )
     print(f"{burst} x docker run -d at once: all running in {bare_burst:.1f} s")
+    print(
+        f"{burst} x (network create + run -d on it) at once: all running in {own_burst:.1f} s "
+        f"(berth {total / own_burst:.2f}x)"
+    )
 
     print("\nwhere the time goes (median seconds per stage, from each job's record)")
     for kind, by_stage in stages.items():
@@ -191,18 +218,47 @@ def collect_stages(api: Client, ws_id: int, kind: str, into: dict) -> None:
         into[kind].setdefault(stage["stage"], []).append(stage["seconds"])
 
 
-def burst_of_docker_runs(client: docker.DockerClient, image: str, burst: int) -> float:
-    """Seconds until ``burst`` containers started at once all run (the baseline)."""
+def run_on_own_network(client: docker.DockerClient, image: str) -> float:
+    """Seconds for a bridge network and a container started on it (then stopped, as the
+    `docker run -d` row does); removing them is not timed."""
+    made = []
+
+    def run() -> None:
+        made.append(client.networks.create(f"bench-own-{time.time_ns()}"))
+        made.append(
+            client.containers.run(image, ["sleep", "infinity"], detach=True, network=made[0].name)
+        )
+        made[1].stop(timeout=0)
+
+    try:
+        return timed(run)
+    finally:
+        if len(made) > 1:
+            made[1].remove(force=True)
+        if made:
+            made[0].remove()
+
+
+def burst_of_docker_runs(
+    client: docker.DockerClient, image: str, burst: int, own_network: bool = False
+) -> float:
+    """Seconds until ``burst`` containers started at once all run (the baseline); with
+    ``own_network``, each on a bridge network made for it."""
     made, lock = [], threading.Lock()
 
     def one() -> None:
-        container = client.containers.run(image, ["sleep", "infinity"], detach=True)
+        network = client.networks.create(f"bench-own-{time.time_ns()}") if own_network else None
+        container = client.containers.run(
+            image, ["sleep", "infinity"], detach=True, network=network.name if network else None
+        )
         with lock:
-            made.append(container)
+            made.append((container, network))
 
     took = at_once([one] * burst)
-    for container in made:
+    for container, network in made:
         container.remove(force=True)
+        if network is not None:
+            network.remove()
     return took
 
 

@@ -179,3 +179,24 @@ def test_only_configs_that_can_be_chosen_are_offered():
     assert _offerable([*odd, good]) == [good]
     many = [f".devcontainer/c{n:02}/devcontainer.json" for n in range(30)]
     assert _offerable(many) == many[:MAX_CHOICES]
+
+
+def test_a_start_counts_as_running_once_started_only_with_nothing_left_to_set_up():
+    """Set up before, no command in any phase, no VS Code settings or extensions, not an
+    agent's sandbox, no IDE open waiting: running as soon as the container runs (the
+    postStart marker follows). Any one of these missing: running once set up."""
+    from app.workspaces.lifecycle import _running_once_started
+
+    person = SimpleNamespace(template=SimpleNamespace(profile="dev"))
+    agent = SimpleNamespace(template=SimpleNamespace(profile="agent"))
+    quiet = SimpleNamespace(hooks={"postStartCommand": [], "onCreateCommand": []}, vscode={})
+    api = SimpleNamespace(cause="api")
+    assert _running_once_started(person, quiet, api, set_up_before=True)
+    assert not _running_once_started(person, quiet, api, set_up_before=False)
+    assert not _running_once_started(agent, quiet, api, set_up_before=True)
+    assert not _running_once_started(person, quiet, SimpleNamespace(cause="ide"), True)
+    hooked = SimpleNamespace(hooks={"postStartCommand": ["make serve"]}, vscode={})
+    assert not _running_once_started(person, hooked, api, set_up_before=True)
+    for vscode in ({"settings": {"a": 1}}, {"extensions": ["ms-python.python"]}):
+        customized = SimpleNamespace(hooks={}, vscode=vscode)
+        assert not _running_once_started(person, customized, api, set_up_before=True)

@@ -463,12 +463,10 @@ def test_a_bug_in_a_job_fails_it_and_the_workspace_plainly(instance_dir, monkeyp
     assert "stages: " in job.log and "hooks " in job.log  # timed up to where it broke
 
 
-def test_a_seeding_that_fails_beside_the_create_leaves_no_container(
-    instance_dir, docker_client, monkeypatch
-):
-    """The workspace volume is seeded while the container is made; when the seeding
-    fails, the container goes (a retry must seed again, never start on an unseeded
-    volume) and the job fails with the seeding's words. The next start works."""
+def test_a_seeding_that_fails_leaves_no_container(instance_dir, docker_client, monkeypatch):
+    """The workspace volume is seeded through the container once it is made; when the
+    seeding fails, the container goes (a retry must seed again, never start on an
+    unseeded volume) and the job fails with the seeding's words. The next start works."""
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "seeded", template_name="base", data_dir=instance_dir.data_dir)
@@ -504,3 +502,38 @@ def test_a_seeding_that_fails_beside_the_create_leaves_no_container(
     assert job.status == "succeeded", job.log
     assert seeded == [1]
     assert status_of(ws.id) == "running"
+
+
+def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
+    instance_dir, docker_client, monkeypatch
+):
+    """A create is running once set up; a start of a container set up before, with no
+    command in any phase, is running once the container runs, and its postStart marker
+    is written after (the job goes on and succeeds)."""
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "quick", template_name="base", data_dir=instance_dir.data_dir)
+    w = worker.Worker(instance_dir)
+    seen = []
+    real = lifecycle.dc.run_lifecycle
+
+    def spy(*args, **kwargs):
+        seen.append(Workspace.get_by_id(ws.id).status)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle.dc, "run_lifecycle", spy)
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    with database.connection_context():
+        service.request(Workspace.get_by_id(ws.id), "stop", data_dir=instance_dir.data_dir)
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    with database.connection_context():
+        service.request(Workspace.get_by_id(ws.id), "start", data_dir=instance_dir.data_dir)
+    assert _run_next_job(w, ws.id).status == "succeeded"
+    assert seen == ["starting", "running"]  # the create was still under way at its hooks
+    assert status_of(ws.id) == "running"
+    container = w.runtime.find(ws.id).id
+    started = w.runtime.facts(container)["started_at"]
+    marker = w.runtime.exec(
+        container, ["cat", "/home/dev/.devcontainer/.postStartCommandMarker"], user="dev"
+    )
+    assert marker.stdout.strip() == started

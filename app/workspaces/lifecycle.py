@@ -393,10 +393,14 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     # Warm-pool members wait, exec-ready, until an API create claims one (and its token
     # is made then, for its new owner).
     pooled = ws.owner.username == pool.POOL_USER
+    set_up_before = bool(ws.person_env)
+    early = not again and _running_once_started(ws, spec, transition, set_up_before)
     try:
         with log.stage("start"):
             ctx.runtime.start(container.id)
             record_placement(ctx.runtime, ws, container.id)
+        if early:
+            states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
         with log.stage("hooks"):
             session = dc.Session(ctx.runtime, container.id, spec, log)
             dc.run_lifecycle(
@@ -406,7 +410,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 on_log=log,
                 session=session,
                 phase=lambda hook: log.stage(f"hooks.{hook}"),
-                set_up_before=bool(ws.person_env),
+                set_up_before=set_up_before,
             )
             record_environment(ws, container.id, session)
             if is_agent(ws) and not pooled:
@@ -447,8 +451,23 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             )
             if transition.cause == "ide":
                 ide_sessions.opened(ctx.settings, ws)
-    if not again:
+    if not again and not early:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
+
+
+def _running_once_started(ws: Workspace, spec, transition: Transition, set_up_before) -> bool:
+    """Whether a start has nothing left that a person's first command could need once the
+    container runs: it was set up before (its environment is known), no lifecycle phase
+    has a command, no VS Code settings or extensions are to be put in, no token is to be
+    handed to an agent, and no IDE open waits for it. What is left (the postStart marker)
+    follows while it counts as running."""
+    return (
+        set_up_before
+        and not any(spec.hooks.values())
+        and not (spec.vscode.get("settings") or spec.vscode.get("extensions"))
+        and not is_agent(ws)
+        and transition.cause != "ide"
+    )
 
 
 def _create_and_seed(ctx, ws, ref, spec, user, seed, log):
@@ -468,7 +487,7 @@ def _create_and_seed(ctx, ws, ref, spec, user, seed, log):
         )
     if seed is not None:
         try:
-            with log.stage("volumes"):
+            with log.stage("seed"):
                 seed(container.id)
         except Exception:
             _undo_seeding(ctx, ref, container)
