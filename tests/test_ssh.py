@@ -368,11 +368,11 @@ def test_a_public_key_offered_without_its_private_half_signs_nobody_in(gw, stack
 
 
 def test_sessions_opened_at_once_after_the_login_all_run(gw):
-    """OpenSSH, which picks AES-CTR but can do AES-GCM, gets a key change to GCM right
+    """A client that picked AES-CTR but can do AES-GCM gets a key change to GCM right
     after its login, and sessions it opens at once meanwhile (as VS Code does, through
-    one connection) are each answered. Another client (paramiko here, which ends a
-    connection on a channel message while keys change) keeps the cipher it chose, and
-    its sessions at once all run too."""
+    one connection) are each answered: OpenSSH, and paramiko, which ends a connection on
+    any channel message between the key change's first and last message (RFC 4253,
+    section 7.1)."""
     control = gw.folder / f"mux-{os.getpid()}"
     argv = ["ssh", *gw.args("ann", "-S", str(control)), "-p", str(gw.port), "shell@127.0.0.1"]
     master = subprocess.Popen([*argv[:1], "-M", "-N", "-v", *argv[1:]], stderr=subprocess.PIPE)
@@ -414,7 +414,7 @@ def test_sessions_opened_at_once_after_the_login_all_run(gw):
         for session in sessions:
             session.join(90)
         assert results == {n: (0, f"{n}\n".encode()) for n in range(6)}
-        assert transport.local_cipher == "aes128-ctr"
+        assert transport.local_cipher == "aes128-gcm@openssh.com"
     finally:
         transport.close()
 
@@ -430,9 +430,23 @@ def test_session_channels_on_one_connection_are_bounded(gw):
     try:
         transport.start_client(timeout=30)
         transport.auth_publickey("shell", key)
-        opened = [transport.open_session(timeout=30) for _ in range(MAX_SESSIONS_PER_CONNECTION)]
-        with pytest.raises(paramiko.ChannelException):
-            transport.open_session(timeout=30)
+        # All at once: the gateway counts each as it opens, not once it is taken up.
+        opened, refused = [], []
+
+        def open_one() -> None:
+            try:
+                opened.append(transport.open_session(timeout=30))
+            except paramiko.SSHException:  # paramiko names only one of refusals at once
+                refused.append(1)
+
+        openers = [
+            threading.Thread(target=open_one) for _ in range(MAX_SESSIONS_PER_CONNECTION + 6)
+        ]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(60)
+        assert (len(opened), len(refused)) == (MAX_SESSIONS_PER_CONNECTION, 6)
         opened.pop().close()
 
         def room() -> bool:
@@ -447,6 +461,33 @@ def test_session_channels_on_one_connection_are_bounded(gw):
         assert opened[-1].makefile("rb").read() == b"room\n"
     finally:
         transport.close()
+
+
+def test_a_client_that_sends_past_a_channel_window_is_cut_off(gw):
+    """paramiko would buffer all a client sends on a channel nobody reads, window or not:
+    the gateway ends a connection that sends past the window it gave, and serves others."""
+    from paramiko.common import cMSG_CHANNEL_DATA
+    from paramiko.message import Message
+
+    key = paramiko.Ed25519Key.from_private_key_file(str(gw.keys["ann"]))
+    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", gw.port), timeout=30))
+    try:
+        transport.start_client(timeout=30)
+        transport.auth_publickey("shell", key)
+        channel = transport.open_session(timeout=30)  # no command: nothing reads it
+        chunk = b"x" * 32768
+        for _ in range(2 * 2**21 // len(chunk)):  # twice the 2 MB window
+            if not transport.is_active():
+                break
+            flood = Message()
+            flood.add_byte(cMSG_CHANNEL_DATA)
+            flood.add_int(channel.remote_chanid)
+            flood.add_string(chunk)
+            transport._send_message(flood)
+        wait_until(lambda: not transport.is_active(), timeout=30, what="the connection ended")
+    finally:
+        transport.close()
+    assert gw.ssh("shell", "echo still").stdout == b"still\n"
 
 
 def test_a_huge_answer_count_before_sign_in_ends_the_connection(gw):

@@ -222,8 +222,10 @@ class Session:
         nonce = uuid.uuid4().hex
         ended = f"\x1e{nonce}\n"
         if found is not None:
-            # The marker loop's own variables are not exported: the probe sees none.
-            script += f"printf '\\036%s\\n' {nonce}\nexec {shlex.join(found[0])}\n"
+            # The marker loop's own variables are not exported: the probe sees none. Its
+            # stderr (an interactive bash without a terminal always complains) goes: the
+            # engine copies the two streams apart, and it could come before the markers.
+            script += f"printf '\\036%s\\n' {nonce}\nexec {shlex.join(found[0])} 2>/dev/null\n"
         args = [f"{hook}={0 if commands else 1}={value}" for hook, value, commands in markers]
         result = exec_in(
             self.engine,

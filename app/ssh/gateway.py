@@ -13,11 +13,9 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
-from paramiko.common import MSG_CHANNEL_REQUEST
 
 from app import audit
 from app import runtime as runtimes
@@ -30,6 +28,7 @@ from app.ssh import hostkey, keys, paramiko_limits
 from app.ssh.ide_credentials import IdeCredentials
 from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
+from app.ssh.transport import GatewayTransport
 from app.states import JobStatus as J
 from app.states import Status as S
 from app.workspaces import activity, recordings, service, strangers
@@ -51,20 +50,6 @@ MAX_TUNNELS_PER_CONNECTION = 256
 # Session channels (shells, commands, sftp) open at once on one connection; OpenSSH's own
 # MaxSessions is 10.
 MAX_SESSIONS_PER_CONNECTION = 64
-# AES-GCM first: in paramiko it moves about 1.6x the bytes of AES-CTR with an HMAC per
-# packet (bench/ssh_gateway.py). A client picks the first of its own list the gateway
-# offers, and OpenSSH lists CTR first: the gateway then changes keys once more, offering
-# only the GCM ciphers the client listed (GatewayTransport), and `berth config-ssh` puts
-# GCM first. CBC, 3DES and the MD5 and truncated MACs are left out.
-FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-CIPHERS = (*FAST_CIPHERS, "aes128-ctr", "aes256-ctr")
-MACS = (
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-    "hmac-sha1",
-)
 
 
 class FailureLimiter:
@@ -229,8 +214,6 @@ class Gateway:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = GatewayTransport(client)
-        options = transport.get_security_options()
-        options.ciphers, options.digests = CIPHERS, MACS
         transport.add_server_key(self.host_key)
         transport.set_keepalive(30)
         conn = Connection(self, transport, address, client.getsockname())
@@ -245,71 +228,6 @@ class Gateway:
         finally:
             conn.stop_waiting()
             transport.close()  # whatever ended serve: no channel outlives it
-
-
-def _answer_then_start(channel: paramiko.Channel, m) -> None:
-    """paramiko answers a channel request after asking the server about it: what the
-    request started (a session's thread) begins only once that answer is sent, or a quick
-    command's exit and close could reach the client before it, which then takes the
-    request for refused."""
-    paramiko.Channel._handle_request(channel, m)
-    start = channel.transport.starts.pop(channel.get_id(), None)
-    if start is not None:
-        start()
-
-
-class GatewayTransport(paramiko.Transport):
-    """A server transport that starts what a channel request asked for after answering
-    it, and remembers which ciphers the client can send with, from its key exchange
-    offer (paramiko keeps only the one agreed)."""
-
-    client_ciphers: tuple[str, ...] = ()
-    _channel_handler_table = {
-        **paramiko.Transport._channel_handler_table,
-        MSG_CHANNEL_REQUEST: _answer_then_start,
-    }
-
-    def __init__(self, sock, **options):
-        super().__init__(sock, **options)
-        self.starts: dict[int, Callable[[], None]] = {}  # by channel, until answered
-
-    def start_after_answer(self, channel: paramiko.Channel, start: Callable[[], None]) -> None:
-        self.starts[channel.get_id()] = start
-
-    def _really_parse_kex_init(self, m, ignore_first_byte=False):
-        parsed = super()._really_parse_kex_init(m, ignore_first_byte)
-        if self.server_mode and not ignore_first_byte:  # the peer's offer, not our own
-            self.client_ciphers = tuple(parsed["client_encrypt_algo_list"])
-        return parsed
-
-    def _send_user_message(self, data):
-        # paramiko holds a channel's message back while keys change, until the new keys
-        # are in: in its own thread (the answer to a request the client made meanwhile)
-        # that wait would never end, as the key change needs that very thread.
-        if threading.current_thread() is self:
-            self._send_message(data)
-        else:
-            super()._send_user_message(data)
-
-    def prefer_fast_cipher(self) -> bool:
-        """When an OpenSSH client picked a slower cipher but can do AES-GCM, change keys
-        once more, offering only the GCM ciphers it listed; True when it did. Either side may
-        change keys once logged in (RFC 4253, section 9); the session goes on."""
-        fast = tuple(c for c in FAST_CIPHERS if c in self.client_ciphers)
-        if not fast or self.remote_cipher in FAST_CIPHERS:
-            return False
-        # paramiko answers a channel opened meanwhile at once, mid-change: OpenSSH takes
-        # that (it handles channel messages while keys change), stricter clients (paramiko
-        # itself) end the connection. Only OpenSSH is asked, and it lists CTR first.
-        if not self.remote_version.startswith("SSH-2.0-OpenSSH_"):
-            return False
-        self.get_security_options().ciphers = fast
-        # renegotiate_keys, but bounded: a client that never answers holds no thread.
-        self.completion_event = threading.Event()
-        self._send_kex_init()
-        if not self.completion_event.wait(AUTH_TIMEOUT_SECONDS) or not self.active:
-            raise paramiko.SSHException("the client did not change keys")
-        return True
 
 
 class Connection(paramiko.ServerInterface):
@@ -327,6 +245,8 @@ class Connection(paramiko.ServerInterface):
         self.folder: str | None = None
         self.person_env: dict[str, str] = {}
         self.sessions: dict[int, Session] = {}
+        self.session_ids: set[int] = set()  # channels opened as sessions, until they end
+        self.session_lock = threading.Lock()
         self.tunnels: dict[int, tuple[str, int]] = {}
         self.counted = False
         self.offered_key = False
@@ -475,16 +395,25 @@ class Connection(paramiko.ServerInterface):
     def check_channel_request(self, kind, chanid):
         if kind != "session":
             return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-        # A session is kept from its channel's opening to its end; one closed before it
-        # asked for anything goes here.
-        for found, session in list(self.sessions.items()):
-            if session.channel.closed and not session.started:
-                self.sessions.pop(found, None)
-        if len(self.sessions) >= MAX_SESSIONS_PER_CONNECTION:
-            log.warning("ssh: %s has %d sessions open; refused another", self.target,
-                        len(self.sessions))  # fmt: skip
-            return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+        with self.session_lock:
+            # A session holds its place from its channel's opening to its end; one closed
+            # before it asked for anything gives its place up here.
+            for found in list(self.session_ids):
+                session = self.sessions.get(found)
+                if session is not None and session.channel.closed and not session.started:
+                    self.session_ids.discard(found)
+                    self.sessions.pop(found, None)
+            if len(self.session_ids) >= MAX_SESSIONS_PER_CONNECTION:
+                log.warning("ssh: %s has %d sessions open; refused another", self.target,
+                            len(self.session_ids))  # fmt: skip
+                return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+            self.session_ids.add(chanid)
         return paramiko.OPEN_SUCCEEDED
+
+    def forget_session(self, chanid: int) -> None:
+        with self.session_lock:
+            self.session_ids.discard(chanid)
+            self.sessions.pop(chanid, None)
 
     def check_channel_direct_tcpip_request(self, chanid, origin, destination):
         host, port = destination
@@ -507,40 +436,55 @@ class Connection(paramiko.ServerInterface):
         self.tunnels[chanid] = (LOOPBACK_NAMES.get(host, host), port)
         return paramiko.OPEN_SUCCEEDED
 
-    def _session(self, channel) -> Session:
-        return self.sessions.setdefault(channel.get_id(), Session(self, channel))
+    def _session(self, channel) -> Session | None:
+        """The session of a channel opened as one (not a tunnel's, not one that ended)."""
+        with self.session_lock:
+            if channel.get_id() not in self.session_ids:
+                return None
+            return self.sessions.setdefault(channel.get_id(), Session(self, channel))
 
     def check_channel_pty_request(
         self, channel, term, width, height, pixelwidth, pixelheight, modes
     ):
-        self._session(channel).pty = Pty(term, width, height)
+        session = self._session(channel)
+        if session is None:
+            return False
+        session.pty = Pty(term, width, height)
         return True
 
     def check_channel_window_change_request(self, channel, width, height, pixelwidth, pixelheight):
-        self._session(channel).resize(width, height)
+        session = self._session(channel)
+        if session is None:
+            return False
+        session.resize(width, height)
         return True
 
     def check_channel_env_request(self, channel, name, value):
-        return self._session(channel).set_env(
+        session = self._session(channel)
+        return session is not None and session.set_env(
             name.decode() if isinstance(name, bytes) else name,
             value.decode() if isinstance(value, bytes) else value,
         )
 
     def check_channel_forward_agent_request(self, channel):
-        self._session(channel).agent = True
+        session = self._session(channel)
+        if session is None:
+            return False
+        session.agent = True
         return True
 
     def check_channel_shell_request(self, channel):
-        return self._session(channel).start("shell")
+        session = self._session(channel)
+        return session is not None and session.start("shell")
 
     def check_channel_exec_request(self, channel, command):
         text = command.decode(errors="replace") if isinstance(command, bytes) else command
-        return self._session(channel).start("exec", text)
+        session = self._session(channel)
+        return session is not None and session.start("exec", text)
 
     def check_channel_subsystem_request(self, channel, name):
-        if name != "sftp":
-            return False
-        return self._session(channel).start("sftp")
+        session = self._session(channel)
+        return name == "sftp" and session is not None and session.start("sftp")
 
     # --- the connection's life ----------------------------------------------------------
 
@@ -561,18 +505,18 @@ class Connection(paramiko.ServerInterface):
                 continue
             self.stop_waiting()
             if self.user and not self.announced:
-                # After the login: OpenSSH takes no key change while it authenticates.
-                try:
-                    self.transport.prefer_fast_cipher()
-                except paramiko.SSHException as exc:
-                    log.info("ssh: changing keys with %s failed: %s", self.peer[0], exc)
-                    self.transport.close()
-                    break
                 self.announced = True
                 self.signed_in()
                 log.info(
                     "ssh: %s connected to %s from %s", self.user.username, self.target, self.peer[0]
                 )
+                # After the login: OpenSSH takes no key change while it authenticates.
+                try:
+                    self.transport.prefer_fast_cipher()
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    log.info("ssh: changing keys with %s failed: %s", self.peer[0], exc)
+                    self.transport.close()
+                    break
             if channel is None:
                 continue
             destination = self.tunnels.pop(channel.get_id(), None)

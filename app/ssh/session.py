@@ -130,7 +130,7 @@ class Session:
         try:
             self._run(kind, command)
         finally:
-            self.connection.sessions.pop(self.channel.get_id(), None)
+            self.connection.forget_session(self.channel.get_id())
 
     def _run(self, kind: str, command: str | None) -> None:
         conn = self.connection
@@ -201,25 +201,27 @@ class Session:
             target=self._record_start, args=(kind, about), name="ssh-record", daemon=True
         )
         opening.start()
+        code, ended = None, False
         try:
-            if self.pty:
-                gateway.runtime.resize_exec(exec_id, self.pty.height, self.pty.width)
             try:
+                if self.pty:
+                    gateway.runtime.resize_exec(exec_id, self.pty.height, self.pty.width)
                 ended = self._pump(sock, tty)
             finally:
                 sock.close()
                 for opened in (agent, credentials):
                     if opened:
                         opened.close()
-            code = None
             if ended:
                 code = gateway.runtime.exec_exit_code(exec_id)
                 self._finish(255 if code is None else code)
             else:
                 # The client went away while the command ran: end what it started.
                 gateway.runtime.end_exec(exec_id)
-                self.channel.close()
+        except Exception:  # the session ends, and is written down, whatever broke
+            log.exception("ssh: session into %s ended in an error", conn.target)
         finally:
+            self.channel.close()
             opening.join()
             conn.record_activity(f"{kind} session closed", sessions=-1)
         if self.cast is not None:
@@ -358,7 +360,7 @@ class Session:
                                 channel.sendall_stderr(data)
                             else:
                                 channel.sendall(data)
-            except OSError:
+            except (OSError, paramiko.SSHException):  # either side went away
                 return False
 
 

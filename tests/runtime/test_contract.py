@@ -226,3 +226,32 @@ def test_the_inventory_holds_what_was_made_and_remove_takes_it_away(runtime, ima
     runtime.remove_workspace(8)
     _, resources = runtime.inventory()
     assert [r for r in resources if r.workspace_id == 8] == []
+
+
+def test_the_seeding_gives_the_folder_to_the_user_and_fills_only_its_volume(runtime, tmp_path):
+    """A new workspace volume is the workspace user's, with the repository in it, before
+    the first start; a mount inside the folder (a config's volume here, an approved host
+    folder elsewhere) gets nothing of the repository, which the engine would otherwise
+    unpack into it as root."""
+    folder = tmp_path / "repo"
+    (folder / ".devcontainer").mkdir(parents=True)
+    (folder / "data").mkdir()
+    (folder / "data" / "from-repo").write_text("x")
+    (folder / "top").write_text("y")
+    (folder / "link").symlink_to("/etc/shadow")
+    look = "stat -c '%u %n' /workspaces/repo /workspaces/repo/top; readlink /workspaces/repo/link"
+    for ws_id, mounts in ((21, []), (22, ["type=volume,source=data,target=/workspaces/repo/data"])):
+        config = {"image": CONTROL_IMAGE, "mounts": mounts}
+        (folder / ".devcontainer" / "devcontainer.json").write_text(json.dumps(config))
+        plan = dc.plan(dc.load(folder), feature_cache=tmp_path / "cache")
+        built = dc.build(plan, runtime)
+        ref = WorkspaceRef(runtime.instance, ws_id, "contract", f"c{ws_id}")
+        spec = dc.run_spec(plan, built, workspace_volume=runtime.volume_name(ref, "workspace"))
+        runtime.made.append(ws_id)
+        created = runtime.create(ref, spec, LIMITS, "/root")
+        runtime.seed_workspace_volume(ref, created.id, 1234, 1234, str(folder))
+        started = runtime.start(created.id)
+        seen = runtime.exec(started.id, ["sh", "-c", look]).stdout.split("\n")
+        assert seen[:3] == ["1234 /workspaces/repo", "1234 /workspaces/repo/top", "/etc/shadow"]
+        nested = runtime.exec(started.id, ["ls", "-A", "/workspaces/repo/data"]).stdout.split()
+        assert nested == ([] if mounts else ["from-repo"]), ws_id

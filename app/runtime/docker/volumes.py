@@ -62,14 +62,25 @@ class Volumes:
         yet, and the engine resolves every path inside the container. The archive's top
         folder is the volume's mount point, so the volume itself and everything in it
         are the user's (an archive's "." is never applied to the folder it is unpacked
-        in). The engine writes no archive beside a read-only root file system, so there
-        a throwaway container that may only chown does it, as it did for all before."""
+        in). The engine writes no archive beside a read-only root file system, and would
+        write into any other mount inside the folder: there a throwaway container that
+        may only chown, and mounts only the volume, does it."""
         volume = names.volume_name(ws, "workspace")
         attrs = self.client.api.inspect_container(instance_id)
-        targets = [m["Destination"] for m in attrs.get("Mounts") or [] if m.get("Name") == volume]
+        mounts = attrs.get("Mounts") or []
+        targets = [m["Destination"] for m in mounts if m.get("Name") == volume]
         if not targets:
             raise ProvisionError(f"the container does not mount the volume {volume}")
-        if (attrs.get("HostConfig") or {}).get("ReadonlyRootfs"):
+        # The engine unpacks into the container's whole view: a mount inside the folder
+        # (a config's volume or an approved host folder) would take the repository's
+        # files there, as root. Only the volume, then, in a container of its own.
+        nested = [
+            m["Destination"]
+            for m in mounts
+            if m.get("Name") != volume
+            and any(_inside(m["Destination"], target) for target in targets)
+        ]
+        if nested or (attrs.get("HostConfig") or {}).get("ReadonlyRootfs"):
             self._seed_in_a_container(ws, attrs["Image"], uid, gid, source_dir)
             return
         parent, top = posixpath.split(posixpath.normpath(targets[0]))
@@ -152,6 +163,11 @@ class Volumes:
                     raise ProvisionError(f"Docker refused to restore {source.name}")
         finally:
             helper.remove(force=True)
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = posixpath.normpath(path), posixpath.normpath(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _archive(source_dir: str | None, top: str, owner: tuple[int, int] | None = None) -> bytes:
