@@ -800,10 +800,11 @@ def _poll(fetch, done, seconds: float):
 
 
 def _pauses():
-    """Looks 20 ms apart for the first seconds (a job on a cached image ends within a
-    second, and the client should learn of it within a look: each is one read by
-    primary key), sparser once it is a build."""
+    """Looks 20 ms apart for the first second (a start or create on a cached image ends
+    within it, and the client should learn of it within a look: each is one read by
+    primary key), sparser after, so that many waiting requests (a burst of creates) do
+    not take the worker's CPU, and sparser still once it is a build."""
     began = time.monotonic()
     while True:
         waited = time.monotonic() - began
-        yield QUICK_LOOK if waited < 3 else 0.1 if waited < 10 else 0.5
+        yield QUICK_LOOK if waited < 1 else 0.05 if waited < 3 else 0.1 if waited < 10 else 0.5
