@@ -784,22 +784,6 @@ def wait_for_job(job: Transition, seconds: float) -> Transition:
 QUICK_LOOK = 0.02  # seconds between a waiting request's first looks
 
 
-def wait_for_start(job: Transition, seconds: float) -> Transition:
-    """A start ``job`` once it ended, or once it has made its workspace run (a start with
-    nothing left to set up counts as running before its job ends), or as it is after
-    ``seconds``."""
-
-    def done(found: Transition) -> bool:
-        if found.status in (J.SUCCEEDED, J.FAILED):
-            return True
-        # Before the job's first move the workspace still has its old status.
-        return found.status == J.RUNNING and Workspace.get_by_id(found.workspace_id).status == (
-            S.RUNNING
-        )
-
-    return _poll(lambda: Transition.get_by_id(job.id), done, seconds)
-
-
 def _poll(fetch, done, seconds: float):
     """``fetch()`` until ``done`` of it, or as it is after ``seconds``; the database
     connection is kept only between the first, quick looks (the worker may take
