@@ -3,7 +3,10 @@ bare `docker run` on the same configuration, in one run.
 
 Measures (seconds): create -> running with a cached image; stop -> start; rebuild of an
 unchanged config; 20 workspaces requested at once (total, p50, p95); and where a create's
-and a start's time goes, stage by stage, from the jobs' own records.
+and a start's time goes, stage by stage, from the jobs' own records. Besides the bare
+`docker run -d` and `docker start` the targets are set against, the engine is also
+measured with what a workspace has and a bare container has not: a bridge network of
+its own (made at create; a container on a user-defined network starts slower).
 Run: python bench/workspaces.py [rounds] [burst]
 """
 
@@ -142,8 +145,8 @@ def main(rounds: int = 3, burst: int = 20) -> None:
             with lock:
                 latencies.append(time.perf_counter() - started)
 
-        bare_burst = burst_of_docker_runs(client, image, burst)
-        own_burst = burst_of_docker_runs(client, image, burst, own_network=True)
+        bare_burst = burst_of_docker_runs(image, burst)
+        own_burst = burst_of_docker_runs(image, burst, own_network=True)
         total = at_once([lambda n=n: one(n) for n in range(burst)])
         running = sum(
             1
@@ -239,11 +242,10 @@ def run_on_own_network(client: docker.DockerClient, image: str) -> float:
             made[0].remove()
 
 
-def burst_of_docker_runs(
-    client: docker.DockerClient, image: str, burst: int, own_network: bool = False
-) -> float:
+def burst_of_docker_runs(image: str, burst: int, own_network: bool = False) -> float:
     """Seconds until ``burst`` containers started at once all run (the baseline); with
     ``own_network``, each on a bridge network made for it."""
+    client = docker.from_env(timeout=600, max_pool_size=burst + 4)  # a connection each
     made, lock = [], threading.Lock()
 
     def one() -> None:
