@@ -110,3 +110,20 @@ def test_keyboard_interactive_answers_are_bounded_before_paramiko_reads_them():
     huge.rewind()
     with pytest.raises(SSHException, match="4294967295 parts"):
         AuthHandler._parse_userauth_info_response(None, huge)
+
+
+def test_a_session_keeps_a_bounded_environment_from_the_client():
+    """A client's env requests are kept until the session starts: only the names it may
+    send (LANG, TERM, LC_*...), each short, and not without end."""
+    from app.ssh.session import MAX_ENV_NAME, MAX_ENV_VALUE, MAX_ENV_VARIABLES, Session
+
+    session = Session(connection=None, channel=None)
+    assert session.set_env("LANG", "C.UTF-8") and session.env == {"LANG": "C.UTF-8"}
+    assert not session.set_env("LD_PRELOAD", "/tmp/x.so")  # not a name it may send
+    assert not session.set_env("LC_" + "X" * MAX_ENV_NAME, "1")
+    assert not session.set_env("LC_BIG", "x" * (MAX_ENV_VALUE + 1))
+    for n in range(MAX_ENV_VARIABLES - 1):
+        assert session.set_env(f"LC_{n}", "v")
+    assert not session.set_env("LC_ONE_MORE", "v")
+    assert session.set_env("LANG", "C")  # one it has may change
+    assert len(session.env) == MAX_ENV_VARIABLES

@@ -28,7 +28,7 @@ from app.ssh import hostkey, keys, paramiko_limits
 from app.ssh.ide_credentials import IdeCredentials
 from app.ssh.relay import LOOPBACK_NAMES, relay
 from app.ssh.session import Pty, Session, SessionRefused
-from app.ssh.transport import GatewayTransport
+from app.ssh.transport import KEY_CHANGE_SECONDS, GatewayTransport
 from app.states import JobStatus as J
 from app.states import Status as S
 from app.workspaces import activity, recordings, service, strangers
@@ -381,7 +381,7 @@ class Connection(paramiko.ServerInterface):
             )
 
     def _refuse(self, username: str, reason: str) -> int:
-        log.warning("ssh: refused %r from %s: %s", username, self.peer[0], reason)
+        log.warning("ssh: refused %r from %s: %s", username[:64], self.peer[0], reason)
         # Counted at the first refusal, not at disconnect: a client may already be
         # trying again before this connection is torn down. One per connection, since
         # clients offer each of their keys in turn.
@@ -497,6 +497,7 @@ class Connection(paramiko.ServerInterface):
         """Accept channels until the client disconnects (or fails to log in in time);
         start a relay for each tunnel."""
         deadline = time.monotonic() + AUTH_TIMEOUT_SECONDS
+        changing_since = None
         while self.transport.is_active():
             channel = self.transport.accept(1)
             if not self.transport.is_authenticated():
@@ -504,6 +505,16 @@ class Connection(paramiko.ServerInterface):
                     self.transport.close()
                 continue
             self.stop_waiting()
+            # Any key change (ours, the client's, paramiko's after 512 MB) ends in time:
+            # meanwhile sessions cannot send and answers are held.
+            if self.transport.clear_to_send.is_set():
+                changing_since = None
+            elif changing_since is None:
+                changing_since = time.monotonic()
+            elif time.monotonic() - changing_since > KEY_CHANGE_SECONDS:
+                log.info("ssh: %s did not finish changing keys; disconnected", self.peer[0])
+                self.transport.close()
+                break
             if self.user and not self.announced:
                 self.announced = True
                 self.signed_in()

@@ -31,6 +31,7 @@ log = logging.getLogger("berth.ssh")
 # plus BERTH_SESSION_TYPE, which IDE integrations set to say what they are.
 ENV_ALLOWED = ("LANG", "TERM", "COLORTERM", "BERTH_SESSION_TYPE")
 ENV_ALLOWED_PREFIXES = ("LC_",)
+MAX_ENV_VARIABLES, MAX_ENV_NAME, MAX_ENV_VALUE = 64, 256, 4096
 # Exit codes 128+N that mean "killed by signal N" and are reported as such; other codes
 # above 128 are more often a program's own choice (a shell after Ctrl-C returns 130), so
 # they stay exit codes. The engine reports both the same way; this is the best reading.
@@ -69,10 +70,15 @@ class Session:
     # --- requests (called on paramiko's thread: record and return at once) -----------
 
     def set_env(self, name: str, value: str) -> bool:
-        if name in ENV_ALLOWED or name.startswith(ENV_ALLOWED_PREFIXES):
-            self.env[name] = value
-            return True
-        return False
+        if not (name in ENV_ALLOWED or name.startswith(ENV_ALLOWED_PREFIXES)):
+            return False
+        # Bounded: each is kept until the session starts.
+        if len(name) > MAX_ENV_NAME or len(value) > MAX_ENV_VALUE:
+            return False
+        if name not in self.env and len(self.env) >= MAX_ENV_VARIABLES:
+            return False
+        self.env[name] = value
+        return True
 
     def resize(self, width: int, height: int) -> None:
         if self.pty:
@@ -99,7 +105,7 @@ class Session:
     # --- the session itself (its own thread) ---------------------------------------
 
     def _say(self, text: str) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, paramiko.SSHException):
             self.channel.sendall_stderr((text + "\n").encode())
 
     def _finish(self, code: int) -> None:
@@ -109,7 +115,7 @@ class Session:
             else:
                 self.channel.send_exit_status(code)
             self.channel.shutdown_write()
-        except OSError:
+        except (OSError, paramiko.SSHException):
             pass
         self.channel.close()
 

@@ -18,6 +18,7 @@ from paramiko.common import (
     MSG_CHANNEL_DATA,
     MSG_CHANNEL_EXTENDED_DATA,
     MSG_CHANNEL_REQUEST,
+    MSG_USERAUTH_SUCCESS,
 )
 
 # AES-GCM first: in paramiko it moves about 1.6x the bytes of AES-CTR with an HMAC per
@@ -36,6 +37,7 @@ MACS = (
 )
 FIRST_CHANNEL_MESSAGE = 50  # below: transport and key exchange messages
 KEY_CHANGE_SECONDS = 30
+MAX_HELD = 1000  # answers held while keys change; a client asking more is cut off
 
 
 def _answer_then_start(channel: paramiko.Channel, m) -> None:
@@ -76,6 +78,10 @@ class GatewayTransport(paramiko.Transport):
         self.client_ciphers: tuple[str, ...] = ()  # the client's offer, both directions
         self.starts: dict[int, Callable[[], None]] = {}  # by channel, until answered
         self._held: list[paramiko.Message] = []  # answers waiting for the new keys
+        self.logged_in = threading.Event()  # USERAUTH_SUCCESS is on its way
+        # Reentrant: the transport's own thread looks and sends under it, and paramiko
+        # takes it again inside (it only acquires and releases it).
+        self.clear_to_send_lock = threading.RLock()
 
     # --- key changes ---------------------------------------------------------------------
 
@@ -87,14 +93,21 @@ class GatewayTransport(paramiko.Transport):
         return parsed
 
     def _send_message(self, data):
-        if (
-            threading.current_thread() is self
-            and not self.clear_to_send.is_set()
-            and data.asbytes()[0] >= FIRST_CHANNEL_MESSAGE
-        ):
-            self._held.append(data)
+        kind = data.asbytes()[0]
+        if threading.current_thread() is not self or kind < FIRST_CHANNEL_MESSAGE:
+            super()._send_message(data)
             return
-        super()._send_message(data)
+        # The look at the key change and the send are one step: a KEXINIT of another
+        # thread comes before both or after both.
+        with self.clear_to_send_lock:
+            if not self.clear_to_send.is_set():
+                if len(self._held) >= MAX_HELD:
+                    raise paramiko.SSHException("too many answers held while keys change")
+                self._held.append(data)
+                return
+            super()._send_message(data)
+        if kind == MSG_USERAUTH_SUCCESS:
+            self.logged_in.set()
 
     def _send_user_message(self, data):
         if threading.current_thread() is self:
@@ -103,8 +116,10 @@ class GatewayTransport(paramiko.Transport):
             super()._send_user_message(data)
 
     def _parse_newkeys(self, m):
-        super()._parse_newkeys(m)
-        with self.clear_to_send_lock:  # before any other thread's message
+        # The held answers go out before any other thread may send: paramiko lets others
+        # send as soon as it has the new keys.
+        with self.clear_to_send_lock:
+            super()._parse_newkeys(m)
             held, self._held = self._held, []
             for data in held:
                 super()._send_message(data)
@@ -117,8 +132,15 @@ class GatewayTransport(paramiko.Transport):
         fast = tuple(c for c in FAST_CIPHERS if c in self.client_ciphers)
         if not fast or self.remote_cipher in FAST_CIPHERS:
             return False
-        self.get_security_options().ciphers = fast
-        self._send_kex_init()
+        # paramiko counts a login before it has said so: OpenSSH takes no key change
+        # before it has read that.
+        if not self.logged_in.wait(KEY_CHANGE_SECONDS):
+            raise paramiko.SSHException("the login was not answered")
+        with self.clear_to_send_lock:
+            if not self.clear_to_send.is_set() or self.in_kex:
+                return False  # the client is changing keys itself
+            self.get_security_options().ciphers = fast
+            self._send_kex_init()
         # Not paramiko's completion_event: a client's stray global reply also sets it.
         deadline = time.monotonic() + KEY_CHANGE_SECONDS
         while not (self.clear_to_send.is_set() and not self.in_kex):
