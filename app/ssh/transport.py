@@ -93,8 +93,11 @@ class GatewayTransport(paramiko.Transport):
         return parsed
 
     def _send_message(self, data):
+        if threading.current_thread() is not self:  # a session's bytes: no copy to look at
+            super()._send_message(data)
+            return
         kind = data.asbytes()[0]
-        if threading.current_thread() is not self or kind < FIRST_CHANNEL_MESSAGE:
+        if kind < FIRST_CHANNEL_MESSAGE:
             super()._send_message(data)
             return
         # The look at the key change and the send are one step: a KEXINIT of another
