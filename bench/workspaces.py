@@ -90,13 +90,7 @@ def main(rounds: int = 3, burst: int = 20) -> None:
                     ).stop(timeout=0)
                 )
             )
-        plain = client.containers.run(image, ["sleep", "infinity"], detach=True)
-        try:
-            for _ in range(rounds):
-                plain.stop(timeout=0)
-                rows.setdefault("docker start (same image)", []).append(timed(plain.start))
-        finally:
-            plain.remove(force=True)
+        rows["docker start (same image)"] = docker_starts(client, image, rounds)
         # What a workspace has and a bare container has not, for the engine alone: a
         # bridge network of its own (made at create; a container on a user-defined
         # network also starts slower than on Docker's default bridge).
@@ -105,15 +99,11 @@ def main(rounds: int = 3, burst: int = 20) -> None:
                 run_on_own_network(client, image)
             )
         network = client.networks.create(f"bench-own-start-{time.time_ns()}")
-        plain = client.containers.run(
-            image, ["sleep", "infinity"], detach=True, network=network.name
-        )
         try:
-            for _ in range(rounds):
-                plain.stop(timeout=0)
-                rows.setdefault("docker start, on its own network", []).append(timed(plain.start))
+            rows["docker start, on its own network"] = docker_starts(
+                client, image, rounds, network.name
+            )
         finally:
-            plain.remove(force=True)
             network.remove()
 
         for i in range(rounds):
@@ -219,6 +209,19 @@ def collect_stages(api: Client, ws_id: int, kind: str, into: dict) -> None:
     job = next(j for j in jobs if j["kind"] == kind)
     for stage in job["stages"]:
         into[kind].setdefault(stage["stage"], []).append(stage["seconds"])
+
+
+def docker_starts(client: docker.DockerClient, image: str, rounds: int, network=None) -> list:
+    """Seconds of each `docker start` of a stopped container of ``image``."""
+    plain = client.containers.run(image, ["sleep", "infinity"], detach=True, network=network)
+    try:
+        took = []
+        for _ in range(rounds):
+            plain.stop(timeout=0)
+            took.append(timed(plain.start))
+        return took
+    finally:
+        plain.remove(force=True)
 
 
 def run_on_own_network(client: docker.DockerClient, image: str) -> float:
