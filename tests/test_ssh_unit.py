@@ -127,3 +127,35 @@ def test_a_session_keeps_a_bounded_environment_from_the_client():
     assert not session.set_env("LC_ONE_MORE", "v")
     assert session.set_env("LANG", "C")  # one it has may change
     assert len(session.env) == MAX_ENV_VARIABLES
+
+
+def test_a_flood_of_terminal_sizes_takes_one_thread_and_ends_on_the_last():
+    """Each window-change used to start a thread and an engine call: now one thread at a
+    time applies the latest size, and the last one sent is the one the exec has."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from app.ssh.session import Pty, Session
+
+    applied, gate = [], threading.Event()
+
+    def resize_exec(exec_id, height, width):
+        gate.wait(5)  # a slow engine
+        applied.append((height, width))
+
+    connection = SimpleNamespace(
+        gateway=SimpleNamespace(runtime=SimpleNamespace(resize_exec=resize_exec)), target="t"
+    )
+    session = Session(connection=connection, channel=None, pty=Pty("xterm", 80, 24))
+    session.exec_id = "e"
+    before = threading.active_count()
+    for n in range(1, 501):
+        session.resize(80 + n, 24 + n)
+    assert threading.active_count() <= before + 1
+    gate.set()
+    deadline = time.monotonic() + 10
+    while session.resizing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not session.resizing
+    assert applied[-1] == (524, 580) and len(applied) <= 2

@@ -66,6 +66,8 @@ class Session:
     exec_id: str | None = None
     started: bool = False
     cast: object | None = None  # a recordings.Cast while a recorded pty session runs
+    resizing: bool = False  # a thread applies the latest size to the exec
+    resize_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- requests (called on paramiko's thread: record and return at once) -----------
 
@@ -86,11 +88,27 @@ class Session:
         if self.cast is not None:
             self.cast.resize(width, height)
         if self.exec_id and self.pty:
-            threading.Thread(
-                target=self.connection.gateway.runtime.resize_exec,
-                args=(self.exec_id, height, width),
-                daemon=True,
-            ).start()
+            # One thread at a time takes the latest size to the engine: a client sending
+            # size after size holds no more threads, nor engine calls, than one.
+            with self.resize_lock:
+                if self.resizing:
+                    return
+                self.resizing = True
+            threading.Thread(target=self._apply_sizes, name="ssh-resize", daemon=True).start()
+
+    def _apply_sizes(self) -> None:
+        applied = None
+        while True:
+            with self.resize_lock:
+                size = (self.pty.height, self.pty.width)
+                if size == applied:
+                    self.resizing = False
+                    return
+            try:
+                self.connection.gateway.runtime.resize_exec(self.exec_id, *size)
+            except Exception:  # noqa: BLE001  (a size not taken ends no session)
+                log.warning("ssh: could not resize a terminal in %s", self.connection.target)
+            applied = size
 
     def start(self, kind: str, command: str | None = None) -> bool:
         if self.started:
