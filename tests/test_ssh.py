@@ -94,6 +94,15 @@ def test_stdin_streams_and_half_close_ends_cat(gw):
     assert done.stdout.decode().split()[0] == hashlib.sha256(data).hexdigest()
 
 
+def test_a_command_that_echoes_a_large_input_gets_all_of_it_back(gw):
+    """The session reads all the client sent at once and writes it in parts, passing on
+    what the command says between them: `cat` echoing 6 MB never waits on the gateway."""
+    data = os.urandom(6_000_000)
+    done = gw.ssh("shell", "cat", input=data)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+
+
 def test_interactive_pty_session_through_tmux(gw):
     session = f"berth-ssh-{os.getpid()}"
     command = shlex.join(["ssh", *gw.args("ann", "-tt"), "-p", str(gw.port), "shell@127.0.0.1"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -17,10 +18,29 @@ from app.readiness import Readable
 
 log = logging.getLogger("berth.ssh")
 
+# A write, either way, is at most this: the loop that writes is the one that reads the
+# other way, so a bigger write could wait forever on a peer that echoes.
 CHUNK = 256 * 1024
 # A channel read asks for more than the channel's window holds, so it takes all that came:
 # paramiko moves what a shorter read leaves to the front of its buffer, again each read.
+# It is written CHUNK by CHUNK (send_in_parts).
 CHANNEL_READ = 2 * paramiko.common.DEFAULT_WINDOW_SIZE
+
+
+def readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def send_in_parts(sock: socket.socket, data: bytes, answer: Callable[[], bool]) -> bool:
+    """Write ``data`` a CHUNK at a time; between the parts, when the peer has said
+    something, ``answer()`` passes it on (False: the peer is done, and so is this)."""
+    for start in range(0, len(data), CHUNK):
+        if start and readable(sock) and not answer():
+            return False
+        sock.sendall(data[start : start + CHUNK])
+    return True
+
+
 LOOPBACK_NAMES = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 
 
@@ -40,27 +60,35 @@ def relay(
             if channel in ready:
                 data = channel.recv(CHANNEL_READ)
                 if data:
-                    sock.sendall(data)
+                    back = (lambda: _back(sock, channel)) if socket_open else (lambda: True)
+                    if not send_in_parts(sock, data, back):
+                        socket_open = False
+                        waiting.drop(sock)
+                        channel.shutdown_write()
                     if on_input:
                         on_input()
                 else:
                     channel_open = False
                     waiting.drop(channel)
                     sock.shutdown(socket.SHUT_WR)
-            if sock in ready:
-                data = sock.recv(CHUNK)
-                if data:
-                    channel.sendall(data)
-                else:
-                    socket_open = False
-                    waiting.drop(sock)
-                    channel.shutdown_write()
+            if socket_open and sock in ready and readable(sock) and not _back(sock, channel):
+                socket_open = False
+                waiting.drop(sock)
+                channel.shutdown_write()
     except OSError:
         pass  # either side went away: close both
     finally:
         waiting.close()
         sock.close()
         channel.close()
+
+
+def _back(sock: socket.socket, channel: paramiko.Channel) -> bool:
+    """What the socket's side said, on to the channel; False at its end."""
+    data = sock.recv(CHUNK)
+    if data:
+        channel.sendall(data)
+    return bool(data)
 
 
 class AgentForward:

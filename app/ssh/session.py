@@ -19,7 +19,7 @@ from app.db import short_connection
 from app.models import GitCredential, Workspace, stamp, utcnow
 from app.readiness import Readable
 from app.runtime.layout import AGENT_SOCKET_DIR
-from app.ssh.relay import CHANNEL_READ, CHUNK, AgentForward
+from app.ssh.relay import CHANNEL_READ, CHUNK, AgentForward, readable, send_in_parts
 from app.workspaces import sharing, strangers
 
 if TYPE_CHECKING:
@@ -362,7 +362,9 @@ class Session:
                 if channel in ready:
                     data = channel.recv(CHANNEL_READ)
                     if data:
-                        sock.sendall(data)
+                        # What the command says meanwhile is passed on between the parts.
+                        if not send_in_parts(sock, data, lambda: self._output(sock, frames)):
+                            return True
                         if self.cast is not None:
                             self.cast.event("i", data)
                         self.connection.record_activity("input")
@@ -370,22 +372,27 @@ class Session:
                         waiting.drop(channel)
                         if not tty:
                             sock.shutdown(socket.SHUT_WR)  # end of input, as `cat > f` needs
-                if sock in ready:
-                    chunk = sock.recv(CHUNK)
-                    if not chunk:
-                        return True
-                    if frames is None:
-                        channel.sendall(chunk)
-                        if self.cast is not None:
-                            self.cast.event("o", chunk)
-                    else:
-                        for stream, data in frames(chunk):
-                            if stream == 2:
-                                channel.sendall_stderr(data)
-                            else:
-                                channel.sendall(data)
+                if sock in ready and readable(sock) and not self._output(sock, frames):
+                    return True
             except (OSError, paramiko.SSHException):  # either side went away
                 return False
+
+    def _output(self, sock: socket.socket, frames) -> bool:
+        """Pass on what the command said; False once it has ended."""
+        chunk = sock.recv(CHUNK)
+        if not chunk:
+            return False
+        if frames is None:
+            self.channel.sendall(chunk)
+            if self.cast is not None:
+                self.cast.event("o", chunk)
+        else:
+            for stream, data in frames(chunk):
+                if stream == 2:
+                    self.channel.sendall_stderr(data)
+                else:
+                    self.channel.sendall(data)
+        return True
 
 
 def agent_refusal(user, workspace_id: int) -> str | None:
