@@ -159,3 +159,31 @@ def test_a_flood_of_terminal_sizes_takes_one_thread_and_ends_on_the_last():
         time.sleep(0.01)
     assert not session.resizing
     assert applied[-1] == (524, 580) and len(applied) <= 2
+
+
+def test_readable_sees_input_and_an_end_on_any_descriptor():
+    """The relay's look at a socket uses poll: descriptors above 1024 (a busy gateway)
+    work as well as low ones."""
+    import os
+    import resource
+    import socket
+
+    from app.ssh.relay import readable
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:  # room for a descriptor above select's 1024
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    ours, theirs = socket.socketpair()
+    high = os.dup2(ours.fileno(), 1100)
+    try:
+        high_sock = socket.socket(fileno=os.dup(high))
+        assert not readable(ours) and not readable(high_sock)
+        theirs.sendall(b"x")
+        assert readable(ours) and readable(high_sock)
+        assert ours.recv(1) == b"x"
+        theirs.close()
+        assert readable(ours)  # the end counts: a recv returns at once
+        high_sock.close()
+    finally:
+        os.close(high)
+        ours.close()

@@ -28,7 +28,11 @@ CHANNEL_READ = 2 * paramiko.common.DEFAULT_WINDOW_SIZE
 
 
 def readable(sock: socket.socket) -> bool:
-    return bool(select.select([sock], [], [], 0)[0])
+    """Whether ``sock`` has input (or its end) now. poll, not select: a busy gateway holds
+    descriptors above select's ceiling of 1024 (app.readiness)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def send_in_parts(sock: socket.socket, data: bytes, answer: Callable[[], bool]) -> bool:
