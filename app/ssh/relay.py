@@ -61,6 +61,7 @@ def relay(
             ready = waiting.wait(5)
             if channel.closed:
                 break
+            data = b""
             if channel in ready:
                 data = channel.recv(CHANNEL_READ)
                 if data:
@@ -75,7 +76,9 @@ def relay(
                     channel_open = False
                     waiting.drop(channel)
                     sock.shutdown(socket.SHUT_WR)
-            if socket_open and sock in ready and readable(sock) and not _back(sock, channel):
+            # Only a write in parts may have taken what the socket had: look again then.
+            drained = len(data) > CHUNK and not readable(sock)
+            if socket_open and sock in ready and not drained and not _back(sock, channel):
                 socket_open = False
                 waiting.drop(sock)
                 channel.shutdown_write()

@@ -358,6 +358,7 @@ class Session:
             ready = waiting.wait(1.0)
             if channel.closed:
                 return False
+            data = b""
             try:
                 if channel in ready:
                     data = channel.recv(CHANNEL_READ)
@@ -372,7 +373,9 @@ class Session:
                         waiting.drop(channel)
                         if not tty:
                             sock.shutdown(socket.SHUT_WR)  # end of input, as `cat > f` needs
-                if sock in ready and readable(sock) and not self._output(sock, frames):
+                # Only a write in parts may have taken what the command said: look again then.
+                drained = len(data) > CHUNK and not readable(sock)
+                if sock in ready and not drained and not self._output(sock, frames):
                     return True
             except (OSError, paramiko.SSHException):  # either side went away
                 return False
