@@ -302,7 +302,7 @@ def test_install_use_upgrade_and_uninstall(appliance, browser, tmp_path, tools_a
         "cat ~/note.txt && hostname",
         timeout=120,
     )
-    assert ssh.stdout == "kept-across-upgrades\ndemo\n"
+    assert ssh.stdout == "kept-across-upgrades\ndemo\n", (ssh.returncode, ssh.stderr)
     check_engine_control(appliance, api, ws, key, tmp_path)
 
     # --- the nightly backup job, and its dump restored -------------------------------------

@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import docker
 from app.messages import first_line
 from app.runtime import ProvisionError
 from app.runtime.docker import processes
+from app.runtime.docker.hijack import Frames, run_collected, start_exec
 
 log = logging.getLogger("berth.control")
 
@@ -135,8 +135,6 @@ class ExecSocket:
     ``shutdown`` ends its input. Enough of a socket for select and the SSH relay."""
 
     def __init__(self, raw: socket.socket, about: str):
-        from app.runtime.docker.exec import Frames  # exec.py imports this module
-
         self.raw, self.about, self.frames = raw, about, Frames()
 
     def fileno(self) -> int:
@@ -288,7 +286,7 @@ class EngineControl:
 
     def _run(self, argv: list[str]) -> tuple[int, str]:
         created = self._exec(argv, stdout=True, stderr=True)
-        output = self.client.api.exec_start(created["Id"]).decode(errors="replace")
+        output = run_collected(self.client.api, created["Id"]).decode(errors="replace")
         code = self.client.api.exec_inspect(created["Id"]).get("ExitCode")
         return (code if code is not None else -1), output
 
@@ -319,15 +317,11 @@ class EngineControl:
                 stdout=True,
                 stderr=True,
             )
-            sock = self.client.api.exec_start(created["Id"], socket=True)
-        except docker.errors.APIError as exc:
+            raw = start_exec(self.client.api, created["Id"], tty=False)
+        except docker.errors.DockerException as exc:
             raise ControlError(f"the engine refused the tunnel: {first_line(exc)}") from None
-        raw = getattr(sock, "_sock", sock)
-        if isinstance(raw, ssl.SSLSocket):
-            # Half-closing a TLS socket ends its encryption; the stream would be garbage.
-            raw.close()
-            raise ControlError("tunnels through an engine reached over TLS are not supported")
-        raw.settimeout(None)
+        except OSError as exc:
+            raise ControlError(f"the engine did not answer: {exc}") from None
         return ExecSocket(raw, f"tunnel to {host}:{port}")
 
     # --- ending commands ---------------------------------------------------------------

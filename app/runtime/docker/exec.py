@@ -15,6 +15,7 @@ from app.readiness import Readable
 from app.runtime import ExecEnd, ExecOutput, ProvisionError
 from app.runtime.docker import processes
 from app.runtime.docker.control import EngineControl
+from app.runtime.docker.hijack import Frames, start_exec
 from app.runtime.layout import KEEPALIVE_MARK
 
 log = logging.getLogger("berth.runtime")
@@ -28,28 +29,6 @@ _READ_MARK = (
     'date -r "$f" +%s && head -c 200 "$f"'
 )
 _WRITE_FILE = 'umask 077 && cat > "$1.partial" && mv -f "$1.partial" "$1"'
-
-
-class Frames:
-    """Splits Docker's multiplexed exec stream (8-byte headers: stream, size) into
-    (stream, bytes) pairs; stream 1 is stdout, 2 is stderr."""
-
-    def __init__(self):
-        self._buffer = bytearray()
-
-    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
-        buffer = self._buffer
-        buffer += chunk
-        frames, offset = [], 0
-        while len(buffer) - offset >= 8:
-            size = int.from_bytes(buffer[offset + 4 : offset + 8], "big")
-            end = offset + 8 + size
-            if len(buffer) < end:
-                break
-            frames.append((buffer[offset], bytes(buffer[offset + 8 : end])))
-            offset = end
-        del buffer[:offset]
-        return frames
 
 
 class Exec:
@@ -85,10 +64,7 @@ class Exec:
             # session on them; this sequence is never typed by accident.
             detach_keys=DETACH_KEYS if tty else None,
         )
-        sock = self.client.api.exec_start(created["Id"], socket=True, tty=tty)
-        raw = getattr(sock, "_sock", sock)
-        raw.settimeout(None)  # docker-py leaves its API timeout on the hijacked socket
-        return created["Id"], raw
+        return created["Id"], start_exec(self.client.api, created["Id"], tty)
 
     def exec_stream(
         self,

@@ -30,7 +30,8 @@ from app.runtime import (
     WorkspaceRef,
 )
 from app.runtime.docker import base_image, control, names, spec, tools
-from app.runtime.docker.exec import Exec, Frames
+from app.runtime.docker.exec import Exec
+from app.runtime.docker.hijack import Frames
 from app.runtime.docker.images import Images
 from app.runtime.docker.names import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, LABEL_WORKSPACE
 from app.runtime.docker.networks import Networks

@@ -27,6 +27,7 @@ from docker.types import Mount
 from app.runtime import ProvisionError
 from app.runtime.docker import tools_archive
 from app.runtime.docker.base_image import BASE_IMAGE, ensure_base_image
+from app.runtime.docker.hijack import run_collected
 from app.runtime.layout import CODE_SERVER_VERSION
 from app.runtime.layout import TOOLS_CURRENT as CURRENT
 from app.runtime.layout import TOOLS_MARKER as MARKER
@@ -289,7 +290,7 @@ def import_archive(
                  environment={**environment, "INCOMING": incoming})  # fmt: skip
         except BaseException:
             with contextlib.suppress(Exception):
-                holder.exec_run(["sh", "-c", _CLEAR_INCOMING], environment=environment)
+                _run(holder, ["sh", "-c", _CLEAR_INCOMING], environment=environment)
             raise
         finally:
             _remove(holder)
@@ -332,7 +333,10 @@ def _upload(holder, incoming: str, path: Path, version: str) -> None:
 
 
 def _run(container, argv: list[str], **options) -> None:
-    code, output = container.exec_run(argv, **options)
+    api = container.client.api
+    created = api.exec_create(container.id, argv, **options)
+    output = run_collected(api, created["Id"])
+    code = api.exec_inspect(created["Id"]).get("ExitCode")
     if code != 0:
         text = output.decode(errors="replace").strip()[-500:]
         raise ToolsError(f"setting up the imported bundle failed (exit {code}): {text}")
