@@ -136,6 +136,17 @@ def test_a_quick_command_s_output_is_all_there_when_it_comes_with_the_answer(
     assert (done.exit_code, done.stdout, done.stderr) == (3, "out\n", "err\n")
 
 
+def test_a_collected_command_through_the_engine_api_keeps_its_output_and_exit_code(
+    runtime, container
+):
+    """ps and kill through the engine, and the tools bundle's import, read this way."""
+    api = runtime.client.api
+    created = api.exec_create(container.id, ["sh", "-c", "echo out; echo err >&2; exit 4"])
+    code, output = hijack.run_collected(api, created["Id"])
+    # The engine copies the two streams apart: their order is not kept.
+    assert (code, sorted(output.splitlines())) == (4, [b"err", b"out"])
+
+
 def test_the_raw_stream_of_a_session_keeps_its_first_bytes(runtime, container):
     """What the SSH gateway reads: `cat ~/note && hostname` gave nothing and exit 0."""
     exec_id, sock = runtime.open_exec(container.id, ["sh", "-c", "echo first; hostname"])

@@ -286,9 +286,8 @@ class EngineControl:
 
     def _run(self, argv: list[str]) -> tuple[int, str]:
         created = self._exec(argv, stdout=True, stderr=True)
-        output = run_collected(self.client.api, created["Id"]).decode(errors="replace")
-        code = self.client.api.exec_inspect(created["Id"]).get("ExitCode")
-        return (code if code is not None else -1), output
+        code, output = run_collected(self.client.api, created["Id"])
+        return code, output.decode(errors="replace")
 
     # --- tunnels -----------------------------------------------------------------------
 

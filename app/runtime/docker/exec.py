@@ -15,7 +15,7 @@ from app.readiness import Readable
 from app.runtime import ExecEnd, ExecOutput, ProvisionError
 from app.runtime.docker import processes
 from app.runtime.docker.control import EngineControl
-from app.runtime.docker.hijack import Frames, start_exec
+from app.runtime.docker.hijack import Frames, exit_code, start_exec
 from app.runtime.layout import KEEPALIVE_MARK
 
 log = logging.getLogger("berth.runtime")
@@ -187,16 +187,8 @@ class Exec:
             raise ProvisionError(f"could not write {path} in the workspace: {done.stderr.strip()}")
 
     def exec_exit_code(self, exec_id: str, wait_seconds: float = 5.0) -> int | None:
-        """The exit code once the command has ended. Read it after its output reached
-        end of file: the engine may still report it running for a moment."""
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            state = self.client.api.exec_inspect(exec_id)
-            if not state.get("Running") and state.get("ExitCode") is not None:
-                return state["ExitCode"]
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.02)
+        """The exit code once the command has ended (None: the engine has none)."""
+        return exit_code(self.client.api, exec_id, wait_seconds)
 
     def resize_exec(self, exec_id: str, height: int, width: int) -> None:
         # Resizing races the exec's start; the Docker CLI retries the same way.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from urllib.parse import quote, urlsplit
 
 import docker
@@ -58,7 +59,10 @@ def connect(api: docker.APIClient) -> socket.socket:
         return sock
     if base.startswith("http://"):
         address = urlsplit(base)
-        return socket.create_connection((address.hostname, address.port or 80), api.timeout)
+        sock = socket.create_connection((address.hostname, address.port or 80), api.timeout)
+        # Keystrokes and a tunnel's small writes go out at once, as docker-py's did.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     # TLS keeps what it decrypted ahead in its own buffer, out of poll's sight: the
     # same loss as above. SSH engines hand over no socket at all.
     raise docker.errors.DockerException(
@@ -68,8 +72,12 @@ def connect(api: docker.APIClient) -> socket.socket:
 
 def start_exec(api: docker.APIClient, exec_id: str, tty: bool) -> socket.socket:
     """Start the exec ``exec_id`` and return its stream: the raw socket, blocking, with
-    not a byte of the command's read yet. Errors are docker-py's (NotFound, APIError)."""
-    sock = connect(api)
+    not a byte of the command's read yet. Errors are docker-py's (NotFound, APIError,
+    DockerException when the engine does not answer)."""
+    try:
+        sock = connect(api)
+    except OSError as exc:
+        raise docker.errors.DockerException(f"the engine did not answer: {exc}") from exc
     try:
         body = json.dumps({"Detach": False, "Tty": tty}).encode()
         sock.sendall(
@@ -88,24 +96,48 @@ def start_exec(api: docker.APIClient, exec_id: str, tty: bool) -> socket.socket:
             raise _refusal(sock, status, headers)
         sock.settimeout(None)
         return sock
+    except docker.errors.DockerException:  # the engine's refusal (an OSError too)
+        sock.close()
+        raise
+    except OSError as exc:
+        sock.close()
+        raise docker.errors.DockerException(f"the engine did not answer: {exc}") from exc
     except BaseException:
         sock.close()
         raise
 
 
-def run_collected(api: docker.APIClient, exec_id: str) -> bytes:
-    """Start the exec ``exec_id`` (no tty, no input) and return all it printed, stdout
-    and stderr as they came."""
+def run_collected(api: docker.APIClient, exec_id: str) -> tuple[int, bytes]:
+    """Start the exec ``exec_id`` (no tty, no input) and return its exit code (-1 when
+    the engine gave none) and all it printed, stdout and stderr as they came. Each read
+    waits at most the API's timeout, as docker-py's did: a wedged engine ends the call."""
     sock = start_exec(api, exec_id, tty=False)
     frames, output = Frames(), bytearray()
     try:
-        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(api.timeout)
         while chunk := sock.recv(65536):
             for _stream, data in frames.feed(chunk):
                 output += data
+    except OSError as exc:
+        raise docker.errors.DockerException(f"reading a command's output: {exc}") from exc
     finally:
         sock.close()
-    return bytes(output)
+    code = exit_code(api, exec_id)
+    return -1 if code is None else code, bytes(output)
+
+
+def exit_code(api: docker.APIClient, exec_id: str, wait_seconds: float = 5.0) -> int | None:
+    """The exec's exit code once it has ended; None when the engine has none within
+    ``wait_seconds``. Read it after the output's end: the engine may still report the
+    command running for a moment."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = api.exec_inspect(exec_id)
+        if not found.get("Running") and found.get("ExitCode") is not None:
+            return found["ExitCode"]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
 
 
 def _read_head(sock: socket.socket) -> tuple[int, dict[str, str]]:

@@ -335,8 +335,7 @@ def _upload(holder, incoming: str, path: Path, version: str) -> None:
 def _run(container, argv: list[str], **options) -> None:
     api = container.client.api
     created = api.exec_create(container.id, argv, **options)
-    output = run_collected(api, created["Id"])
-    code = api.exec_inspect(created["Id"]).get("ExitCode")
+    code, output = run_collected(api, created["Id"])
     if code != 0:
         text = output.decode(errors="replace").strip()[-500:]
         raise ToolsError(f"setting up the imported bundle failed (exit {code}): {text}")
