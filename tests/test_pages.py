@@ -304,7 +304,12 @@ def test_a_server_started_inside_is_detected_and_opened_with_one_click(stack, ru
         found.locator("[data-action=open-port-8765]").click()
     app = opened.value
     # Ports are served through the IDE's proxy: its page waits for the IDE to start.
-    app.get_by_text("hello from 8765").wait_for(timeout=120_000)
+    try:
+        app.get_by_text("hello from 8765").wait_for(timeout=120_000)
+    except Exception:  # say where the IDE stood, for the next reader of a CI log
+        state = ann.call("GET", f"/workspaces/{ws_id}").json().get("ide")
+        said = [line for line in stack.log().splitlines() if "ide" in line.lower()]
+        pytest.fail(f"port 8765 never showed; the IDE: {state}; the log: {said[-20:]}")
     app.close()
     page.reload()
     assert page.locator("[data-testid=ports] tr[data-port='8765']").count() == 1
