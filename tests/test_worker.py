@@ -514,11 +514,22 @@ def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "quick", template_name="base", data_dir=instance_dir.data_dir)
     w = worker.Worker(instance_dir)
-    seen = []
+    seen, asked = [], []
     real = lifecycle.dc.run_lifecycle
+
+    def ask(kind: str) -> str:
+        try:
+            service.request(Workspace.get_by_id(ws.id), kind, data_dir=instance_dir.data_dir)
+        except service.WorkspaceError as exc:
+            return exc.code
+        return "queued"
 
     def spy(*args, **kwargs):
         seen.append(Workspace.get_by_id(ws.id).status)
+        # While the job is still under way: busy until the workspace runs; once it runs
+        # (only the marker left), one request waits in the queue, a second is busy.
+        if len(seen) <= 2:
+            asked.append([ask("stop"), ask("stop"), ask("rebuild")])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lifecycle.dc, "run_lifecycle", spy)
@@ -530,7 +541,14 @@ def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
         service.request(Workspace.get_by_id(ws.id), "start", data_dir=instance_dir.data_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
     assert seen == ["starting", "running"]  # the create was still under way at its hooks
+    assert asked == [["busy", "busy", "busy"], ["queued", "busy", "busy"]]
     assert status_of(ws.id) == "running"
+    # The stop asked for during the start's last step runs after it.
+    assert _run_next_job(w, ws.id).kind == "stop"
+    assert status_of(ws.id) == "stopped"
+    with database.connection_context():
+        service.request(Workspace.get_by_id(ws.id), "start", data_dir=instance_dir.data_dir)
+    assert _run_next_job(w, ws.id).status == "succeeded"
     container = w.runtime.find(ws.id).id
     started = w.runtime.facts(container)["started_at"]
     marker = w.runtime.exec(

@@ -396,7 +396,7 @@ def _transition(workspace_id, kind: str, wait: float, options: dict | None = Non
             source_ip=request.remote_addr,
         )
         if wait:
-            job = service.wait_for_job(job, wait)
+            job = (service.wait_for_start if kind == "start" else service.wait_for_job)(job, wait)
             ws = Workspace.get_or_none(Workspace.id == ws.id) or ws
     return _accepted(ws, job)
 
@@ -407,7 +407,9 @@ def _transition(workspace_id, kind: str, wait: float, options: dict | None = Non
 def start_workspace(workspace_id):
     """Start a stopped workspace.
 
-    With ``wait``, the answer comes when the job has ended."""
+    With ``wait``, the answer comes when the workspace runs or the job has ended: a start
+    with nothing left to set up runs before its job has written the postStart marker (a
+    stop or rebuild asked for then waits for that in the queue)."""
     return _transition(workspace_id, "start", request_query().wait)
 
 

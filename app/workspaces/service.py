@@ -327,7 +327,7 @@ def request(
     with write_transaction():
         ws = Workspace.get_by_id(ws.id)
         current = active_job(ws)
-        if kind != Kind.DELETE and current is not None:
+        if kind != Kind.DELETE and current is not None and not _settling(current, ws):
             raise WorkspaceError(
                 409,
                 "busy",
@@ -416,6 +416,19 @@ def offered(
         elif not busy:
             found.append(str(kind))
     return found
+
+
+def _settling(job: Transition, ws: Workspace) -> bool:
+    """Whether ``job`` is a start that made ``ws`` run already and has only its last
+    bookkeeping left (lifecycle: a start with nothing to set up runs before its postStart
+    marker is written), with nothing queued behind it: a request made now waits for it
+    in the queue instead of being refused as busy."""
+    return (
+        job.kind == Kind.START
+        and job.status == J.RUNNING
+        and ws.status == S.RUNNING
+        and not ws.transitions.where(Transition.status == J.PENDING).exists()
+    )
 
 
 def active_job(ws: Workspace) -> Transition | None:
@@ -782,6 +795,22 @@ def wait_for_job(job: Transition, seconds: float) -> Transition:
 
 
 QUICK_LOOK = 0.02  # seconds between a waiting request's first looks
+
+
+def wait_for_start(job: Transition, seconds: float) -> Transition:
+    """A start ``job`` once it ended, or once it has made its workspace run (a start with
+    nothing left to set up counts as running before its job ends), or as it is after
+    ``seconds``."""
+
+    def done(found: Transition) -> bool:
+        if found.status in (J.SUCCEEDED, J.FAILED):
+            return True
+        # Before the job's first move the workspace still has its old status.
+        return found.status == J.RUNNING and Workspace.get_by_id(found.workspace_id).status == (
+            S.RUNNING
+        )
+
+    return _poll(lambda: Transition.get_by_id(job.id), done, seconds)
 
 
 def _poll(fetch, done, seconds: float):
