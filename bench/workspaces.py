@@ -204,9 +204,15 @@ def started_and_waited(api: Client, ws_id: int) -> None:
 
 
 def collect_stages(api: Client, ws_id: int, kind: str, into: dict) -> None:
-    """Add the stages of the workspace's newest job of ``kind`` to ``into[kind]``."""
-    jobs = api.call("GET", f"/workspaces/{ws_id}/history").json()["transitions"]
-    job = next(j for j in jobs if j["kind"] == kind)
+    """Add the stages of the workspace's newest job of ``kind`` to ``into[kind]``, once
+    it ended (a start answers as soon as the workspace runs; its job may go on a moment)."""
+    deadline = time.monotonic() + 60
+    while True:
+        jobs = api.call("GET", f"/workspaces/{ws_id}/history").json()["transitions"]
+        job = next(j for j in jobs if j["kind"] == kind)
+        if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     for stage in job["stages"]:
         into[kind].setdefault(stage["stage"], []).append(stage["seconds"])
 
