@@ -419,10 +419,12 @@ def offered(
 
 
 def _settling(job: Transition, ws: Workspace) -> bool:
-    """Whether ``job`` is a start that made ``ws`` run already and has only its last
-    bookkeeping left (lifecycle: a start with nothing to set up runs before its postStart
-    marker is written), with nothing queued behind it: a request made now waits for it
-    in the queue instead of being refused as busy."""
+    """Whether ``job`` is a start whose workspace runs already, with nothing queued behind
+    it: a request made now waits for it in the queue instead of being refused as busy.
+    That is a start with nothing to set up, which runs before its postStart marker is
+    written (lifecycle), or reconcile's setting up again of a container the engine
+    started by itself, running all along. The worker runs the queued job after it, from
+    running or (when the start's end failed) failed, both states it may start from."""
     return (
         job.kind == Kind.START
         and job.status == J.RUNNING
