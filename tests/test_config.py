@@ -49,9 +49,6 @@ def test_postgres_url_selects_postgres(tmp_path):
         ({"BERTH_LOGIN_LIMIT_IP": "lots"}, "BERTH_LOGIN_LIMIT_IP", "not a rate limit"),
         ({"BERTH_SECRET_KEY": "short"}, "BERTH_SECRET_KEY", "at least 32"),
         ({"BERTH_CONFIG": "/nonexistent/berth.toml"}, "BERTH_CONFIG", "does not exist"),
-        ({"BERTH_DOCKER_HOST": "ssh://me@engine"}, "BERTH_DOCKER_HOST", "not over ssh"),
-        ({"BERTH_DOCKER_HOST": "https://engine:2376"}, "BERTH_DOCKER_HOST", "plain TCP"),
-        ({"DOCKER_HOST": "/var/run/docker.sock"}, "BERTH_DOCKER_HOST", "not over a bare path"),
     ],
 )
 def test_a_wrong_value_names_the_setting(tmp_path, env, setting, words):
@@ -109,9 +106,3 @@ def test_mail_settings_name_what_is_missing_or_wrong(tmp_path):
         {**base, "smtp_host": "mail.team.test", "smtp_from": "berth@team.test"}, environ={}
     )
     assert (settings.smtp_port, settings.smtp_tls) == (587, "starttls")
-
-
-def test_an_engine_on_a_unix_socket_or_plain_tcp_is_taken(tmp_path):
-    for host in ("unix:///run/engine/docker.sock", "tcp://127.0.0.1:2375"):
-        settings = Settings.load(environ={"BERTH_DATA_DIR": str(tmp_path), "DOCKER_HOST": host})
-        assert settings.docker_host == host
