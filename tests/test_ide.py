@@ -402,7 +402,8 @@ def test_an_open_ide_keeps_the_workspace_and_itself_up(ide, page, docker_client,
         wait_for_workbench(page)
         first = ide_health(docker_client, name)["lastHeartbeat"]
         wait_until(
-            lambda: ide_health(docker_client, name)["lastHeartbeat"] > first,
+            # A /healthz not answered in time (a loaded machine) is "not yet", not a failure.
+            lambda: (ide_health(docker_client, name) or {}).get("lastHeartbeat", first) > first,
             90,
             1,
             "code-server renewing its heartbeat for the open tab",
