@@ -520,7 +520,11 @@ def test_the_owners_git_credentials_reach_her_ide_terminal_and_no_one_elses(ide,
         terminal.locator(".xterm-helper-textarea").focus()
         pages[0].keyboard.type(fill.format("again"))
         pages[0].keyboard.press("Enter")
-        wait_until(lambda: "finished" in said("again"), 60, 0.5, "the command in her terminal")
+        try:
+            wait_until(lambda: "finished" in said("again"), 60, 0.5, "the command in her terminal")
+        except TimeoutError:  # where it stood, for the next reader of a CI log
+            seen = ann.exec(ws["id"], ["sh", "-c", "ps -eo pid,args; ls -la /tmp"])["stdout"]
+            pytest.fail(f"her second command did not finish; in the workspace:\n{seen}")
         assert token not in said("again")
     finally:
         for page in pages:
