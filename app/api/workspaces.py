@@ -396,7 +396,7 @@ def _transition(workspace_id, kind: str, wait: float, options: dict | None = Non
             source_ip=request.remote_addr,
         )
         if wait:
-            job = (service.wait_for_start if kind == "start" else service.wait_for_job)(job, wait)
+            job = service.wait_for_job(job, wait)
             ws = Workspace.get_or_none(Workspace.id == ws.id) or ws
     return _accepted(ws, job)
 

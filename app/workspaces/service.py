@@ -788,31 +788,24 @@ def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
 
 
 def wait_for_job(job: Transition, seconds: float) -> Transition:
-    """``job`` once it succeeded or failed, or as it is after ``seconds``."""
-    return _poll(
-        lambda: Transition.get_by_id(job.id),
-        lambda found: found.status in (J.SUCCEEDED, J.FAILED),
-        seconds,
-    )
-
-
-QUICK_LOOK = 0.02  # seconds between a waiting request's first looks
-
-
-def wait_for_start(job: Transition, seconds: float) -> Transition:
-    """A start ``job`` once it ended, or once it has made its workspace run (a start with
-    nothing left to set up counts as running before its job ends), or as it is after
-    ``seconds``."""
+    """``job`` once it succeeded or failed, or as it is after ``seconds``. A start counts
+    once it has made its workspace run: one with nothing left to set up runs before its
+    job has written the postStart marker."""
 
     def done(found: Transition) -> bool:
         if found.status in (J.SUCCEEDED, J.FAILED):
             return True
         # Before the job's first move the workspace still has its old status.
-        return found.status == J.RUNNING and Workspace.get_by_id(found.workspace_id).status == (
-            S.RUNNING
+        return (
+            found.kind == Kind.START
+            and found.status == J.RUNNING
+            and Workspace.get_by_id(found.workspace_id).status == S.RUNNING
         )
 
     return _poll(lambda: Transition.get_by_id(job.id), done, seconds)
+
+
+QUICK_LOOK = 0.02  # seconds between a waiting request's first looks
 
 
 def _poll(fetch, done, seconds: float):

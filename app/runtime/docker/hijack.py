@@ -96,14 +96,11 @@ def start_exec(api: docker.APIClient, exec_id: str, tty: bool) -> socket.socket:
             raise _refusal(sock, status, headers)
         sock.settimeout(None)
         return sock
-    except docker.errors.DockerException:  # the engine's refusal (an OSError too)
+    except BaseException as exc:
         sock.close()
-        raise
-    except OSError as exc:
-        sock.close()
-        raise docker.errors.DockerException(f"the engine did not answer: {exc}") from exc
-    except BaseException:
-        sock.close()
+        # docker-py's errors are OSErrors too: only a plain socket error is put in words.
+        if isinstance(exc, OSError) and not isinstance(exc, docker.errors.DockerException):
+            raise docker.errors.DockerException(f"the engine did not answer: {exc}") from exc
         raise
 
 
