@@ -18,6 +18,15 @@ from app.runtime.docker import names
 from app.runtime.docker.names import BRIDGE_PREFIX, LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE
 
 
+def find_network(client: docker.DockerClient, name: str):
+    """The network called exactly ``name``, or None. The engine's name filter also matches
+    part of a name: asked for workspace 1's network, it answers with workspace 12's."""
+    for network in client.networks.list(names=[name]):
+        if network.name == name:
+            return network
+    return None
+
+
 class Networks:
     """Bridges of this instance, made once and found again by name."""
 
@@ -76,18 +85,17 @@ class Networks:
         if create:
             network = self.ensure_egress_network()
         else:
-            found = self.client.networks.list(names=[self.egress_network_name])
-            if not found:
+            network = find_network(self.client, self.egress_network_name)
+            if network is None:
                 return None
-            network = found[0]
         network.reload()
         return network.attrs["IPAM"]["Config"][0]["Gateway"]
 
     def _bridge(self, name: str, bridge: str, labels: dict, internal: bool, icc: bool = True):
         with self._lock:
-            existing = self.client.networks.list(names=[name])
-            if existing:
-                return existing[0]
+            existing = find_network(self.client, name)
+            if existing is not None:
+                return existing
             used = self._used_subnets()
             for subnet in self.pool.subnets(new_prefix=self.prefix):
                 if any(subnet.overlaps(u) for u in used):
@@ -114,9 +122,9 @@ class Networks:
                     # it right now (its bridge is there before the network is listed).
                     making = "same bridge name" in str(exc.explanation or exc)
                     for _ in range(50 if making else 1):
-                        existing = self.client.networks.list(names=[name])
-                        if existing:
-                            return existing[0]
+                        existing = find_network(self.client, name)
+                        if existing is not None:
+                            return existing
                         time.sleep(0.1)
                     if "overlaps" in str(exc.explanation or exc):
                         used.add(subnet)

@@ -34,7 +34,7 @@ from app.runtime.docker.exec import Exec
 from app.runtime.docker.hijack import Frames
 from app.runtime.docker.images import Images
 from app.runtime.docker.names import LABEL_INSTANCE, LABEL_MANAGED, LABEL_ROLE, LABEL_WORKSPACE
-from app.runtime.docker.networks import Networks
+from app.runtime.docker.networks import Networks, find_network
 from app.runtime.docker.volumes import Volumes
 from app.runtime.layout import AGENT_SOCKET_DIR, KEEPALIVE_DIR
 
@@ -429,10 +429,9 @@ class DockerRuntime:
     def owner_on_egress(self, address: str) -> int | None:
         """The workspace whose container has ``address`` on the egress network now."""
         with refused("looking up the egress network"):
-            found = self.client.networks.list(names=[self.networks.egress_network_name])
-            if not found:
+            network = find_network(self.client, self.networks.egress_network_name)
+            if network is None:
                 return None
-            network = found[0]
             network.reload()
             for container_id, about in (network.attrs.get("Containers") or {}).items():
                 if about.get("IPv4Address", "").split("/")[0] != address:

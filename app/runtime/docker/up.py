@@ -9,6 +9,7 @@ from collections.abc import Callable
 from app.devcontainer.hooks import run_lifecycle
 from app.devcontainer.run import RunSpec
 from app.runtime.docker import spec as specs
+from app.runtime.docker.networks import find_network
 from app.runtime.docker.runtime import DockerRuntime
 
 
@@ -73,7 +74,7 @@ def compose_up(
     labels = {**overrides.pop("labels", {}), COMPOSE_PROJECT: compose.project}
     network = f"{compose.project}_default"
     try:
-        if not client.networks.list(names=[network]):
+        if find_network(client, network) is None:
             client.networks.create(network, labels=labels)
         for volume in compose.volumes:
             client.volumes.create(f"{compose.project}_{volume}", labels=labels)
