@@ -555,3 +555,98 @@ def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
         container, ["cat", "/home/dev/.devcontainer/.postStartCommandMarker"], user="dev"
     )
     assert marker.stdout.strip() == started
+
+
+def test_networks_made_ahead_serve_the_next_creates_and_reconcile_keeps_only_those(
+    instance_dir, docker_client
+):
+    """While no job runs, the worker makes the networks of the next two workspace ids;
+    the next create takes its own, and reconcile keeps those but removes a network of a
+    workspace id no row has and none is about to get."""
+    w = worker.Worker(instance_dir)
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        first = service.create(owner, "first", template_name="base", data_dir=instance_dir.data_dir)
+    w.busy.add(first.id)  # a job runs: nothing is made meanwhile
+    assert w.make_networks_ahead() == []
+    w.busy.discard(first.id)
+    ahead = [f"berth-{instance_dir.instance}-ws-{first.id + n}" for n in (1, 2)]
+    assert w.make_networks_ahead() == ahead
+    assert w.make_networks_ahead() == []  # found, not made twice
+    made = {name: docker_client.networks.get(name) for name in ahead}
+    labels = made[ahead[0]].attrs["Labels"]
+    assert labels["berth.workspace"] == str(first.id + 1)
+    assert labels["berth.instance"] == instance_dir.instance and "berth.owner" not in labels
+
+    beyond = WorkspaceRef(instance_dir.instance, first.id + 40, "wk", "ghost")
+    w.runtime.networks.ensure_network(beyond)  # a workspace id nothing is about to get
+    repaired = w.reconcile()
+    assert repaired == [
+        f"removed orphaned network berth-{instance_dir.instance}-ws-{first.id + 40}"
+    ]
+    for network in made.values():
+        network.reload()  # kept
+
+    with database.connection_context():
+        second = service.create(
+            owner, "second", template_name="base", data_dir=instance_dir.data_dir
+        )
+    assert second.id == first.id + 1
+    job = _run_next_job(w, second.id)
+    assert job.status == "succeeded", job.log
+    networks = docker_client.containers.get(w.runtime.find(second.id).id).attrs["NetworkSettings"][
+        "Networks"
+    ]
+    assert list(networks) == [ahead[0]]
+    assert networks[ahead[0]]["NetworkID"] == made[ahead[0]].id
+    # Deleting the workspace takes the network it was given.
+    w.runtime.remove_workspace(second.id)
+    with pytest.raises(docker.errors.NotFound):
+        made[ahead[0]].reload()
+
+
+def test_no_network_is_made_ahead_when_the_subnet_pool_runs_low(instance_dir, docker_client):
+    """Subnets are kept for the workspaces that need one now: none is made ahead while
+    only a few stay free."""
+    import ipaddress
+    import secrets
+
+    w = worker.Worker(instance_dir)
+    pool = ipaddress.ip_network(f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/26")
+    w.runtime.networks.pool, w.runtime.networks.prefix = pool, 28  # four subnets in all
+    assert w.runtime.make_networks_ahead(range(1000, 1002), keep_free=8) == []
+    assert w.runtime.make_networks_ahead(range(1000, 1002), keep_free=3) == [
+        f"berth-{instance_dir.instance}-ws-1000"
+    ]  # a second would leave two free
+
+
+def test_networks_are_made_ahead_only_after_a_create_and_a_quiet_moment(instance_dir):
+    w = worker.Worker(instance_dir)
+    now = [100.0]
+    w.clock = lambda: now[0]
+    w.last_job_ended = now[0]
+    assert not w.networks_due()  # wanted from the start, but a job just ended
+    now[0] += worker.NETWORKS_IDLE_SECONDS
+    w.busy.add(1)
+    assert not w.networks_due()  # a job runs
+    w.busy.discard(1)
+    assert w.networks_due()
+    assert not w.networks_due()  # once
+
+    def run_jobs():
+        assert w.dispatch() == 1
+        wait_until(lambda: not w.busy, 300, what="the job ran")
+
+    with database.connection_context():
+        owner = User.get(User.username == "wk")
+        ws = service.create(owner, "quiet", template_name="base", data_dir=instance_dir.data_dir)
+    run_jobs()
+    assert status_of(ws.id) == "running"
+    assert not w.networks_due()  # the create just ended
+    now[0] += worker.NETWORKS_IDLE_SECONDS
+    assert w.networks_due()
+    with database.connection_context():
+        service.request(Workspace.get_by_id(ws.id), "stop", data_dir=instance_dir.data_dir)
+    run_jobs()
+    now[0] += worker.NETWORKS_IDLE_SECONDS
+    assert not w.networks_due()  # a stop makes no workspace

@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import peewee
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -63,10 +64,19 @@ TOOLS_RETRY_SECONDS = (
 )
 _PG_WORKER_LOCK = 0x6265727477  # "bertw"
 POISON_ATTEMPTS = 2  # a job running when the worker died this often is failed
+# Workspace networks made ahead for the next ids, while no job runs (lifecycle's create
+# then finds its network made): enough for a person's next create or two.
+NETWORKS_AHEAD = 2
+NETWORKS_IDLE_SECONDS = 1.0  # with no job for this long after a create
 
 
 class AlreadyRunning(Exception):
     pass
+
+
+def _highest_workspace_id() -> int:
+    """Deleted workspaces' rows stay, so the next workspace's id is the one after."""
+    return Workspace.select(peewee.fn.MAX(Workspace.id)).scalar() or 0
 
 
 class InstanceLock:
@@ -134,6 +144,8 @@ class Worker:
         # Running workspaces whose container was seen exited: when first seen, and the
         # container's start then. Entries go as soon as it runs again or is marked.
         self.exited_since: dict[int, tuple[float, str | None]] = {}
+        self.last_job_ended = self.clock()
+        self.networks_wanted = True  # ahead of the first create too
 
     # --- jobs -------------------------------------------------------------------------
 
@@ -180,6 +192,48 @@ class Worker:
                 with self.busy_lock:
                     self.busy.discard(job.workspace_id)
         wakeup.notify(self.settings.data_dir)  # the next job of this workspace may wait
+        with self.busy_lock:
+            self.last_job_ended = self.clock()
+            if job.kind == Kind.CREATE:
+                self.networks_wanted = True
+
+    def _keep_networks_ahead(self) -> None:
+        """Thread: after a create, once no job has run for a while, the networks of the
+        next workspaces (a person's next create then finds its network made)."""
+        while not self.stopping.wait(NETWORKS_IDLE_SECONDS):
+            if self.networks_due():
+                self.make_networks_ahead()
+
+    def networks_due(self) -> bool:
+        """Whether to make them now: wanted (after a create, and when the worker starts)
+        and no job for NETWORKS_IDLE_SECONDS. A yes takes the wish."""
+        with self.busy_lock:
+            idle = not self.busy and self.clock() - self.last_job_ended >= NETWORKS_IDLE_SECONDS
+            due, self.networks_wanted = (
+                self.networks_wanted and idle,
+                self.networks_wanted and not idle,
+            )
+            return due
+
+    def make_networks_ahead(self) -> list[str]:
+        """The networks of the next workspaces, each made unless a job runs (the engine
+        has enough to do then, and a burst of creates makes its own). Returns their
+        names."""
+        with database.connection_context():
+            top = _highest_workspace_id()
+        made = []
+        for workspace_id in range(top + 1, top + 1 + NETWORKS_AHEAD):
+            with self.busy_lock:
+                if self.busy:
+                    break
+            try:
+                made += self.runtime.make_networks_ahead([workspace_id])
+            except ProvisionError as exc:
+                log.warning("networks for the next workspaces: %s", first_line(exc))
+                break
+        if made:
+            log.info("made ahead for the next workspaces: %s", ", ".join(made))
+        return made
 
     # --- reconciliation ------------------------------------------------------------------
 
@@ -248,10 +302,13 @@ class Worker:
         window (a rebuild between removing and recreating its container, say)."""
         repaired = []
         with database.connection_context():
+            top = _highest_workspace_id()  # before the inventory: a create may come between
             _, resources = self.runtime.inventory()
             for found in resources:
                 if found.kind == "volume" or found.role in ("control", "egress", "build"):
                     continue  # the instance's own: tunnels, sandboxes' egress, builds
+                if found.kind == "network" and top < found.workspace_id <= top + NETWORKS_AHEAD:
+                    continue  # made ahead for the next workspaces
                 with self._claimed(found.workspace_id) as idle:
                     if idle and not self._exists(found.workspace_id):
                         self.runtime.remove(found)
@@ -595,6 +652,7 @@ class Worker:
             run_recorded("reconcile", self.keep_in_agreement, explain=self.explain)
         book = self.schedule()
         book.start()
+        threading.Thread(target=self._keep_networks_ahead, name="networks", daemon=True).start()
         threading.Thread(target=self.prepare, name="prepare", daemon=True).start()
         log.info("worker ready (data in %s)", self.settings.data_dir)
         heartbeat = heartbeat_path(self.settings)

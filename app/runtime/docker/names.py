@@ -1,6 +1,7 @@
 """What the Docker runtime names and labels its objects: every one carries
 ``berth.managed=true``, ``berth.instance=<id>``, ``berth.workspace=<id>`` and
-``berth.owner=<user>``, so reconciliation finds it and deletion leaves nothing."""
+``berth.owner=<user>``, so reconciliation finds it and deletion leaves nothing. (A
+network made ahead for the next workspace id has no owner label: none is known yet.)"""
 
 from __future__ import annotations
 

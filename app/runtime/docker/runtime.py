@@ -595,6 +595,10 @@ class DockerRuntime:
         with refused("preparing the build network"):
             return self.networks.ensure_build_network().name
 
+    def make_networks_ahead(self, workspace_ids, keep_free: int = 8) -> list[str]:
+        with refused("making networks for the next workspaces"):
+            return self.networks.make_ahead(workspace_ids, keep_free)
+
     def egress_gateway(self, create: bool = True) -> str | None:
         with refused("preparing the egress network"):
             return self.networks.egress_gateway(create)
