@@ -632,6 +632,10 @@ def test_networks_are_made_ahead_only_after_a_create_and_a_quiet_moment(instance
     w.busy.discard(1)
     assert w.networks_due()
     assert not w.networks_due()  # once
+    w.busy.add(1)
+    assert w.make_networks_ahead() == []  # a job came meanwhile: later, once quiet
+    w.busy.discard(1)
+    assert w.networks_due()
 
     def run_jobs():
         assert w.dispatch() == 1

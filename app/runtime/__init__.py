@@ -75,6 +75,7 @@ class Resource:
     name: str
     workspace_id: int  # 0: the instance's own (egress, build, control)
     role: str
+    owner: str | None = None  # None: a network made ahead, before its workspace was
 
 
 @dataclass(frozen=True)

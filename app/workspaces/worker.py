@@ -191,18 +191,23 @@ class Worker:
             finally:
                 with self.busy_lock:
                     self.busy.discard(job.workspace_id)
+                    self.last_job_ended = self.clock()
+                    if job.kind == Kind.CREATE:
+                        self.networks_wanted = True
         wakeup.notify(self.settings.data_dir)  # the next job of this workspace may wait
-        with self.busy_lock:
-            self.last_job_ended = self.clock()
-            if job.kind == Kind.CREATE:
-                self.networks_wanted = True
 
     def _keep_networks_ahead(self) -> None:
         """Thread: after a create, once no job has run for a while, the networks of the
         next workspaces (a person's next create then finds its network made)."""
         while not self.stopping.wait(NETWORKS_IDLE_SECONDS):
-            if self.networks_due():
+            if not self.networks_due():
+                continue
+            try:
                 self.make_networks_ahead()
+            except Exception:  # noqa: BLE001  (the database or the engine away: next time)
+                log.exception("networks for the next workspaces")
+                with self.busy_lock:
+                    self.networks_wanted = True
 
     def networks_due(self) -> bool:
         """Whether to make them now: wanted (after a create, and when the worker starts)
@@ -219,15 +224,16 @@ class Worker:
         """The networks of the next workspaces, each made unless a job runs (the engine
         has enough to do then, and a burst of creates makes its own). Returns their
         names."""
-        with database.connection_context():
-            top = _highest_workspace_id()
         made = []
-        for workspace_id in range(top + 1, top + 1 + NETWORKS_AHEAD):
+        for ahead in range(1, 1 + NETWORKS_AHEAD):
             with self.busy_lock:
-                if self.busy:
+                if self.busy:  # a job (or reconcile) came: later, once it is quiet again
+                    self.networks_wanted = True
                     break
+            with database.connection_context():
+                top = _highest_workspace_id()  # again for each: a create may have come
             try:
-                made += self.runtime.make_networks_ahead([workspace_id])
+                made += self.runtime.make_networks_ahead([top + ahead])
             except ProvisionError as exc:
                 log.warning("networks for the next workspaces: %s", first_line(exc))
                 break
@@ -307,7 +313,7 @@ class Worker:
             for found in resources:
                 if found.kind == "volume" or found.role in ("control", "egress", "build"):
                     continue  # the instance's own: tunnels, sandboxes' egress, builds
-                if found.kind == "network" and top < found.workspace_id <= top + NETWORKS_AHEAD:
+                if found.kind == "network" and found.owner is None and found.workspace_id > top:
                     continue  # made ahead for the next workspaces
                 with self._claimed(found.workspace_id) as idle:
                     if idle and not self._exists(found.workspace_id):

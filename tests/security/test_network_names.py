@@ -11,7 +11,7 @@ import secrets
 import docker
 import pytest
 
-from app.runtime import WorkspaceRef
+from app.runtime import ProvisionError, WorkspaceRef
 from app.runtime.docker.networks import find_network
 from app.runtime.docker.runtime import DockerRuntime
 
@@ -54,3 +54,45 @@ def test_the_egress_lookup_and_find_network_take_only_the_exact_name(docker_clie
     made = runtime.networks.ensure_egress_network()
     assert made.id != longer.id
     assert find_network(docker_client, f"berth-{instance}-egress").id == made.id
+
+
+def test_a_network_left_by_another_owners_workspace_of_the_same_id_is_not_shared(
+    docker_client, instance
+):
+    """A database restored from an older backup hands out an id again while the engine
+    kept the network of the workspace that had it: the new workspace gets a network of
+    its own, and one still in use is refused with words."""
+    runtime = _runtime(instance)
+    left = runtime.networks.ensure_network(WorkspaceRef(instance, 5, "bob", "later"))
+    mine = runtime.networks.ensure_network(WorkspaceRef(instance, 5, "ann", "mine"))
+    assert mine.id != left.id
+    assert docker_client.networks.get(mine.id).attrs["Labels"]["berth.owner"] == "ann"
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.networks.get(left.id)
+
+    used = runtime.networks.ensure_network(WorkspaceRef(instance, 6, "bob", "busy"))
+    holder = docker_client.containers.run(
+        "berth-base:bookworm",
+        ["sleep", "60"],
+        network=used.name,
+        detach=True,
+        remove=True,
+        labels={"berth.instance": instance},
+    )
+    try:
+        with pytest.raises(ProvisionError, match="another owner's workspace"):
+            runtime.networks.ensure_network(WorkspaceRef(instance, 6, "ann", "mine"))
+    finally:
+        holder.remove(force=True)
+
+
+def test_a_network_made_ahead_for_a_sandbox_goes_back_and_an_owned_one_stays(
+    docker_client, instance
+):
+    runtime = _runtime(instance)
+    assert runtime.make_networks_ahead([7], keep_free=0) == [f"berth-{instance}-ws-7"]
+    runtime.networks.discard_made_ahead(WorkspaceRef(instance, 7, "ann", "sandbox"))
+    assert find_network(docker_client, f"berth-{instance}-ws-7") is None
+    owned = runtime.networks.ensure_network(WorkspaceRef(instance, 8, "ann", "person"))
+    runtime.networks.discard_made_ahead(WorkspaceRef(instance, 8, "ann", "person"))
+    assert find_network(docker_client, owned.name).id == owned.id

@@ -4,6 +4,7 @@ and builds off the host's own ports."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -44,7 +45,22 @@ class Networks:
 
     def ensure_network(self, ws: WorkspaceRef):
         """The workspace's own bridge network, on a subnet from Berth's pool; one made
-        ahead for its id (make_ahead) is taken as it is."""
+        ahead for its id (make_ahead) is taken as it is. One of another owner, left by
+        an earlier workspace of this id (a database restored from an older backup while
+        the engine kept what came after), is removed first: it is never shared."""
+        found = find_network(self.client, names.network_name(ws))
+        owner = ((found.attrs.get("Labels") or {}) if found is not None else {}).get(
+            names.LABEL_OWNER
+        )
+        if owner is not None and owner != ws.owner:
+            try:
+                self.client.api.remove_network(found.id)
+            except docker.errors.APIError as exc:
+                raise ProvisionError(
+                    f"the network {found.name} is left from another owner's workspace of "
+                    f"this id and is in use ({exc.explanation or exc}); remove what uses "
+                    "it, or let reconcile remove it"
+                ) from None
         return self._bridge(
             names.network_name(ws),
             names.bridge_name(ws),
@@ -72,6 +88,14 @@ class Networks:
             self._bridge(name, names.bridge_name(ref), labels, internal=False)
             made.append(name)
         return made
+
+    def discard_made_ahead(self, ws: WorkspaceRef) -> None:
+        """Remove the network made ahead for ``ws`` if it has one it will not use (its
+        container is on the egress network). Best effort: reconcile looks again."""
+        found = find_network(self.client, names.network_name(ws))
+        if found is not None and names.LABEL_OWNER not in (found.attrs.get("Labels") or {}):
+            with contextlib.suppress(docker.errors.APIError):
+                self.client.api.remove_network(found.id)
 
     def _free_subnets_beyond(self, count: int) -> bool:
         used, free = self._used_subnets(), 0

@@ -176,6 +176,7 @@ class DockerRuntime:
             if egress_port:
                 network = self.networks.ensure_egress_network().name
                 egress = spec.Egress(self.networks.egress_gateway(), egress_port)
+                self.networks.discard_made_ahead(ws)  # its subnet back to the pool
             else:
                 network, egress = self.networks.ensure_network(ws).name, None
         agent_dir = self.agent_socket_dir(ws.id)
@@ -388,6 +389,7 @@ class DockerRuntime:
                         network.name,
                         names.workspace_id(labels),
                         labels.get(LABEL_ROLE, ""),
+                        labels.get(names.LABEL_OWNER),
                     )
                 )
             for volume in self._managed("volumes"):
