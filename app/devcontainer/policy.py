@@ -204,7 +204,21 @@ def registry_of(reference: str) -> tuple[str, int] | None:
     return host, int(port) if port.isascii() and port.isdigit() else 443
 
 
+# What the engine takes for an image id: it looks a bare hex word up as a prefix of the
+# id of any image it holds (another person's build, with their repository in it) when no
+# image is tagged with that name; "sha256:" and a prefix is an id anyway.
+_IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]+", re.IGNORECASE)
+
+
 def check_pull(reference: str, where: str, allowed=(), file=None) -> None:
+    if _IMAGE_ID.fullmatch(reference):
+        raise PolicyError(
+            where,
+            f"{reference} names an image by its id on this engine, which may be anyone's "
+            f"build there; name it by repository and tag ({reference}:latest for an image "
+            "called so) or by name@sha256:digest",
+            file=file,
+        )
     registry = registry_of(reference)
     if registry is not None:
         _check_destination(*registry, where, f"pulling {reference}", allowed, file)
