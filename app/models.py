@@ -199,6 +199,12 @@ class Workspace(BaseModel):
         indexes = ((("owner", "live_name"), True),)
 
     @property
+    def environment_known(self) -> bool:
+        """Whether the environment of the running container is recorded (person_env)."""
+        recorded = json.loads(self.remote_env or "{}")
+        return bool(self.container_id) and recorded.get("instance") == self.container_id
+
+    @property
     def person_env(self) -> dict[str, str]:
         """What a person's process in the running container gets (remoteEnv included);
         nothing recorded for this container yet is an empty environment."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -507,14 +508,14 @@ def test_a_seeding_that_fails_leaves_no_container(instance_dir, docker_client, m
 def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
     instance_dir, docker_client, monkeypatch
 ):
-    """A create is running once set up; a start of a container set up before, with no
-    command in any phase, is running once the container runs, and its postStart marker
-    is written after (the job goes on and succeeds)."""
+    """A create or a start with no command in any phase is running once the container
+    runs; the create's environment probe and the postStart marker follow (the job goes
+    on and succeeds), and a person's command in that moment waits for the probe."""
     with database.connection_context():
         owner = User.get(User.username == "wk")
         ws = service.create(owner, "quick", template_name="base", data_dir=instance_dir.data_dir)
     w = worker.Worker(instance_dir)
-    seen, asked = [], []
+    seen, asked, waited = [], [], []
     real = lifecycle.dc.run_lifecycle
 
     def ask(kind: str) -> str:
@@ -526,22 +527,27 @@ def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
 
     def spy(*args, **kwargs):
         seen.append(Workspace.get_by_id(ws.id).status)
-        # While the job is still under way: busy until the workspace runs; once it runs
-        # (only the marker left), one request waits in the queue, a second is busy.
-        if len(seen) <= 2:
+        if len(seen) == 1:  # the create: not probed yet, so a command waits
+            started = time.monotonic()
+            found = service.once_set_up(Workspace.get_by_id(ws.id), seconds=0.3)
+            waited.append((found.environment_known, time.monotonic() - started >= 0.3))
+        else:  # the start: one request waits in the queue, a second is busy
             asked.append([ask("stop"), ask("stop"), ask("rebuild")])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lifecycle.dc, "run_lifecycle", spy)
     assert _run_next_job(w, ws.id).status == "succeeded"
     with database.connection_context():
+        found = service.once_set_up(Workspace.get_by_id(ws.id), seconds=5)
+        assert found.environment_known and found.person_env["HOME"] == "/home/dev"
         service.request(Workspace.get_by_id(ws.id), "stop", data_dir=instance_dir.data_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
     with database.connection_context():
         service.request(Workspace.get_by_id(ws.id), "start", data_dir=instance_dir.data_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
-    assert seen == ["starting", "running"]  # the create was still under way at its hooks
-    assert asked == [["busy", "busy", "busy"], ["queued", "busy", "busy"]]
+    assert seen == ["running", "running"]
+    assert waited == [(False, True)]
+    assert asked == [["queued", "busy", "busy"]]
     assert status_of(ws.id) == "running"
     # The stop asked for during the start's last step runs after it.
     assert _run_next_job(w, ws.id).kind == "stop"
@@ -654,3 +660,37 @@ def test_networks_are_made_ahead_only_after_a_create_and_a_quiet_moment(instance
     run_jobs()
     now[0] += worker.NETWORKS_IDLE_SECONDS
     assert not w.networks_due()  # a stop makes no workspace
+
+
+def test_reconcile_goes_on_past_an_orphan_the_engine_will_not_remove(instance_dir, docker_client):
+    """An orphaned network still in use (by a container that is not Berth's) is left
+    with a warning; the orphans after it are still removed."""
+    w = worker.Worker(instance_dir)
+    inventory = w.runtime.inventory
+
+    def refused_first():  # the engine's own refusal, put before the other orphan
+        instances, resources = inventory()
+        return instances, sorted(resources, key=lambda r: r.kind != "network")
+
+    w.runtime.inventory = refused_first
+    busy = w.runtime.networks.ensure_network(WorkspaceRef(instance_dir.instance, 99990, "wk", "a"))
+    stranger = docker_client.containers.run(
+        "berth-base:bookworm", ["sleep", "120"], network=busy.name, detach=True
+    )
+    orphan = docker_client.containers.create(
+        "berth-base:bookworm",
+        ["sleep", "60"],
+        labels={
+            **names.labels(WorkspaceRef(instance_dir.instance, 99991, "wk", "b")),
+            "berth.role": "workspace",
+        },
+    )
+    try:
+        repaired = w.reconcile()
+        assert any(f"removed orphaned container {orphan.name}" in line for line in repaired)
+        busy.reload()  # left: in use
+    finally:
+        stranger.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            orphan.remove(force=True)
+    assert w.reconcile() == [f"removed orphaned network {busy.name}"]

@@ -387,6 +387,34 @@ def test_actions_with_wait_answer_when_their_job_ended(stack):
     ann.wait(wid, "deleted", timeout=120)
 
 
+def test_a_command_right_after_create_wait_gets_the_probed_environment(stack, base_image):
+    """A new container with no command in any phase counts as running before its job has
+    probed the user's environment; a command (or SSH session) that comes at once waits
+    for it and gets remoteEnv (recorded with the probe's result), every time."""
+    url = git_repo(
+        stack.repos / "probed",
+        {
+            ".devcontainer/devcontainer.json": json.dumps(
+                {
+                    "image": base_image,
+                    "remoteUser": "root",
+                    "remoteEnv": {"FROM_REMOTE": "remote-${containerEnv:HOME}"},
+                    "userEnvProbe": "loginShell",
+                }
+            ),
+        },
+    )
+    ann = stack.clients["ann"]
+    for n in range(2):
+        body = {"name": f"probed{n}", "repo": {"url": url}, "wait": 300}
+        ws = ann.call("POST", "/workspaces", 201, json=body).json()
+        assert ws["status"] == "running", ann.log(ws["id"])
+        result = ann.exec(ws["id"], ["sh", "-c", "echo $FROM_REMOTE"])
+        assert result["stdout"] == "remote-/root\n", result
+        ann.delete(ws["id"])
+        ann.wait(ws["id"], "deleted", timeout=120)
+
+
 def test_exec_separates_streams_and_times_out(stack):
     ann = stack.clients["ann"]
     ws = ann.wait(ann.create("execs", template="base")["id"], "running")

@@ -61,6 +61,7 @@ def _exec_events(
 ):
     """Output events as they come, then the end; activity and the audit record whatever
     happens (the client may leave half-way)."""
+    ws = service.once_set_up(ws)  # a new container: its environment probed first
     runtime, container_id = running_container(ws, timeout)
     user, workdir = ws.remote_user or "root", ws.workspace_folder
     # The person's environment (remoteEnv included), as devcontainer exec gives it; the

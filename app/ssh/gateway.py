@@ -602,6 +602,8 @@ class Connection(paramiko.ServerInterface):
                 if ws is None or ws.status == S.DELETED:
                     raise SessionRefused("the workspace no longer exists")
                 if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
+                    ws = service.once_set_up(ws)  # a new container: its environment probed
+                if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
                     self.remote_user = ws.remote_user or "root"
                     self.folder = ws.workspace_folder
                     self.person_env = ws.person_env

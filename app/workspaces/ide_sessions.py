@@ -169,6 +169,9 @@ def _launch_in_background(settings, ws_id: int) -> None:
             ws = Workspace.get_or_none(Workspace.id == ws_id)
             if ws is None:
                 return
+            from app.workspaces import service  # which imports this module
+
+            ws = service.once_set_up(ws)  # a new container: its environment probed first
             try:
                 runtime = runtimes.connect(settings, timeout=90)
             except Exception:  # noqa: BLE001  (the engine is away: say so on the page)

@@ -394,7 +394,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
     # is made then, for its new owner).
     pooled = ws.owner.username == pool.POOL_USER
     set_up_before = bool(ws.person_env)
-    early = not again and _running_once_started(ws, spec, transition, set_up_before)
+    early = not again and _running_once_started(ws, spec, transition, set_up_before, fresh)
     try:
         with log.stage("start"):
             ctx.runtime.start(container.id)
@@ -455,14 +455,19 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
 
 
-def _running_once_started(ws: Workspace, spec, transition: Transition, set_up_before) -> bool:
+def _running_once_started(
+    ws: Workspace, spec, transition: Transition, set_up_before: bool, fresh: bool
+) -> bool:
     """Whether a start has nothing left that a person's first command could need once the
-    container runs: it was set up before (its environment is known), no lifecycle phase
-    has a command, no VS Code settings or extensions are to be put in, no token is to be
-    handed to an agent, and no IDE open waits for it. What is left (the postStart marker)
-    follows while it counts as running."""
+    container runs: no lifecycle phase has a command, no VS Code settings or extensions
+    are to be put in, no token is to be handed to an agent, and no IDE open waits for it.
+    What is left follows while it counts as running: the postStart marker; for a new
+    container (not a warm-pool member, and no dotfiles to put in) also the patch of
+    /etc/environment and the probe of the user's environment, which a person's command,
+    SSH session or IDE in that moment waits for (service.once_set_up)."""
+    new_and_plain = fresh and not ws.owner.dotfiles_url and ws.owner.username != pool.POOL_USER
     return (
-        set_up_before
+        (set_up_before or new_and_plain)
         and not any(spec.hooks.values())
         and not (spec.vscode.get("settings") or spec.vscode.get("extensions"))
         and not is_agent(ws)

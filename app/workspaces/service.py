@@ -419,14 +419,15 @@ def offered(
 
 
 def _settling(job: Transition, ws: Workspace) -> bool:
-    """Whether ``job`` is a start whose workspace runs already, with nothing queued behind
-    it: a request made now waits for it in the queue instead of being refused as busy.
-    That is a start with nothing to set up, which runs before its postStart marker is
-    written (lifecycle), or reconcile's setting up again of a container the engine
-    started by itself, running all along. The worker runs the queued job after it, from
-    running or (when the start's end failed) failed, both states it may start from."""
+    """Whether ``job`` is a start or create whose workspace runs already, with nothing
+    queued behind it: a request made now waits for it in the queue instead of being
+    refused as busy. That is a start or create with nothing to set up, which runs before
+    its postStart marker is written (and a new container's environment probed:
+    lifecycle), or reconcile's setting up again of a container the engine started by
+    itself, running all along. The worker runs the queued job after it, from running or
+    (when the job's end failed) failed, both states it may start from."""
     return (
-        job.kind == Kind.START
+        job.kind in (Kind.START, Kind.CREATE)
         and job.status == J.RUNNING
         and ws.status == S.RUNNING
         and not ws.transitions.where(Transition.status == J.PENDING).exists()
@@ -785,6 +786,24 @@ def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
         lambda found: found.status in (S.RUNNING, S.FAILED, S.DELETED),
         seconds,
     )
+
+
+SET_UP_SECONDS = 120.0
+
+
+def once_set_up(ws: Workspace, seconds: float = SET_UP_SECONDS) -> Workspace:
+    """``ws`` (read again) once a person's command in it gets the environment the next
+    ones will: a new container counts as running before its job has probed the user's
+    environment (when nothing else is to be set up: lifecycle), and a command that comes
+    in that moment waits for it. The wait ends too when the job ends however it ends, or
+    the workspace stops running."""
+    if ws.environment_known:
+        return ws
+
+    def done(found: Workspace) -> bool:
+        return found.environment_known or found.status != S.RUNNING or active_job(found) is None
+
+    return _poll(lambda: Workspace.get_by_id(ws.id), done, seconds)
 
 
 def wait_for_job(job: Transition, seconds: float) -> Transition:

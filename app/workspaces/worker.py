@@ -317,8 +317,12 @@ class Worker:
                     continue  # made ahead for the next workspaces
                 with self._claimed(found.workspace_id) as idle:
                     if idle and not self._exists(found.workspace_id):
-                        self.runtime.remove(found)
                         what = "container" if found.kind == "instance" else found.kind
+                        try:
+                            self.runtime.remove(found)
+                        except ProvisionError as exc:  # the others are still looked at
+                            log.warning("reconcile: %s %s: %s", what, found.name, first_line(exc))
+                            continue
                         repaired.append(f"removed orphaned {what} {found.name}")
             deleted = {
                 w.id
@@ -329,7 +333,11 @@ class Worker:
             for found in resources:
                 # Never a volume whose workspace row is unknown.
                 if found.kind == "volume" and found.workspace_id in deleted:
-                    self.runtime.remove(found)
+                    try:
+                        self.runtime.remove(found)
+                    except ProvisionError as exc:
+                        log.warning("reconcile: volume %s: %s", found.name, first_line(exc))
+                        continue
                     repaired.append(f"removed the volume {found.name} of a deleted workspace")
             live = [w.id for w in Workspace.select(Workspace.id).where(
                 Workspace.status != S.DELETED
