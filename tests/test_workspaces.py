@@ -398,7 +398,8 @@ def test_a_command_right_after_create_wait_gets_the_probed_environment(stack, ba
                 {
                     "image": base_image,
                     "remoteUser": "root",
-                    "remoteEnv": {"FROM_REMOTE": "remote-${containerEnv:HOME}"},
+                    "containerEnv": {"BASE": "b"},
+                    "remoteEnv": {"FROM_REMOTE": "remote-${containerEnv:BASE}"},
                     "userEnvProbe": "loginShell",
                 }
             ),
@@ -410,7 +411,7 @@ def test_a_command_right_after_create_wait_gets_the_probed_environment(stack, ba
         ws = ann.call("POST", "/workspaces", 201, json=body).json()
         assert ws["status"] == "running", ann.log(ws["id"])
         result = ann.exec(ws["id"], ["sh", "-c", "echo $FROM_REMOTE"])
-        assert result["stdout"] == "remote-/root\n", result
+        assert result["stdout"] == "remote-b\n", result
         ann.delete(ws["id"])
         ann.wait(ws["id"], "deleted", timeout=120)
 
