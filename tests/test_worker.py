@@ -527,10 +527,11 @@ def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
 
     def spy(*args, **kwargs):
         seen.append(Workspace.get_by_id(ws.id).status)
-        if len(seen) == 1:  # the create: not probed yet, so a command waits
+        if len(seen) == 1:  # the create: not probed yet, so a command waits, then is refused
             started = time.monotonic()
-            found = service.once_set_up(Workspace.get_by_id(ws.id), seconds=0.3)
-            waited.append((found.environment_known, time.monotonic() - started >= 0.3))
+            with pytest.raises(service.WorkspaceError) as refused:
+                service.once_set_up(Workspace.get_by_id(ws.id), seconds=0.3)
+            waited.append((refused.value.code, time.monotonic() - started >= 0.3))
         else:  # the start: one request waits in the queue, a second is busy
             asked.append([ask("stop"), ask("stop"), ask("rebuild")])
         return real(*args, **kwargs)
@@ -540,13 +541,22 @@ def test_a_start_with_nothing_to_set_up_is_running_before_its_marker(
     with database.connection_context():
         found = service.once_set_up(Workspace.get_by_id(ws.id), seconds=5)
         assert found.environment_known and found.person_env["HOME"] == "/home/dev"
+        # No environment recorded (a container from before it was), and a job that does
+        # not set one up: nothing to wait for.
+        Workspace.update(remote_env=None).where(Workspace.id == ws.id).execute()
+        Transition.create(workspace=ws.id, kind="backup", status="pending", actor="wk")
+        started = time.monotonic()
+        assert not service.once_set_up(Workspace.get_by_id(ws.id), seconds=5).environment_known
+        assert time.monotonic() - started < 5
+        Transition.delete().where(Transition.kind == "backup").execute()
+        Workspace.update(remote_env=found.remote_env).where(Workspace.id == ws.id).execute()
         service.request(Workspace.get_by_id(ws.id), "stop", data_dir=instance_dir.data_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
     with database.connection_context():
         service.request(Workspace.get_by_id(ws.id), "start", data_dir=instance_dir.data_dir)
     assert _run_next_job(w, ws.id).status == "succeeded"
     assert seen == ["running", "running"]
-    assert waited == [(False, True)]
+    assert waited == [("setting_up", True)]
     assert asked == [["queued", "busy", "busy"]]
     assert status_of(ws.id) == "running"
     # The stop asked for during the start's last step runs after it.
@@ -618,8 +628,14 @@ def test_no_network_is_made_ahead_when_the_subnet_pool_runs_low(instance_dir, do
     import secrets
 
     w = worker.Worker(instance_dir)
-    pool = ipaddress.ip_network(f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/26")
-    w.runtime.networks.pool, w.runtime.networks.prefix = pool, 28  # four subnets in all
+    used = w.runtime.networks._used_subnets()
+    while True:  # four subnets in all, none taken by another network on the engine
+        pool = ipaddress.ip_network(
+            f"10.{200 + secrets.randbelow(40)}.{secrets.randbelow(250)}.0/26"
+        )
+        if not any(pool.overlaps(u) for u in used):
+            break
+    w.runtime.networks.pool, w.runtime.networks.prefix = pool, 28
     assert w.runtime.make_networks_ahead(range(1000, 1002), keep_free=8) == []
     assert w.runtime.make_networks_ahead(range(1000, 1002), keep_free=3) == [
         f"berth-{instance_dir.instance}-ws-1000"

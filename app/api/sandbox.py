@@ -191,6 +191,7 @@ def put_file(workspace_id):
     data = request.get_data(cache=False)
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(413, "too_large", f"files are limited to {MAX_FILE_BYTES} bytes")
+    service.once_set_up(ws)  # a new container: its files as set up
     runtime, container_id = running_container(ws, 120)
     path, user = _path(ws)
     script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
@@ -214,6 +215,7 @@ def get_file(workspace_id):
 
     Relative paths are in the workspace folder; a directory comes as application/x-tar."""
     ws = _workspace(workspace_id, authz.USE)
+    service.once_set_up(ws)  # a new container: its files as set up
     runtime, container_id = running_container(ws, 120)
     path, user = _path(ws)
     kind = runtime.exec(

@@ -602,7 +602,10 @@ class Connection(paramiko.ServerInterface):
                 if ws is None or ws.status == S.DELETED:
                     raise SessionRefused("the workspace no longer exists")
                 if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
-                    ws = service.once_set_up(ws)  # a new container: its environment probed
+                    try:  # a new container: its environment probed first
+                        ws = service.once_set_up(ws)
+                    except service.WorkspaceError as exc:
+                        raise SessionRefused(exc.message) from None
                 if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
                     self.remote_user = ws.remote_user or "root"
                     self.folder = ws.workspace_folder

@@ -400,6 +400,8 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             ctx.runtime.start(container.id)
             record_placement(ctx.runtime, ws, container.id)
         if early:
+            # The config's forwarded ports, as a client that sees it running asks for them.
+            apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
             states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
         with log.stage("hooks"):
             session = dc.Session(ctx.runtime, container.id, spec, log)
@@ -420,7 +422,8 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
         ctx.runtime.discard(container.id)
         clear_placement(ws)
         raise JobFailed(str(exc)) from None
-    apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
+    if not early:
+        apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
     # A new container of a person's workspace: their dotfiles, unless its home has them.
     if fresh and ws.owner.dotfiles_url and not pooled and not is_agent(ws):
         with log.stage("dotfiles"):
@@ -465,7 +468,12 @@ def _running_once_started(
     container (not a warm-pool member, and no dotfiles to put in) also the patch of
     /etc/environment and the probe of the user's environment, which a person's command,
     SSH session or IDE in that moment waits for (service.once_set_up)."""
-    new_and_plain = fresh and not ws.owner.dotfiles_url and ws.owner.username != pool.POOL_USER
+    new_and_plain = (
+        fresh
+        and transition.kind == Kind.CREATE
+        and not ws.owner.dotfiles_url
+        and ws.owner.username != pool.POOL_USER
+    )
     return (
         (set_up_before or new_and_plain)
         and not any(spec.hooks.values())

@@ -779,8 +779,9 @@ def egress_view(ws: Workspace, limit: int = 50) -> dict:
 
 
 def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
-    """``ws`` once it is running (ready for exec: its lifecycle commands ran) or failed,
-    or as it is after ``seconds``."""
+    """``ws`` once it is running (ready for exec: its lifecycle commands ran, or it had
+    none and a command waits for its environment: once_set_up) or failed, or as it is
+    after ``seconds``."""
     return _poll(
         lambda: Workspace.get_by_id(ws.id),
         lambda found: found.status in (S.RUNNING, S.FAILED, S.DELETED),
@@ -791,19 +792,32 @@ def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
 SET_UP_SECONDS = 120.0
 
 
+def setting_up(ws: Workspace) -> bool:
+    """Whether ``ws`` runs but the environment of its container is not recorded yet,
+    while the job that records it is under way."""
+    if ws.environment_known or ws.status != S.RUNNING:
+        return False
+    job = active_job(ws)
+    return job is not None and job.kind in (Kind.CREATE, Kind.START, Kind.RESTART, Kind.REBUILD)
+
+
 def once_set_up(ws: Workspace, seconds: float = SET_UP_SECONDS) -> Workspace:
     """``ws`` (read again) once a person's command in it gets the environment the next
     ones will: a new container counts as running before its job has probed the user's
     environment (when nothing else is to be set up: lifecycle), and a command that comes
-    in that moment waits for it. The wait ends too when the job ends however it ends, or
-    the workspace stops running."""
+    in that moment waits for it. Still being set up after ``seconds`` (a probe that
+    hangs, a worker that died under it): 409, never a command without that environment."""
     if ws.environment_known:
         return ws
-
-    def done(found: Workspace) -> bool:
-        return found.environment_known or found.status != S.RUNNING or active_job(found) is None
-
-    return _poll(lambda: Workspace.get_by_id(ws.id), done, seconds)
+    found = _poll(lambda: Workspace.get_by_id(ws.id), lambda f: not setting_up(f), seconds)
+    if setting_up(found):
+        raise WorkspaceError(
+            409,
+            "setting_up",
+            f"workspace {ws.name!r} is still being set up (its environment is not known "
+            "yet); try again in a moment, or see its page for how far it got",
+        )
+    return found
 
 
 def wait_for_job(job: Transition, seconds: float) -> Transition:
