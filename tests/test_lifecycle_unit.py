@@ -182,21 +182,39 @@ def test_only_configs_that_can_be_chosen_are_offered():
 
 
 def test_a_start_counts_as_running_once_started_only_with_nothing_left_to_set_up():
-    """Set up before, no command in any phase, no VS Code settings or extensions, not an
-    agent's sandbox, no IDE open waiting: running as soon as the container runs (the
-    postStart marker follows). Any one of these missing: running once set up."""
+    """No command in any phase, no VS Code settings or extensions, not an agent's
+    sandbox, no IDE open waiting, and either set up before or a new container of a
+    create (not for the warm pool, no dotfiles to put in): running as soon as the
+    container runs (the rest follows). Any one of these missing: running once set up."""
+    from app.workspaces import pool
     from app.workspaces.lifecycle import _running_once_started
 
-    person = SimpleNamespace(template=SimpleNamespace(profile="dev"))
-    agent = SimpleNamespace(template=SimpleNamespace(profile="agent"))
+    def owner(name="ann", dotfiles=None):
+        return SimpleNamespace(username=name, dotfiles_url=dotfiles)
+
+    person = SimpleNamespace(template=SimpleNamespace(profile="dev"), owner=owner())
+    agent = SimpleNamespace(template=SimpleNamespace(profile="agent"), owner=owner())
     quiet = SimpleNamespace(hooks={"postStartCommand": [], "onCreateCommand": []}, vscode={})
-    api = SimpleNamespace(cause="api")
-    assert _running_once_started(person, quiet, api, set_up_before=True)
-    assert not _running_once_started(person, quiet, api, set_up_before=False)
-    assert not _running_once_started(agent, quiet, api, set_up_before=True)
-    assert not _running_once_started(person, quiet, SimpleNamespace(cause="ide"), True)
+    api = SimpleNamespace(cause="api", kind="start")
+    create = SimpleNamespace(cause="api", kind="create")
+    assert _running_once_started(person, quiet, api, True, False)
+    assert not _running_once_started(person, quiet, api, False, False)
+    assert not _running_once_started(agent, quiet, api, True, False)
+    assert not _running_once_started(
+        person, quiet, SimpleNamespace(cause="ide", kind="start"), True, False
+    )
     hooked = SimpleNamespace(hooks={"postStartCommand": ["make serve"]}, vscode={})
-    assert not _running_once_started(person, hooked, api, set_up_before=True)
+    assert not _running_once_started(person, hooked, api, True, False)
     for vscode in ({"settings": {"a": 1}}, {"extensions": ["ms-python.python"]}):
         customized = SimpleNamespace(hooks={}, vscode=vscode)
-        assert not _running_once_started(person, customized, api, set_up_before=True)
+        assert not _running_once_started(person, customized, api, True, False)
+    # A new container: a create's, unless its owner has dotfiles or it is for the pool.
+    assert _running_once_started(person, quiet, create, False, True)
+    assert not _running_once_started(
+        person, quiet, SimpleNamespace(cause="api", kind="rebuild"), False, True
+    )
+    assert not _running_once_started(person, hooked, create, False, True)
+    with_dotfiles = SimpleNamespace(template=person.template, owner=owner(dotfiles="https://x/d"))
+    assert not _running_once_started(with_dotfiles, quiet, create, False, True)
+    pooled = SimpleNamespace(template=person.template, owner=owner(pool.POOL_USER))
+    assert not _running_once_started(pooled, quiet, create, False, True)
