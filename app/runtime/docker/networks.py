@@ -49,10 +49,10 @@ class Networks:
         an earlier workspace of this id (a database restored from an older backup while
         the engine kept what came after), is removed first: it is never shared."""
         found = find_network(self.client, names.network_name(ws))
-        owner = ((found.attrs.get("Labels") or {}) if found is not None else {}).get(
-            names.LABEL_OWNER
-        )
-        if owner is not None and owner != ws.owner:
+        if found is not None:
+            owner = (found.attrs.get("Labels") or {}).get(names.LABEL_OWNER)
+            if owner is None or owner == ws.owner:
+                return found
             try:
                 self.client.api.remove_network(found.id)
             except docker.errors.APIError as exc:
