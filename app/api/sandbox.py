@@ -43,8 +43,10 @@ def _runtime_refused(exc: ProvisionError):
 
 
 def running_container(ws, timeout: float):
-    """The runtime and the running container of ``ws`` (as the worker recorded it: no
-    engine lookup), or 409."""
+    """The runtime and ``ws`` read again once its running container is set up (as the
+    worker recorded it: no engine lookup; a new container's environment probed first,
+    service.once_set_up), or 409."""
+    ws = service.once_set_up(ws)
     if ws.status != Status.RUNNING:
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
     if not ws.container_id or not ws.runtime_host:
@@ -53,7 +55,7 @@ def running_container(ws, timeout: float):
     # Closed when the request ends (app.factory), streamed responses included: a few
     # hundred requests at once must not each leave a connection to the engine open.
     g.setdefault("engine_clients", []).append(runtime)
-    return runtime, ws.container_id
+    return runtime, ws
 
 
 def _exec_events(
@@ -61,8 +63,8 @@ def _exec_events(
 ):
     """Output events as they come, then the end; activity and the audit record whatever
     happens (the client may leave half-way)."""
-    ws = service.once_set_up(ws)  # a new container: its environment probed first
-    runtime, container_id = running_container(ws, timeout)
+    runtime, ws = running_container(ws, timeout)
+    container_id = ws.container_id
     user, workdir = ws.remote_user or "root", ws.workspace_folder
     # The person's environment (remoteEnv included), as devcontainer exec gives it; the
     # sandbox's token is its owner's: only the owner's own commands get it.
@@ -191,8 +193,8 @@ def put_file(workspace_id):
     data = request.get_data(cache=False)
     if len(data) > MAX_FILE_BYTES:
         raise ApiError(413, "too_large", f"files are limited to {MAX_FILE_BYTES} bytes")
-    service.once_set_up(ws)  # a new container: its files as set up
-    runtime, container_id = running_container(ws, 120)
+    runtime, ws = running_container(ws, 120)
+    container_id = ws.container_id
     path, user = _path(ws)
     script = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
     result = runtime.exec(
@@ -215,8 +217,8 @@ def get_file(workspace_id):
 
     Relative paths are in the workspace folder; a directory comes as application/x-tar."""
     ws = _workspace(workspace_id, authz.USE)
-    service.once_set_up(ws)  # a new container: its files as set up
-    runtime, container_id = running_container(ws, 120)
+    runtime, ws = running_container(ws, 120)
+    container_id = ws.container_id
     path, user = _path(ws)
     kind = runtime.exec(
         container_id,

@@ -148,9 +148,9 @@ def _hand_pool_token(ws) -> None:
     from app.runtime import ProvisionError
     from app.workspaces.lifecycle import hand_token
 
-    runtime, container_id = running_container(ws, 30)
+    runtime, ws = running_container(ws, 30)
     try:
-        hand_token(runtime, ws, container_id, ws.remote_user or "root", _settings().secret_key)
+        hand_token(runtime, ws, ws.container_id, ws.remote_user or "root", _settings().secret_key)
     except ProvisionError as exc:
         # The sandbox is its owner's now; its commands get BERTH_TOKEN all the same.
         current_app.logger.warning("sandbox %s: token file not written: %s", ws.id, exc)

@@ -284,9 +284,11 @@ def _ide_waiting(ws, address: str, target: apps.Target):
     if ide.healthz(address, timeout=IDE_PROBE_SECONDS) is not None:
         ide_sessions.answered(ws)
         return None
-    state = ide_sessions.opened(_settings(), ws)
     what = f"Port {target.port} of {ws.name}" if target.port else f"The IDE of {ws.name}"
-    if state.state == ide_sessions.UNAVAILABLE:
+    # A new container's environment is probed before code-server starts with it: the
+    # page below asks again in a second, and nothing is launched (or waits) meanwhile.
+    state = None if service.setting_up(ws) else ide_sessions.opened(_settings(), ws)
+    if state is not None and state.state == ide_sessions.UNAVAILABLE:
         # Ports go through the IDE's proxy, so they wait for it too.
         return _message(503, "Not available yet", f"{what}: {state.note}.", refresh=15)
     if not _navigation():

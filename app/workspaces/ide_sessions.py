@@ -35,7 +35,6 @@ DEFAULT_IDLE_TIMEOUT = timedelta(minutes=15)
 # A launch whose process died (a web restart) is taken over by the next open after
 # this; one that failed is tried again by an open after RETRY.
 LAUNCH_TAKES_AT_MOST = timedelta(seconds=ide.READY_SECONDS + 30)
-SET_UP_WAIT = timedelta(seconds=30)  # for a new container's environment, before a launch
 RETRY = timedelta(seconds=10)
 HEARTBEAT = timedelta(seconds=60)  # how often code-server looks for connections
 # Kept across state changes of one container's IDE: code-server's process (its pid in
@@ -169,16 +168,6 @@ def _launch_in_background(settings, ws_id: int) -> None:
         with database.connection_context():
             ws = Workspace.get_or_none(Workspace.id == ws_id)
             if ws is None:
-                return
-            from app.workspaces import service  # which imports this module
-
-            try:  # a new container: its environment probed first (within the claim's time)
-                ws = service.once_set_up(ws, seconds=SET_UP_WAIT.total_seconds())
-            except service.WorkspaceError as exc:
-                _record(ws, UNAVAILABLE, utcnow(), exc.message)
-                return
-            if ws.status != S.RUNNING:  # its setting up failed meanwhile
-                _record(ws, UNAVAILABLE, utcnow(), f"the workspace is {ws.status}")
                 return
             try:
                 runtime = runtimes.connect(settings, timeout=90)

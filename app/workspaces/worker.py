@@ -214,10 +214,9 @@ class Worker:
         and no job for NETWORKS_IDLE_SECONDS. A yes takes the wish."""
         with self.busy_lock:
             idle = not self.busy and self.clock() - self.last_job_ended >= NETWORKS_IDLE_SECONDS
-            due, self.networks_wanted = (
-                self.networks_wanted and idle,
-                self.networks_wanted and not idle,
-            )
+            due = self.networks_wanted and idle
+            if due:
+                self.networks_wanted = False
             return due
 
     def make_networks_ahead(self) -> list[str]:
@@ -316,13 +315,8 @@ class Worker:
                 if found.kind == "network" and found.owner is None and found.workspace_id > top:
                     continue  # made ahead for the next workspaces
                 with self._claimed(found.workspace_id) as idle:
-                    if idle and not self._exists(found.workspace_id):
+                    if idle and not self._exists(found.workspace_id) and self._removed(found):
                         what = "container" if found.kind == "instance" else found.kind
-                        try:
-                            self.runtime.remove(found)
-                        except ProvisionError as exc:  # the others are still looked at
-                            log.warning("reconcile: %s %s: %s", what, found.name, first_line(exc))
-                            continue
                         repaired.append(f"removed orphaned {what} {found.name}")
             deleted = {
                 w.id
@@ -332,12 +326,8 @@ class Worker:
             }
             for found in resources:
                 # Never a volume whose workspace row is unknown.
-                if found.kind == "volume" and found.workspace_id in deleted:
-                    try:
-                        self.runtime.remove(found)
-                    except ProvisionError as exc:
-                        log.warning("reconcile: volume %s: %s", found.name, first_line(exc))
-                        continue
+                gone = found.kind == "volume" and found.workspace_id in deleted
+                if gone and self._removed(found):
                     repaired.append(f"removed the volume {found.name} of a deleted workspace")
             live = [w.id for w in Workspace.select(Workspace.id).where(
                 Workspace.status != S.DELETED
@@ -365,6 +355,16 @@ class Worker:
         if repaired:
             wakeup.notify(self.settings.data_dir)  # jobs it asked for while holding them
         return repaired
+
+    def _removed(self, found) -> bool:
+        """Remove ``found``; an engine that refuses (a network in use) is logged, and the
+        other resources are still looked at."""
+        try:
+            self.runtime.remove(found)
+        except ProvisionError as exc:
+            log.warning("reconcile: %s %s: %s", found.kind, found.name, first_line(exc))
+            return False
+        return True
 
     @contextlib.contextmanager
     def _claimed(self, ws_id: int):

@@ -61,7 +61,7 @@ class Networks:
                     f"this id and is in use ({exc.explanation or exc}); remove what uses "
                     "it, or let reconcile remove it"
                 ) from None
-        return self._bridge(
+        return self._make(
             names.network_name(ws),
             names.bridge_name(ws),
             {**names.labels(ws), LABEL_ROLE: "network"},
@@ -85,7 +85,7 @@ class Networks:
                 break
             labels = {**names.labels(ref), LABEL_ROLE: "network"}
             del labels[names.LABEL_OWNER]
-            self._bridge(name, names.bridge_name(ref), labels, internal=False)
+            self._make(name, names.bridge_name(ref), labels, internal=False)
             made.append(name)
         return made
 
@@ -150,8 +150,10 @@ class Networks:
         # Found without the lock: the build and egress networks are there but once made,
         # and one being made ahead for another workspace must not hold this one up.
         made = find_network(self.client, name)
-        if made is not None:
-            return made
+        return made if made is not None else self._make(name, bridge, labels, internal, icc)
+
+    def _make(self, name: str, bridge: str, labels: dict, internal: bool, icc: bool = True):
+        """The network made, under the lock (found again there: made a moment ago)."""
         with self._lock:
             existing = find_network(self.client, name)
             if existing is not None:
