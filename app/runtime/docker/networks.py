@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
+import shlex
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -241,6 +244,7 @@ class Networks:
                 subprocess.run([iptables, "-D", chain, *rule], capture_output=True).returncode == 0
             ):
                 done.append(f"removed {chain} {' '.join(rule)}")
+        done += _drop_rules_of_gone_egress_bridges(iptables)
         positions: dict[str, int] = {}
         for chain, rule in rules:
             position = positions[chain] = positions.get(chain, 0) + 1
@@ -252,5 +256,40 @@ class Networks:
             )
             if added.returncode != 0:
                 return f"could not add the {chain} rule: {added.stderr.strip()}"
-            done.append(f"{chain} {' '.join(rule)}")
-        return "added: " + "; ".join(done) if done else "firewall rules already in place"
+            done.append(f"added {chain} {' '.join(rule)}")
+        return "; ".join(done) if done else "firewall rules already in place"
+
+
+# An instance's egress rules name its egress bridge: berth<instance>eg.
+_EGRESS_BRIDGE = re.compile(rf"{BRIDGE_PREFIX}[0-9a-z]+eg")
+
+
+def _drop_rules_of_gone_egress_bridges(iptables: str) -> list[str]:
+    """Remove the INPUT rules that opened an egress proxy and DNS to an egress bridge
+    that is gone: its Berth was removed (a test's, a trial install's) and nothing else
+    takes them away. Left, they pile up on the host, and every iptables call slows with
+    their number: the engine's making of a network took twice as long with 1,800 of
+    them. The rules are listed before the bridges are looked at, and a Berth makes its
+    bridge before its rules, so a rule of a bridge being made is never taken. A Berth
+    whose bridge the engine makes again later puts its rules back on its next pass."""
+    listed = subprocess.run([iptables, "-S", "INPUT"], capture_output=True, text=True)
+    dropped = 0
+    for line in listed.stdout.splitlines():
+        words = shlex.split(line)
+        if words[:2] != ["-A", "INPUT"] or "-i" not in words:
+            continue
+        bridge = words[words.index("-i") + 1]
+        if not _EGRESS_BRIDGE.fullmatch(bridge) or _interface_exists(bridge):
+            continue
+        rule = words[2:]
+        if subprocess.run([iptables, "-D", "INPUT", *rule], capture_output=True).returncode == 0:
+            dropped += 1
+    return [f"removed {dropped} INPUT rules of egress bridges that are gone"] if dropped else []
+
+
+def _interface_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
