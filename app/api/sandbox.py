@@ -46,7 +46,7 @@ def running_container(ws, timeout: float):
     """The runtime and ``ws`` read again once its running container is set up (as the
     worker recorded it: no engine lookup; a new container's environment probed first,
     service.once_set_up), or 409."""
-    ws = service.once_set_up(ws)
+    ws = service.once_set_up(ws, data_dir=_settings().data_dir)
     if ws.status != Status.RUNNING:
         raise ApiError(409, "not_running", f"workspace {ws.name!r} is {ws.status}; start it first")
     if not ws.container_id or not ws.runtime_host:

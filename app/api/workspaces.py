@@ -114,7 +114,7 @@ def create_workspace():
         if ws.status == Status.RUNNING:  # from the warm pool: ready, but without its token
             _hand_pool_token(ws)
         if wait:
-            ws = service.wait_until_settled(ws, float(wait))
+            ws = service.wait_until_settled(ws, float(wait), _settings().data_dir)
     return jsonify(_dict(ws)), 201
 
 
@@ -396,7 +396,7 @@ def _transition(workspace_id, kind: str, wait: float, options: dict | None = Non
             source_ip=request.remote_addr,
         )
         if wait:
-            job = service.wait_for_job(job, wait)
+            job = service.wait_for_job(job, wait, _settings().data_dir)
             ws = Workspace.get_or_none(Workspace.id == ws.id) or ws
     return _accepted(ws, job)
 

@@ -603,7 +603,7 @@ class Connection(paramiko.ServerInterface):
                     raise SessionRefused("the workspace no longer exists")
                 if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:
                     try:  # a new container: its environment probed first
-                        ws = service.once_set_up(ws)
+                        ws = service.once_set_up(ws, data_dir=self.gateway.settings.data_dir)
                     except service.WorkspaceError as exc:
                         raise SessionRefused(exc.message) from None
                 if ws.status == S.RUNNING and ws.container_id and ws.runtime_host:

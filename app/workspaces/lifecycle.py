@@ -35,6 +35,7 @@ from app.workspaces import (
     quotas,
     sandboxes,
     templates,
+    wakeup,
 )
 
 STOP_GRACE_SECONDS = 10
@@ -403,6 +404,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
             # The config's forwarded ports, as a client that sees it running asks for them.
             apps.sync_config_ports(ws, spec.forward_ports, spec.ports_attributes)
             states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
+            wakeup.tell_waiters(ctx.data_dir)  # an API create or start answers now
         with log.stage("hooks"):
             session = dc.Session(ctx.runtime, container.id, spec, log)
             dc.run_lifecycle(
@@ -415,6 +417,8 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 set_up_before=set_up_before,
             )
             record_environment(ws, container.id, session)
+            if early:
+                wakeup.tell_waiters(ctx.data_dir)  # commands that came meanwhile go on
             if is_agent(ws) and not pooled:
                 hand_token(ctx.runtime, ws, container.id, spec.remote_user, ctx.settings.secret_key)
     except (dc.LifecycleError, ProvisionError) as exc:
@@ -456,6 +460,7 @@ def _create_and_start(ctx: Context, ws: Workspace, log: JobLog, transition: Tran
                 ide_sessions.opened(ctx.settings, ws)
     if not again and not early:
         states.move(ws, S.POOLED if pooled else S.RUNNING, transition)
+        wakeup.tell_waiters(ctx.data_dir)
 
 
 def _running_once_started(

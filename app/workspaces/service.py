@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -778,14 +779,15 @@ def egress_view(ws: Workspace, limit: int = 50) -> dict:
     }
 
 
-def wait_until_settled(ws: Workspace, seconds: float) -> Workspace:
+def wait_until_settled(ws: Workspace, seconds: float, data_dir: Path | None = None) -> Workspace:
     """``ws`` once it is running (ready for exec: its lifecycle commands ran, or it had
     none and a command waits for its environment: once_set_up) or failed, or as it is
-    after ``seconds``."""
+    after ``seconds``. With ``data_dir``, woken by the worker instead of looking often."""
     return _poll(
         lambda: Workspace.get_by_id(ws.id),
         lambda found: found.status in (S.RUNNING, S.FAILED, S.DELETED),
         seconds,
+        data_dir,
     )
 
 
@@ -801,7 +803,9 @@ def setting_up(ws: Workspace) -> bool:
     return job is not None and job.kind in (Kind.CREATE, Kind.START, Kind.RESTART, Kind.REBUILD)
 
 
-def once_set_up(ws: Workspace, seconds: float = SET_UP_SECONDS) -> Workspace:
+def once_set_up(
+    ws: Workspace, seconds: float = SET_UP_SECONDS, data_dir: Path | None = None
+) -> Workspace:
     """``ws`` (read again) once a person's command in it gets the environment the next
     ones will: a new container counts as running before its job has probed the user's
     environment (when nothing else is to be set up: lifecycle), and a command that comes
@@ -809,7 +813,9 @@ def once_set_up(ws: Workspace, seconds: float = SET_UP_SECONDS) -> Workspace:
     hangs, a worker that died under it): 409, never a command without that environment."""
     if ws.environment_known:
         return ws
-    found = _poll(lambda: Workspace.get_by_id(ws.id), lambda f: not setting_up(f), seconds)
+    found = _poll(
+        lambda: Workspace.get_by_id(ws.id), lambda f: not setting_up(f), seconds, data_dir
+    )
     if setting_up(found):
         raise WorkspaceError(
             409,
@@ -820,7 +826,7 @@ def once_set_up(ws: Workspace, seconds: float = SET_UP_SECONDS) -> Workspace:
     return found
 
 
-def wait_for_job(job: Transition, seconds: float) -> Transition:
+def wait_for_job(job: Transition, seconds: float, data_dir: Path | None = None) -> Transition:
     """``job`` once it succeeded or failed, or as it is after ``seconds``. A start counts
     once it has made its workspace run: one with nothing left to set up runs before its
     job has written the postStart marker."""
@@ -835,24 +841,37 @@ def wait_for_job(job: Transition, seconds: float) -> Transition:
             and Workspace.get_by_id(found.workspace_id).status == S.RUNNING
         )
 
-    return _poll(lambda: Transition.get_by_id(job.id), done, seconds)
+    return _poll(lambda: Transition.get_by_id(job.id), done, seconds, data_dir)
 
 
 QUICK_LOOK = 0.02  # seconds between a waiting request's first looks
+WOKEN_LOOK = 0.25  # between looks where the worker wakes the waiting requests
 
 
-def _poll(fetch, done, seconds: float):
-    """``fetch()`` until ``done`` of it, or as it is after ``seconds``; the database
-    connection is kept only between the first, quick looks (the worker may take
-    minutes, and a connection per look would cost more than the look)."""
-    deadline = time.monotonic() + seconds
-    for pause in _pauses():
+def _poll(fetch, done, seconds: float, data_dir: Path | None = None):
+    """``fetch()`` until ``done`` of it, or as it is after ``seconds``. With
+    ``data_dir``, looks again when the worker says something moved (wakeup.Changes),
+    and otherwise every WOKEN_LOOK for a wake-up that was lost: a burst of waiting
+    requests then costs a look per move instead of fifty a second each, CPU the engine
+    and the worker need in that moment. Without it (or no listener), looks on a
+    timer. The database connection is kept for the first second only (the worker may
+    take minutes, and a connection per look would cost more than the look)."""
+    began = time.monotonic()
+    deadline = began + seconds
+    changes = wakeup.changes(data_dir) if data_dir is not None else None
+    pauses = itertools.repeat(WOKEN_LOOK) if changes is not None else _pauses()
+    for pause in pauses:
+        seen = changes.seen() if changes is not None else 0
         found = fetch()
         if done(found) or time.monotonic() >= deadline:
             return found
-        if pause > QUICK_LOOK:
+        if time.monotonic() - began >= 1:
             database.close()
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        timeout = min(pause, max(0.0, deadline - time.monotonic()))
+        if changes is not None:
+            changes.wait(seen, timeout)
+        else:
+            time.sleep(timeout)
     raise AssertionError("unreachable")
 
 

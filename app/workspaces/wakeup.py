@@ -1,15 +1,22 @@
-"""Waking the worker the moment a job is recorded, without it polling on a timer.
+"""Waking the worker the moment a job is recorded, and the requests that wait for a
+job the moment it moved, without either polling on a short timer.
 
 The worker listens on a Unix datagram socket in the data dir; the web app sends it one
-byte after writing a job. The database stays the source of truth: a lost wake-up only
-delays a job until the worker's next safety-net look (a few seconds).
+byte after writing a job. The other way, each process with requests waiting (the web
+app, the SSH gateway) listens on a socket of its own in ``waiters/``, and the worker
+sends each one byte when a workspace starts to run, its environment is recorded or a
+job ends. The database stays the source of truth: a lost wake-up only delays a job
+until the worker's next safety-net look (a few seconds), and a waiting request until
+its next look (a quarter of a second).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
+import threading
 from pathlib import Path
 
 
@@ -47,3 +54,80 @@ class Listener:
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def waiters_dir(data_dir: Path) -> Path:
+    return data_dir / "waiters"
+
+
+def tell_waiters(data_dir: Path) -> None:
+    """One byte to every process waiting on a job (never blocking the worker: a full
+    queue means that process has a wake-up pending anyway). A socket whose process is
+    gone is removed."""
+    entries = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(waiters_dir(data_dir)) as found:
+        entries = [entry.path for entry in found if entry.name.endswith(".sock")]
+    if not entries:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for path in entries:
+            try:
+                sock.sendto(b"!", path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            except OSError:  # BlockingIOError: its queue is full
+                pass
+
+
+class Changes:
+    """This process's ear for the worker's wake-ups: ``wait`` returns once one came after
+    ``seen()`` was read, or after ``timeout`` seconds."""
+
+    def __init__(self, data_dir: Path):
+        folder = waiters_dir(data_dir)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        self.path = folder / f"{os.getpid()}-{next(_numbers)}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self._count = 0
+        self._changed = threading.Condition()
+        threading.Thread(target=self._listen, name="changes", daemon=True).start()
+
+    def seen(self) -> int:
+        return self._count
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._count != seen, timeout)
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                self.sock.recv(64)
+            except OSError:
+                return
+            with self._changed:
+                self._count += 1
+                self._changed.notify_all()
+
+
+_numbers = itertools.count()
+_changes: dict[tuple[int, Path], Changes] = {}
+_changes_lock = threading.Lock()
+
+
+def changes(data_dir: Path) -> Changes | None:
+    """This process's listener for ``data_dir`` (made on first use; per process, so a
+    forked child makes its own), or None where none can be made."""
+    key = (os.getpid(), Path(data_dir))
+    with _changes_lock:
+        if key not in _changes:
+            try:
+                _changes[key] = Changes(data_dir)
+            except OSError:
+                return None
+        return _changes[key]

@@ -195,6 +195,7 @@ class Worker:
                     if job.kind == Kind.CREATE:
                         self.networks_wanted = True
         wakeup.notify(self.settings.data_dir)  # the next job of this workspace may wait
+        wakeup.tell_waiters(self.settings.data_dir)  # requests waiting for this one
 
     def _keep_networks_ahead(self) -> None:
         """Thread: after a create, once no job has run for a while, the networks of the
