@@ -276,7 +276,9 @@ def _drop_rules_of_gone_egress_bridges(iptables: str) -> list[str]:
     dropped = 0
     for line in listed.stdout.splitlines():
         words = shlex.split(line)
-        if words[:2] != ["-A", "INPUT"] or "-i" not in words:
+        # Only openings (ACCEPT), as Berth makes them: a rule someone else put there to
+        # refuse something stays, whatever interface it names.
+        if words[:2] != ["-A", "INPUT"] or "-i" not in words or words[-2:] != ["-j", "ACCEPT"]:
             continue
         bridge = words[words.index("-i") + 1]
         if not _EGRESS_BRIDGE.fullmatch(bridge) or _interface_exists(bridge):
