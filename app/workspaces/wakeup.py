@@ -65,7 +65,8 @@ def tell_waiters(data_dir: Path) -> None:
     queue means that process has a wake-up pending anyway). A socket whose process is
     gone is removed."""
     entries = []
-    with contextlib.suppress(FileNotFoundError), os.scandir(waiters_dir(data_dir)) as found:
+    # Never fails the job that calls it: the waiting requests look again anyway.
+    with contextlib.suppress(OSError), os.scandir(waiters_dir(data_dir)) as found:
         entries = [entry.path for entry in found if entry.name.endswith(".sock")]
     if not entries:
         return

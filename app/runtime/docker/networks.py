@@ -275,12 +275,18 @@ def _drop_rules_of_gone_egress_bridges(iptables: str) -> list[str]:
     listed = subprocess.run([iptables, "-S", "INPUT"], capture_output=True, text=True)
     dropped = 0
     for line in listed.stdout.splitlines():
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError:  # an interface name with a quote in it: not Berth's
+            continue
         # Only openings (ACCEPT), as Berth makes them: a rule someone else put there to
         # refuse something stays, whatever interface it names.
         if words[:2] != ["-A", "INPUT"] or "-i" not in words or words[-2:] != ["-j", "ACCEPT"]:
             continue
-        bridge = words[words.index("-i") + 1]
+        at = words.index("-i")
+        if words[at - 1] == "!":  # "all but that bridge": not a rule Berth makes
+            continue
+        bridge = words[at + 1]
         if not _EGRESS_BRIDGE.fullmatch(bridge) or _interface_exists(bridge):
             continue
         rule = words[2:]
