@@ -13,8 +13,8 @@ its next look (a quarter of a second).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
+import secrets
 import socket
 import threading
 from pathlib import Path
@@ -89,9 +89,9 @@ class Changes:
     def __init__(self, data_dir: Path):
         folder = waiters_dir(data_dir)
         folder.mkdir(mode=0o700, exist_ok=True)
-        self.path = folder / f"{os.getpid()}-{next(_numbers)}.sock"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        # A random name: the web and SSH containers of the appliance share the data dir
+        # but not their process ids, so a pid in the name could be another's.
+        self.path = folder / f"{secrets.token_hex(8)}.sock"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
         self._count = 0
@@ -116,7 +116,6 @@ class Changes:
                 self._changed.notify_all()
 
 
-_numbers = itertools.count()
 _changes: dict[tuple[int, Path], Changes] = {}
 _changes_lock = threading.Lock()
 

@@ -61,11 +61,15 @@ def test_the_rules_of_a_gone_egress_bridge_go_and_a_live_ones_stay(instances):
     # An admin's refusal naming that gone bridge is not Berth's to remove.
     refusal = ["-i", f"berth{gone}eg", "-p", "tcp", "--dport", "22", "-j", "DROP"]
     subprocess.run(["iptables", "-I", "INPUT", *refusal], check=True)
+    # "Everything but from that bridge" opens the host: taking it away would lock out.
+    all_but = ["!", "-i", f"berth{gone}eg", "-p", "tcp", "--dport", "2", "-j", "ACCEPT"]
+    subprocess.run(["iptables", "-I", "INPUT", *all_but], check=True)
 
     said = _runtime(ours).ensure_isolation_rules(PORT)
 
-    assert _mentioning(f"berth{gone}eg") == [
-        f"-A INPUT -i berth{gone}eg -p tcp -m tcp --dport 22 -j DROP"
+    assert sorted(_mentioning(f"berth{gone}eg")) == [
+        f"-A INPUT ! -i berth{gone}eg -p tcp -m tcp --dport 2 -j ACCEPT",
+        f"-A INPUT -i berth{gone}eg -p tcp -m tcp --dport 22 -j DROP",
     ]
     assert "INPUT rules of egress bridges that are gone" in said
     assert len(_mentioning(f"berth{neighbour}eg")) == 2
